@@ -140,3 +140,21 @@ def dumps(result: dict) -> str:
     """JSON text of a result: metafor's "NA"/"Inf" strings for non-finite numbers,
     shortest round-trip floats, sorted nowhere (section order is meaningful)."""
     return json.dumps(_jsonable(result), indent=1, allow_nan=False) + "\n"
+
+
+_NON_FINITE = {"NA": math.nan, "NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
+
+
+def _restore(o):
+    if isinstance(o, dict):
+        return {k: _restore(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_restore(v) for v in o]
+    if isinstance(o, str) and o in _NON_FINITE:
+        return _NON_FINITE[o]
+    return math.nan if o is None else o
+
+
+def load_result(path: str | Path) -> dict:
+    """Read a result JSON written by ``dumps``: "NA"/"Inf" strings become floats."""
+    return _restore(json.loads(Path(path).read_text(encoding="utf-8")))

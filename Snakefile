@@ -1,0 +1,21 @@
+# ntxmeta: naltrexone trials -> effect sizes -> meta-analyses -> figures, tables, report.
+# Contents: data/raw/*.csv is validated and normalised (ingest), each analysis in
+# config/config.yaml gets its effect sizes (effects), its models (pool) and its
+# figures (figures); tables and the report gather all analyses.
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/effects.smk"
+include: "workflow/rules/pool.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        all_outputs,
+    default_target: True

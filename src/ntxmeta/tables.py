@@ -1,0 +1,90 @@
+"""Summary tables across analyses, as CSV (for reuse) and Markdown (for reading).
+
+Cells are data: a text cell starting with ``=``, ``+``, ``-`` or ``@`` is
+prefixed with a single quote in exports so that a spreadsheet does not run
+it as a formula (OWASP "CSV injection"); numbers are never altered.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .analyse import load_result
+from .io import atomic_path, write_text
+from .pipeline import CSV_FLOAT, headline
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+SUMMARY_COLUMNS = ("analysis", "title", "measure", "k", "participants", "estimate", "ci_lb",
+                   "ci_ub", "pi_lb", "pi_ub", "tau2", "I2_pct", "pval", "model", "status")
+
+
+def neutralise(value):
+    """Prefix text that a spreadsheet would read as a formula with a single quote."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose text cells cannot act as spreadsheet formulas."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(neutralise)
+    return out
+
+
+def summary_table(results: list[dict]) -> pd.DataFrame:
+    """One row per analysis: k, participants, pooled estimate (natural scale), CI, PI, tau2, I2, p."""
+    rows = []
+    for res in sorted(results, key=lambda r: r["name"]):
+        meta = res["analysis"]
+        h = headline(res)
+        model = f"{meta['method']} random effects, {'Hartung-Knapp' if meta['test'] == 'knha' else 'Wald z'}"
+        rows.append({"analysis": res["name"], "title": meta["title"], "measure": meta["measure"],
+                     "k": meta.get("k_used", 0), "participants": meta.get("participants", 0),
+                     "estimate": h.get("estimate", np.nan), "ci_lb": h.get("ci_lb", np.nan),
+                     "ci_ub": h.get("ci_ub", np.nan), "pi_lb": h.get("pi_lb", np.nan),
+                     "pi_ub": h.get("pi_ub", np.nan), "tau2": h.get("tau2", np.nan),
+                     "I2_pct": h.get("I2_pct", np.nan), "pval": h.get("pval", np.nan),
+                     "model": model, "status": meta["status"]})
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def _fmt(x, digits=2):
+    if isinstance(x, (float, np.floating)):
+        if math.isnan(x):
+            return ""
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def to_markdown(frame: pd.DataFrame, digits: dict | None = None) -> str:
+    """A GitHub-flavoured Markdown table; pipes in text are escaped."""
+    digits = digits or {}
+    head = "| " + " | ".join(frame.columns) + " |"
+    sep = "|" + "|".join("---" for _ in frame.columns) + "|"
+    lines = [head, sep]
+    for _, row in frame.iterrows():
+        cells = [_fmt(neutralise(row[c]), digits.get(c, 2)).replace("|", "\\|").replace("\n", " ")
+                 for c in frame.columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(frame: pd.DataFrame, csv_path: str | Path, md_path: str | Path,
+                digits: dict | None = None) -> None:
+    """Write a table as CSV and Markdown, atomically, formula-safe."""
+    with atomic_path(csv_path) as tmp:
+        safe_frame(frame).to_csv(tmp, index=False, float_format=CSV_FLOAT, lineterminator="\n")
+    write_text(md_path, to_markdown(frame, digits))
+
+
+def write_summary(result_paths: list[str | Path], csv_path: str | Path, md_path: str | Path) -> None:
+    results = [load_result(p) for p in result_paths]
+    write_table(summary_table(results), csv_path, md_path,
+                digits={"tau2": 4, "pval": 4, "I2_pct": 1, "k": 0, "participants": 0})

@@ -1,0 +1,114 @@
+"""What the Snakemake workflow asks of the package, as plain functions.
+
+The package never imports Snakemake; the ``.smk`` files import this module
+and call one function per rule. ``preflight`` runs when the Snakefile is
+parsed, so every problem in ``data/raw/`` and ``config/`` is reported, all
+at once, before any job runs; it also computes, per analysis, a digest of
+the rows it selects (``select.selection_digest``), which the rules pass as
+a ``params`` value: adding a trial row changes the digest of the analyses
+that row belongs to, and only those are recomputed.
+"""
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from . import normalise as nm
+from .config import load_config
+from .pipeline import effects_table, write_csv, write_pool
+from .select import select_rows, selection_digest
+from .validate import ValidationError, validate_raw
+
+RAW_DIR = Path("data/raw")
+COMPARISONS = Path("data/processed/comparisons.csv")
+
+
+@dataclass(frozen=True)
+class Preflight:
+    """Validated configuration, the normalised comparisons and a digest per analysis."""
+
+    config: dict
+    comparisons: pd.DataFrame
+    digests: dict
+
+    @property
+    def analyses(self) -> list[str]:
+        return sorted(self.config["analyses"])
+
+
+def raw_files(root: str | Path = ".") -> list[Path]:
+    """Every CSV in data/raw/, sorted (the workflow reads them all)."""
+    return sorted((Path(root) / RAW_DIR).glob("*.csv"))
+
+
+def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
+    """Validate raw data and config; on any problem print all of them and exit 1.
+
+    Called at parse time by ``workflow/rules/common.smk``: a ``SystemExit``
+    with the messages on stderr, and no traceback, stops Snakemake before it
+    schedules a job, so nothing is written.
+    """
+    try:
+        raw = validate_raw(raw_files(root))
+        config = load_config(config_path)
+        comparisons = nm.normalise(raw, config.get("rules", {}))
+        config = load_config(config_path, comparisons)
+    except ValidationError as err:
+        print(str(err), file=sys.stderr)
+        print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)
+        raise SystemExit(1) from None
+    digests = {name: selection_digest(comparisons, {**config.get("defaults", {}), **a})
+               for name, a in config["analyses"].items()}
+    return Preflight(config, comparisons, digests)
+
+
+@contextmanager
+def logged(path: str | Path):
+    """Send a step's prints and warnings to its Snakemake log file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh, redirect_stdout(fh), redirect_stderr(fh):
+        yield
+
+
+def ingest(config_path: str | Path, out: str | Path, root: str | Path = ".") -> None:
+    """data/raw/*.csv -> data/processed/comparisons.csv."""
+    pf = preflight(config_path, root)
+    nm.write_comparisons(pf.comparisons, out)
+
+
+def effects(comparisons_csv: str | Path, config: dict, analysis: str, out: str | Path) -> None:
+    """comparisons.csv -> data/processed/effects/{analysis}.csv."""
+    comparisons = pd.read_csv(comparisons_csv, keep_default_na=True)
+    a = config["analyses"][analysis]
+    rows = select_rows(comparisons, a)
+    write_csv(effects_table(rows, a, config.get("defaults", {})), out)
+
+
+def pool(effects_csv: str | Path, config: dict, analysis: str, result_json: str | Path,
+         spec_json: str | Path) -> None:
+    """effects -> results/analyses/{analysis}/result.json and spec.json."""
+    write_pool(effects_csv, analysis, config["analyses"][analysis], config.get("defaults", {}),
+               result_json, spec_json)
+
+
+def summary(result_jsons, csv_path, md_path) -> None:
+    """All result.json -> results/tables/summary.{csv,md}."""
+    from .tables import write_summary
+    write_summary(list(result_jsons), csv_path, md_path)
+
+
+def forest_figure(effects_csv, result_json, config: dict, analysis: str, png_path) -> None:
+    """effects + result -> results/figures/forest/{analysis}.png and .svg."""
+    from .analyse import load_result
+    from .plots import forest, new_figure, save_figure
+    effects = pd.read_csv(effects_csv, keep_default_na=True)
+    result = load_result(result_json)
+    a = config["analyses"][analysis]
+    fig, ax = new_figure()
+    forest(effects, result, measure=a["measure"], title=a.get("title", analysis), ax=ax)
+    save_figure(fig, str(Path(png_path).with_suffix("")))

@@ -1,0 +1,32 @@
+# Shared definitions: validation before any job runs, the analyses, input functions.
+from ntxmeta import workflow as ntx
+
+# Validates data/raw/ and config/ now, at parse time: on any problem every
+# message is printed and Snakemake stops before scheduling a job.
+PREFLIGHT = ntx.preflight(workflow.configfiles[0])
+ANALYSES = PREFLIGHT.analyses
+
+
+wildcard_constraints:
+    analysis="[a-z0-9][a-z0-9_]*",
+
+
+def selection_digest(wildcards):
+    """Digest of the rows and options of one analysis (re-run trigger)."""
+    return PREFLIGHT.digests[wildcards.analysis]
+
+
+def raw_csvs(wildcards):
+    return [str(p) for p in ntx.raw_files()]
+
+
+def analysis_results(wildcards):
+    return expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
+
+
+def all_outputs(wildcards):
+    return (
+        expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
+        + expand("results/figures/forest/{analysis}.{ext}", analysis=ANALYSES, ext=["png", "svg"])
+        + ["results/tables/summary.csv", "results/tables/summary.md"]
+    )
