@@ -1,0 +1,712 @@
+"""Publication figures: forest, funnel, cumulative, leave-one-out and bubble plots.
+
+Every function takes plain data, never file paths:
+
+- ``effects``: a DataFrame with one row per study (``label``, ``year``,
+  ``subgroup``, ``yi``, ``vi``, ``sei``, ``ci_lb``, ``ci_ub`` on the analysis
+  scale, ``weight_pct``, arm-level columns and ``confidence``);
+- ``result``: the analysis result laid out under metafor's key paths
+  (``result["rma"]["REML"]["ci.lb"]``, ...); any section may be
+  ``{"error": "..."}`` and is then shown as such, not hidden;
+- keyword options: ``measure``, ``transf`` (``"exp"`` shows ratio measures
+  on their natural scale with a log axis; default: ``"exp"`` for RR, OR and
+  ROM), ``method`` (default ``"REML"``), ``title`` and ``favours``.
+
+Each function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
+habit 12); with ``ax=None`` it makes its own Agg-backed Figure, sized to its
+content. The look comes from :mod:`ntxmeta.style`; no pyplot state is used.
+
+The forest, cumulative and leave-one-out plots are one table engine: a list
+of rows (text cells plus an interval, square, diamond or prediction
+interval) drawn as text columns left and right of an effect axis. Column
+widths are measured with the renderer before anything is placed, long study
+labels are cut with an ellipsis, and spanning notes (heterogeneity, tests)
+widen the left block rather than run into the plot, so no two texts overlap.
+Those columns sit outside the Axes: when you pass your own ``ax``, leave
+room on both sides of it.
+
+Conventions: a ratio below 1 (or a difference below 0) favours naltrexone
+(DESIGN.md), so ``favours[0]`` is written left of the line of no effect.
+
+References
+----------
+1. Peters JL, Sutton AJ, Jones DR, Abrams KR, Rushton L. Contour-enhanced
+   meta-analysis funnel plots help distinguish publication bias from other
+   causes of asymmetry. J Clin Epidemiol 2008;61:991-6.
+2. IntHout J, Ioannidis JPA, Rovers MM, Goeman JJ. Plea for routinely
+   presenting prediction intervals in meta-analysis. BMJ Open 2016;6:e010247.
+3. Viechtbauer W. Conducting meta-analyses in R with the metafor package.
+   J Stat Softw 2010;36(3) (forest, funnel, cumul, leave1out, regplot).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch, Polygon
+from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
+from matplotlib.transforms import blended_transform_factory
+from scipy import stats
+
+from . import style
+from .data import make_unique
+
+RATIO_MEASURES = ("RR", "OR", "ROM")
+MEASURE_NAMES = {
+    "RR": "Risk ratio",
+    "OR": "Odds ratio",
+    "RD": "Risk difference",
+    "SMD": "Standardised mean difference",
+    "MD": "Mean difference",
+    "ROM": "Ratio of means",
+    "GEN": "Effect size",
+}
+FAVOURS = ("naltrexone", "control")
+
+#: Table geometry, in inches. A row of 0.19 in fits 8 pt text with air.
+ROW_IN = 0.19
+COL_GAP_IN = 0.12          # between two text columns
+PLOT_GAP_IN = 0.18         # between a text block and the plot
+PLOT_IN = 2.3              # width of the effect axis
+LABEL_MAX_IN = 1.8         # study labels longer than this are cut with an ellipsis
+MARGIN_IN = 0.1
+NOTE_MAX_IN = 4.2          # notes (heterogeneity, tests, errors) wrap beyond this width
+NOTE_INDENT = "    "
+AXIS_SPACE_IN = 0.62       # below the table: tick labels, favours labels, axis label
+#: Squares: side in points for the largest weight, and the least side so that
+#: a study with a tiny weight stays visible. Area is proportional to weight.
+SQUARE_MAX_PT = 10.0
+SQUARE_MIN_PT = 2.5
+POINT_PT = 4.0
+ARROW_PT = 4.0
+#: Offsets below the x axis, in points (tick labels take about 13 pt).
+FAVOURS_OFFSET_PT = 15.0
+XLABEL_PAD_PT = 15.0
+#: How far a study's CI may widen the axis beyond the span of the point
+#: estimates, pooled intervals and the null, as a fraction of that span;
+#: intervals beyond it are clipped and drawn with an arrow.
+CI_OVERHANG = 0.6
+#: Least room on each side of the null, as a fraction of that span, so that
+#: both favours labels have an axis to sit under.
+NULL_MARGIN = 0.08
+MAX_TICKS = 7
+#: Prediction intervals are drawn for k >= 3 only: with fewer studies tau^2
+#: is not estimable in any useful sense (IntHout et al. 2016).
+PI_MIN_K = 3
+#: Significance contours of the funnel plot (two-sided p) and their shades,
+#: from the inside out: p > 0.10 on white, then darker towards p < 0.01.
+FUNNEL_CONTOURS = ((0.10, style.PAPER), (0.05, style.LIGHT), (0.01, style.FAINT))
+FUNNEL_OUTER_SHADE = "0.67"
+MINUS = "\u2212"
+DASH = "\u2013"
+
+# Row kinds of the table engine.
+STUDY, POINT, DIAMOND, PI, HEADING, NOTE, BLANK = (
+    "study", "point", "diamond", "pi", "heading", "note", "blank")
+_GRAPHIC_KINDS = (STUDY, POINT, DIAMOND, PI)
+
+
+# --------------------------------------------------------------------------
+# numbers and words
+
+
+def _num(x: Any) -> float:
+    """A result value as float: metafor's "NA"/"NaN"/"Inf" strings and None become floats.
+
+    A list (``QMdf = [2, "NA"]``) gives its first entry.
+    """
+    if isinstance(x, (list, tuple)):
+        return _num(x[0]) if x else math.nan
+    if x is None:
+        return math.nan
+    if isinstance(x, str):
+        return {"Inf": math.inf, "-Inf": -math.inf}.get(x, math.nan)
+    return float(x)
+
+
+def _section(result: Mapping, *path: str) -> tuple[Mapping | None, str | None]:
+    """Follow ``path`` into the result: ``(section, None)`` or ``(None, reason)``."""
+    node: Any = result
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return None, "not computed"
+        node = node[key]
+        if isinstance(node, Mapping) and "error" in node:
+            return None, str(node["error"])
+    return node, None
+
+
+def _minus(text: str) -> str:
+    return text.replace("-", MINUS)
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    """Fixed decimals with a typographic minus; NaN as an en dash."""
+    return _minus(f"{x:.{digits}f}") if math.isfinite(x) else DASH
+
+
+def _fmt_p(p: float) -> str:
+    if not math.isfinite(p):
+        return f"p = {DASH}"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def _fmt_small(x: float) -> str:
+    """tau^2 and the like: 2 decimals, 3 below 0.01, "< 0.001" below that."""
+    if not math.isfinite(x):
+        return DASH
+    if x == 0:
+        return "0"
+    if x >= 0.01:
+        return _fmt(x, 2)
+    return "< 0.001" if x < 0.001 else _fmt(x, 3)
+
+
+def _fmt_count(x: float) -> str:
+    return f"{x:.0f}" if math.isfinite(x) else ""
+
+
+def _capital(word: str) -> str:
+    return word[:1].upper() + word[1:]
+
+
+@dataclass(frozen=True)
+class _Scale:
+    """How analysis-scale numbers are shown: identity, or exp on a log axis."""
+
+    measure: str
+    log: bool
+
+    @property
+    def null(self) -> float:
+        return 1.0 if self.log else 0.0
+
+    @property
+    def short(self) -> str:
+        if self.measure == "GEN":
+            return "Ratio" if self.log else "Effect"
+        return self.measure
+
+    @property
+    def axis_label(self) -> str:
+        name = MEASURE_NAMES.get(self.measure, self.measure)
+        return f"{name} (log scale)" if self.log else name
+
+    def show(self, y: Any) -> Any:
+        """Analysis scale -> displayed value."""
+        return np.exp(y) if self.log else y
+
+    def effect(self, est: float, lb: float, ub: float, digits: int = 2) -> str:
+        """'0.49 [0.34, 0.70]' on the displayed scale."""
+        est, lb, ub = (float(self.show(v)) for v in (est, lb, ub))
+        return f"{_fmt(est, digits)} [{_fmt(lb, digits)}, {_fmt(ub, digits)}]"
+
+
+def _scale(measure: str, transf: str | None) -> _Scale:
+    measure = measure.upper()
+    if transf is None:
+        transf = "exp" if measure in RATIO_MEASURES else "none"
+    if transf not in ("exp", "none", "identity"):
+        raise ValueError(f"transf must be 'exp', 'none' or None, got {transf!r}")
+    return _Scale(measure, transf == "exp")
+
+
+def _model_name(method: str) -> str:
+    if method in ("EE", "FE", "CE"):
+        return "Common-effect model"
+    return f"Random-effects model ({method})"
+
+
+def _heterogeneity(fit: Mapping) -> str:
+    """'Heterogeneity: tau^2 = ..; I^2 = ..%; Q = .., df = .. (p ..)' of one fit."""
+    k = int(_num(fit.get("k")))
+    if k < 2:
+        return f"Heterogeneity: not applicable (k = {k})"
+    return (f"Heterogeneity: \u03c4\u00b2 = {_fmt_small(_num(fit.get('tau2')))}; "
+            f"I\u00b2 = {_fmt(_num(fit.get('I2')), 0)}%; "
+            f"Q = {_fmt(_num(fit.get('QE')))}, df = {_fmt(_num(fit.get('QEdf')), 0)} "
+            f"({_fmt_p(_num(fit.get('QEp')))})")
+
+
+def _overall_test(fit: Mapping) -> str:
+    stat = "z" if fit.get("test", "z") == "z" else "t"
+    return f"Test for overall effect: {stat} = {_fmt(_num(fit.get('zval')))} ({_fmt_p(_num(fit.get('pval')))})"
+
+
+def _interval(fit: Mapping, key: str = "ci") -> tuple[float, float, float]:
+    return _num(fit.get("estimate")), _num(fit.get(f"{key}.lb")), _num(fit.get(f"{key}.ub"))
+
+
+# --------------------------------------------------------------------------
+# the table engine behind forest, cumulative and leave-one-out plots
+
+
+@dataclass(frozen=True)
+class _Col:
+    """A text column left or right of the plot; ``group`` spans adjacent columns."""
+
+    key: str
+    header: str
+    side: str
+    align: str = "right"
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One table row: cells by column key, plus its graphic on the analysis scale.
+
+    ``area`` (STUDY rows) is the marker area as a fraction of the largest.
+    NOTE rows carry their text in ``cells["note"]``; it spans the left block.
+    """
+
+    kind: str
+    cells: Mapping[str, str] = field(default_factory=dict)
+    est: float = math.nan
+    lb: float = math.nan
+    ub: float = math.nan
+    area: float = 1.0
+
+
+@dataclass(frozen=True)
+class _Table:
+    cols: tuple[_Col, ...]
+    rows: tuple[_Row, ...]
+    scale: _Scale
+    title: str | None = None
+    favours: tuple[str, str] = FAVOURS
+    band: tuple[float, float, float] | None = None  # (est, lb, ub): shaded reference
+
+
+def _row_font(kind: str, header: bool = False):
+    if kind == NOTE:
+        return style.font(style.SMALL_SIZE)
+    bold = header or kind in (HEADING, DIAMOND)
+    return style.font(weight="bold" if bold else "normal")
+
+
+def _notes(text: str) -> list[_Row]:
+    """A note as NOTE rows, wrapped at spaces to at most ``NOTE_MAX_IN`` wide."""
+    prop = _row_font(NOTE)
+    lines = [""]
+    for word in text.split(" "):
+        candidate = f"{lines[-1]} {word}" if lines[-1] else word
+        if lines[-1] and style.text_width_in(candidate, prop) > NOTE_MAX_IN:
+            lines.append(NOTE_INDENT + word)
+        else:
+            lines[-1] = candidate
+    return [_Row(NOTE, {"note": line}) for line in lines]
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Text anchors in inches: left columns from the plot's left edge (negative),
+    right columns from its right edge; block widths include the gap to the plot."""
+
+    anchor: Mapping[str, float]
+    span: Mapping[str, tuple[float, float]]  # group -> (start, end) offsets
+    left_in: float
+    right_in: float
+
+
+def _measure(table: _Table) -> _Layout:
+    """Column widths from the rendered texts, then the anchors of every column."""
+    widths = {}
+    for col in table.cols:
+        texts = [(col.header, _row_font(BLANK, header=True))]
+        texts += [(row.cells[col.key], _row_font(row.kind)) for row in table.rows if col.key in row.cells]
+        widths[col.key] = max(style.text_width_in(t, p) for t, p in texts)
+
+    def run(cols: Sequence[_Col]) -> float:
+        return sum(widths[c.key] for c in cols) + COL_GAP_IN * max(len(cols) - 1, 0)
+
+    for name in {c.group for c in table.cols if c.group}:  # a group header wider than its columns
+        members = [c for c in table.cols if c.group == name]
+        extra = style.text_width_in(name, _row_font(BLANK, header=True)) - run(members)
+        for c in members:
+            widths[c.key] += max(0.0, extra) / len(members)
+    left = [c for c in table.cols if c.side == "left"]
+    right = [c for c in table.cols if c.side == "right"]
+    notes = max((style.text_width_in(r.cells["note"], _row_font(NOTE)) for r in table.rows if r.kind == NOTE),
+                default=0.0)
+    widths[left[0].key] += max(0.0, notes - run(left))  # notes span the left block: widen its first column
+    anchor: dict[str, float] = {}
+    span: dict[str, tuple[float, float]] = {}
+    for cols, x in ((left, -run(left) - PLOT_GAP_IN), (right, PLOT_GAP_IN)):
+        for col in cols:
+            anchor[col.key] = x + (widths[col.key] if col.align == "right" else 0.0)
+            if col.group:
+                lo, _ = span.get(col.group, (x, x))
+                span[col.group] = (lo, x + widths[col.key])
+            x += widths[col.key] + COL_GAP_IN
+    return _Layout(anchor, span, run(left) + PLOT_GAP_IN, run(right) + PLOT_GAP_IN if right else 0.0)
+
+
+def _nice_limits(lo: float, hi: float, log: bool) -> list[float]:
+    """Ticks (displayed scale) whose first and last enclose [lo, hi] (analysis scale)."""
+    if log:  # 1-2-5 ticks, thinned to 1-5, then to decades, until at most 7 remain
+        a, b = math.exp(lo) * (1 + 1e-9), math.exp(hi) * (1 - 1e-9)
+        for mantissas in ((1, 2, 5), (1, 5), (1,)):
+            cands = sorted(m * 10.0 ** e for e in range(-4, 5) for m in mantissas)
+            first = max([c for c in cands if c <= a], default=cands[0])
+            last = min([c for c in cands if c >= b], default=cands[-1])
+            ticks = [c for c in cands if first <= c <= last]
+            if len(ticks) <= MAX_TICKS:
+                break
+        return ticks
+    ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    first = max(t for t in ticks if t <= lo + 1e-12)
+    last = min(t for t in ticks if t >= hi - 1e-12)
+    return [float(t) for t in ticks if first <= t <= last]
+
+
+def _axis_ticks(table: _Table) -> list[float]:
+    """Ticks of the effect axis: all estimates, pooled intervals and the null in
+    view; study intervals too unless they would squash the rest (then clipped)."""
+    core = [0.0]  # the null on the analysis scale
+    wide = []
+    for row in table.rows:
+        if row.kind in (DIAMOND, PI):
+            core += [row.est, row.lb, row.ub]
+        elif row.kind in (STUDY, POINT):
+            core.append(row.est)
+            wide += [row.lb, row.ub]
+    if table.band is not None:
+        core += list(table.band)
+    core = [v for v in core if math.isfinite(v)]
+    wide = [v for v in wide if math.isfinite(v)]
+    lo, hi = min(core), max(core)
+    span = (hi - lo) or 1.0
+    lo, hi = min(lo, -NULL_MARGIN * span), max(hi, NULL_MARGIN * span)  # the null never sits on an edge
+    lo = max(min([lo, *wide]), lo - CI_OVERHANG * span)
+    hi = min(max([hi, *wide]), hi + CI_OVERHANG * span)
+    return _nice_limits(lo, hi, table.scale.log)
+
+
+def _tick_label(v: float) -> str:
+    return _minus(f"{v:g}")
+
+
+def _draw_interval(ax: Axes, y: float, lb: float, ub: float, lim: tuple[float, float], **line) -> None:
+    """A CI line clipped to the axis, with an arrowhead where it runs off."""
+    lo, hi = lim
+    a, b = max(lb, lo), min(ub, hi)
+    if a < b:
+        ax.plot([a, b], [y, y], color=style.INK, lw=style.LINE_WIDTH, solid_capstyle="butt", **line)
+    for beyond, edge, marker in ((lb < lo, lo, "<"), (ub > hi, hi, ">")):
+        if beyond:
+            ax.plot([edge], [y], marker=marker, ms=ARROW_PT, color=style.INK, clip_on=False, lw=0)
+
+
+def _draw_graphic(ax: Axes, y: float, row: _Row, scale: _Scale, lim: tuple[float, float]) -> None:
+    est, lb, ub = (float(scale.show(v)) for v in (row.est, row.lb, row.ub))
+    if not math.isfinite(est) and row.kind != PI:
+        return
+    inside = lim[0] <= est <= lim[1]
+    if row.kind == STUDY:
+        _draw_interval(ax, y, lb, ub, lim)
+        if inside:
+            side = max(SQUARE_MIN_PT, SQUARE_MAX_PT * math.sqrt(max(row.area, 0.0)))
+            ax.plot([est], [y], marker="s", ms=side, mfc=style.INK, mec=style.INK, mew=0, lw=0)
+    elif row.kind == POINT:
+        _draw_interval(ax, y, lb, ub, lim)
+        if inside:
+            ax.plot([est], [y], marker="o", ms=POINT_PT, mfc=style.INK, mec=style.INK, lw=0)
+    elif row.kind == DIAMOND:
+        xs = np.clip([lb, est, ub, est], *lim)
+        ax.add_patch(Polygon(np.column_stack([xs, [y, y - 0.34, y, y + 0.34]]), closed=True,
+                             facecolor=style.INK, edgecolor=style.INK, lw=style.THIN_LINE))
+    elif row.kind == PI:
+        _draw_interval(ax, y, lb, ub, lim)
+        ends = [v for v in (lb, ub) if lim[0] <= v <= lim[1]]
+        ax.plot(ends, [y] * len(ends), marker="|", ms=5, color=style.INK, lw=0)
+
+
+def _new_table_axes(layout: _Layout, n_rows: int) -> Axes:
+    width = MARGIN_IN * 2 + layout.left_in + PLOT_IN + layout.right_in
+    height = n_rows * ROW_IN + AXIS_SPACE_IN + MARGIN_IN
+    rect = ((MARGIN_IN + layout.left_in) / width, AXIS_SPACE_IN / height,
+            PLOT_IN / width, n_rows * ROW_IN / height)
+    return style.new_axes(width, height, rect)
+
+
+def _draw_table(table: _Table, ax: Axes | None) -> Axes:
+    """Render a table of rows beside an effect axis; returns the Axes."""
+    layout = _measure(table)
+    has_groups = any(c.group for c in table.cols)
+    n_head = 1 + int(has_groups) + int(bool(table.title))
+    n_body = len(table.rows)
+    top = -n_head - 0.5
+    if ax is None:
+        ax = _new_table_axes(layout, n_body + n_head)
+    with style.styled():
+        fig = ax.figure
+        fig_w, _ = fig.get_size_inches()
+        box = ax.get_position()
+        plot_l, plot_r = box.x0 * fig_w, box.x1 * fig_w
+        trans = blended_transform_factory(fig.dpi_scale_trans, ax.transData)
+
+        def x_of(side: str, offset: float) -> float:
+            return (plot_l if side == "left" else plot_r) + offset
+
+        def put(x: float, y: float, text: str, prop, ha: str, color: str = style.INK) -> None:
+            ax.text(x, y, text, transform=trans, ha=ha, va="center", fontproperties=prop,
+                    color=color, parse_math=False, clip_on=False)
+
+        ticks = _axis_ticks(table)
+        lim = (ticks[0], ticks[-1])
+        ax.set_xscale("log" if table.scale.log else "linear")
+        ax.set_xlim(*lim)
+        ax.set_ylim(n_body - 0.5, top)
+        left_edge, right_edge = plot_l - layout.left_in, plot_r + layout.right_in
+        if table.title:
+            put(left_edge, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
+        for col in table.cols:
+            put(x_of(col.side, layout.anchor[col.key]), -1, col.header, _row_font(BLANK, True), col.align)
+        for name, (lo, hi) in layout.span.items():
+            side = next(c.side for c in table.cols if c.group == name)
+            put(x_of(side, (lo + hi) / 2), -2, name, _row_font(BLANK, True), "center")
+        ax.add_line(Line2D([left_edge, right_edge], [-0.5, -0.5], transform=trans, color=style.INK,
+                           lw=style.THIN_LINE, clip_on=False))
+        for y, row in enumerate(table.rows):
+            if row.kind == NOTE:
+                put(left_edge, y, row.cells["note"], _row_font(NOTE), "left", style.DARK)
+                continue
+            for col in table.cols:
+                if col.key in row.cells:
+                    put(x_of(col.side, layout.anchor[col.key]), y, row.cells[col.key],
+                        _row_font(row.kind), col.align)
+            if row.kind in _GRAPHIC_KINDS:
+                _draw_graphic(ax, y, row, table.scale, lim)
+        graphic = [y for y, r in enumerate(table.rows) if r.kind in _GRAPHIC_KINDS]
+        if table.band is not None:
+            est, lb, ub = (float(table.scale.show(v)) for v in table.band)
+            ax.fill_betweenx([-0.5, n_body - 0.5], max(lb, lim[0]), min(ub, lim[1]),
+                             color=style.FAINT, lw=0, zorder=0)
+            ax.vlines(est, -0.5, n_body - 0.5, colors=style.DARK, linestyles="--", lw=style.THIN_LINE, zorder=1)
+        if graphic:
+            ax.vlines(table.scale.null, min(graphic) - 0.5, n_body - 0.5, colors=style.INK,
+                      lw=style.THIN_LINE, zorder=1)
+        _style_effect_axis(ax, table, ticks)
+    return ax
+
+
+def _style_effect_axis(ax: Axes, table: _Table, ticks: list[float]) -> None:
+    for name in ("left", "right", "top"):
+        ax.spines[name].set_visible(False)
+    ax.yaxis.set_major_locator(NullLocator())
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([_tick_label(t) for t in ticks])
+    ax.set_xlabel(table.scale.axis_label, labelpad=XLABEL_PAD_PT)
+    ax.patch.set_visible(False)
+    null = table.scale.null
+    if ticks[0] < null < ticks[-1]:
+        for text, ha, dx in ((f"\u2190 Favours {table.favours[0]}", "right", -3),
+                             (f"Favours {table.favours[1]} \u2192", "left", 3)):
+            ax.annotate(text, xy=(null, 0), xycoords=("data", "axes fraction"),
+                        xytext=(dx, -FAVOURS_OFFSET_PT), textcoords="offset points",
+                        ha=ha, va="top", fontproperties=style.font(style.SMALL_SIZE), parse_math=False)
+
+
+# --------------------------------------------------------------------------
+# forest plot
+
+
+def _has(effects: pd.DataFrame, col: str) -> bool:
+    return col in effects.columns and effects[col].notna().any()
+
+
+def _arm_columns(effects: pd.DataFrame, favours: tuple[str, str]) -> list[_Col]:
+    """Arm-level columns: events and totals (binary) or mean, SD and total (continuous)."""
+    if _has(effects, "events_treat"):
+        fields = (("events", "Events"), ("n", "Total"))
+    elif _has(effects, "mean_treat"):
+        fields = (("mean", "Mean"), ("sd", "SD"), ("n", "Total"))
+    else:
+        return []
+    return [_Col(f"{f}_{arm}", header, "left", group=_capital(name))
+            for arm, name in (("treat", favours[0]), ("ctrl", favours[1]))
+            for f, header in fields]
+
+
+def _decimals(values: pd.Series) -> int:
+    """Fewest decimals (0-2) that show every value of a column as given."""
+    v = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    for d in (0, 1):
+        if np.allclose(v, np.round(v, d), rtol=0, atol=1e-9):
+            return d
+    return 2
+
+
+def _study_label(rec: Mapping) -> str:
+    label = str(rec.get("label") or rec.get("study_id") or "")
+    year = rec.get("year")
+    if year is not None and not (isinstance(year, float) and math.isnan(year)):
+        year = str(int(year)) if isinstance(year, (int, float, np.number)) else str(year)
+        if year not in label:
+            label = f"{label} {year}"
+    return label
+
+
+LOW_CONFIDENCE_MARK = " \u2020"
+
+
+def _label_cell(text: str, mark: str = "") -> str:
+    prop = _row_font(STUDY)
+    return style.fit_text(text, LABEL_MAX_IN - style.text_width_in(mark, prop), prop) + mark
+
+
+def _study_rows(effects: pd.DataFrame, arm_cols: Sequence[_Col], scale: _Scale) -> list[_Row]:
+    digits = {c.key: _decimals(effects[c.key]) for c in arm_cols}
+    wmax = pd.to_numeric(effects.get("weight_pct"), errors="coerce").max() if "weight_pct" in effects else math.nan
+    rows = []
+    for rec in effects.to_dict("records"):
+        mark = LOW_CONFIDENCE_MARK if str(rec.get("confidence", "")).lower() == "low" else ""
+        cells = {"label": _label_cell(_study_label(rec), mark)}
+        for c in arm_cols:
+            cells[c.key] = _fmt(_num(rec.get(c.key)), digits[c.key]) if math.isfinite(_num(rec.get(c.key))) else ""
+        yi, lb, ub = (_num(rec.get(k)) for k in ("yi", "ci_lb", "ci_ub"))
+        weight = _num(rec.get("weight_pct"))
+        cells["effect"] = scale.effect(yi, lb, ub) if math.isfinite(yi) else "not estimable"
+        cells["weight"] = f"{weight:.1f}%" if math.isfinite(weight) else ""
+        area = weight / wmax if math.isfinite(weight) and wmax > 0 else 0.0
+        rows.append(_Row(STUDY, cells, yi, lb, ub, area))
+    return rows
+
+
+def _totals(effects: pd.DataFrame, arm_cols: Sequence[_Col]) -> dict[str, str]:
+    """Summed events and totals of a block of studies (not means or SDs)."""
+    out = {}
+    for c in arm_cols:
+        if c.key.split("_")[0] in ("events", "n"):
+            out[c.key] = _fmt_count(pd.to_numeric(effects[c.key], errors="coerce").sum(min_count=1))
+    if _has(effects, "weight_pct"):
+        out["weight"] = f"{pd.to_numeric(effects['weight_pct'], errors='coerce').sum():.1f}%"
+    return out
+
+
+def _summary_rows(fit: Mapping | None, reason: str | None, label: str, extra: Mapping[str, str],
+                  scale: _Scale, *, with_pi: bool) -> list[_Row]:
+    """Diamond, prediction interval and heterogeneity note of one pooled fit."""
+    if fit is None:
+        return _notes(f"{label}: no pooled estimate ({reason})")
+    est, lb, ub = _interval(fit)
+    rows = [_Row(DIAMOND, {"label": label, **extra, "effect": scale.effect(est, lb, ub)}, est, lb, ub)]
+    pred = fit.get("predict") or {}
+    pi_lb, pi_ub = _num(pred.get("pi.lb")), _num(pred.get("pi.ub"))
+    if with_pi and _num(fit.get("k")) >= PI_MIN_K and math.isfinite(pi_lb) and math.isfinite(pi_ub):
+        text = f"[{_fmt(float(scale.show(pi_lb)))}, {_fmt(float(scale.show(pi_ub)))}]"
+        rows.append(_Row(PI, {"label": "Prediction interval", "effect": text}, est, pi_lb, pi_ub))
+    rows += _notes(_heterogeneity(fit))
+    return rows
+
+
+def _subgroup_levels(effects: pd.DataFrame, result: Mapping, method: str) -> list[str] | None:
+    """Subgroup levels to draw as blocks, or None for a plain forest."""
+    if not _has(effects, "subgroup"):
+        return None
+    groups = effects["subgroup"].dropna().astype(str)
+    if not (groups != "").any():
+        return None
+    by_level, _ = _section(result, "subgroup", "by_level")
+    if by_level is None:
+        return None
+    listed = [str(v) for v in (result["subgroup"].get("levels") or sorted(by_level))]
+    return listed + sorted(set(groups) - set(listed) - {""})
+
+
+def _subgroup_block(effects: pd.DataFrame, level: str, result: Mapping, method: str,
+                    arm_cols: Sequence[_Col], scale: _Scale) -> list[_Row]:
+    block = effects[effects["subgroup"].astype(str) == level]
+    rows = [_Row(HEADING, {"label": _label_cell(level)})]
+    rows += _study_rows(block, arm_cols, scale)
+    fit, reason = _section(result, "subgroup", "by_level", level, method)
+    label = f"Subtotal (k = {len(block)})"
+    rows += _summary_rows(fit, reason, label, _totals(block, arm_cols), scale, with_pi=False)
+    return rows + [_Row(BLANK)]
+
+
+def _subgroup_test(result: Mapping, method: str, n_levels: int) -> str:
+    if n_levels < 2:
+        return "Test for subgroup differences: not applicable (one subgroup)"
+    test, reason = _section(result, "subgroup", "mixed_effects", method)
+    if test is None:
+        return f"Test for subgroup differences: not available ({reason})"
+    stat = "QM" if test.get("test", "z") == "z" else "F"
+    return (f"Test for subgroup differences: {stat} = {_fmt(_num(test.get('QM')))}, "
+            f"df = {_fmt(_num(test.get('QMdf')), 0)} ({_fmt_p(_num(test.get('QMp')))})")
+
+
+def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
+           method: str = "REML", title: str | None = None,
+           favours: tuple[str, str] = FAVOURS, ax: Axes | None = None) -> Axes:
+    """Forest plot with study table, pooled diamond, prediction interval and tests.
+
+    Columns: study label with year (cut with an ellipsis if long; a dagger
+    marks low-confidence rows); arm-level data (events and totals, or mean,
+    SD and total per arm); the effect and its 95% CI on the displayed scale
+    (RR, not log RR, when ``transf="exp"``); the weight in percent. Squares
+    have an area proportional to the weight; CIs that leave the axis end in
+    an arrow. Below the studies: the pooled diamond, the prediction interval
+    as a whisker line under it (k >= 3), heterogeneity (tau^2, I^2, Q, df, p)
+    and the test for the overall effect. When ``effects`` has a ``subgroup``
+    column and the result has ``subgroup.by_level``, studies come in blocks
+    with a header, a subtotal diamond and heterogeneity each, and the test
+    for subgroup differences (QM, df, p of metafor's mixed-effects model) is
+    given last. A section that is ``{"error": ...}`` is written out as
+    "no pooled estimate (<reason>)". The figure's height grows with the rows.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        One row per study (see module docstring); rows are drawn in order.
+    result : mapping
+        Result under metafor's key paths; uses ``rma.<method>``,
+        ``subgroup.by_level.<level>.<method>`` and ``subgroup.mixed_effects.<method>``.
+    measure : str
+        RR, OR, RD, SMD, MD, ROM or GEN.
+    transf : {"exp", "none"} or None
+        None: "exp" for RR, OR, ROM.
+    method : str
+        Which fit of each section to show (metafor's ``method``).
+    title : str, optional
+    favours : (str, str)
+        Who is favoured left and right of the line of no effect.
+    ax : Axes, optional
+        Draw here; the text columns go outside it, so leave room.
+
+    Returns
+    -------
+    Axes
+    """
+    scale = _scale(measure, transf)
+    arm_cols = _arm_columns(effects, favours)
+    level = _num((_section(result, "rma", method)[0] or {}).get("level", 95))
+    cols = (_Col("label", "Study", "left", align="left"), *arm_cols,
+            _Col("effect", f"{scale.short} [{level:.0f}% CI]", "right"), _Col("weight", "Weight", "right"))
+    levels = _subgroup_levels(effects, result, method)
+    rows: list[_Row] = []
+    if levels is None:
+        rows += _study_rows(effects, arm_cols, scale) + [_Row(BLANK)]
+    else:
+        for lev in levels:
+            rows += _subgroup_block(effects, lev, result, method, arm_cols, scale)
+    fit, reason = _section(result, "rma", method)
+    k = int(_num(fit.get("k"))) if fit else len(effects)
+    rows += _summary_rows(fit, reason, f"{_model_name(method)}, k = {k}", _totals(effects, arm_cols),
+                          scale, with_pi=True)
+    if fit is not None:
+        rows += _notes(_overall_test(fit))
+    if levels is not None:
+        rows += _notes(_subgroup_test(result, method, len(levels)))
+    if "confidence" in effects and (effects["confidence"].astype(str).str.lower() == "low").any():
+        rows += _notes(f"{LOW_CONFIDENCE_MARK.strip()} low-confidence data")
+    return _draw_table(_Table(tuple(cols), tuple(rows), scale, title, favours), ax)

@@ -1,0 +1,197 @@
+"""One place for the look of every ntxmeta figure (STYLE.md habit 12).
+
+The figures are meant for print: black ink on white, sizes in points that
+survive a single-column reduction, and a greyscale-safe encoding (marker
+shape, fill and line style carry meaning; colour never does alone).
+
+Everything a plot function needs from matplotlib's global state is set
+inside :func:`styled`: a seaborn ``ticks``/``paper`` base with our fonts,
+sizes and ink on top, applied with :func:`matplotlib.rc_context`.
+``rcParams`` is process-global, so :func:`styled` also holds a re-entrant
+lock: two threads that plot at the same time (Snakemake runs jobs in
+threads) take turns instead of reading each other's settings. Figures are
+built with the object-oriented API (:class:`matplotlib.figure.Figure` on
+an Agg canvas), never with pyplot.
+
+Determinism (STYLE.md habit 10): SVGs get a fixed ``svg.hashsalt`` and no
+date; glyphs are written as paths from the DejaVu Sans font that ships
+with matplotlib, so a figure looks and diffs the same on every machine.
+:func:`save_figure` writes PNG and SVG atomically (temp file, then
+``os.replace``).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import matplotlib as mpl
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+
+#: Font shipped inside matplotlib, hence identical on every machine.
+FONT_FAMILY = "DejaVu Sans"
+#: Sizes in points. 7-8 pt is the smallest that journals accept after a
+#: figure is printed at its final width.
+FONT_SIZE = 8.0
+SMALL_SIZE = 7.0
+TITLE_SIZE = 9.0
+
+#: Greyscale-safe ink. Meaning is carried by marker shape and fill and by
+#: line style; these greys stay distinct when printed in black and white.
+INK = "black"
+DARK = "0.25"
+MID = "0.55"
+LIGHT = "0.80"
+FAINT = "0.92"
+PAPER = "white"
+
+#: Line widths in points.
+LINE_WIDTH = 0.8
+THIN_LINE = 0.5
+
+#: Raster resolution of saved PNGs (journals ask for >= 300 dpi).
+PNG_DPI = 300
+#: Fixed salt for the ids matplotlib writes into an SVG, so that two runs
+#: give the same bytes.
+SVG_HASHSALT = "ntxmeta"
+
+_RC = {
+    **sns.axes_style("ticks"),
+    **sns.plotting_context("paper"),
+    "font.family": "sans-serif",
+    "font.sans-serif": [FONT_FAMILY],
+    "font.size": FONT_SIZE,
+    "axes.titlesize": TITLE_SIZE,
+    "axes.labelsize": FONT_SIZE,
+    "xtick.labelsize": SMALL_SIZE,
+    "ytick.labelsize": SMALL_SIZE,
+    "legend.fontsize": SMALL_SIZE,
+    "legend.title_fontsize": SMALL_SIZE,
+    "legend.frameon": False,
+    "text.color": INK,
+    "axes.labelcolor": INK,
+    "axes.edgecolor": INK,
+    "xtick.color": INK,
+    "ytick.color": INK,
+    "axes.linewidth": LINE_WIDTH,
+    "lines.linewidth": LINE_WIDTH,
+    "patch.linewidth": LINE_WIDTH,
+    "patch.edgecolor": INK,
+    "xtick.major.width": LINE_WIDTH,
+    "ytick.major.width": LINE_WIDTH,
+    "xtick.major.size": 3.0,
+    "ytick.major.size": 3.0,
+    "xtick.minor.size": 1.5,
+    "ytick.minor.size": 1.5,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.unicode_minus": True,
+    "figure.facecolor": PAPER,
+    "savefig.facecolor": PAPER,
+    "svg.fonttype": "path",
+    "svg.hashsalt": SVG_HASHSALT,
+    "path.simplify": False,
+}
+
+_RC_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def styled() -> Iterator[None]:
+    """Apply the ntxmeta rcParams for the duration of the block.
+
+    Holds a process-wide re-entrant lock while the settings are in force,
+    so concurrent threads that plot take turns; nesting is allowed.
+    """
+    with _RC_LOCK, mpl.rc_context(_RC):
+        yield
+
+
+def font(size: float = FONT_SIZE, weight: str = "normal", style: str = "normal") -> FontProperties:
+    """The figure font at a size (points), weight and style."""
+    return FontProperties(family=FONT_FAMILY, size=size, weight=weight, style=style)
+
+
+def new_axes(width_in: float, height_in: float, rect: tuple[float, float, float, float] | None = None) -> Axes:
+    """A styled Axes on a new Agg-backed Figure (no pyplot).
+
+    Parameters
+    ----------
+    width_in, height_in : float
+        Figure size in inches.
+    rect : (left, bottom, width, height), optional
+        Axes position in figure fractions; default: one subplot with the
+        default margins.
+    """
+    with styled():
+        fig = Figure(figsize=(width_in, height_in))
+        FigureCanvasAgg(fig)
+        return fig.add_axes(rect) if rect is not None else fig.add_subplot()
+
+
+def text_width_in(text: str, prop: FontProperties) -> float:
+    """Width of ``text`` (plain, no mathtext) in inches when rendered by Agg.
+
+    A fresh renderer per call keeps this thread-safe; it costs microseconds.
+    """
+    renderer = FigureCanvasAgg(Figure(dpi=72)).get_renderer()
+    width_px, _, _ = renderer.get_text_width_height_descent(text, prop, ismath=False)
+    return width_px / 72.0
+
+
+def fit_text(text: str, max_in: float, prop: FontProperties) -> str:
+    """``text`` cut at the end with an ellipsis so that it is at most ``max_in`` wide."""
+    if text_width_in(text, prop) <= max_in:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # longest prefix that fits together with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if text_width_in(text[:mid].rstrip() + "\u2026", prop) <= max_in:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "\u2026"
+
+
+def save_figure(fig: Figure, stem: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``stem.png`` (300 dpi) and ``stem.svg``, deterministically and atomically.
+
+    Each file is written to a temporary file in the target folder and moved
+    into place with :func:`os.replace`, so a reader never sees a partial
+    figure. The SVG carries a fixed hash salt and no date, so re-running on
+    the same data changes no byte.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    stem : str or path-like
+        Output path without extension; missing folders are created.
+
+    Returns
+    -------
+    (png_path, svg_path) : tuple of Path
+    """
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    outputs = (
+        (stem.with_name(stem.name + ".png"), {"format": "png", "dpi": PNG_DPI, "metadata": {"Software": None}}),
+        (stem.with_name(stem.name + ".svg"), {"format": "svg", "metadata": {"Date": None, "Creator": None}}),
+    )
+    with styled():
+        for path, options in outputs:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    fig.savefig(handle, bbox_inches="tight", pad_inches=0.05, **options)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+    return tuple(path for path, _ in outputs)
