@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from . import effects as ef
+from .binary import common_binary_section
 from .data import AnalysisData, load_spec
 from .sections import RMA_SECTION_METHODS, common_ee_section, rma_section
 
@@ -34,10 +35,7 @@ def _common(data: AnalysisData, sub: set[str] | None) -> dict:
     out: dict = {}
     if sub is None or "EE" in sub:
         out["EE"] = common_ee_section(data)
-    import importlib.util  # TEMPORARY until ntxmeta.binary lands
-    if (data.cells is not None and (sub is None or sub & {"MH", "Peto"})
-            and importlib.util.find_spec("ntxmeta.binary")):
-        from .binary import common_binary_section
+    if data.cells is not None and (sub is None or sub & {"MH", "Peto"}):
         out.update({key: val for key, val in common_binary_section(data).items()
                     if sub is None or key in sub})
     return out

@@ -1,6 +1,13 @@
 """The ``ntxmeta`` command line: each pipeline step can be run by hand.
 
     ntxmeta analyse SPEC.json --out RESULT.json [--only rma.REML,common.EE]
+    ntxmeta validate [--config config/config.yaml]
+    ntxmeta ingest   --out data/processed/comparisons.csv
+    ntxmeta effects  --analysis NAME --out data/processed/effects/NAME.csv
+    ntxmeta pool     --analysis NAME --effects EFFECTS.csv --out RESULT.json --spec SPEC.json
+    ntxmeta summary  RESULT.json ... --csv summary.csv --md summary.md
+
+Paths default to the project layout; run from the project root.
 """
 from __future__ import annotations
 
@@ -18,6 +25,43 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args):
+    from .config import load_config
+    return load_config(args.config)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .workflow import preflight
+    pf = preflight(args.config)
+    print(f"ntxmeta validate: data/raw and {args.config} are valid "
+          f"({len(pf.comparisons)} comparisons, {len(pf.analyses)} analyses)")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .workflow import ingest
+    ingest(args.config, args.out)
+    return 0
+
+
+def _cmd_effects(args: argparse.Namespace) -> int:
+    from .workflow import effects
+    effects(args.comparisons, _config(args), args.analysis, args.out)
+    return 0
+
+
+def _cmd_pool(args: argparse.Namespace) -> int:
+    from .workflow import pool
+    pool(args.effects, _config(args), args.analysis, args.out, args.spec)
+    return 0
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from .workflow import summary
+    summary(args.results, args.csv, args.md)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ntxmeta", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ntxmeta {__version__}")
@@ -28,6 +72,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", default=None,
                    help="comma-separated sections to compute, e.g. rma.REML,common.EE")
     p.set_defaults(func=_cmd_analyse)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", default="config/config.yaml", help="config YAML")
+    p = sub.add_parser("validate", parents=[config], help="check data/raw and the config")
+    p.set_defaults(func=_cmd_validate)
+    p = sub.add_parser("ingest", parents=[config], help="data/raw -> comparisons.csv")
+    p.add_argument("--out", default="data/processed/comparisons.csv")
+    p.set_defaults(func=_cmd_ingest)
+    p = sub.add_parser("effects", parents=[config], help="effect sizes of one analysis")
+    p.add_argument("--analysis", required=True)
+    p.add_argument("--comparisons", default="data/processed/comparisons.csv")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_effects)
+    p = sub.add_parser("pool", parents=[config], help="all models of one analysis")
+    p.add_argument("--analysis", required=True)
+    p.add_argument("--effects", required=True)
+    p.add_argument("--out", required=True, help="result JSON")
+    p.add_argument("--spec", required=True, help="oracle-format spec JSON to write")
+    p.set_defaults(func=_cmd_pool)
+    p = sub.add_parser("summary", help="summary table of many results")
+    p.add_argument("results", nargs="+")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--md", required=True)
+    p.set_defaults(func=_cmd_summary)
     return parser
 
 
