@@ -31,8 +31,8 @@ CSV_FLOAT = "%.10g"
 
 #: Columns of ``data/processed/effects/{analysis}.csv`` in order.
 EFFECT_COLUMNS = (
-    "row_id", "study_id", "label", "year", "subgroup", "dose_mg", "followup_weeks",
-    "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
+    "row_id", "study_id", "label", "year", "subgroup", "indication", "outcome",
+    "comparator_type", "formulation", "genotype", "dose_mg", "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
     "yi", "vi", "sei", "ci_lb", "ci_ub", "weight_pct", "confidence", "derived",
     "flipped", "source", "quote",
