@@ -1,0 +1,608 @@
+"""Validation of the raw trial tables (``data/raw/*.csv``) at the door.
+
+Every problem in every file is found in one pass and reported at once, one
+line each, in the form ::
+
+    data/raw/alcohol.csv:12: column 'events_treat' = '12 (34%)': not a number; ...
+
+``file:line`` is the physical line in the file (the header is line 1; a row
+whose quoted text spans several lines is reported at its first line). The
+rules come from ``schemas/raw_trials.schema.yaml`` (types, codes, ranges,
+and what each ``measure_type`` needs); the checks that span cells or rows
+(events <= n, a CI around its estimate, duplicate ids, clusters) are here.
+
+Decisions about the file format (documented in ``data/raw/README.md``):
+
+- UTF-8, with or without a byte-order mark. Any other encoding (Latin-1,
+  Windows-1252, UTF-16) is refused with the line of the first bad byte:
+  guessing an encoding could silently corrupt names and quotes.
+- Comma-separated, double-quoted where a text holds a comma, a quote or a
+  line break; inner quotes doubled. CRLF or LF line endings.
+- Blank lines (and rows whose cells are all empty) are skipped; line
+  numbers still count them.
+- A header problem (missing, unknown or repeated column) stops the checks
+  of that file's rows, whose messages would otherwise all be noise.
+
+Why written here: pandas' ``read_csv`` reports neither physical line
+numbers for multi-line rows nor the reasons a number does not parse, and
+jsonschema's messages name no file or line; this module adds exactly that.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import difflib
+import functools
+import io
+import re
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, TextIO
+
+import jsonschema
+import pandas as pd
+import yaml
+
+#: Columns added to the validated table: where each row came from.
+SOURCE_COLUMNS = ("source_file", "source_line")
+#: Words people write for a missing number; the cell should be empty instead.
+MISSING_WORDS = {"n/a", "na", "nan", "none", "null", "-", "--", "?", "missing", "nr",
+                 "not reported", "unknown"}
+#: Similarity cut-off for "did you mean" (difflib ratio; 0.6 is its default).
+SIMILARITY = 0.6
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in one place of an input file.
+
+    Attributes
+    ----------
+    file : str
+        The path as given to the validator.
+    line : int or None
+        Physical line (1 = header or first line); None for the whole file.
+    column : str or None
+        Column (raw tables) or dotted key (config) at fault, if any.
+    value : str or None
+        The cell or value as written, if any.
+    message : str
+        What is wrong and how to fix it.
+    kind : str
+        "column" for tables, "key" for the config (wording of the line).
+    """
+
+    file: str
+    line: int | None
+    column: str | None
+    value: str | None
+    message: str
+    kind: str = "column"
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.column is None:
+            return f"{where}: {self.message}"
+        if self.value is None:
+            return f"{where}: {self.kind} '{self.column}': {self.message}"
+        return f"{where}: {self.kind} '{self.column}' = '{self.value}': {self.message}"
+
+
+class ValidationError(ValueError):
+    """Raised with every problem found; ``str(err)`` is one line per problem."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = list(problems)
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        """All problems, one line each."""
+        return "\n".join(str(p) for p in self.problems)
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema(name: str) -> dict:
+    """A schema shipped with the package: ``schemas/{name}.schema.yaml``.
+
+    Parameters
+    ----------
+    name : {"raw_trials", "config", "comparisons"}
+    """
+    text = (resources.files("ntxmeta") / "schemas" / f"{name}.schema.yaml").read_text("utf-8")
+    return yaml.safe_load(text)
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=SIMILARITY)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def one_of(choices: Iterable[str]) -> str:
+    return ", ".join(str(c) for c in choices)
+
+
+# --------------------------------------------------------------------------- reading
+
+@dataclass(frozen=True)
+class _Row:
+    line: int
+    cells: dict
+
+
+def _decode(path: Path, name: str, problems: list[Problem]) -> str | None:
+    """The file's text (BOM stripped), or None after recording why it is unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(name, None, None, None, f"cannot be read ({exc.strerror})"))
+        return None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        problems.append(Problem(
+            name, line, None, None,
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot be decoded; the file looks "
+            "Latin-1 or Windows-1252 encoded): save it as UTF-8 (Excel: 'CSV UTF-8')"))
+        return None
+    if not text.strip():
+        problems.append(Problem(name, 1, None, None,
+                                "the file is empty; it needs the header line and at least one row "
+                                "(see data/raw/README.md)"))
+        return None
+    return text
+
+
+def _records(text: str, name: str, problems: list[Problem]) -> list[tuple[int, list[str]]]:
+    """(first physical line, fields) of every record; blank records skipped."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    out = []
+    end = 0
+    try:
+        for fields in reader:
+            start, end = end + 1, reader.line_num
+            if any(f.strip() for f in fields):
+                out.append((start, fields))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            msg = ("a double quote opened on this line is never closed; close it, and double "
+                   "any quote inside a quoted text (\"\")")
+            line = end + 1
+        else:
+            msg = ("misplaced double quote: a text that contains quotes must be quoted as a "
+                   "whole, with the inner quotes doubled (\"\")")
+            line = reader.line_num
+        problems.append(Problem(name, line, None, None, msg))
+    return out
+
+
+def _check_header(header: list[str], columns: list[str], name: str,
+                  problems: list[Problem]) -> bool:
+    """Record header problems; True if the header is usable."""
+    if len(header) == 1 and any(d in header[0] for d in ";\t|"):
+        delim = next(d for d in ";\t|" if d in header[0])
+        shown = {"\t": "tab"}.get(delim, f"'{delim}'")
+        problems.append(Problem(name, 1, None, None,
+                                f"the columns are separated by {shown}; use commas "
+                                "(save as 'CSV (comma delimited)')"))
+        return False
+    n = len(problems)
+    for col in sorted({c for c in header if header.count(c) > 1}, key=header.index):
+        problems.append(Problem(name, 1, col, None, "appears twice in the header; keep one"))
+    missing = [c for c in columns if c not in header]
+    renamed = set()
+    for col in dict.fromkeys(c for c in header if c not in columns):
+        close = difflib.get_close_matches(col, missing, n=1, cutoff=SIMILARITY)
+        if close:
+            renamed.add(close[0])
+            msg = f"unknown column (did you mean '{close[0]}'?); rename it"
+        else:
+            msg = "unknown column; remove it (the columns are listed in data/raw/README.md)"
+        problems.append(Problem(name, 1, col, None, msg))
+    for col in missing:
+        if col not in renamed:
+            problems.append(Problem(name, 1, col, None,
+                                    "missing from the header; add the column (its cells may be "
+                                    "empty unless the row needs them)"))
+    return len(problems) == n
+
+
+def read_rows(path: Path, columns: list[str], problems: list[Problem],
+              name: str | None = None) -> list[_Row]:
+    """The rows of one CSV as text cells keyed by column, with their first line.
+
+    Problems that make the file or a row unreadable are appended to ``problems``.
+    """
+    name = name if name is not None else str(path)
+    text = _decode(path, name, problems)
+    if text is None:
+        return []
+    records = _records(text, name, problems)
+    if not records:
+        return []
+    (_, header), body = records[0], records[1:]
+    if not _check_header(header, columns, name, problems):
+        return []
+    if not body:
+        problems.append(Problem(name, 1, None, None,
+                                "the file has a header but no rows; add rows or delete the file"))
+    rows = []
+    for line, fields in body:
+        if len(fields) != len(header):
+            why = ("a text with a comma must be in double quotes" if len(fields) > len(header)
+                   else "a cell is missing, or a line break split the row")
+            problems.append(Problem(name, line, None, None,
+                                    f"the row has {len(fields)} cells but the header has "
+                                    f"{len(header)}: {why}"))
+            continue
+        rows.append(_Row(line, dict(zip(header, fields))))
+    return rows
+
+
+# --------------------------------------------------------------------------- cells
+
+def parse_number(text: str, *, integer: bool) -> tuple[float | int | None, str | None]:
+    """A cell as a number: (value, None), (None, None) if empty, or (None, why not).
+
+    Parameters
+    ----------
+    text : str
+        The cell as written.
+    integer : bool
+        The column holds counts: a fractional value is refused.
+    """
+    s = text.strip()
+    if not s:
+        return None, None
+    lead = re.match(r"^[+-]?\d+(?:\.\d+)?", s)
+    if s.lower() in MISSING_WORDS:
+        return None, "not a number; leave the cell empty for a missing value"
+    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s):
+        return None, f"not a number; write it without thousands separators ({s.replace(',', '')})"
+    if re.fullmatch(r"[+-]?\d+,\d+", s):
+        return None, f"not a number; use '.' as the decimal mark ({s.replace(',', '.')})"
+    if s.endswith("%"):
+        return None, ("not a number; write the number without '%' (percentages go in "
+                      "percent_treat and percent_ctrl)")
+    try:
+        value = float(s)
+    except ValueError:
+        if lead:
+            return None, (f"not a number; write the number alone ({lead.group(0)}) and keep the "
+                          "rest in quote or derived")
+        return None, "not a number"
+    if value != value or value in (float("inf"), float("-inf")):
+        return None, "not a finite number"
+    if integer:
+        if not value.is_integer():
+            return None, "must be a whole number (a count of participants)"
+        return int(value), None
+    return value, None
+
+
+class _RowChecker:
+    """Checks of one row against the raw schema and the rules between its cells."""
+
+    def __init__(self, schema: dict):
+        self.schema = schema
+        self.props = schema["properties"]
+        self.columns = list(self.props)
+        self.numeric = {c: p["type"] for c, p in self.props.items()
+                        if p["type"] in ("number", "integer")}
+        self.validator = jsonschema.Draft202012Validator(schema)
+        self.measure_types = schema["x-measure-types"]
+        self.outcomes = schema["x-outcomes"]
+        issue = self.props["pooling_issue"]
+        self.issue_codes = issue["x-codes"]
+        self.needs_cluster = issue["x-needs-cluster"]
+        self.this_year = datetime.date.today().year
+
+    def check(self, row: _Row, name: str) -> tuple[dict, list[Problem]]:
+        """The typed row (empty cells left out) and its problems."""
+        cells = row.cells
+        out: list[Problem] = []
+        bad: set[str] = set()
+
+        def report(col: str, msg: str, value: str | None = None) -> None:
+            bad.add(col)
+            out.append(Problem(name, row.line, col, cells.get(col, "") if value is None else value,
+                               msg))
+
+        typed: dict = {}
+        for col in self.columns:
+            text = cells.get(col, "")
+            if col in self.numeric:
+                value, why = parse_number(text, integer=self.numeric[col] == "integer")
+                if why:
+                    report(col, why)
+                elif value is not None:
+                    typed[col] = value
+            elif text.strip():
+                typed[col] = text
+        for col in self.schema["required"]:
+            if col not in typed and col not in bad:
+                enum = self.props[col].get("enum")
+                report(col, "required" + (f"; use one of {one_of(enum)}" if enum else
+                                          "; fill it in"))
+        self._check_issues(typed, report)
+        for err in self.validator.iter_errors(typed):
+            col = err.path[0] if err.path else None
+            if col is None or col in bad:
+                continue
+            report(col, self._schema_message(col, err))
+        self._check_measure_type(typed, bad, report)
+        self._check_values(typed, bad, report)
+        return typed, out
+
+    def _check_issues(self, typed: dict, report) -> None:
+        text = typed.get("pooling_issue")
+        if text is None:
+            if "cluster_id" in typed:
+                report("pooling_issue", "empty, but the row has a cluster_id; say why it shares "
+                       f"patients ({one_of(self.issue_codes)})")
+            return
+        codes = text.split(";")
+        unknown = [c for c in codes if c not in self.issue_codes]
+        if unknown:
+            report("pooling_issue", f"unknown code '{unknown[0]}'"
+                   f"{did_you_mean(unknown[0], self.issue_codes)}; use one or more of "
+                   f"{one_of(self.issue_codes)}, separated by ';'")
+            return
+        need = [c for c in codes if c in self.needs_cluster]
+        if need and "cluster_id" not in typed:
+            report("cluster_id", f"required: pooling_issue '{need[0]}' needs the cluster_id that "
+                   "links this row to the rows it shares patients with")
+
+    def _schema_message(self, col: str, err: jsonschema.ValidationError) -> str:
+        prop = self.props[col]
+        v, limit = err.validator, err.validator_value
+        if v == "enum":
+            return f"unknown code{did_you_mean(err.instance, limit)}; use one of {one_of(limit)}"
+        if v == "pattern":
+            return f"not allowed here: {prop.get('x-hint', 'must match ' + limit)}"
+        if v == "maxLength":
+            return f"longer than {limit} characters; shorten it"
+        if v == "minimum":
+            return "must not be negative" if limit == 0 else f"must be at least {limit}"
+        if v == "exclusiveMinimum":
+            return f"must be greater than {limit}"
+        if v == "maximum":
+            return f"must be at most {limit}"
+        return err.message
+
+    def _check_measure_type(self, typed: dict, bad: set, report) -> None:
+        mtype = typed.get("measure_type")
+        spec = self.measure_types.get(mtype)
+        if spec is None:
+            return
+        for col in spec["required"]:
+            if col not in typed and col not in bad:
+                report(col, f"required: measure_type '{mtype}' needs "
+                       f"{one_of(spec['required'])}")
+        for col in spec["empty"]:
+            if col in typed and col not in bad:
+                report(col, f"measure_type '{mtype}' takes no value here; clear the cell or "
+                       "change measure_type")
+        outcome = self.outcomes.get(typed.get("outcome"))
+        if outcome is None or "measure_type" in bad:
+            return
+        if outcome["kind"] != spec["outcome_kind"]:
+            fit = [m for m, s in self.measure_types.items() if s["outcome_kind"] == outcome["kind"]]
+            report("measure_type", f"outcome '{typed['outcome']}' is {outcome['kind']}; use "
+                   f"{' or '.join(fit)}")
+        elif "favourable" in spec and spec["favourable"] != outcome["favourable"]:
+            fit = [m for m, s in self.measure_types.items()
+                   if s.get("favourable") == outcome["favourable"]]
+            what = "favourable (good) events" if outcome["favourable"] else "bad events"
+            report("measure_type", f"outcome '{typed['outcome']}' counts {what}; use "
+                   f"{' or '.join(fit)}")
+
+    def _check_values(self, typed: dict, bad: set, report) -> None:
+        for arm in ("treat", "ctrl"):
+            e, n = f"events_{arm}", f"n_{arm}"
+            if e in typed and n in typed and not {e, n} & bad and typed[e] > typed[n]:
+                report(e, f"larger than {n} = {typed[n]}; events cannot exceed the arm size")
+        lo, hi, est = (typed.get(c) for c in ("ratio_ci_low", "ratio_ci_high", "ratio"))
+        ci_ok = not {"ratio_ci_low", "ratio_ci_high", "ratio"} & bad
+        if ci_ok and lo is not None and hi is not None:
+            if lo > hi:
+                report("ratio_ci_low", f"above ratio_ci_high = {hi:g}; swap the two limits")
+            elif est is not None and not lo <= est <= hi:
+                report("ratio", f"outside its 95% CI ({lo:g} to {hi:g}); check the three numbers")
+        year = typed.get("year")
+        if year is not None and "year" not in bad and year > self.this_year:
+            report("year", "in the future; give the year of publication")
+
+
+def _key(typed: dict) -> tuple:
+    """What makes a comparison unique: trial, outcome, subgroup, time and arms."""
+    cols = ("study_id", "outcome", "subgroup", "genotype", "followup_weeks", "formulation",
+            "dose_mg", "comparator")
+    return tuple(typed.get(c) for c in cols)
+
+
+def _check_across_rows(rows: list[tuple[str, int, dict]]) -> list[Problem]:
+    """Problems between rows: duplicate ids and comparisons, clusters that do not hold."""
+    out: list[Problem] = []
+    first_id: dict = {}
+    first_key: dict = {}
+    clusters: dict[str, list[tuple[str, int, dict]]] = {}
+    for name, line, t in rows:
+        rid = t.get("row_id")
+        if rid is not None:
+            if rid in first_id:
+                out.append(Problem(name, line, "row_id", rid,
+                                   f"already used at {first_id[rid]}; give each row its own id"))
+            else:
+                first_id[rid] = f"{name}:{line}"
+        key = _key(t)
+        if key in first_key:
+            out.append(Problem(name, line, "study_id", t.get("study_id", ""),
+                               f"the same comparison (study_id, outcome, subgroup, genotype, "
+                               f"followup_weeks and arms) is already at {first_key[key]}; delete "
+                               "one, or say in subgroup how they differ"))
+        else:
+            first_key[key] = f"{name}:{line}"
+        if "cluster_id" in t:
+            clusters.setdefault(t["cluster_id"], []).append((name, line, t))
+    for cid, members in clusters.items():
+        if len(members) == 1:
+            name, line, _ = members[0]
+            out.append(Problem(name, line, "cluster_id", cid,
+                               "no other row has this cluster_id; a cluster links rows that "
+                               "share patients, so give the rows the same id or clear it"))
+            continue
+        out += _check_cluster(cid, members)
+    return out
+
+
+def _issues(t: dict) -> set[str]:
+    return set(t.get("pooling_issue", "").split(";")) - {""}
+
+
+def _check_cluster(cid: str, members: list[tuple[str, int, dict]]) -> list[Problem]:
+    """Shared controls must agree; repeated time points need their weeks; stages a first stage."""
+    out: list[Problem] = []
+    groups: dict[tuple[str, str], list] = {}
+    for m in members:
+        for issue in _issues(m[2]) & {"shared_control", "repeated_timepoint"}:
+            groups.setdefault((issue, m[2].get("outcome")), []).append(m)
+    for (issue, outcome), group in groups.items():
+        if len(group) == 1:
+            name, line, _ = group[0]
+            out.append(Problem(name, line, "pooling_issue", group[0][2]["pooling_issue"],
+                               f"'{issue}', but no other row of cluster '{cid}' with outcome "
+                               f"'{outcome}' is coded so; code the rows it pairs with too"))
+            continue
+        name0, line0, t0 = group[0]
+        for name, line, t in group[1:]:
+            cols = (("events_ctrl", "n_ctrl") if issue == "shared_control" else ())
+            for col in cols:
+                if t.get(col) != t0.get(col):
+                    out.append(Problem(name, line, col, str(t.get(col, "")),
+                                       f"differs from {col} = {t0.get(col, '')} at "
+                                       f"{name0}:{line0}, which shares this control arm"))
+        if issue == "repeated_timepoint":
+            for name, line, t in group:
+                if "followup_weeks" not in t:
+                    out.append(Problem(name, line, "followup_weeks", "",
+                                       "required: pooling_issue 'repeated_timepoint' needs the "
+                                       "time point to choose between the rows"))
+    stages = [m for m in members if "rerandomised_stage" in _issues(m[2])]
+    if stages and len(stages) == len(members):
+        name, line, t = members[0]
+        out.append(Problem(name, line, "pooling_issue", t["pooling_issue"],
+                           f"every row of cluster '{cid}' is a re-randomised stage; the first "
+                           "stage must be a row without 'rerandomised_stage'"))
+    return out
+
+
+# --------------------------------------------------------------------------- public
+
+def check_raw(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Problem]]:
+    """Read and check the raw tables; return the typed rows and every problem.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        The CSV files, in the order to read them. Each path is reported as given.
+
+    Returns
+    -------
+    frame : DataFrame
+        One row per readable row (in file order), the schema's columns with
+        pandas dtypes (Int64 counts and years, float numbers, str text, ""
+        where empty) and ``source_file``, ``source_line``. Meaningful only
+        when there are no problems.
+    problems : list of Problem
+        Sorted by file (in the given order), line and column.
+    """
+    schema = load_schema("raw_trials")
+    checker = _RowChecker(schema)
+    problems: list[Problem] = []
+    typed_rows: list[tuple[str, int, dict]] = []
+    for path in paths:
+        name = str(path)
+        for row in read_rows(Path(path), checker.columns, problems, name):
+            typed, found = checker.check(row, name)
+            problems += found
+            typed_rows.append((name, row.line, typed))
+    problems += _check_across_rows(typed_rows)
+    order = {str(p): i for i, p in enumerate(paths)}
+    colpos = {c: i for i, c in enumerate(checker.columns)}
+    problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line or 0,
+                                 colpos.get(p.column, -1)))
+    return _frame(typed_rows, schema), problems
+
+
+def _frame(rows: list[tuple[str, int, dict]], schema: dict) -> pd.DataFrame:
+    props = schema["properties"]
+    data = {c: [t.get(c) for _, _, t in rows] for c in props}
+    frame = pd.DataFrame(data, columns=list(props))
+    for col, p in props.items():
+        if p["type"] == "integer":
+            frame[col] = pd.array(frame[col], dtype="Int64")
+        elif p["type"] == "number":
+            frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+        else:
+            frame[col] = frame[col].fillna("").astype(str)
+    frame["source_file"] = [n for n, _, _ in rows]
+    frame["source_line"] = pd.array([line for _, line, _ in rows], dtype="Int64")
+    return frame
+
+
+def validate_raw(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The typed raw rows of all files, or ``ValidationError`` with every problem.
+
+    Parameters
+    ----------
+    paths : iterable of path
+        The CSV files (``data/raw/*.csv``); at least one.
+
+    Returns
+    -------
+    DataFrame
+        See ``check_raw``.
+
+    Raises
+    ------
+    ValidationError
+        With all problems of all files, one line each.
+    """
+    paths = list(paths)
+    if not paths:
+        raise ValidationError([Problem("data/raw", None, None, None,
+                                       "no CSV files found; add the trial tables")])
+    frame, problems = check_raw(paths)
+    if problems:
+        raise ValidationError(problems)
+    return frame
+
+
+def main(raw_paths: Iterable[str | Path], config_path: str | Path | None = None, *,
+         out: TextIO | None = None) -> int:
+    """Validate raw tables (and the config, if given); print problems; return an exit code.
+
+    For a command line: prints one line per problem and a count to ``out``
+    (stderr by default), never a traceback. Returns 0 if all is well, 1 if not.
+    """
+    out = out if out is not None else sys.stderr
+    from .config import check_inputs  # late import: ntxmeta.config builds on this module
+    try:
+        if config_path is None:
+            validate_raw(raw_paths)
+        else:
+            check_inputs(raw_paths, config_path)
+    except ValidationError as err:
+        print(err.report(), file=out)
+        print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=out)
+        return 1
+    return 0
