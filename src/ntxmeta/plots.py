@@ -41,6 +41,7 @@ References
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -77,6 +78,7 @@ LABEL_MAX_IN = 1.8         # study labels longer than this are cut with an ellip
 MARGIN_IN = 0.1
 NOTE_MAX_IN = 4.2          # notes (heterogeneity, tests, errors) wrap beyond this width
 NOTE_INDENT = "    "
+AXIS_PAD_ROWS = 0.4        # space between the last row and the x axis, in rows
 AXIS_SPACE_IN = 0.62       # below the table: tick labels, favours labels, axis label
 #: Squares: side in points for the largest weight, and the least side so that
 #: a study with a tiny weight stays visible. Area is proportional to weight.
@@ -98,10 +100,25 @@ MAX_TICKS = 7
 #: Prediction intervals are drawn for k >= 3 only: with fewer studies tau^2
 #: is not estimable in any useful sense (IntHout et al. 2016).
 PI_MIN_K = 3
-#: Significance contours of the funnel plot (two-sided p) and their shades,
-#: from the inside out: p > 0.10 on white, then darker towards p < 0.01.
-FUNNEL_CONTOURS = ((0.10, style.PAPER), (0.05, style.LIGHT), (0.01, style.FAINT))
+#: Significance contours of the funnel plot (two-sided p against no effect)
+#: and the shade of the region inside each, outermost first: p >= 0.10 is
+#: white and the shade darkens as p falls; beyond p = 0.01 it is darkest.
+FUNNEL_CONTOURS = ((0.01, style.LIGHT), (0.05, style.FAINT), (0.10, style.PAPER))
 FUNNEL_OUTER_SHADE = "0.67"
+FUNNEL_SE_HEADROOM = 1.08  # y axis reaches 8% beyond the largest standard error
+FUNNEL_GRID = 200
+FUNNEL_MARKER_PT = 5.0
+FUNNEL_SIZE_IN = (6.0, 3.6)
+FUNNEL_RECT = (0.1, 0.14, 0.52, 0.78)
+#: Bubble plot: area in pt^2 of the heaviest study, margins as a fraction
+#: of the data range, and the wrap width of the summary line.
+BUBBLE_MAX_PT2 = 400.0
+BUBBLE_PAD = 0.06
+BUBBLE_GRID = 200
+BUBBLE_NOTE_CHARS = 80
+BUBBLE_TITLE_PAD_PT = 26.0
+BUBBLE_SIZE_IN = (5.0, 4.0)
+BUBBLE_RECT = (0.13, 0.12, 0.83, 0.7)
 MINUS = "\u2212"
 DASH = "\u2013"
 
@@ -429,7 +446,7 @@ def _draw_graphic(ax: Axes, y: float, row: _Row, scale: _Scale, lim: tuple[float
         ax.plot(ends, [y] * len(ends), marker="|", ms=5, color=style.INK, lw=0)
 
 
-def _new_table_axes(layout: _Layout, n_rows: int) -> Axes:
+def _new_table_axes(layout: _Layout, n_rows: float) -> Axes:
     width = MARGIN_IN * 2 + layout.left_in + PLOT_IN + layout.right_in
     height = n_rows * ROW_IN + AXIS_SPACE_IN + MARGIN_IN
     rect = ((MARGIN_IN + layout.left_in) / width, AXIS_SPACE_IN / height,
@@ -444,8 +461,9 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
     n_head = 1 + int(has_groups) + int(bool(table.title))
     n_body = len(table.rows)
     top = -n_head - 0.5
+    bottom = n_body - 0.5 + AXIS_PAD_ROWS
     if ax is None:
-        ax = _new_table_axes(layout, n_body + n_head)
+        ax = _new_table_axes(layout, bottom - top)
     with style.styled():
         fig = ax.figure
         fig_w, _ = fig.get_size_inches()
@@ -464,7 +482,7 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
         lim = (ticks[0], ticks[-1])
         ax.set_xscale("log" if table.scale.log else "linear")
         ax.set_xlim(*lim)
-        ax.set_ylim(n_body - 0.5, top)
+        ax.set_ylim(bottom, top)
         left_edge, right_edge = plot_l - layout.left_in, plot_r + layout.right_in
         if table.title:
             put(left_edge, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
@@ -488,11 +506,11 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
         graphic = [y for y, r in enumerate(table.rows) if r.kind in _GRAPHIC_KINDS]
         if table.band is not None:
             est, lb, ub = (float(table.scale.show(v)) for v in table.band)
-            ax.fill_betweenx([-0.5, n_body - 0.5], max(lb, lim[0]), min(ub, lim[1]),
+            ax.fill_betweenx([-0.5, bottom], max(lb, lim[0]), min(ub, lim[1]),
                              color=style.FAINT, lw=0, zorder=0)
-            ax.vlines(est, -0.5, n_body - 0.5, colors=style.DARK, linestyles="--", lw=style.THIN_LINE, zorder=1)
+            ax.vlines(est, -0.5, bottom, colors=style.DARK, linestyles="--", lw=style.THIN_LINE, zorder=1)
         if graphic:
-            ax.vlines(table.scale.null, min(graphic) - 0.5, n_body - 0.5, colors=style.INK,
+            ax.vlines(table.scale.null, min(graphic) - 0.5, bottom, colors=style.INK,
                       lw=style.THIN_LINE, zorder=1)
         _style_effect_axis(ax, table, ticks)
     return ax
@@ -710,3 +728,357 @@ def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     if "confidence" in effects and (effects["confidence"].astype(str).str.lower() == "low").any():
         rows += _notes(f"{LOW_CONFIDENCE_MARK.strip()} low-confidence data")
     return _draw_table(_Table(tuple(cols), tuple(rows), scale, title, favours), ax)
+
+
+# --------------------------------------------------------------------------
+# cumulative and leave-one-out forests
+
+
+def _sequence_rows(sec: Mapping, labels: Sequence[str], scale: _Scale, extra: Sequence[Mapping[str, str]]) -> list[_Row]:
+    """POINT rows from metafor's cumul/leave1out arrays (estimate, ci.lb, ci.ub, I2, tau2)."""
+    est, lb, ub, i2, tau2 = ([_num(v) for v in sec.get(key, [])] for key in ("estimate", "ci.lb", "ci.ub", "I2", "tau2"))
+    rows = []
+    for j, label in enumerate(labels):
+        cells = {"label": _label_cell(label), **extra[j], "effect": scale.effect(est[j], lb[j], ub[j]),
+                 "i2": f"{_fmt(i2[j], 0)}%" if j < len(i2) and math.isfinite(i2[j]) else DASH,
+                 "tau2": _fmt_small(tau2[j]) if j < len(tau2) else DASH}
+        rows.append(_Row(POINT, cells, est[j], lb[j], ub[j]))
+    return rows
+
+
+def _sequence_cols(first: str, scale: _Scale, level: float, left: Sequence[_Col] = ()) -> tuple[_Col, ...]:
+    return (_Col("label", first, "left", align="left"), *left,
+            _Col("effect", f"{scale.short} [{level:.0f}% CI]", "right"),
+            _Col("i2", "I\u00b2", "right"), _Col("tau2", "\u03c4\u00b2", "right"))
+
+
+def _years_by_slab(effects: pd.DataFrame | None) -> dict[str, str]:
+    """Study label (made unique as metafor's slab) -> year, when the effects table has both."""
+    if effects is None or not _has(effects, "year") or "label" not in effects:
+        return {}
+    slabs = make_unique([str(v) for v in effects["label"]])
+    return {s: _fmt_count(_num(y)) for s, y in zip(slabs, effects["year"])}
+
+
+def cumulative(result: Mapping, *, measure: str, transf: str | None = None, method: str = "REML",
+               title: str | None = None, favours: tuple[str, str] = FAVOURS,
+               effects: pd.DataFrame | None = None, ax: Axes | None = None) -> Axes:
+    """Cumulative forest: the pooled estimate as studies are added in order of year.
+
+    Row j shows the fit on the first j studies (metafor ``cumul(fit,
+    order=year)``), with its CI, I^2 and tau^2; a dashed line marks the
+    final estimate. An error section is shown as a note.
+
+    Parameters
+    ----------
+    result : mapping
+        Uses ``cumul.<method>`` (slab, estimate, ci.lb, ci.ub, I2, tau2) and
+        ``rma.<method>`` for the final estimate.
+    measure, transf, method, title, favours
+        As in :func:`forest`.
+    effects : DataFrame, optional
+        When given with ``label`` and ``year``, a year column is added
+        (labels matched to metafor's unique slabs).
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    scale = _scale(measure, transf)
+    sec, reason = _section(result, "cumul", method)
+    fit, _ = _section(result, "rma", method)
+    level = _num((fit or {}).get("level", 95))
+    years = _years_by_slab(effects)
+    labels = [str(s) for s in (sec or {}).get("slab", [])]
+    year_col = (_Col("year", "Year", "left"),) if years else ()
+    extra = [{"year": years.get(s, ""), "k": str(j + 1)} for j, s in enumerate(labels)]
+    cols = _sequence_cols("Study added", scale, level, (*year_col, _Col("k", "k", "left")))
+    if sec is None:
+        rows = _notes(f"Cumulative meta-analysis not available ({reason})")
+    else:
+        rows = _sequence_rows(sec, labels, scale, extra)
+    band = (rows[-1].est,) * 3 if sec is not None and labels else None  # final estimate, no band
+    return _draw_table(_Table(cols, tuple(rows), scale, title, favours, band), ax)
+
+
+def leave_one_out(result: Mapping, *, measure: str, transf: str | None = None, method: str = "REML",
+                  title: str | None = None, favours: tuple[str, str] = FAVOURS,
+                  ax: Axes | None = None) -> Axes:
+    """Leave-one-out forest: the pooled estimate with each study omitted in turn.
+
+    Each row is the fit without that study (metafor ``leave1out``), with its
+    CI, I^2 and tau^2. The estimate from all studies is drawn as a diamond at
+    the bottom and as a shaded band (its CI) with a dashed line through the
+    rows, so that an influential study stands out as a row outside the band.
+
+    Parameters
+    ----------
+    result : mapping
+        Uses ``leave1out.<method>`` and ``rma.<method>``.
+    measure, transf, method, title, favours, ax
+        As in :func:`forest`.
+
+    Returns
+    -------
+    Axes
+    """
+    scale = _scale(measure, transf)
+    sec, reason = _section(result, "leave1out", method)
+    fit, fit_reason = _section(result, "rma", method)
+    level = _num((fit or {}).get("level", 95))
+    cols = _sequence_cols("Study omitted", scale, level)
+    rows: list[_Row] = []
+    if sec is None:
+        rows += _notes(f"Leave-one-out analysis not available ({reason})")
+    else:
+        labels = [str(s) for s in sec.get("slab", [])]
+        rows += _sequence_rows(sec, labels, scale, [{}] * len(labels))
+    rows.append(_Row(BLANK))
+    k = int(_num(fit.get("k"))) if fit else 0
+    band = None
+    if fit is not None:
+        est, lb, ub = _interval(fit)
+        cells = {"label": f"All studies (k = {k})", "effect": scale.effect(est, lb, ub),
+                 "i2": f"{_fmt(_num(fit.get('I2')), 0)}%", "tau2": _fmt_small(_num(fit.get("tau2")))}
+        rows.append(_Row(DIAMOND, cells, est, lb, ub))
+        band = (est, lb, ub)
+    else:
+        rows += _notes(f"All studies: no pooled estimate ({fit_reason})")
+    return _draw_table(_Table(cols, tuple(rows), scale, title, favours, band), ax)
+
+
+# --------------------------------------------------------------------------
+# funnel and bubble plots
+
+
+def _finite(effects: pd.DataFrame, *cols: str) -> list[np.ndarray]:
+    """Columns as float arrays, keeping rows where all of them are finite."""
+    arrays = [pd.to_numeric(effects[c], errors="coerce").to_numpy(dtype=float) for c in cols]
+    keep = np.logical_and.reduce([np.isfinite(a) for a in arrays])
+    return [a[keep] for a in arrays]
+
+
+def _set_effect_axis(ax: Axes, which: str, scale: _Scale, lo: float, hi: float) -> None:
+    """Scale, nice ticks and limits of the x or y effect axis, from analysis-scale limits."""
+    ticks = _nice_limits(lo, hi, scale.log)
+    axis = getattr(ax, f"{which}axis")
+    getattr(ax, f"set_{which}scale")("log" if scale.log else "linear")
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_minor_locator(NullLocator())
+    axis.set_ticklabels([_tick_label(t) for t in ticks])
+    getattr(ax, f"set_{which}lim")(ticks[0], ticks[-1])
+
+
+def _figure_ax(ax: Axes | None, width_in: float, height_in: float, rect: tuple[float, float, float, float]) -> Axes:
+    return style.new_axes(width_in, height_in, rect) if ax is None else ax
+
+
+def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
+           method: str = "REML", title: str | None = None, ax: Axes | None = None) -> Axes:
+    """Contour-enhanced funnel plot (Peters et al. 2008) with trim-and-fill studies.
+
+    Each study is a filled circle at its effect (x) and standard error (y,
+    inverted, 0 at the top). The background is shaded by the two-sided p
+    value a study at that point would have against no effect: white for
+    p >= 0.10, then darker greys for 0.05-0.10, 0.01-0.05 and p < 0.01, so
+    that missing studies in the white region suggest publication bias and
+    missing studies in the grey regions suggest other causes. A solid line
+    marks the pooled estimate with dashed pseudo-95% limits around it;
+    studies imputed by trim and fill (``trimfill.<method>``: ``yi_all``,
+    ``vi_all``, ``filled``) are open circles, with the adjusted estimate as
+    a dotted line. A missing or failed trim and fill is said in the legend.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        Uses ``yi`` and ``sei``.
+    result : mapping
+        Uses ``rma.<method>`` and ``trimfill.<method>``.
+    measure, transf, method, title
+        As in :func:`forest`.
+    ax : Axes, optional
+        The legend goes to the right of it.
+
+    Returns
+    -------
+    Axes
+    """
+    scale = _scale(measure, transf)
+    yi, sei = _finite(effects, "yi", "sei")
+    fit, fit_reason = _section(result, "rma", method)
+    tf, tf_reason = _section(result, "trimfill", method)
+    filled_yi = filled_se = np.array([])
+    if tf is not None and tf.get("filled") is not None:
+        mask = np.array([bool(f) for f in tf["filled"]])
+        filled_yi = np.array([_num(v) for v in tf["yi_all"]])[mask]
+        filled_se = np.sqrt(np.array([_num(v) for v in tf["vi_all"]])[mask])
+    se_max = FUNNEL_SE_HEADROOM * max([*sei, *filled_se, 1e-3])
+    z_edge = stats.norm.isf(FUNNEL_CONTOURS[0][0] / 2)
+    lo = min([-z_edge * se_max, *yi, *filled_yi])
+    hi = max([z_edge * se_max, *yi, *filled_yi])
+    ax = _figure_ax(ax, *FUNNEL_SIZE_IN, FUNNEL_RECT)
+    with style.styled():
+        _set_effect_axis(ax, "x", scale, lo, hi)
+        ax.set_ylim(se_max, 0)
+        se = np.linspace(0, se_max, FUNNEL_GRID)
+        ax.set_facecolor(FUNNEL_OUTER_SHADE)
+        handles = [Patch(facecolor=FUNNEL_OUTER_SHADE, label=f"p < {FUNNEL_CONTOURS[0][0]:.2f}")]
+        for i, (p, shade) in enumerate(FUNNEL_CONTOURS):  # outermost first: inner regions paint over
+            z = stats.norm.isf(p / 2)
+            ax.fill_betweenx(se, scale.show(-z * se), scale.show(z * se), color=shade, lw=0, zorder=0)
+            upper = FUNNEL_CONTOURS[i + 1][0] if i + 1 < len(FUNNEL_CONTOURS) else None
+            label = f"{p:.2f} \u2264 p < {upper:.2f}" if upper else f"p \u2265 {p:.2f}"
+            handles.append(Patch(facecolor=shade, label=label))
+        handles.reverse()
+        for patch in handles:
+            patch.set(edgecolor=style.MID, lw=style.THIN_LINE)
+        if fit is not None:
+            est = _num(fit.get("estimate"))
+            crit = stats.norm.isf((1 - _num(fit.get("level", 95)) / 100) / 2)
+            ax.plot(scale.show(np.array([est, est])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH)
+            for sign in (-1, 1):
+                ax.plot(scale.show(est + sign * crit * se), se, color=style.INK, lw=style.THIN_LINE, ls="--")
+            handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, label=f"Pooled estimate ({method})"))
+            handles.append(Line2D([], [], color=style.INK, lw=style.THIN_LINE, ls="--", label="Pseudo 95% limits"))
+        ax.plot(scale.show(yi), sei, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
+                mew=style.THIN_LINE, zorder=3)
+        handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
+                              label=f"Studies (k = {len(yi)})"))
+        if filled_yi.size:
+            ax.plot(scale.show(filled_yi), filled_se, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER,
+                    mec=style.INK, mew=style.LINE_WIDTH, zorder=3)
+            handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER, mec=style.INK,
+                                  label=f"Imputed by trim and fill ({filled_yi.size})"))
+        if tf is not None:
+            adj = _num(tf.get("estimate"))
+            ax.plot(scale.show(np.array([adj, adj])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH, ls=":")
+            handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, ls=":",
+                                  label=f"Trim-and-fill estimate: {_fmt(float(scale.show(adj)))}"))
+        else:
+            handles.append(Line2D([], [], lw=0, label=_wrap(f"Trim and fill not available ({tf_reason})")))
+        if fit is None:
+            handles.append(Line2D([], [], lw=0, label=_wrap(f"No pooled estimate ({fit_reason})")))
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
+                  handlelength=1.6)
+        ax.set_xlabel(scale.axis_label)
+        ax.set_ylabel("Standard error")
+        ax.set_axisbelow(False)
+        if title:
+            ax.set_title(title, loc="left", fontweight="bold")
+    return ax
+
+
+def _wrap(text: str, width: int = 34) -> str:
+    return textwrap.fill(text, width)
+
+
+def _metareg_vcov(reg: Mapping, x: np.ndarray, vi: np.ndarray) -> np.ndarray:
+    """Covariance of (intercept, slope): ``reg["vcov"]`` if given, else metafor's
+    ``s2w * (X' W X)^-1`` with ``W = diag(1 / (vi + tau2))`` (``s2w`` = 1 for z tests)."""
+    if reg.get("vcov") is not None:
+        return np.array([[_num(v) for v in row] for row in reg["vcov"]])
+    w = 1.0 / (vi + _num(reg.get("tau2")))
+    xtwx = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
+    s2w = _num(reg.get("s2w", 1.0))
+    return (s2w if math.isfinite(s2w) else 1.0) * np.linalg.inv(xtwx)
+
+
+def _metareg_line(reg: Mapping, moderator: str, x: np.ndarray, vi: np.ndarray,
+                  grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fitted line and its CI over ``grid`` (analysis scale) from an intercept + slope model."""
+    coef = reg["coefficients"]
+    names = list(coef["names"])
+    if len(names) != 2 or moderator not in names:
+        raise ValueError(f"bubble plot needs a model of intercept + {moderator}, got {names}")
+    b = np.array([_num(v) for v in coef["estimate"]])
+    order = [1 - names.index(moderator), names.index(moderator)]  # (intercept, slope)
+    b = b[order]
+    vcov = _metareg_vcov(reg, x, vi)
+    df = _num(coef.get("df"))
+    q = 1 - (1 - _num(reg.get("level", 95)) / 100) / 2
+    crit = stats.t.ppf(q, df) if math.isfinite(df) else stats.norm.ppf(q)
+    fitted = b[0] + b[1] * grid
+    se = np.sqrt(vcov[0, 0] + 2 * grid * vcov[0, 1] + grid ** 2 * vcov[1, 1])
+    return fitted, fitted - crit * se, fitted + crit * se
+
+
+def _metareg_summary(reg: Mapping, moderator: str) -> str:
+    coef = reg["coefficients"]
+    j = list(coef["names"]).index(moderator)
+    value = lambda key: _num(coef[key][j])  # noqa: E731 - local shorthand
+    r2 = _num(reg.get("R2"))
+    return (f"Slope {_fmt(value('estimate'), 3)} per unit of {moderator} "
+            f"({_fmt(_num(reg.get('level', 95)), 0)}% CI {_fmt(value('ci.lb'), 3)} to {_fmt(value('ci.ub'), 3)}), "
+            f"{_fmt_p(value('pval'))}; residual \u03c4\u00b2 = {_fmt_small(_num(reg.get('tau2')))}"
+            + (f"; R\u00b2 = {_fmt(r2, 0)}%" if math.isfinite(r2) else ""))
+
+
+def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None, *, measure: str,
+           transf: str | None = None, method: str = "REML", title: str | None = None,
+           ax: Axes | None = None) -> Axes:
+    """Meta-regression bubble plot: effect against a moderator, with the fitted line.
+
+    Each study is an open circle whose area is proportional to its weight in
+    the meta-regression, ``1 / (vi + tau2)`` with the residual tau^2. The
+    fitted line and its CI band come from ``metareg.<method>.coefficients``
+    (intercept and slope) and the coefficients' covariance: ``vcov`` when the
+    result has it, else rebuilt as metafor does, ``s2w (X'WX)^-1``. The slope,
+    its CI and p, the residual tau^2 and R^2 are written above the plot. An
+    error section leaves the studies drawn and says why there is no line.
+
+    Parameters
+    ----------
+    effects : DataFrame
+        Uses ``yi``, ``vi`` and the moderator column.
+    result : mapping
+        Uses ``metareg.<method>`` (and ``metareg.moderator`` when
+        ``moderator`` is None).
+    moderator : str, optional
+        Column of ``effects`` and coefficient name in the model.
+    measure, transf, method, title
+        As in :func:`forest`.
+    ax : Axes, optional
+
+    Returns
+    -------
+    Axes
+    """
+    scale = _scale(measure, transf)
+    moderator = moderator or (result.get("metareg") or {}).get("moderator")
+    if not moderator or moderator not in effects:
+        raise ValueError(f"bubble plot: moderator {moderator!r} is not a column of the effects table")
+    x, yi, vi = _finite(effects, moderator, "yi", "vi")
+    reg, reason = _section(result, "metareg", method)
+    ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT)
+    with style.styled():
+        tau2 = _num(reg.get("tau2")) if reg is not None else 0.0
+        w = 1.0 / (vi + (tau2 if math.isfinite(tau2) else 0.0))
+        grid = np.linspace(x.min(), x.max(), BUBBLE_GRID)
+        span = [*yi]
+        note = f"No meta-regression line ({reason})"
+        if reg is not None:
+            try:
+                fitted, lb, ub = _metareg_line(reg, moderator, x, vi, grid)
+            except ValueError as exc:  # a model with other coefficients: say so on the plot
+                reg, note = None, f"No meta-regression line ({exc})"
+        if reg is not None:
+            span += [*lb, *ub]
+            ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.LIGHT, lw=0, zorder=0)
+            ax.plot(grid, scale.show(fitted), color=style.INK, lw=style.LINE_WIDTH * 1.5, zorder=2)
+            note = _metareg_summary(reg, moderator)
+        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.PAPER,
+                   edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
+        ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
+        pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)
+        _set_effect_axis(ax, "y", scale, min(span) - pad, max(span) + pad)
+        xpad = BUBBLE_PAD * (x.max() - x.min() or 1.0)
+        ax.set_xlim(x.min() - xpad, x.max() + xpad)
+        ax.set_xlabel(moderator)
+        ax.set_ylabel(scale.axis_label)
+        ax.annotate(_wrap(note, BUBBLE_NOTE_CHARS), xy=(0, 1), xycoords="axes fraction", xytext=(0, 6),
+                    textcoords="offset points", ha="left", va="bottom", fontsize=style.SMALL_SIZE,
+                    color=style.DARK, parse_math=False)
+        if title:
+            ax.set_title(title, loc="left", fontweight="bold", pad=BUBBLE_TITLE_PAD_PT)
+    return ax
