@@ -1,0 +1,359 @@
+"""The configuration (``config/config.yaml``): read, checked, defaults filled in.
+
+The config holds science only (STYLE.md habit 4): which rows form each
+analysis, its measure and model, the pooling rules and the sensitivity
+subsets. Its schema, ``schemas/config.schema.yaml``, documents every key;
+``config/README.md`` explains them with examples.
+
+Every problem is reported at once, in the form of the raw-table problems
+(``ntxmeta.validate.Problem``), with the line of the key in the YAML file::
+
+    config/config.yaml:14: key 'analyses.aud_rr.measure' = 'RRR': unknown value ...
+
+Checks beyond the schema: analysis names safe as file names; paths that
+stay inside the project; filter, subgroup and moderator columns that exist
+in comparisons.csv (with "did you mean"); filter values in the closed
+vocabularies; and, given the comparisons, that each analysis's filters
+match at least one row (k = 0 or 1 after the pooling rules is allowed: the
+analysis then reports why it has no pooled estimate).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path, PurePosixPath
+from typing import Iterable
+
+import jsonschema
+import pandas as pd
+import yaml
+
+from .normalise import comparison_columns, normalise, outcome_table
+from .select import filter_mask
+from .validate import (Problem, ValidationError, check_raw, did_you_mean, load_schema,
+                       one_of)
+
+#: Keys that are about running, not science: they belong on the command line.
+OPERATIONAL_KEYS = ("cores", "threads", "jobs", "resources", "executor", "profile", "mem_mb",
+                    "tmpdir", "conda")
+#: The six model options shared by ``defaults`` and each analysis.
+MODEL_OPTIONS = ("method", "test", "level", "add", "to", "drop00")
+
+
+# --------------------------------------------------------------------------- YAML
+
+def _line_map(node: yaml.Node, path: tuple = (), lines: dict | None = None,
+              dups: list | None = None) -> tuple[dict, list]:
+    """Line (1-based) of every key and list item, and keys written twice."""
+    lines = {(): 1} if lines is None else lines
+    dups = [] if dups is None else dups
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            p = path + (key.value,)
+            if p in lines:
+                dups.append((p, key.start_mark.line + 1))
+            lines[p] = key.start_mark.line + 1
+            _line_map(value, p, lines, dups)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[path + (i,)] = item.start_mark.line + 1
+            _line_map(item, path + (i,), lines, dups)
+    return lines, dups
+
+
+def key_name(path: Iterable) -> str:
+    """A key path as written in messages: ``analyses.x.moderators[1]``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _shown(value) -> str:
+    """A value as it would be written in YAML, on one line."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip()
+    return str(value)
+
+
+class _Reporter:
+    """Collects config problems with the line of their key."""
+
+    def __init__(self, name: str, lines: dict):
+        self.name, self.lines, self.problems = name, lines, []
+
+    def line(self, path: tuple) -> int:
+        while path not in self.lines:
+            path = path[:-1]
+        return self.lines[path]
+
+    def __call__(self, path: tuple, message: str, value=None, *, show_value: bool = True) -> None:
+        self.problems.append(Problem(self.name, self.line(tuple(path)), key_name(path),
+                                     _shown(value) if show_value else None, message, kind="key"))
+
+
+def _read(path: Path, name: str) -> tuple[dict | None, list[Problem], dict]:
+    """The parsed YAML, its problems, and the line map."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(name, None, None, None, f"cannot be read as UTF-8 text ({exc})")], {}
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        what = getattr(exc, "problem", None) or str(exc)
+        return None, [Problem(name, line, None, None,
+                              f"not valid YAML ({what}); check the indentation and quoting")], {}
+    if not isinstance(data, dict):
+        return None, [Problem(name, 1, None, None, "the config must be a mapping of keys "
+                              "(defaults, rules, sensitivity, analyses); see config/README.md")], {}
+    lines, dups = _line_map(node)
+    problems = [Problem(name, line, key_name(p), None,
+                        "written twice; YAML keeps only the last one, so delete one", kind="key")
+                for p, line in dups]
+    return data, problems, lines
+
+
+# --------------------------------------------------------------------------- schema
+
+def _schema_problems(data: dict, report: _Reporter) -> None:
+    schema = load_schema("config")
+    for err in jsonschema.Draft202012Validator(schema).iter_errors(data):
+        path = tuple(err.absolute_path)
+        v, limit = err.validator, err.validator_value
+        if "propertyNames" in err.absolute_schema_path:
+            where = "analysis" if path[-1:] == ("analyses",) else "name"
+            report(path + (err.instance,), f"{where} names become file names: use lower case "
+                   "letters, digits and '_', starting with a letter or digit",
+                   show_value=False)
+        elif v == "additionalProperties":
+            known = list(err.schema.get("properties", {}))
+            for key in err.instance:
+                if key in known:
+                    continue
+                if key in OPERATIONAL_KEYS:
+                    msg = ("not science: give cores, resources and executors on the command "
+                           "line (snakemake --cores N) or in a profile, not in the config")
+                else:
+                    msg = f"unknown key{did_you_mean(key, known)}; known keys: {one_of(known)}"
+                report(path + (key,), msg, show_value=False)
+        elif v == "required":
+            missing = [k for k in limit if k not in err.instance]
+            for key in missing:
+                report(path, f"missing the required key '{key}'", show_value=False)
+        elif v == "enum":
+            report(path, f"unknown value{did_you_mean(err.instance, limit)}; use one of "
+                   f"{one_of(limit)}", err.instance)
+        elif v == "type":
+            kinds = [limit] if isinstance(limit, str) else limit
+            words = {"object": "a mapping of keys", "array": "a list", "string": "text",
+                     "number": "a number", "boolean": "true or false", "integer": "a whole number"}
+            report(path, f"must be {' or '.join(words.get(k, k) for k in kinds)}", err.instance)
+        elif v in ("minProperties", "minItems"):
+            report(path, "must not be empty", err.instance)
+        elif v in ("exclusiveMinimum", "exclusiveMaximum"):
+            side = "greater" if v == "exclusiveMinimum" else "less"
+            report(path, f"must be {side} than {limit}", err.instance)
+        elif v == "minimum":
+            report(path, f"must be at least {limit}", err.instance)
+        else:
+            report(path, err.message, err.instance)
+
+
+# --------------------------------------------------------------------------- meaning
+
+def vocabularies() -> dict[str, list]:
+    """The closed vocabulary of each comparisons column that has one."""
+    raw = load_schema("raw_trials")["properties"]
+    vocab = {col: spec["enum"] for col, spec in raw.items() if "enum" in spec}
+    outcomes = outcome_table().values()
+    vocab["data_type"] = comparison_columns()["data_type"]["enum"]
+    vocab["event"] = sorted({o.event for o in outcomes})
+    vocab["outcome_family"] = sorted({o.family for o in outcomes})
+    return vocab
+
+
+def _column_type(spec: dict) -> str:
+    return spec["type"][0] if isinstance(spec["type"], list) else spec["type"]
+
+
+def _check_filters(path: tuple, filters, report: _Reporter) -> bool:
+    """Filter columns and values; True if the filters can be applied."""
+    if not isinstance(filters, dict):
+        return False
+    columns = comparison_columns()
+    vocab = vocabularies()
+    ok = True
+    for col, values in filters.items():
+        if col not in columns:
+            report(path + (col,), f"not a column of comparisons.csv{did_you_mean(col, columns)}",
+                   show_value=False)
+            ok = False
+            continue
+        if not isinstance(values, list):
+            ok = False
+            continue
+        kind = _column_type(columns[col])
+        for i, value in enumerate(values):
+            if col in vocab and value not in vocab[col]:
+                report(path + (col, i), f"unknown value for {col}{did_you_mean(value, vocab[col])}"
+                       f"; use one of {one_of(vocab[col])}", value)
+            elif kind == "boolean" and not isinstance(value, bool):
+                report(path + (col, i), f"{col} is true or false", value)
+    return ok
+
+
+def _check_meaning(data: dict, report: _Reporter) -> set[str]:
+    """Paths, columns and vocabularies; the names of analyses whose filters can be applied."""
+    raw_data = data.get("raw_data")
+    if isinstance(raw_data, str):
+        pure = PurePosixPath(raw_data.replace("\\", "/"))
+        if pure.is_absolute() or ".." in pure.parts or raw_data[1:3] == ":\\":
+            report(("raw_data",), "must stay inside the project: give a path relative to the "
+                   "project folder, without '..'", raw_data)
+    columns = comparison_columns()
+    for name, sens in (data.get("sensitivity") or {}).items():
+        if isinstance(sens, dict):
+            _check_filters(("sensitivity", name, "exclude"), sens.get("exclude"), report)
+    usable = set()
+    analyses = data.get("analyses")
+    for name, a in (analyses.items() if isinstance(analyses, dict) else ()):
+        if not isinstance(a, dict):
+            continue
+        base = ("analyses", name)
+        if _check_filters(base + ("filters",), a.get("filters"), report) and "measure" in a:
+            usable.add(name)
+        sub = a.get("subgroup")
+        if isinstance(sub, str) and sub not in columns:
+            report(base + ("subgroup",), f"not a column of comparisons.csv"
+                   f"{did_you_mean(sub, columns)}", sub)
+        numeric = [c for c, s in columns.items() if _column_type(s) in ("integer", "number")]
+        for i, mod in enumerate(a.get("moderators") or []):
+            if isinstance(mod, str) and mod not in numeric:
+                report(base + ("moderators", i), f"not a numeric column of comparisons.csv"
+                       f"{did_you_mean(mod, numeric)}; use one of {one_of(numeric)}", mod)
+    return usable
+
+
+def _check_selections(data: dict, names: Iterable[str], comparisons: pd.DataFrame,
+                      report: _Reporter) -> None:
+    """An analysis whose filters match no row of comparisons is an error."""
+    for name in sorted(names):
+        filters = data["analyses"][name]["filters"]
+        if filter_mask(comparisons, filters).any():
+            continue
+        alone = ", ".join(f"{col} alone matches {int(filter_mask(comparisons, {col: v}).sum())}"
+                          for col, v in filters.items())
+        report(("analyses", name, "filters"), f"analysis '{name}' selects no row of "
+               f"comparisons.csv ({alone}); fix the values or remove the analysis", filters)
+
+
+def resolve(data: dict) -> dict:
+    """The config with every default of the schema filled in (a new dict).
+
+    Each analysis gets the six model options (its own over ``defaults``),
+    ``moderators`` ([]) and ``main`` (false).
+    """
+    schema = load_schema("config")
+    props, defs = schema["properties"], schema["$defs"]
+    cfg = copy.deepcopy(data)
+    cfg.setdefault("raw_data", props["raw_data"]["default"])
+    cfg["defaults"] = {k: cfg.get("defaults", {}).get(k, defs[k]["default"])
+                       for k in MODEL_OPTIONS}
+    rules = props["rules"]["properties"]
+    cfg["rules"] = {k: cfg.get("rules", {}).get(k, spec["default"]) for k, spec in rules.items()}
+    cfg.setdefault("sensitivity", {})
+    for a in cfg["analyses"].values():
+        for k in MODEL_OPTIONS:
+            a.setdefault(k, cfg["defaults"][k])
+        a.setdefault("moderators", [])
+        a.setdefault("main", False)
+    return cfg
+
+
+def check_config(path: str | Path, comparisons: pd.DataFrame | None = None
+                 ) -> tuple[dict | None, list[Problem]]:
+    """The resolved config (None if unreadable) and every problem found in it.
+
+    Parameters
+    ----------
+    path : path
+        The YAML file; reported as given.
+    comparisons : DataFrame, optional
+        If given, each analysis must match at least one of its rows.
+    """
+    name = str(path)
+    data, problems, lines = _read(Path(path), name)
+    if data is None:
+        return None, problems
+    report = _Reporter(name, lines)
+    _schema_problems(data, report)
+    usable = _check_meaning(data, report)
+    if comparisons is not None and isinstance(data.get("analyses"), dict):
+        _check_selections(data, usable, comparisons, report)
+    problems = sorted(problems + report.problems, key=lambda p: (p.line or 0, p.column or ""))
+    cfg = resolve(data) if not problems else None
+    return cfg, problems
+
+
+def load_config(path: str | Path, comparisons: pd.DataFrame | None = None) -> dict:
+    """The config with defaults filled in, or ``ValidationError`` with every problem.
+
+    Parameters
+    ----------
+    path : path
+        ``config/config.yaml``.
+    comparisons : DataFrame, optional
+        The normalised comparisons: if given, an analysis whose filters match
+        no row is an error.
+
+    Returns
+    -------
+    dict
+        Keys ``raw_data``, ``defaults``, ``rules``, ``sensitivity``,
+        ``analyses``; see ``resolve``.
+    """
+    cfg, problems = check_config(path, comparisons)
+    if problems:
+        raise ValidationError(problems)
+    return cfg
+
+
+def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Raw tables and config checked together; every problem of both raised at once.
+
+    Returns
+    -------
+    raw : DataFrame
+        The validated raw rows.
+    comparisons : DataFrame
+        ``normalise(raw, config["rules"])``.
+    config : dict
+        The resolved config.
+
+    Raises
+    ------
+    ValidationError
+        Raw-table problems first (by file and line), then config problems.
+        The check that each analysis selects a row needs valid raw tables
+        and rules, so it runs only when both are valid.
+    """
+    raw_paths = list(raw_paths)
+    if not raw_paths:
+        raw, raw_problems = None, [Problem("data/raw", None, None, None,
+                                           "no CSV files found; add the trial tables")]
+    else:
+        raw, raw_problems = check_raw(raw_paths)
+    cfg, cfg_problems = check_config(config_path)
+    if raw_problems or cfg_problems:
+        raise ValidationError(raw_problems + cfg_problems)
+    comparisons = normalise(raw, cfg["rules"])
+    cfg, cfg_problems = check_config(config_path, comparisons)
+    if cfg_problems:
+        raise ValidationError(cfg_problems)
+    return raw, comparisons, cfg

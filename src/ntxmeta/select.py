@@ -1,0 +1,165 @@
+"""The rows of one analysis, and a digest that changes only when they change.
+
+An analysis (``analyses.NAME`` of ``config/config.yaml``) selects rows of
+``comparisons.csv`` by its ``filters``: a row is in if, for every filter
+column, its value is one of the listed values. Of those rows, an analysis
+uses (``select_rows``) the ones that
+
+1. are ``pooled`` (the pooling rules and missing data, ``ntxmeta.normalise``);
+2. have the data the measure needs: binary counts for RR/OR/RD, means and
+   SDs for SMD/MD/ROM, a log ratio for GEN;
+3. are one per sample: where several rows share patients (the same
+   ``sample_id``, e.g. two outcomes of one trial), only the row whose
+   outcome comes first in the analysis's ``outcome`` filter is used, and
+   of equals the first in file order.
+
+``matching_rows`` returns every filtered row with ``pooled`` and
+``exclusion_reason`` updated for the analysis, for reports that list what
+was left out and why. Rows are sorted by year, label and row_id.
+
+Values are compared as canonical text (``canon``), so a frame read back
+from CSV (booleans, integers read as floats) selects the same rows as the
+frame ``normalise`` returned.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
+
+#: The data type each measure needs.
+MEASURE_DATA = {"RR": "binary", "OR": "binary", "RD": "binary",
+                "SMD": "continuous", "MD": "continuous", "ROM": "continuous", "GEN": "ratio"}
+#: Float precision of the canonical text (that of comparisons.csv).
+CANON_DIGITS = 15
+
+
+def canon(value) -> str:
+    """Canonical text of a cell or a filter value.
+
+    Booleans become ``true``/``false``, missing values the empty string,
+    numbers 15 significant digits (so 380, 380.0 and "380" agree).
+    """
+    if value is None or value is pd.NA:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return "" if math.isnan(float(value)) else format(float(value), f".{CANON_DIGITS}g")
+    return str(value)
+
+
+def _canon_column(series: pd.Series) -> pd.Series:
+    return series.astype(object).map(canon)
+
+
+def filter_mask(comparisons: pd.DataFrame, filters: dict) -> np.ndarray:
+    """Rows whose value in every filter column is one of the listed values.
+
+    Raises
+    ------
+    KeyError
+        A filter names a column that the table does not have.
+    """
+    mask = np.ones(len(comparisons), dtype=bool)
+    for column, values in filters.items():
+        if column not in comparisons.columns:
+            raise KeyError(f"filter column '{column}' is not a column of comparisons")
+        allowed = {canon(v) for v in values}
+        mask &= _canon_column(comparisons[column]).isin(allowed).to_numpy()
+    return mask
+
+
+def _sorted(rows: pd.DataFrame) -> pd.DataFrame:
+    year = pd.to_numeric(rows["year"], errors="coerce")
+    order = rows.assign(_year=year).sort_values(["_year", "label", "row_id"],
+                                                na_position="last", kind="mergesort")
+    return order.drop(columns="_year").reset_index(drop=True)
+
+
+def matching_rows(comparisons: pd.DataFrame, analysis: dict) -> pd.DataFrame:
+    """Every row the analysis's filters match, with ``pooled`` and ``exclusion_reason`` for it.
+
+    Parameters
+    ----------
+    comparisons : DataFrame
+        The comparisons table (as ``normalise`` returns it or as read from CSV).
+    analysis : dict
+        One analysis of the config (``filters`` and ``measure`` are used).
+
+    Returns
+    -------
+    DataFrame
+        The matching rows, sorted by year, label and row_id.
+    """
+    rows = comparisons.loc[filter_mask(comparisons, analysis["filters"])].copy()
+    pooled = (_canon_column(rows["pooled"]) == "true").to_numpy().copy()
+    reasons = rows["exclusion_reason"].astype(object).where(rows["exclusion_reason"].notna(), "")
+    reasons = [str(r) for r in reasons]
+    need = MEASURE_DATA[analysis["measure"]]
+    for i, dtype in enumerate(rows["data_type"]):
+        if pooled[i] and dtype != need:
+            pooled[i] = False
+            reasons[i] = f"{dtype} row: measure {analysis['measure']} needs {need} data"
+    preference = [canon(v) for v in analysis["filters"].get("outcome", [])]
+    rank = [preference.index(o) if o in preference else len(preference)
+            for o in _canon_column(rows["outcome"])]
+    line = pd.to_numeric(rows["source_line"], errors="coerce").to_numpy()
+    best: dict[str, int] = {}
+    for i in sorted(np.flatnonzero(pooled),
+                    key=lambda i: (rank[i], str(rows["source_file"].iloc[i]), line[i])):
+        sample = canon(rows["sample_id"].iloc[i])
+        if sample in best:
+            kept = best[sample]
+            pooled[i] = False
+            reasons[i] = (f"same patients as {rows['row_id'].iloc[kept]}, which this analysis "
+                          f"uses (its outcome {rows['outcome'].iloc[kept]} is listed first)")
+        else:
+            best[sample] = i
+    rows["pooled"] = pooled
+    rows["exclusion_reason"] = reasons
+    return _sorted(rows)
+
+
+def select_rows(comparisons: pd.DataFrame, analysis: dict, *,
+                exclude: dict | None = None) -> pd.DataFrame:
+    """The rows one analysis pools.
+
+    Parameters
+    ----------
+    comparisons : DataFrame
+    analysis : dict
+        One analysis of the config.
+    exclude : dict, optional
+        Filters of rows to leave out as well (a sensitivity subset of the
+        config, e.g. ``{"confidence": ["low"]}``).
+
+    Returns
+    -------
+    DataFrame
+        The pooled rows, sorted by year, label and row_id; empty if none.
+    """
+    rows = matching_rows(comparisons, analysis)
+    rows = rows.loc[rows["pooled"].to_numpy(dtype=bool)]
+    if exclude:
+        rows = rows.loc[~filter_mask(rows, exclude)]
+    return rows.reset_index(drop=True)
+
+
+def selection_digest(comparisons: pd.DataFrame, analysis: dict) -> str:
+    """SHA-256 of an analysis's options and of every row its filters match.
+
+    The rows enter with all their columns (as canonical text), pooled or
+    not, so that a new or edited row changes the digest of exactly the
+    analyses whose filters match it; the analysis dict enters as sorted JSON.
+    """
+    rows = matching_rows(comparisons, analysis)
+    h = hashlib.sha256()
+    h.update(json.dumps(analysis, sort_keys=True, default=canon).encode("utf-8"))
+    h.update(b"\x1e" + "\x1f".join(rows.columns).encode("utf-8"))
+    for record in rows.itertuples(index=False):
+        h.update(b"\x1e" + "\x1f".join(canon(v) for v in record).encode("utf-8"))
+    return h.hexdigest()
