@@ -131,7 +131,7 @@ def test_forest_subgroups_have_blocks_subtotals_and_difference_test(forests):
     ax, effects, result, _ = forests["bcg_RR"]
     strings = _strings(ax)
     for level in result["subgroup"]["levels"]:
-        assert level in strings
+        assert level.capitalize() in strings
     sizes = effects["subgroup"].value_counts()
     for level, k in sizes.items():
         assert f"Subtotal (k = {k})" in strings
@@ -237,3 +237,15 @@ def test_bubble_band_uses_metafor_covariance():
         reg = result["metareg"][fit]
         se = np.sqrt(np.diag(plots._metareg_vcov(reg, x, vi)))
         np.testing.assert_allclose(se, reg["coefficients"]["se"], rtol=1e-6)
+
+
+def test_bubble_uses_the_model_of_its_moderator():
+    """The pipeline stores one meta-regression per moderator under metareg_by."""
+    effects, result, spec = load_case("bcg_RR")
+    effects["year_copy"] = effects["year"]
+    other = {**result, "metareg_by": {"year_copy": {"REML": {"error": "no model for this one"}}}}
+    ax = plots.bubble(effects, other, "year_copy", measure=spec["measure"])
+    assert any("no model for this one" in t.get_text().replace("\n", " ") for t in ax.texts)
+    ax = plots.bubble(effects, result, spec["moderator"], measure=spec["measure"])
+    slope = result["metareg"]["REML"]["coefficients"]["estimate"][1]
+    assert any(_minus(f"{slope:.3f}") in t.get_text() for t in ax.texts)

@@ -56,6 +56,9 @@ from scipy import stats
 
 from . import style
 from .data import make_unique
+from .style import save_figure
+
+__all__ = ["forest", "funnel", "cumulative", "leave_one_out", "bubble", "save_figure"]
 
 RATIO_MEASURES = ("RR", "OR", "ROM")
 MEASURE_NAMES = {
@@ -92,7 +95,7 @@ XLABEL_PAD_PT = 15.0
 #: How far a study's CI may widen the axis beyond the span of the point
 #: estimates, pooled intervals and the null, as a fraction of that span;
 #: intervals beyond it are clipped and drawn with an arrow.
-CI_OVERHANG = 0.6
+CI_OVERHANG = 1.0
 #: Least room on each side of the null, as a fraction of that span, so that
 #: both favours labels have an axis to sit under.
 NULL_MARGIN = 0.08
@@ -116,6 +119,8 @@ BUBBLE_MAX_PT2 = 400.0
 BUBBLE_PAD = 0.06
 BUBBLE_GRID = 200
 BUBBLE_NOTE_CHARS = 80
+#: Translucent grey, so that overlapping bubbles and the line stay visible.
+BUBBLE_FILL = (0.0, 0.0, 0.0, 0.18)
 BUBBLE_TITLE_PAD_PT = 26.0
 BUBBLE_SIZE_IN = (5.0, 4.0)
 BUBBLE_RECT = (0.13, 0.12, 0.83, 0.7)
@@ -616,6 +621,8 @@ def _summary_rows(fit: Mapping | None, reason: str | None, label: str, extra: Ma
     """Diamond, prediction interval and heterogeneity note of one pooled fit."""
     if fit is None:
         return _notes(f"{label}: no pooled estimate ({reason})")
+    if _num(fit.get("k")) == 1:  # the study's own estimate is already on its row
+        return _notes(f"{label}: not pooled (a single study)")
     est, lb, ub = _interval(fit)
     rows = [_Row(DIAMOND, {"label": label, **extra, "effect": scale.effect(est, lb, ub)}, est, lb, ub)]
     pred = fit.get("predict") or {}
@@ -644,7 +651,7 @@ def _subgroup_levels(effects: pd.DataFrame, result: Mapping, method: str) -> lis
 def _subgroup_block(effects: pd.DataFrame, level: str, result: Mapping, method: str,
                     arm_cols: Sequence[_Col], scale: _Scale) -> list[_Row]:
     block = effects[effects["subgroup"].astype(str) == level]
-    rows = [_Row(HEADING, {"label": _label_cell(level)})]
+    rows = [_Row(HEADING, {"label": _label_cell(_capital(level.replace("_", " ")))})]
     rows += _study_rows(block, arm_cols, scale)
     fit, reason = _section(result, "subgroup", "by_level", level, method)
     label = f"Subtotal (k = {len(block)})"
@@ -719,9 +726,12 @@ def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
             rows += _subgroup_block(effects, lev, result, method, arm_cols, scale)
     fit, reason = _section(result, "rma", method)
     k = int(_num(fit.get("k"))) if fit else len(effects)
+    status = (result.get("analysis") or {}).get("status", "")
+    if fit is None and reason == "not computed" and status:  # the pipeline says why
+        reason = status.removeprefix("no pooled estimate: ")
     rows += _summary_rows(fit, reason, f"{_model_name(method)}, k = {k}", _totals(effects, arm_cols),
                           scale, with_pi=True)
-    if fit is not None:
+    if fit is not None and k > 1:
         rows += _notes(_overall_test(fit))
     if levels is not None:
         rows += _notes(_subgroup_test(result, method, len(levels)))
@@ -1003,14 +1013,16 @@ def _metareg_line(reg: Mapping, moderator: str, x: np.ndarray, vi: np.ndarray,
     return fitted, fitted - crit * se, fitted + crit * se
 
 
-def _metareg_summary(reg: Mapping, moderator: str) -> str:
+def _metareg_summary(reg: Mapping, moderator: str, scale: _Scale) -> str:
+    """Two lines: the slope with CI and p (on the analysis scale), then tau^2 and R^2."""
     coef = reg["coefficients"]
     j = list(coef["names"]).index(moderator)
-    value = lambda key: _num(coef[key][j])  # noqa: E731 - local shorthand
+    est, lb, ub, p = (_num(coef[key][j]) for key in ("estimate", "ci.lb", "ci.ub", "pval"))
+    on = f" (log {scale.short})" if scale.log else ""
     r2 = _num(reg.get("R2"))
-    return (f"Slope {_fmt(value('estimate'), 3)} per unit of {moderator} "
-            f"({_fmt(_num(reg.get('level', 95)), 0)}% CI {_fmt(value('ci.lb'), 3)} to {_fmt(value('ci.ub'), 3)}), "
-            f"{_fmt_p(value('pval'))}; residual \u03c4\u00b2 = {_fmt_small(_num(reg.get('tau2')))}"
+    return (f"Slope{on} {_fmt(est, 3)} per unit of {moderator} "
+            f"({_fmt(_num(reg.get('level', 95)), 0)}% CI {_fmt(lb, 3)} to {_fmt(ub, 3)}), {_fmt_p(p)}\n"
+            f"Residual \u03c4\u00b2 = {_fmt_small(_num(reg.get('tau2')))}"
             + (f"; R\u00b2 = {_fmt(r2, 0)}%" if math.isfinite(r2) else ""))
 
 
@@ -1032,8 +1044,9 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
     effects : DataFrame
         Uses ``yi``, ``vi`` and the moderator column.
     result : mapping
-        Uses ``metareg.<method>`` (and ``metareg.moderator`` when
-        ``moderator`` is None).
+        Uses ``metareg_by.<moderator>.<method>`` when present (the pipeline
+        fits one model per moderator), else ``metareg.<method>`` (and
+        ``metareg.moderator`` when ``moderator`` is None).
     moderator : str, optional
         Column of ``effects`` and coefficient name in the model.
     measure, transf, method, title
@@ -1049,7 +1062,8 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
     if not moderator or moderator not in effects:
         raise ValueError(f"bubble plot: moderator {moderator!r} is not a column of the effects table")
     x, yi, vi = _finite(effects, moderator, "yi", "vi")
-    reg, reason = _section(result, "metareg", method)
+    by = "metareg_by" in result and moderator in result["metareg_by"]  # one model per moderator
+    reg, reason = _section(result, *(("metareg_by", moderator) if by else ("metareg",)), method)
     ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT)
     with style.styled():
         tau2 = _num(reg.get("tau2")) if reg is not None else 0.0
@@ -1064,10 +1078,10 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
                 reg, note = None, f"No meta-regression line ({exc})"
         if reg is not None:
             span += [*lb, *ub]
-            ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.LIGHT, lw=0, zorder=0)
+            ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.FAINT, lw=0, zorder=0)
             ax.plot(grid, scale.show(fitted), color=style.INK, lw=style.LINE_WIDTH * 1.5, zorder=2)
-            note = _metareg_summary(reg, moderator)
-        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.PAPER,
+            note = _metareg_summary(reg, moderator, scale)
+        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=BUBBLE_FILL,
                    edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
         ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
         pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)
@@ -1076,7 +1090,7 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
         ax.set_xlim(x.min() - xpad, x.max() + xpad)
         ax.set_xlabel(moderator)
         ax.set_ylabel(scale.axis_label)
-        ax.annotate(_wrap(note, BUBBLE_NOTE_CHARS), xy=(0, 1), xycoords="axes fraction", xytext=(0, 6),
+        ax.annotate("\n".join(_wrap(line, BUBBLE_NOTE_CHARS) for line in note.split("\n")), xy=(0, 1), xycoords="axes fraction", xytext=(0, 6),
                     textcoords="offset points", ha="left", va="bottom", fontsize=style.SMALL_SIZE,
                     color=style.DARK, parse_math=False)
         if title:
