@@ -89,8 +89,10 @@ class _Reporter:
         return self.lines[path]
 
     def __call__(self, path: tuple, message: str, value=None, *, show_value: bool = True) -> None:
-        self.problems.append(Problem(self.name, self.line(tuple(path)), key_name(path),
-                                     _shown(value) if show_value else None, message, kind="key"))
+        self.problems.append(Problem(self.name, self.line(tuple(path)),
+                                     key_name(path) if path else None,
+                                     _shown(value) if show_value and path else None, message,
+                                     kind="key"))
 
 
 def _read(path: Path, name: str) -> tuple[dict | None, list[Problem], dict]:
@@ -106,6 +108,9 @@ def _read(path: Path, name: str) -> tuple[dict | None, list[Problem], dict]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         what = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None:
+            what = f"{context} started on line {start.line + 1}: {what}"
         return None, [Problem(name, line, None, None,
                               f"not valid YAML ({what}); check the indentation and quoting")], {}
     if not isinstance(data, dict):
@@ -202,8 +207,10 @@ def _check_filters(path: tuple, filters, report: _Reporter) -> bool:
             if col in vocab and value not in vocab[col]:
                 report(path + (col, i), f"unknown value for {col}{did_you_mean(value, vocab[col])}"
                        f"; use one of {one_of(vocab[col])}", value)
+                ok = False
             elif kind == "boolean" and not isinstance(value, bool):
                 report(path + (col, i), f"{col} is true or false", value)
+                ok = False
     return ok
 
 
@@ -232,10 +239,12 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
             report(base + ("subgroup",), f"not a column of comparisons.csv"
                    f"{did_you_mean(sub, columns)}", sub)
         numeric = [c for c, s in columns.items() if _column_type(s) in ("integer", "number")]
-        for i, mod in enumerate(a.get("moderators") or []):
+        mods = a.get("moderators")
+        for i, mod in enumerate(mods if isinstance(mods, list) else []):
             if isinstance(mod, str) and mod not in numeric:
+                hint = "" if mod in columns else did_you_mean(mod, numeric)
                 report(base + ("moderators", i), f"not a numeric column of comparisons.csv"
-                       f"{did_you_mean(mod, numeric)}; use one of {one_of(numeric)}", mod)
+                       f"{hint}; use one of {one_of(numeric)}", mod)
     return usable
 
 

@@ -21,7 +21,10 @@ Decisions about the file format (documented in ``data/raw/README.md``):
 - Blank lines (and rows whose cells are all empty) are skipped; line
   numbers still count them.
 - A header problem (missing, unknown or repeated column) stops the checks
-  of that file's rows, whose messages would otherwise all be noise.
+  of that file's rows, whose messages would otherwise all be noise; a row
+  that cannot be read (wrong number of cells, a broken quote) stops the
+  checks between rows (duplicates, clusters), which would be judged on part
+  of the data.
 
 Why written here: pandas' ``read_csv`` reports neither physical line
 numbers for multi-line rows nor the reasons a number does not parse, and
@@ -118,8 +121,13 @@ def load_schema(name: str) -> dict:
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=SIMILARITY)
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string.
+
+    A choice that differs only in case wins; otherwise difflib's closest match.
+    """
+    choices = [str(c) for c in choices]
+    same = [c for c in choices if c.lower() == str(value).lower()]
+    close = same or difflib.get_close_matches(str(value), choices, n=1, cutoff=SIMILARITY)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -161,8 +169,9 @@ def _decode(path: Path, name: str, problems: list[Problem]) -> str | None:
     return text
 
 
-def _records(text: str, name: str, problems: list[Problem]) -> list[tuple[int, list[str]]]:
-    """(first physical line, fields) of every record; blank records skipped."""
+def _records(text: str, name: str, problems: list[Problem]
+             ) -> tuple[list[tuple[int, list[str]]], bool]:
+    """(first physical line, fields) of every record, blank ones skipped; False if cut short."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     out = []
     end = 0
@@ -181,7 +190,8 @@ def _records(text: str, name: str, problems: list[Problem]) -> list[tuple[int, l
                    "whole, with the inner quotes doubled (\"\")")
             line = reader.line_num
         problems.append(Problem(name, line, None, None, msg))
-    return out
+        return out, False
+    return out, True
 
 
 def _check_header(header: list[str], columns: list[str], name: str,
@@ -216,22 +226,24 @@ def _check_header(header: list[str], columns: list[str], name: str,
 
 
 def read_rows(path: Path, columns: list[str], problems: list[Problem],
-              name: str | None = None) -> list[_Row]:
+              name: str | None = None) -> tuple[list[_Row], bool]:
     """The rows of one CSV as text cells keyed by column, with their first line.
 
-    Problems that make the file or a row unreadable are appended to ``problems``.
+    Problems that make the file or a row unreadable are appended to
+    ``problems``; the flag is False if any row could not be read.
     """
     name = name if name is not None else str(path)
+    before = len(problems)
     text = _decode(path, name, problems)
     if text is None:
-        return []
-    records = _records(text, name, problems)
+        return [], False
+    records, complete = _records(text, name, problems)
     if not records:
-        return []
+        return [], False
     (_, header), body = records[0], records[1:]
     if not _check_header(header, columns, name, problems):
-        return []
-    if not body:
+        return [], False
+    if not body and complete:
         problems.append(Problem(name, 1, None, None,
                                 "the file has a header but no rows; add rows or delete the file"))
     rows = []
@@ -244,7 +256,7 @@ def read_rows(path: Path, columns: list[str], problems: list[Problem],
                                     f"{len(header)}: {why}"))
             continue
         rows.append(_Row(line, dict(zip(header, fields))))
-    return rows
+    return rows, len(problems) == before
 
 
 # --------------------------------------------------------------------------- cells
@@ -529,13 +541,17 @@ def check_raw(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Problem]]
     checker = _RowChecker(schema)
     problems: list[Problem] = []
     typed_rows: list[tuple[str, int, dict]] = []
+    all_read = True
     for path in paths:
         name = str(path)
-        for row in read_rows(Path(path), checker.columns, problems, name):
+        rows, complete = read_rows(Path(path), checker.columns, problems, name)
+        all_read &= complete
+        for row in rows:
             typed, found = checker.check(row, name)
             problems += found
             typed_rows.append((name, row.line, typed))
-    problems += _check_across_rows(typed_rows)
+    if all_read:  # with rows missing, clusters and duplicates would be judged on part of the data
+        problems += _check_across_rows(typed_rows)
     order = {str(p): i for i, p in enumerate(paths)}
     colpos = {c: i for i, c in enumerate(checker.columns)}
     problems.sort(key=lambda p: (order.get(p.file, len(order)), p.line or 0,
