@@ -1,0 +1,119 @@
+"""The configuration: the malformed-config corpus, defaults, and the real config.
+
+``tests/malformed/config/NAME.yaml`` are broken configs, ``NAME.expected``
+the exact report, judged against the comparisons of the fixed four-row raw
+table ``_raw_rows.csv`` (so that row counts in messages never change when
+trials are added to data/raw). The expectations were written by hand.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ntxmeta.config import check_config, check_inputs, load_config
+from ntxmeta.normalise import normalise
+from ntxmeta.select import filter_mask, select_rows
+from ntxmeta.validate import ValidationError, validate_raw
+
+HERE = Path(__file__).parent
+CORPUS = HERE / "malformed" / "config"
+CASES = sorted(CORPUS.glob("*.yaml"))
+ROOT = HERE.parent
+RAW = sorted((ROOT / "data" / "raw").glob("*.csv"))
+CONFIG = ROOT / "config" / "config.yaml"
+
+MINIMAL = """analyses:
+  aud_relapse_rr:
+    title: "Relapse"
+    filters: {indication: [alcohol], outcome: [relapse_trial_defined]}
+    measure: RR
+"""
+
+
+@pytest.fixture(scope="module")
+def corpus_comparisons():
+    return normalise(validate_raw([CORPUS / "_raw_rows.csv"]))
+
+
+def test_config_corpus_is_complete():
+    assert len(CASES) >= 20
+    assert [p.stem for p in CASES] == [p.stem for p in sorted(CORPUS.glob("*.expected"))]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])
+def test_malformed_config_gives_its_exact_report(case, corpus_comparisons, monkeypatch):
+    monkeypatch.chdir(CORPUS)
+    with pytest.raises(ValidationError) as info:
+        load_config(Path(case.name), corpus_comparisons)
+    assert str(info.value) + "\n" == (CORPUS / f"{case.stem}.expected").read_text("utf-8")
+
+
+def test_defaults_are_filled_in(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(MINIMAL + "    method: DL\n", "utf-8")
+    cfg = load_config(path)
+    assert cfg["defaults"] == {"method": "REML", "test": "z", "level": 95, "add": 0.5,
+                               "to": "only0", "drop00": False}
+    a = cfg["analyses"]["aud_relapse_rr"]
+    assert a["method"] == "DL" and a["test"] == "z" and a["moderators"] == [] and not a["main"]
+    assert cfg["rules"] == {"shared_control": "split", "repeated_timepoints": "earliest",
+                            "post_randomisation_subgroups": "exclude",
+                            "post_hoc_subgroups": "keep", "rerandomised_stages": "first_stage",
+                            "combination_treatment": "keep"}
+    assert cfg["raw_data"] == "data/raw/*.csv" and cfg["sensitivity"] == {}
+
+
+def test_unsafe_yaml_tags_are_refused(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("analyses: !!python/object/apply:os.system ['true']\n", "utf-8")
+    with pytest.raises(ValidationError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_raw_and_config_problems_are_reported_together(tmp_path):
+    bad_config = tmp_path / "config.yaml"
+    bad_config.write_text(MINIMAL.replace("measure: RR", "measure: RRR"), "utf-8")
+    with pytest.raises(ValidationError) as info:
+        check_inputs([HERE / "malformed" / "zero_n.csv"], bad_config)
+    files = [Path(p.file).name for p in info.value.problems]
+    assert files == ["zero_n.csv", "config.yaml"]
+
+
+def test_a_filter_matching_rows_that_are_not_pooled_is_allowed(tmp_path, corpus_comparisons):
+    path = tmp_path / "config.yaml"  # Oslin is a ratio row: no RR estimate, but not an error
+    path.write_text(MINIMAL.replace("relapse_trial_defined", "relapse_heavy_drinking"), "utf-8")
+    cfg = load_config(path, corpus_comparisons)
+    assert select_rows(corpus_comparisons, cfg["analyses"]["aud_relapse_rr"]).empty
+
+
+# --------------------------------------------------------------------------- the real config
+
+@pytest.fixture(scope="module")
+def real():
+    return check_inputs(RAW, CONFIG)
+
+
+def test_real_config_defines_the_analyses_the_review_needs(real):
+    _, _, cfg = real
+    analyses = cfg["analyses"]
+    needed = {"aud_heavy_drinking_rr": "RR", "aud_relapse_rr": "RR",
+              "aud_heavy_drinking_days_smd": "SMD", "aud_drinks_per_drinking_day_smd": "SMD",
+              "craving_smd": "SMD", "oud_relapse_rr": "RR", "oud_retention_rr": "RR",
+              "stimulant_response_rr": "RR", "gambling_response_rr": "RR",
+              "oprm1_genotype_gen": "GEN"}
+    assert {name: analyses[name]["measure"] for name in needed} == needed
+    assert analyses["oud_relapse_rr"]["subgroup"] == "comparator_type"
+    assert analyses["oprm1_genotype_gen"]["subgroup"] == "genotype"
+
+
+def test_every_real_analysis_matches_rows(real):
+    _, comparisons, cfg = real
+    for name, a in cfg["analyses"].items():
+        assert filter_mask(comparisons, a["filters"]).any(), name
+
+
+def test_real_config_holds_no_paths_outside_the_project(real):
+    _, _, cfg = real
+    assert not Path(cfg["raw_data"]).is_absolute() and ".." not in Path(cfg["raw_data"]).parts
+    assert sorted(ROOT.glob(cfg["raw_data"])) == RAW

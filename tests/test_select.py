@@ -1,0 +1,113 @@
+"""Selecting the rows of one analysis, and the digest that triggers re-runs."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ntxmeta.normalise import normalise, write_comparisons
+from ntxmeta.select import canon, matching_rows, select_rows, selection_digest
+from ntxmeta.validate import validate_raw
+from test_normalise import RAW, raw_rows
+
+RELAPSE_RR = {"title": "t", "measure": "RR",
+              "filters": {"indication": ["alcohol"], "outcome": ["relapse_trial_defined"]}}
+
+
+def test_filters_and_pooled_flag(tmp_path):
+    rows = ({"row_id": "a1", "year": "2001"},
+            {"row_id": "a2", "study_id": "T2", "year": "1999"},
+            {"row_id": "op", "study_id": "T3", "indication": "opioid", "outcome": "opioid_relapse"},
+            {"row_id": "pr", "study_id": "T4", "pooling_issue": "post_randomisation_subgroup"})
+    comp = normalise(raw_rows(tmp_path, *rows))
+    assert list(select_rows(comp, RELAPSE_RR)["row_id"]) == ["a2", "a1"]  # by year
+    m = matching_rows(comp, RELAPSE_RR)
+    assert list(m["row_id"]) == ["a2", "pr", "a1"]  # 1999, 2000 (template), 2001
+    assert list(m["pooled"]) == [True, False, True]
+
+
+def test_one_row_per_sample_preferring_the_first_listed_outcome(tmp_path):
+    rows = ({"row_id": "drink", "cluster_id": "S", "pooling_issue": "multiple_outcomes",
+             "outcome": "any_drinking"},
+            {"row_id": "relapse", "cluster_id": "S", "pooling_issue": "multiple_outcomes"})
+    comp = normalise(raw_rows(tmp_path, *rows))
+    a = {**RELAPSE_RR, "filters": {"outcome": ["relapse_trial_defined", "any_drinking"]}}
+    assert list(select_rows(comp, a)["row_id"]) == ["relapse"]
+    b = {**RELAPSE_RR, "filters": {"outcome": ["any_drinking", "relapse_trial_defined"]}}
+    assert list(select_rows(comp, b)["row_id"]) == ["drink"]
+    reason = matching_rows(comp, b).set_index("row_id").loc["relapse", "exclusion_reason"]
+    assert reason == ("same patients as drink, which this analysis uses "
+                      "(its outcome any_drinking is listed first)")
+
+
+def test_split_rows_of_a_shared_control_are_both_used(tmp_path):
+    rows = [{"row_id": f"arm{i}", "cluster_id": "S", "pooling_issue": "shared_control",
+             "dose_mg": str(50 * i)} for i in (1, 2)]
+    comp = normalise(raw_rows(tmp_path, *rows))
+    assert list(select_rows(comp, RELAPSE_RR)["row_id"]) == ["arm1", "arm2"]
+
+
+def test_rows_without_the_measures_data_are_not_used(tmp_path):
+    ratio = {"row_id": "or", "study_id": "T2", "measure_type": "ratio_only", "events_treat": "",
+             "n_treat": "", "events_ctrl": "", "n_ctrl": "", "ratio_type": "OR", "ratio": "0.7",
+             "ratio_ci_low": "0.4", "ratio_ci_high": "1.2"}
+    comp = normalise(raw_rows(tmp_path, {"row_id": "counts"}, ratio))
+    assert list(select_rows(comp, RELAPSE_RR)["row_id"]) == ["counts"]
+    assert list(select_rows(comp, {**RELAPSE_RR, "measure": "GEN"})["row_id"]) == ["or"]
+    reason = matching_rows(comp, RELAPSE_RR).set_index("row_id").loc["or", "exclusion_reason"]
+    assert reason == "ratio row: measure RR needs binary data"
+
+
+def test_sensitivity_exclusion(tmp_path):
+    comp = normalise(raw_rows(tmp_path, {"row_id": "hi"},
+                              {"row_id": "lo", "study_id": "T2", "confidence": "low",
+                               "derived": "yes: from %"}))
+    assert list(select_rows(comp, RELAPSE_RR, exclude={"confidence": ["low"]})["row_id"]) == ["hi"]
+    assert list(select_rows(comp, RELAPSE_RR, exclude={"derived": [True]})["row_id"]) == ["hi"]
+
+
+def test_selection_is_the_same_from_the_csv(tmp_path):
+    comp = normalise(validate_raw(RAW))
+    path = tmp_path / "comparisons.csv"
+    write_comparisons(comp, path)
+    back = pd.read_csv(path, keep_default_na=True)  # as a downstream step would read it
+    analysis = {"title": "t", "measure": "RR", "filters": {"indication": ["opioid"],
+                                                          "dose_mg": [380], "derived": [False]}}
+    assert list(select_rows(back, analysis)["row_id"]) == list(select_rows(comp, analysis)["row_id"])
+    assert selection_digest(back, analysis) == selection_digest(comp, analysis)
+
+
+def test_digest_changes_only_for_analyses_a_new_row_belongs_to(tmp_path):
+    base = ({"row_id": "a1"}, {"row_id": "o1", "study_id": "T3", "indication": "opioid",
+                                "outcome": "opioid_relapse"})
+    opioid = {"title": "t", "measure": "RR", "filters": {"indication": ["opioid"]}}
+    before = normalise(raw_rows(tmp_path, *base))
+    after = normalise(raw_rows(tmp_path, *base, {"row_id": "a2", "study_id": "T2"}))
+    assert selection_digest(after, RELAPSE_RR) != selection_digest(before, RELAPSE_RR)
+    assert selection_digest(after, opioid) == selection_digest(before, opioid)
+    assert selection_digest(before, {**opioid, "method": "DL"}) != selection_digest(before, opioid)
+
+
+@pytest.mark.parametrize("value, text", [(True, "true"), (False, "false"), (380, "380"),
+                                         (380.0, "380"), (0.1, "0.1"), (None, ""),
+                                         (float("nan"), ""), (pd.NA, ""), ("oral", "oral")])
+def test_canon(value, text):
+    assert canon(value) == text
+
+
+def test_unknown_filter_column_is_a_key_error(tmp_path):
+    comp = normalise(raw_rows(tmp_path, {}))
+    with pytest.raises(KeyError, match="indicaton"):
+        select_rows(comp, {**RELAPSE_RR, "filters": {"indicaton": ["alcohol"]}})
+
+
+def test_real_analysis_uses_one_row_per_trial(tmp_path):
+    comp = normalise(validate_raw(RAW))
+    oud = {"title": "t", "measure": "RR", "filters": {
+        "indication": ["opioid"],
+        "outcome": ["opioid_relapse", "opioid_use_2consec_positive_UDT", "retained_without_relapse"]}}
+    rows = select_rows(comp, oud)
+    assert rows["sample_id"].is_unique
+    # Krupitsky 2004 reports relapse and retained-without-relapse on the same 52 patients
+    assert "Krupitsky2004_relapse" in set(rows["row_id"])
+    assert "Krupitsky2004_retained" not in set(rows["row_id"])
+
