@@ -80,6 +80,19 @@ def test_raw_and_config_problems_are_reported_together(tmp_path):
     assert files == ["zero_n.csv", "config.yaml"]
 
 
+def test_empty_selection_is_reported_beside_other_config_problems(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(MINIMAL.replace("measure: RR", "measure: RRR") + """  nothing_rr:
+    title: "Nothing"
+    filters: {indication: [gambling], outcome: [relapse_heavy_drinking]}
+    measure: RR
+""", "utf-8")
+    with pytest.raises(ValidationError) as info:
+        check_inputs([CORPUS / "_raw_rows.csv"], path)
+    assert [p.column for p in info.value.problems] == ["analyses.aud_relapse_rr.measure",
+                                                       "analyses.nothing_rr.filters"]
+
+
 def test_a_filter_matching_rows_that_are_not_pooled_is_allowed(tmp_path, corpus_comparisons):
     path = tmp_path / "config.yaml"  # Oslin is a ratio row: no RR estimate, but not an error
     path.write_text(MINIMAL.replace("relapse_trial_defined", "relapse_heavy_drinking"), "utf-8")

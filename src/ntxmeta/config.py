@@ -27,7 +27,7 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from .normalise import comparison_columns, normalise, outcome_table
+from .normalise import comparison_columns, normalise, outcome_table, resolve_rules
 from .select import filter_mask
 from .validate import (Problem, ValidationError, check_raw, did_you_mean, load_schema,
                        one_of)
@@ -332,6 +332,15 @@ def load_config(path: str | Path, comparisons: pd.DataFrame | None = None) -> di
     return cfg
 
 
+def _rules_if_valid(path: str | Path) -> dict | None:
+    """The config's resolved pooling rules, or None if they cannot be read (reported elsewhere)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+        return resolve_rules(data.get("rules") if isinstance(data, dict) else None)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError):
+        return None
+
+
 def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path
                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Raw tables and config checked together; every problem of both raised at once.
@@ -349,8 +358,8 @@ def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path
     ------
     ValidationError
         Raw-table problems first (by file and line), then config problems.
-        The check that each analysis selects a row needs valid raw tables
-        and rules, so it runs only when both are valid.
+        Whether each analysis selects a row is checked whenever the raw
+        tables and the rules are valid, even if other keys have problems.
     """
     raw_paths = list(raw_paths)
     if not raw_paths:
@@ -358,11 +367,9 @@ def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path
                                            "no CSV files found; add the trial tables")]
     else:
         raw, raw_problems = check_raw(raw_paths)
-    cfg, cfg_problems = check_config(config_path)
+    rules = _rules_if_valid(config_path)
+    comparisons = normalise(raw, rules) if not raw_problems and rules is not None else None
+    cfg, cfg_problems = check_config(config_path, comparisons)
     if raw_problems or cfg_problems:
         raise ValidationError(raw_problems + cfg_problems)
-    comparisons = normalise(raw, cfg["rules"])
-    cfg, cfg_problems = check_config(config_path, comparisons)
-    if cfg_problems:
-        raise ValidationError(cfg_problems)
     return raw, comparisons, cfg
