@@ -249,3 +249,17 @@ def test_bubble_uses_the_model_of_its_moderator():
     ax = plots.bubble(effects, result, spec["moderator"], measure=spec["measure"])
     slope = result["metareg"]["REML"]["coefficients"]["estimate"][1]
     assert any(_minus(f"{slope:.3f}") in t.get_text() for t in ax.texts)
+
+
+def test_table_columns_follow_a_given_axes():
+    """Text columns hang off the Axes' edges, wherever the Axes is and whatever
+    the figure's size (savefig's tight crop moves the Axes, not the canvas)."""
+    effects, result, spec = load_case("bcg_RR")
+    ax = style.new_axes(11, 5, rect=(0.45, 0.15, 0.25, 0.8))
+    assert plots.leave_one_out(result, measure=spec["measure"], ax=ax) is ax
+    for size in ((11, 5), (16, 6)):
+        ax.figure.set_size_inches(*size)
+        renderer = _render(ax)
+        boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+        assert boxes["Aronson"].x1 < ax.bbox.x0
+        assert boxes["RR [95% CI]"].x0 > ax.bbox.x1

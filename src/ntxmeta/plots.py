@@ -51,7 +51,7 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Polygon
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
-from matplotlib.transforms import blended_transform_factory
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 from scipy import stats
 
 from . import style
@@ -373,9 +373,9 @@ def _measure(table: _Table) -> _Layout:
 
 def _nice_limits(lo: float, hi: float, log: bool) -> list[float]:
     """Ticks (displayed scale) whose first and last enclose [lo, hi] (analysis scale)."""
-    if log:  # 1-2-5 ticks, thinned to 1-5, then to decades, until at most 7 remain
+    if log:  # 1-2-5 ticks; if too many, the evenly spaced 1-3, then decades
         a, b = math.exp(lo) * (1 + 1e-9), math.exp(hi) * (1 - 1e-9)
-        for mantissas in ((1, 2, 5), (1, 5), (1,)):
+        for mantissas in ((1, 2, 5), (1, 3), (1,)):
             cands = sorted(m * 10.0 ** e for e in range(-4, 5) for m in mantissas)
             first = max([c for c in cands if c <= a], default=cands[0])
             last = min([c for c in cands if c >= b], default=cands[-1])
@@ -470,17 +470,14 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
     if ax is None:
         ax = _new_table_axes(layout, bottom - top)
     with style.styled():
-        fig = ax.figure
-        fig_w, _ = fig.get_size_inches()
-        box = ax.get_position()
-        plot_l, plot_r = box.x0 * fig_w, box.x1 * fig_w
-        trans = blended_transform_factory(fig.dpi_scale_trans, ax.transData)
+        # x in inches from the Axes' left (right) edge for left (right) columns, y in
+        # rows: texts move with the Axes when it moves (savefig's tight crop, resizing)
+        trans = {side: blended_transform_factory(
+            ax.figure.dpi_scale_trans + ScaledTranslation(edge, 0, ax.transAxes), ax.transData)
+            for side, edge in (("left", 0), ("right", 1))}
 
-        def x_of(side: str, offset: float) -> float:
-            return (plot_l if side == "left" else plot_r) + offset
-
-        def put(x: float, y: float, text: str, prop, ha: str, color: str = style.INK) -> None:
-            ax.text(x, y, text, transform=trans, ha=ha, va="center", fontproperties=prop,
+        def put(side: str, x: float, y: float, text: str, prop, ha: str, color: str = style.INK) -> None:
+            ax.text(x, y, text, transform=trans[side], ha=ha, va="center", fontproperties=prop,
                     color=color, parse_math=False, clip_on=False)
 
         ticks = _axis_ticks(table)
@@ -488,23 +485,24 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
         ax.set_xscale("log" if table.scale.log else "linear")
         ax.set_xlim(*lim)
         ax.set_ylim(bottom, top)
-        left_edge, right_edge = plot_l - layout.left_in, plot_r + layout.right_in
         if table.title:
-            put(left_edge, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
+            put("left", -layout.left_in, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
         for col in table.cols:
-            put(x_of(col.side, layout.anchor[col.key]), -1, col.header, _row_font(BLANK, True), col.align)
+            put(col.side, layout.anchor[col.key], -1, col.header, _row_font(BLANK, True), col.align)
         for name, (lo, hi) in layout.span.items():
             side = next(c.side for c in table.cols if c.group == name)
-            put(x_of(side, (lo + hi) / 2), -2, name, _row_font(BLANK, True), "center")
-        ax.add_line(Line2D([left_edge, right_edge], [-0.5, -0.5], transform=trans, color=style.INK,
-                           lw=style.THIN_LINE, clip_on=False))
+            put(side, (lo + hi) / 2, -2, name, _row_font(BLANK, True), "center")
+        rule = {"color": style.INK, "lw": style.THIN_LINE, "clip_on": False, "solid_capstyle": "butt"}
+        ax.add_line(Line2D([-layout.left_in, 0], [-0.5, -0.5], transform=trans["left"], **rule))
+        ax.add_line(Line2D([0, 1], [-0.5, -0.5], transform=ax.get_yaxis_transform(), **rule))
+        ax.add_line(Line2D([0, layout.right_in], [-0.5, -0.5], transform=trans["right"], **rule))
         for y, row in enumerate(table.rows):
             if row.kind == NOTE:
-                put(left_edge, y, row.cells["note"], _row_font(NOTE), "left", style.DARK)
+                put("left", -layout.left_in, y, row.cells["note"], _row_font(NOTE), "left", style.DARK)
                 continue
             for col in table.cols:
                 if col.key in row.cells:
-                    put(x_of(col.side, layout.anchor[col.key]), y, row.cells[col.key],
+                    put(col.side, layout.anchor[col.key], y, row.cells[col.key],
                         _row_font(row.kind), col.align)
             if row.kind in _GRAPHIC_KINDS:
                 _draw_graphic(ax, y, row, table.scale, lim)

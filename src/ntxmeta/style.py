@@ -136,12 +136,17 @@ def new_axes(width_in: float, height_in: float, rect: tuple[float, float, float,
         return fig.add_axes(rect) if rect is not None else fig.add_subplot()
 
 
+_MEASURING = threading.local()
+
+
 def text_width_in(text: str, prop: FontProperties) -> float:
     """Width of ``text`` (plain, no mathtext) in inches when rendered by Agg.
 
-    A fresh renderer per call keeps this thread-safe; it costs microseconds.
+    Measured with a 72-dpi Agg renderer kept per thread (thread-safe).
     """
-    renderer = FigureCanvasAgg(Figure(dpi=72)).get_renderer()
+    renderer = getattr(_MEASURING, "renderer", None)
+    if renderer is None:
+        renderer = _MEASURING.renderer = FigureCanvasAgg(Figure(dpi=72)).get_renderer()
     width_px, _, _ = renderer.get_text_width_height_descent(text, prop, ismath=False)
     return width_px / 72.0
 
