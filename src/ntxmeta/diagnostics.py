@@ -61,18 +61,22 @@ direct rows; memory O(k N) (leave-one-out moments) or O(BLOCK_ENTRIES).
 tau^2 per analysis
 ------------------
 EE 0; DL, HS, HSk from the common-effect sums (closed form); HE from plain
-sums; REML and ML by Newton's method on the (restricted) likelihood score,
-started at the full-data tau^2, with a Fisher-scoring step wherever the
-score is not decreasing, clamped at 0 (the maximum is on the boundary when
-the score at 0 is negative), converged to ``ntxmeta.rma.TAU2_RTOL``, then
-metafor's check that the log-likelihood at tau^2 = 0 is not higher
-(``ntxmeta.rma.LL0_TOL``). Analyses that do not converge in
-``NEWTON_MAX_ITER`` steps are refitted one by one with ``ntxmeta.rma``'s
-Fisher scoring. SJ, EB, PM and PMM are estimated by ``ntxmeta.rma.rma_batch``
-on blocks of explicit subsets (O(k^2) time, O(BLOCK_ENTRIES) memory).
-metafor starts Fisher scoring at the HE estimate; both reach the same
-tau^2 whenever the restricted likelihood has a single maximum on
-[0, inf), the usual case. GENQ and GENQM (user weights) are not offered.
+sums. REML, ML and EB follow metafor's own path, so that where the
+likelihood has two maxima (it happens: a boundary maximum at 0 and an
+interior one) the same one is found: Fisher scoring from max(0, HE), a
+step that would leave [0, inf) halved until it does not, all analyses
+iterated together. ``convergence="metafor"`` stops there with metafor's
+default control (change <= 1e-5 within 100 iterations, else the analysis
+is NaN, as metafor reports it); ``convergence="full"`` (the default)
+continues from that point with Newton steps on the likelihood score
+(Fisher-scoring steps where the score is not decreasing, clamped at 0)
+to a change below ``ntxmeta.rma.TAU2_RTOL``. Then, for ML and REML,
+metafor's check that the log-likelihood at tau^2 = 0 is not higher.
+Analyses that Newton does not converge in ``NEWTON_MAX_ITER`` steps are
+refitted one by one with ``ntxmeta.rma``. SJ, PM and PMM are estimated by
+``ntxmeta.rma.rma_batch`` on blocks of explicit subsets (O(k^2) time,
+O(BLOCK_ENTRIES) memory; fully converged in both modes). GENQ and GENQM
+(user weights) are not offered.
 
 Conventions of metafor 3.8-1 kept here
 --------------------------------------
@@ -135,9 +139,19 @@ OWN_SHARE_MAX = 1.0 - 1e-3
 #: Numbers per block of a direct summation or of the prefix moments
 #: (2^21 float64 = 16 MiB): bounds memory independently of k.
 BLOCK_ENTRIES = 1 << 21
+#: Cumulative analyses of fewer studies than this are summed directly: they
+#: cost little (j numbers each) and their tau^2, far from the centre, would
+#: need the longest series.
+CUMUL_DIRECT_BELOW = 256
+#: Positions per chunk of the prefix moments at most, so that the series
+#: length kept can drop soon after the last analysis that needs a long one.
+CHUNK_MAX = 1024
+#: Series lengths are rounded up to a multiple of this, so analyses of
+#: similar length share one vectorised evaluation.
+N_BUCKET = 4
 #: Newton iterations per analysis before falling back to ``ntxmeta.rma``
-#: (Newton from the full-data tau^2 needs 3-6; Fisher-scoring steps taken
-#: where the score is not decreasing converge linearly).
+#: (from where metafor's rule stops, 2-4 suffice; Fisher-scoring steps
+#: taken where the score is not decreasing converge linearly).
 NEWTON_MAX_ITER = 200
 #: Deleted residuals below this many machine epsilons are set to 0, as
 #: metafor's influence() does (it uses 100 * .Machine$double.eps).
@@ -165,18 +179,34 @@ STOP_K1 = "Stopped because k = 1."
 _EPS = np.finfo(float).eps
 
 
-def _series_terms(q: float) -> int:
-    """Terms n = 0..N so that the remainder of the a <= 3 series is below SERIES_TOL."""
-    if q <= 0.0:
-        return 0
-    n = np.arange(1, 400)
-    # remainder after term N: sum_{n > N} binom(n + 2, 2) q^n <= binom(N + 3, 2) q^(N+1) / (1 - q)
-    rem = (n + 2.0) * (n + 3.0) / 2.0 * q ** (n + 1.0) / (1.0 - q)
-    return int(n[np.argmax(rem <= SERIES_TOL)])
+def _q_thresholds(n_top: int = 400) -> np.ndarray:
+    """thr[N]: the largest ratio q for which terms n = 0..N leave a remainder <= SERIES_TOL.
+
+    Remainder after term N of the a <= 3 series, relative to the sum of the
+    absolute terms: sum_{n > N} binom(n + 2, 2) q^n <= binom(N + 3, 2)
+    q^(N+1) / (1 - q); solved for q by bisection on its logarithm.
+    """
+    n = np.arange(n_top + 1, dtype=float)
+    lo, hi = np.zeros_like(n), np.full_like(n, 1.0 - 1e-12)
+    target = np.log(SERIES_TOL) - np.log((n + 2.0) * (n + 3.0) / 2.0)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        f = (n + 1.0) * np.log(mid) - np.log1p(-mid)
+        below = f <= target
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return lo
+
+
+_Q_THR = _q_thresholds()
+
+
+def _series_terms(q) -> np.ndarray:
+    """Series length N (terms n = 0..N) for convergence ratios q (vectorised)."""
+    return np.searchsorted(_Q_THR, np.asarray(q, dtype=float), side="left")
 
 
 #: Series length at q = RHO_MAX.
-N_MAX = _series_terms(RHO_MAX)
+N_MAX = int(_series_terms(RHO_MAX))
 
 
 def _binom_neg(a: int, n: np.ndarray) -> np.ndarray:
@@ -257,6 +287,8 @@ class _SubsetSums:
         q = np.stack([np.abs(t - ce.c) / ce.g * ce.reach[rows] for ce in self.centres])
         best = np.argmin(q, axis=0)
         series = np.min(q, axis=0) <= RHO_MAX  # False for NaN
+        if self.kind == "cumul":
+            series &= rows >= CUMUL_DIRECT_BELOW
         for ci, ce in enumerate(self.centres):
             idx = np.flatnonzero(series & (best == ci))
             if idx.size == 0:
@@ -275,7 +307,9 @@ class _SubsetSums:
     @staticmethod
     def _coef(rho: np.ndarray, N: int):
         n = np.arange(N + 1)
-        powers = rho[:, None] ** n[None, :]  # rho^0 = 1 also for rho = 0
+        powers = np.ones((rho.size, N + 1))
+        powers[:, 1:] = rho[:, None]
+        np.cumprod(powers, axis=1, out=powers)  # rho^n
         coef = [powers * _binom_neg(a, n)[None, :] for a in (1, 2, 3)]
         nl = n[1:]
         logcoef = powers[:, 1:] * (np.where(nl % 2 == 1, 1.0, -1.0) / nl)[None, :]
@@ -288,7 +322,7 @@ class _SubsetSums:
         holds more than OWN_SHARE_MAX of the weight is left to ``_direct``.
         """
         M = ce.moments(self.R)
-        N = _series_terms(float(np.max(np.abs(rho), initial=0.0)))
+        N = int(_series_terms(np.max(np.abs(rho), initial=0.0)))
         coef, logcoef = self._coef(rho, N)
         loo = self.kind == "loo"
         own_w = 1.0 / (self.v[rows] + t) if loo else None
@@ -306,33 +340,42 @@ class _SubsetSums:
         return ok
 
     def _cumul_series(self, ce, rows, rho, T, L, out):
-        """Prefix moments, built chunk by chunk so memory stays O(BLOCK_ENTRIES)."""
+        """Prefix moments, built chunk by chunk so memory stays O(BLOCK_ENTRIES).
+
+        Each analysis gets the series length its own ratio needs (rounded up
+        to a multiple of ``N_BUCKET``); the moments at a position are kept to
+        the longest series of any analysis at or after it (late analyses,
+        near the centre, need few terms).
+        """
         order = np.argsort(rows, kind="stable")
         rows, rho, out = rows[order], rho[order], out[order]
-        N = _series_terms(float(np.max(np.abs(rho) * ce.reach[rows], initial=0.0)))
-        P = N + 3
-        coef, logcoef = self._coef(rho, N)
-        chunk = max(1, BLOCK_ENTRIES // (3 * P))
-        carry = np.zeros((P, 3))
+        n_row = np.minimum(-(-_series_terms(np.abs(rho) * ce.reach[rows]) // N_BUCKET) * N_BUCKET,
+                           N_MAX)
+        n_suffix = np.maximum.accumulate(n_row[::-1])[::-1]
+        carry = np.zeros((int(n_suffix[0]) + 3, 3))
         last = int(rows[-1])
         start = 0
         while start <= last:
-            stop = min(start + chunk, last + 1)
+            first = int(np.searchsorted(rows, start))
+            P = int(n_suffix[first]) + 3
+            stop = min(start + min(CHUNK_MAX, max(1, BLOCK_ENTRIES // (3 * P))), last + 1)
             Up = np.cumprod(np.broadcast_to(ce.u[start:stop], (P, stop - start)), axis=0)
             Mc = Up[:, :, None] * self.R[None, start:stop, :]
             np.cumsum(Mc, axis=1, out=Mc)
-            Mc += carry[:, None, :]
-            carry = Mc[:, -1, :].copy()
-            lo, hi = np.searchsorted(rows, [start, stop])
-            if hi > lo:
-                Mr = Mc[:, rows[lo:hi] - start, :]  # (P, nr, 3)
+            Mc += carry[:P, None, :]
+            carry[:P] = Mc[:, -1, :]
+            hi = int(np.searchsorted(rows, stop))
+            for N in np.unique(n_row[first:hi]):
+                sel = first + np.flatnonzero(n_row[first:hi] == N)
+                coef, logcoef = self._coef(rho[sel], int(N))
+                Mr = Mc[:N + 3, rows[sel] - start, :]  # (N + 3, nr, 3)
                 for a in (1, 2, 3):
-                    T[out[lo:hi], a - 1] = ce.g ** -a * np.einsum(
-                        "rn,nrb->rb", coef[a - 1][lo:hi], Mr[a - 1:a + N])
+                    T[out[sel], a - 1] = ce.g ** -a * np.einsum(
+                        "rn,nrb->rb", coef[a - 1], Mr[a - 1:a + N])
                 if L is not None:
-                    s = (np.einsum("rn,nr->r", logcoef[lo:hi], Mr[:N, :, 0]) if N > 0
-                         else np.zeros(hi - lo))
-                    L[out[lo:hi]] = ce.log_c[rows[lo:hi]] + s
+                    s = (np.einsum("rn,nr->r", logcoef, Mr[:N, :, 0]) if N > 0
+                         else np.zeros(sel.size))
+                    L[out[sel]] = ce.log_c[rows[sel]] + s
             start = stop
 
     def _direct(self, rows, t, T, L, out):
@@ -578,7 +621,7 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
     s1, s2, sv = fe.plain(r), fe.plain(r * r), fe.plain(v)
     he = np.where(multi, np.maximum((s2 - s1 * s1 / size - (1 - 1 / size) * sv) / df_q, 0.0), 0.0)
     metafor = convergence == "metafor" and iterative
-    centres = [c_tau2] + ([float(he.mean())] if metafor else [])
+    centres = [c_tau2] + ([float(he[multi].mean())] if iterative and np.any(multi) else [])
     sums = _SubsetSums(v, r, kind, centres)
     refits = 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -595,11 +638,13 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
             tau2 = np.zeros(fe.m)
             rows = np.flatnonzero(multi)
             if rows.size:
+                # metafor's path: Fisher scoring from HE, halving steps that would leave [0, inf)
+                t, conv = _fisher_metafor(method, sums, rows, he[rows])
                 if metafor:
-                    t, conv = _fisher_metafor(method, sums, rows, he[rows])
                     t[~conv] = np.nan
                 else:
-                    t, conv = _newton(method, sums, rows, np.full(rows.size, c_tau2))
+                    # the same maximum, converged fully by Newton steps
+                    t, conv = _newton(method, sums, rows, t)
                     for j in np.flatnonzero(~conv):
                         t[j] = _refit_one(method, kind, rows[j], y, v)
                     refits = int((~conv).sum())
