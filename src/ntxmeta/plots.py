@@ -89,6 +89,8 @@ SQUARE_MAX_PT = 10.0
 SQUARE_MIN_PT = 2.5
 POINT_PT = 4.0
 ARROW_PT = 4.0
+PI_CAP_PT = 5.0
+DIAMOND_HALF_ROWS = 0.34   # half the diamond's height, in rows
 #: Offsets below the x axis, in points (tick labels take about 13 pt).
 FAVOURS_OFFSET_PT = 15.0
 XLABEL_PAD_PT = 15.0
@@ -107,7 +109,6 @@ PI_MIN_K = 3
 #: and the shade of the region inside each, outermost first: p >= 0.10 is
 #: white and the shade darkens as p falls; beyond p = 0.01 it is darkest.
 FUNNEL_CONTOURS = ((0.01, style.LIGHT), (0.05, style.FAINT), (0.10, style.PAPER))
-FUNNEL_OUTER_SHADE = "0.67"
 FUNNEL_SE_HEADROOM = 1.08  # y axis reaches 8% beyond the largest standard error
 FUNNEL_GRID = 200
 FUNNEL_MARKER_PT = 5.0
@@ -119,8 +120,6 @@ BUBBLE_MAX_PT2 = 400.0
 BUBBLE_PAD = 0.06
 BUBBLE_GRID = 200
 BUBBLE_NOTE_CHARS = 80
-#: Translucent grey, so that overlapping bubbles and the line stay visible.
-BUBBLE_FILL = (0.0, 0.0, 0.0, 0.18)
 BUBBLE_TITLE_PAD_PT = 26.0
 BUBBLE_SIZE_IN = (5.0, 4.0)
 BUBBLE_RECT = (0.13, 0.12, 0.83, 0.7)
@@ -262,8 +261,9 @@ def _overall_test(fit: Mapping) -> str:
     return f"Test for overall effect: {stat} = {_fmt(_num(fit.get('zval')))} ({_fmt_p(_num(fit.get('pval')))})"
 
 
-def _interval(fit: Mapping, key: str = "ci") -> tuple[float, float, float]:
-    return _num(fit.get("estimate")), _num(fit.get(f"{key}.lb")), _num(fit.get(f"{key}.ub"))
+def _interval(fit: Mapping) -> tuple[float, float, float]:
+    """(estimate, ci.lb, ci.ub) of a fit."""
+    return _num(fit.get("estimate")), _num(fit.get("ci.lb")), _num(fit.get("ci.ub"))
 
 
 # --------------------------------------------------------------------------
@@ -307,11 +307,11 @@ class _Table:
     band: tuple[float, float, float] | None = None  # (est, lb, ub): shaded reference
 
 
-def _row_font(kind: str, header: bool = False):
+def _row_font(kind: str):
+    """Font of a row kind: notes small, headings (and column headers) and pooled rows bold."""
     if kind == NOTE:
         return style.font(style.SMALL_SIZE)
-    bold = header or kind in (HEADING, DIAMOND)
-    return style.font(weight="bold" if bold else "normal")
+    return style.font(weight="bold" if kind in (HEADING, DIAMOND) else "normal")
 
 
 def _notes(text: str) -> list[_Row]:
@@ -342,7 +342,7 @@ def _measure(table: _Table) -> _Layout:
     """Column widths from the rendered texts, then the anchors of every column."""
     widths = {}
     for col in table.cols:
-        texts = [(col.header, _row_font(BLANK, header=True))]
+        texts = [(col.header, _row_font(HEADING))]
         texts += [(row.cells[col.key], _row_font(row.kind)) for row in table.rows if col.key in row.cells]
         widths[col.key] = max(style.text_width_in(t, p) for t, p in texts)
 
@@ -351,7 +351,7 @@ def _measure(table: _Table) -> _Layout:
 
     for name in {c.group for c in table.cols if c.group}:  # a group header wider than its columns
         members = [c for c in table.cols if c.group == name]
-        extra = style.text_width_in(name, _row_font(BLANK, header=True)) - run(members)
+        extra = style.text_width_in(name, _row_font(HEADING)) - run(members)
         for c in members:
             widths[c.key] += max(0.0, extra) / len(members)
     left = [c for c in table.cols if c.side == "left"]
@@ -384,8 +384,8 @@ def _nice_limits(lo: float, hi: float, log: bool) -> list[float]:
                 break
         return ticks
     ticks = MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
-    first = max(t for t in ticks if t <= lo + 1e-12)
-    last = min(t for t in ticks if t >= hi - 1e-12)
+    first = max((t for t in ticks if t <= lo + 1e-12), default=ticks[0])
+    last = min((t for t in ticks if t >= hi - 1e-12), default=ticks[-1])
     return [float(t) for t in ticks if first <= t <= last]
 
 
@@ -416,12 +416,12 @@ def _tick_label(v: float) -> str:
     return _minus(f"{v:g}")
 
 
-def _draw_interval(ax: Axes, y: float, lb: float, ub: float, lim: tuple[float, float], **line) -> None:
+def _draw_interval(ax: Axes, y: float, lb: float, ub: float, lim: tuple[float, float]) -> None:
     """A CI line clipped to the axis, with an arrowhead where it runs off."""
     lo, hi = lim
     a, b = max(lb, lo), min(ub, hi)
     if a < b:
-        ax.plot([a, b], [y, y], color=style.INK, lw=style.LINE_WIDTH, solid_capstyle="butt", **line)
+        ax.plot([a, b], [y, y], color=style.INK, lw=style.LINE_WIDTH, solid_capstyle="butt")
     for beyond, edge, marker in ((lb < lo, lo, "<"), (ub > hi, hi, ">")):
         if beyond:
             ax.plot([edge], [y], marker=marker, ms=ARROW_PT, color=style.INK, clip_on=False, lw=0)
@@ -443,12 +443,13 @@ def _draw_graphic(ax: Axes, y: float, row: _Row, scale: _Scale, lim: tuple[float
             ax.plot([est], [y], marker="o", ms=POINT_PT, mfc=style.INK, mec=style.INK, lw=0)
     elif row.kind == DIAMOND:
         xs = np.clip([lb, est, ub, est], *lim)
-        ax.add_patch(Polygon(np.column_stack([xs, [y, y - 0.34, y, y + 0.34]]), closed=True,
+        h = DIAMOND_HALF_ROWS
+        ax.add_patch(Polygon(np.column_stack([xs, [y, y - h, y, y + h]]), closed=True,
                              facecolor=style.INK, edgecolor=style.INK, lw=style.THIN_LINE))
     elif row.kind == PI:
         _draw_interval(ax, y, lb, ub, lim)
         ends = [v for v in (lb, ub) if lim[0] <= v <= lim[1]]
-        ax.plot(ends, [y] * len(ends), marker="|", ms=5, color=style.INK, lw=0)
+        ax.plot(ends, [y] * len(ends), marker="|", ms=PI_CAP_PT, color=style.INK, lw=0)
 
 
 def _new_table_axes(layout: _Layout, n_rows: float) -> Axes:
@@ -488,10 +489,10 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
         if table.title:
             put("left", -layout.left_in, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
         for col in table.cols:
-            put(col.side, layout.anchor[col.key], -1, col.header, _row_font(BLANK, True), col.align)
+            put(col.side, layout.anchor[col.key], -1, col.header, _row_font(HEADING), col.align)
         for name, (lo, hi) in layout.span.items():
             side = next(c.side for c in table.cols if c.group == name)
-            put(side, (lo + hi) / 2, -2, name, _row_font(BLANK, True), "center")
+            put(side, (lo + hi) / 2, -2, name, _row_font(HEADING), "center")
         rule = {"color": style.INK, "lw": style.THIN_LINE, "clip_on": False, "solid_capstyle": "butt"}
         ax.add_line(Line2D([-layout.left_in, 0], [-0.5, -0.5], transform=trans["left"], **rule))
         ax.add_line(Line2D([0, 1], [-0.5, -0.5], transform=ax.get_yaxis_transform(), **rule))
@@ -930,8 +931,8 @@ def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
         _set_effect_axis(ax, "x", scale, lo, hi)
         ax.set_ylim(se_max, 0)
         se = np.linspace(0, se_max, FUNNEL_GRID)
-        ax.set_facecolor(FUNNEL_OUTER_SHADE)
-        handles = [Patch(facecolor=FUNNEL_OUTER_SHADE, label=f"p < {FUNNEL_CONTOURS[0][0]:.2f}")]
+        ax.set_facecolor(style.SHADE)
+        handles = [Patch(facecolor=style.SHADE, label=f"p < {FUNNEL_CONTOURS[0][0]:.2f}")]
         for i, (p, shade) in enumerate(FUNNEL_CONTOURS):  # outermost first: inner regions paint over
             z = stats.norm.isf(p / 2)
             ax.fill_betweenx(se, scale.show(-z * se), scale.show(z * se), color=shade, lw=0, zorder=0)
@@ -1079,7 +1080,7 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
             ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.FAINT, lw=0, zorder=0)
             ax.plot(grid, scale.show(fitted), color=style.INK, lw=style.LINE_WIDTH * 1.5, zorder=2)
             note = _metareg_summary(reg, moderator, scale)
-        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=BUBBLE_FILL,
+        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
                    edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
         ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
         pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)

@@ -50,7 +50,10 @@ DARK = "0.25"
 MID = "0.55"
 LIGHT = "0.80"
 FAINT = "0.92"
+SHADE = "0.67"   # darkest fill (funnel: p < 0.01); black markers stay legible on it
 PAPER = "white"
+#: Translucent ink for overlapping fills (bubbles), still grey when printed.
+TRANSLUCENT = (0.0, 0.0, 0.0, 0.18)
 
 #: Line widths in points.
 LINE_WIDTH = 0.8
