@@ -144,7 +144,8 @@ def analysis_spec(analysis_name: str, analysis: dict, defaults: dict, effects: p
     else:
         columns = {"yi": "yi", "vi": "vi"}
         spec_measure = "GEN"
-    transf = "exp" if measure in RATIO_MEASURES or analysis.get("transf") == "exp" else "none"
+    ratio_rows = len(effects) > 0 and set(effects["data_type"]) == {"ratio"}
+    transf = "exp" if measure in RATIO_MEASURES or ratio_rows else "none"
     spec = {"name": analysis_name, "csv": effects_csv, "measure": spec_measure,
             "columns": columns, "study": "label", "year": "year",
             "options": {"add": opts["add"], "to": opts["to"], "drop00": opts["drop00"],
@@ -176,7 +177,7 @@ def pool(effects: pd.DataFrame, analysis_name: str, analysis: dict, defaults: di
             "k_rows": int(len(effects))}
     if len(effects) == 0:
         meta.update(k_used=0, status=status_of(0))
-        return {"name": analysis_name, "analysis": meta}, spec
+        return {"name": analysis_name, "analysis": meta, "spec": spec}, spec
     data = analysis_data(effects, spec)
     result = analyse_data(data)
     k_used = int(data.used.sum())
@@ -191,6 +192,7 @@ def pool(effects: pd.DataFrame, analysis_name: str, analysis: dict, defaults: di
                 moderator_name=m), None)
             for m in mods}
     result["analysis"] = meta
+    result["spec"] = spec
     return result, spec
 
 

@@ -11,7 +11,7 @@ that row belongs to, and only those are recomputed.
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,12 +67,23 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
 
 
 @contextmanager
-def logged(path: str | Path):
-    """Send a step's prints and warnings to its Snakemake log file."""
+def logged(path: str | Path, step: str):
+    """Record a step's start, end or failure in its Snakemake log file.
+
+    Steps run in threads of one process (profiles/default), so stdout is not
+    redirected (that would be process-wide); the log names what ran and how
+    it ended, and a failure's message.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh, redirect_stdout(fh), redirect_stderr(fh):
-        yield
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{step}: started\n")
+        try:
+            yield
+        except BaseException as exc:
+            fh.write(f"{step}: failed: {exc}\n")
+            raise
+        fh.write(f"{step}: done\n")
 
 
 def ingest(config_path: str | Path, out: str | Path, root: str | Path = ".") -> None:
@@ -105,10 +116,16 @@ def summary(result_jsons, csv_path, md_path) -> None:
 def forest_figure(effects_csv, result_json, config: dict, analysis: str, png_path) -> None:
     """effects + result -> results/figures/forest/{analysis}.png and .svg."""
     from .analyse import load_result
-    from .plots import forest, new_figure, save_figure
+    from .plots import forest
+    from .style import save_figure
     effects = pd.read_csv(effects_csv, keep_default_na=True)
     result = load_result(result_json)
     a = config["analyses"][analysis]
-    fig, ax = new_figure()
-    forest(effects, result, measure=a["measure"], title=a.get("title", analysis), ax=ax)
-    save_figure(fig, str(Path(png_path).with_suffix("")))
+    ax = forest(effects, result, measure=a["measure"], transf=result_transf(result),
+                method=result["analysis"]["method"], title=a.get("title", analysis))
+    save_figure(ax.figure, str(Path(png_path).with_suffix("")))
+
+
+def result_transf(result: dict) -> str:
+    """The back-transformation the analysis reports in (its spec's ``transf``)."""
+    return result.get("spec", {}).get("options", {}).get("transf", "none")

@@ -10,5 +10,5 @@ rule effects:
     log:
         "logs/effects/{analysis}.log",
     run:
-        with ntx.logged(log[0]):
+        with ntx.logged(log[0], "effects"):
             ntx.effects(input.comparisons, config, wildcards.analysis, output[0])

@@ -7,5 +7,5 @@ rule ingest:
     log:
         "logs/ingest.log",
     run:
-        with ntx.logged(log[0]):
+        with ntx.logged(log[0], "ingest"):
             ntx.ingest(input.config, output[0])

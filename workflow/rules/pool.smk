@@ -9,5 +9,5 @@ rule pool:
     log:
         "logs/pool/{analysis}.log",
     run:
-        with ntx.logged(log[0]):
+        with ntx.logged(log[0], "pool"):
             ntx.pool(input[0], config, wildcards.analysis, output.result, output.spec)

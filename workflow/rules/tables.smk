@@ -11,5 +11,5 @@ rule summary_table:
     log:
         "logs/tables/summary.log",
     run:
-        with ntx.logged(log[0]):
+        with ntx.logged(log[0], "summary_table"):
             ntx.summary(input, output.csv, output.md)
