@@ -45,8 +45,8 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_effects(args: argparse.Namespace) -> int:
-    from .workflow import effects
-    effects(args.comparisons, _config(args), args.analysis, args.out)
+    from .workflow import effects, preflight
+    effects(preflight(args.config), args.analysis, args.out)
     return 0
 
 
@@ -81,7 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ingest)
     p = sub.add_parser("effects", parents=[config], help="effect sizes of one analysis")
     p.add_argument("--analysis", required=True)
-    p.add_argument("--comparisons", default="data/processed/comparisons.csv")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_effects)
     p = sub.add_parser("pool", parents=[config], help="all models of one analysis")

@@ -92,12 +92,11 @@ def ingest(config_path: str | Path, out: str | Path, root: str | Path = ".") -> 
     nm.write_comparisons(pf.comparisons, out)
 
 
-def effects(comparisons_csv: str | Path, config: dict, analysis: str, out: str | Path) -> None:
-    """comparisons.csv -> data/processed/effects/{analysis}.csv."""
-    comparisons = pd.read_csv(comparisons_csv, keep_default_na=True)
-    a = config["analyses"][analysis]
-    rows = select_rows(comparisons, a)
-    write_csv(effects_table(rows, a, config.get("defaults", {})), out)
+def effects(pf: Preflight, analysis: str, out: str | Path) -> None:
+    """Validated comparisons -> data/processed/effects/{analysis}.csv."""
+    a = pf.config["analyses"][analysis]
+    rows = select_rows(pf.comparisons, a)
+    write_csv(effects_table(rows, a, pf.config.get("defaults", {})), out)
 
 
 def pool(effects_csv: str | Path, config: dict, analysis: str, result_json: str | Path,

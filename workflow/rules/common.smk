@@ -26,7 +26,8 @@ def analysis_results(wildcards):
 
 def all_outputs(wildcards):
     return (
-        expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
+        ["data/processed/comparisons.csv"]
+        + expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
         + expand("results/figures/forest/{analysis}.{ext}", analysis=ANALYSES, ext=["png", "svg"])
         + ["results/tables/summary.csv", "results/tables/summary.md"]
     )

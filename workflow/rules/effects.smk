@@ -1,8 +1,9 @@
 rule effects:
-    input:
-        # ancient: a new comparisons.csv re-runs only the analyses whose rows
-        # changed, which the selection digest (params) tells.
-        comparisons=ancient("data/processed/comparisons.csv"),
+    # No file input: the rows come from the comparisons validated and
+    # normalised when the workflow was parsed (PREFLIGHT), and the selection
+    # digest (params) re-runs exactly the analyses whose rows or options
+    # changed. A file input on comparisons.csv would re-run every analysis
+    # whenever any row changed.
     output:
         "data/processed/effects/{analysis}.csv",
     params:
@@ -11,4 +12,4 @@ rule effects:
         "logs/effects/{analysis}.log",
     run:
         with ntx.logged(log[0], "effects"):
-            ntx.effects(input.comparisons, config, wildcards.analysis, output[0])
+            ntx.effects(PREFLIGHT, wildcards.analysis, output[0])
