@@ -263,3 +263,20 @@ def test_table_columns_follow_a_given_axes():
         boxes = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
         assert boxes["Aronson"].x1 < ax.bbox.x0
         assert boxes["RR [95% CI]"].x0 > ax.bbox.x1
+
+
+def test_forest_with_knapp_hartung_shows_t_and_f_tests():
+    effects, result, spec = load_case("bcg_RR")
+    strings = _strings(plots.forest(effects, result, measure=spec["measure"], test="knha"))
+    fit = result["rma_knha"]["REML"]
+    assert any(f"{math.exp(fit['ci.lb']):.2f}" in s for s in strings)  # the t-based CI, not the z one
+    assert any(s.startswith("Test for overall effect: t =") and f"df = {fit['df']}" in s for s in strings)
+    assert any(s.startswith("Test for subgroup differences: F =") and "df = 2, 10" in s for s in strings)
+
+
+def test_forest_keeps_studies_without_a_subgroup():
+    effects, result, spec = load_case("bcg_RR")
+    effects.loc[0, "subgroup"] = np.nan
+    strings = _strings(plots.forest(effects, result, measure=spec["measure"]))
+    assert "No subgroup" in strings
+    assert any(s.startswith(effects.loc[0, "label"]) for s in strings)

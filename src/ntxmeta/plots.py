@@ -10,7 +10,8 @@ Every function takes plain data, never file paths:
   ``{"error": "..."}`` and is then shown as such, not hidden;
 - keyword options: ``measure``, ``transf`` (``"exp"`` shows ratio measures
   on their natural scale with a log axis; default: ``"exp"`` for RR, OR and
-  ROM), ``method`` (default ``"REML"``), ``title`` and ``favours``.
+  ROM), ``method`` (default ``"REML"``), ``test`` (``"z"`` or ``"knha"``
+  for the forest and bubble plots), ``title`` and ``favours``.
 
 Each function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
 habit 12); with ``ax=None`` it makes its own Agg-backed Figure, sized to its
@@ -257,8 +258,11 @@ def _heterogeneity(fit: Mapping) -> str:
 
 
 def _overall_test(fit: Mapping) -> str:
-    stat = "z" if fit.get("test", "z") == "z" else "t"
-    return f"Test for overall effect: {stat} = {_fmt(_num(fit.get('zval')))} ({_fmt_p(_num(fit.get('pval')))})"
+    """'Test for overall effect: z = .. (p ..)', or 't = .., df = ..' for Knapp-Hartung."""
+    p = _fmt_p(_num(fit.get("pval")))
+    if fit.get("test", "z") == "z":
+        return f"Test for overall effect: z = {_fmt(_num(fit.get('zval')))} ({p})"
+    return f"Test for overall effect: t = {_fmt(_num(fit.get('tval')))}, df = {_fmt(_num(fit.get('df')), 0)} ({p})"
 
 
 def _interval(fit: Mapping) -> tuple[float, float, float]:
@@ -633,44 +637,61 @@ def _summary_rows(fit: Mapping | None, reason: str | None, label: str, extra: Ma
     return rows
 
 
-def _subgroup_levels(effects: pd.DataFrame, result: Mapping, method: str) -> list[str] | None:
-    """Subgroup levels to draw as blocks, or None for a plain forest."""
+def _subgroups(effects: pd.DataFrame) -> pd.Series:
+    """Each study's subgroup as text; "" where it has none."""
+    return effects["subgroup"].astype(object).where(effects["subgroup"].notna(), "").astype(str).str.strip()
+
+
+def _subgroup_levels(effects: pd.DataFrame, result: Mapping) -> list[str] | None:
+    """Subgroup levels to draw as blocks, in the result's order, or None for a plain forest."""
     if not _has(effects, "subgroup"):
         return None
-    groups = effects["subgroup"].dropna().astype(str)
-    if not (groups != "").any():
-        return None
+    present = set(_subgroups(effects)) - {""}
     by_level, _ = _section(result, "subgroup", "by_level")
-    if by_level is None:
+    if not present or by_level is None:
         return None
     listed = [str(v) for v in (result["subgroup"].get("levels") or sorted(by_level))]
-    return listed + sorted(set(groups) - set(listed) - {""})
+    return [v for v in listed if v in present] + sorted(present - set(listed))
 
 
-def _subgroup_block(effects: pd.DataFrame, level: str, result: Mapping, method: str,
+def _subgroup_block(effects: pd.DataFrame, level: str, result: Mapping, fit_key: str,
                     arm_cols: Sequence[_Col], scale: _Scale) -> list[_Row]:
-    block = effects[effects["subgroup"].astype(str) == level]
-    rows = [_Row(HEADING, {"label": _label_cell(_capital(level.replace("_", " ")))})]
-    rows += _study_rows(block, arm_cols, scale)
-    fit, reason = _section(result, "subgroup", "by_level", level, method)
-    label = f"Subtotal (k = {len(block)})"
-    rows += _summary_rows(fit, reason, label, _totals(block, arm_cols), scale, with_pi=False)
+    """Heading, studies, subtotal and heterogeneity of one subgroup ("" : studies without one)."""
+    block = effects[_subgroups(effects) == level]
+    heading = _capital(level.replace("_", " ")) if level else "No subgroup"
+    rows = [_Row(HEADING, {"label": _label_cell(heading)}), *_study_rows(block, arm_cols, scale)]
+    if level:
+        fit, reason = _section(result, "subgroup", "by_level", level, fit_key)
+        label = f"Subtotal (k = {len(block)})"
+        rows += _summary_rows(fit, reason, label, _totals(block, arm_cols), scale, with_pi=False)
+    else:
+        rows += _notes("Not in the subgroup analysis (no subgroup given)")
     return rows + [_Row(BLANK)]
 
 
-def _subgroup_test(result: Mapping, method: str, n_levels: int) -> str:
+def _subgroup_test(result: Mapping, fit_key: str, n_levels: int) -> str:
     if n_levels < 2:
         return "Test for subgroup differences: not applicable (one subgroup)"
-    test, reason = _section(result, "subgroup", "mixed_effects", method)
+    test, reason = _section(result, "subgroup", "mixed_effects", fit_key)
     if test is None:
         return f"Test for subgroup differences: not available ({reason})"
+    qmdf = test.get("QMdf")  # [m, "NA"] for z tests, [m, k - p] for F tests
+    df_text = ", ".join(_fmt(d, 0) for d in map(_num, qmdf if isinstance(qmdf, list) else [qmdf]) if math.isfinite(d))
     stat = "QM" if test.get("test", "z") == "z" else "F"
     return (f"Test for subgroup differences: {stat} = {_fmt(_num(test.get('QM')))}, "
-            f"df = {_fmt(_num(test.get('QMdf')), 0)} ({_fmt_p(_num(test.get('QMp')))})")
+            f"df = {df_text} ({_fmt_p(_num(test.get('QMp')))})")
+
+
+def _fit_keys(method: str, test: str) -> tuple[str, str]:
+    """(section of the main model, key of a fit inside subgroup/metareg) for a test:
+    ``rma``/``REML`` for z tests, ``rma_knha``/``REML_knha`` for Knapp-Hartung."""
+    if test not in ("z", "knha"):
+        raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
+    return ("rma", method) if test == "z" else ("rma_knha", f"{method}_knha")
 
 
 def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
-           method: str = "REML", title: str | None = None,
+           method: str = "REML", test: str = "z", title: str | None = None,
            favours: tuple[str, str] = FAVOURS, ax: Axes | None = None) -> Axes:
     """Forest plot with study table, pooled diamond, prediction interval and tests.
 
@@ -683,9 +704,10 @@ def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     as a whisker line under it (k >= 3), heterogeneity (tau^2, I^2, Q, df, p)
     and the test for the overall effect. When ``effects`` has a ``subgroup``
     column and the result has ``subgroup.by_level``, studies come in blocks
-    with a header, a subtotal diamond and heterogeneity each, and the test
-    for subgroup differences (QM, df, p of metafor's mixed-effects model) is
-    given last. A section that is ``{"error": ...}`` is written out as
+    with a header, a subtotal diamond and heterogeneity each (studies with no
+    subgroup last, without a subtotal), and the test for subgroup
+    differences (QM, df, p of metafor's mixed-effects model) is given last.
+    A single study (k = 1) is not drawn as a pooled diamond. A section that is ``{"error": ...}`` is written out as
     "no pooled estimate (<reason>)". The figure's height grows with the rows.
 
     Parameters
@@ -694,13 +716,17 @@ def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
         One row per study (see module docstring); rows are drawn in order.
     result : mapping
         Result under metafor's key paths; uses ``rma.<method>``,
-        ``subgroup.by_level.<level>.<method>`` and ``subgroup.mixed_effects.<method>``.
+        ``subgroup.by_level.<level>.<method>`` and ``subgroup.mixed_effects.<method>``
+        (``rma_knha`` and ``<method>_knha`` when ``test="knha"``), and
+        ``analysis.status`` to say why there is no model at all.
     measure : str
         RR, OR, RD, SMD, MD, ROM or GEN.
     transf : {"exp", "none"} or None
         None: "exp" for RR, OR, ROM.
     method : str
         Which fit of each section to show (metafor's ``method``).
+    test : {"z", "knha"}
+        z tests, or the Knapp-Hartung fits (t and F tests).
     title : str, optional
     favours : (str, str)
         Who is favoured left and right of the line of no effect.
@@ -712,18 +738,20 @@ def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     Axes
     """
     scale = _scale(measure, transf)
+    model, fit_key = _fit_keys(method, test)
     arm_cols = _arm_columns(effects, favours)
-    level = _num((_section(result, "rma", method)[0] or {}).get("level", 95))
+    fit, reason = _section(result, model, method)
+    level = _num((fit or {}).get("level", 95))
     cols = (_Col("label", "Study", "left", align="left"), *arm_cols,
             _Col("effect", f"{scale.short} [{level:.0f}% CI]", "right"), _Col("weight", "Weight", "right"))
-    levels = _subgroup_levels(effects, result, method)
+    levels = _subgroup_levels(effects, result)
     rows: list[_Row] = []
     if levels is None:
         rows += _study_rows(effects, arm_cols, scale) + [_Row(BLANK)]
     else:
-        for lev in levels:
-            rows += _subgroup_block(effects, lev, result, method, arm_cols, scale)
-    fit, reason = _section(result, "rma", method)
+        unassigned = [""] if (_subgroups(effects) == "").any() else []
+        for lev in levels + unassigned:
+            rows += _subgroup_block(effects, lev, result, fit_key, arm_cols, scale)
     k = int(_num(fit.get("k"))) if fit else len(effects)
     status = (result.get("analysis") or {}).get("status", "")
     if fit is None and reason == "not computed" and status:  # the pipeline says why
@@ -733,7 +761,7 @@ def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     if fit is not None and k > 1:
         rows += _notes(_overall_test(fit))
     if levels is not None:
-        rows += _notes(_subgroup_test(result, method, len(levels)))
+        rows += _notes(_subgroup_test(result, fit_key, len(levels)))
     if "confidence" in effects and (effects["confidence"].astype(str).str.lower() == "low").any():
         rows += _notes(f"{LOW_CONFIDENCE_MARK.strip()} low-confidence data")
     return _draw_table(_Table(tuple(cols), tuple(rows), scale, title, favours), ax)
@@ -1026,7 +1054,7 @@ def _metareg_summary(reg: Mapping, moderator: str, scale: _Scale) -> str:
 
 
 def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None, *, measure: str,
-           transf: str | None = None, method: str = "REML", title: str | None = None,
+           transf: str | None = None, method: str = "REML", test: str = "z", title: str | None = None,
            ax: Axes | None = None) -> Axes:
     """Meta-regression bubble plot: effect against a moderator, with the fitted line.
 
@@ -1048,7 +1076,7 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
         ``metareg.moderator`` when ``moderator`` is None).
     moderator : str, optional
         Column of ``effects`` and coefficient name in the model.
-    measure, transf, method, title
+    measure, transf, method, test, title
         As in :func:`forest`.
     ax : Axes, optional
 
@@ -1062,7 +1090,7 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
         raise ValueError(f"bubble plot: moderator {moderator!r} is not a column of the effects table")
     x, yi, vi = _finite(effects, moderator, "yi", "vi")
     by = "metareg_by" in result and moderator in result["metareg_by"]  # one model per moderator
-    reg, reason = _section(result, *(("metareg_by", moderator) if by else ("metareg",)), method)
+    reg, reason = _section(result, *(("metareg_by", moderator) if by else ("metareg",)), _fit_keys(method, test)[1])
     ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT)
     with style.styled():
         tau2 = _num(reg.get("tau2")) if reg is not None else 0.0
