@@ -204,6 +204,7 @@ def _ratios(out: pd.DataFrame, reasons: list[list[str]]) -> None:
 
 
 def _exclude(mask, reasons: list[list[str]], why: str) -> None:
+    """Record ``why`` for every row in ``mask``."""
     for i in np.flatnonzero(np.asarray(mask)):
         reasons[i].append(why)
 
@@ -224,7 +225,8 @@ def _groups(out: pd.DataFrame, code: str, reasons: list[list[str]]) -> list[list
     return [sorted(g, key=order) for g in groups.values()]
 
 
-def _rule_subgroups_and_combinations(out, rules, reasons) -> None:
+def _rule_subgroups_and_combinations(out: pd.DataFrame, rules: dict, reasons: list) -> None:
+    """post_randomisation_subgroups, post_hoc_subgroups, combination_treatment: row by row."""
     simple = (("post_randomisation_subgroup", "post_randomisation_subgroups", "exclude",
                "post-randomisation subgroup, not a randomised comparison"),
               ("post_hoc_subgroup", "post_hoc_subgroups", "exclude", "post-hoc subgroup"),
@@ -235,7 +237,8 @@ def _rule_subgroups_and_combinations(out, rules, reasons) -> None:
             _exclude(_issues(out, code), reasons, f"{what} (rules.{rule}: {value})")
 
 
-def _rule_stages(out, rules, reasons) -> None:
+def _rule_stages(out: pd.DataFrame, rules: dict, reasons: list) -> None:
+    """rerandomised_stages: drop the later stages, or every stage of such a trial."""
     later = _issues(out, "rerandomised_stage")
     if rules["rerandomised_stages"] == "first_stage":
         _exclude(later, reasons, "re-randomised later stage of the same trial "
@@ -246,7 +249,8 @@ def _rule_stages(out, rules, reasons) -> None:
              "trial with a re-randomised stage (rules.rerandomised_stages: exclude)")
 
 
-def _rule_timepoints(out, rules, reasons) -> None:
+def _rule_timepoints(out: pd.DataFrame, rules: dict, reasons: list) -> None:
+    """repeated_timepoints: one time point per cluster and outcome (by followup_weeks)."""
     choice = rules["repeated_timepoints"]
     for group in _groups(out, "repeated_timepoint", reasons):
         if len(group) < 2:
@@ -275,7 +279,8 @@ def split_evenly(total: int, parts: int) -> list[int]:
     return [base + (1 if i < rest else 0) for i in range(parts)]
 
 
-def _rule_shared_control(out, rules, reasons) -> None:
+def _rule_shared_control(out: pd.DataFrame, rules: dict, reasons: list) -> None:
+    """shared_control: split the shared arm, keep the first row, or exclude them all."""
     choice = rules["shared_control"]
     for group in _groups(out, "shared_control", reasons):
         if len(group) < 2:
@@ -296,6 +301,7 @@ def _rule_shared_control(out, rules, reasons) -> None:
 
 
 def _split(out: pd.DataFrame, group: list[int], ids: list[str]) -> None:
+    """Divide the control arm shared by the rows at ``group`` (in place); see ``split_evenly``."""
     m = len(group)
     first = out.iloc[group[0]]
     n_parts = split_evenly(first["n_ctrl"], m)
