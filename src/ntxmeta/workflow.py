@@ -18,10 +18,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import normalise as nm
-from .config import load_config
+from .config import check_inputs
 from .pipeline import effects_table, write_csv, write_pool
 from .select import select_rows, selection_digest
-from .validate import ValidationError, validate_raw
+from .validate import ValidationError
 
 RAW_DIR = Path("data/raw")
 COMPARISONS = Path("data/processed/comparisons.csv")
@@ -53,10 +53,7 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     schedules a job, so nothing is written.
     """
     try:
-        raw = validate_raw(raw_files(root))
-        config = load_config(config_path)
-        comparisons = nm.normalise(raw, config.get("rules", {}))
-        config = load_config(config_path, comparisons)
+        _, comparisons, config = check_inputs(raw_files(root), config_path)
     except ValidationError as err:
         print(str(err), file=sys.stderr)
         print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)
@@ -128,3 +125,32 @@ def forest_figure(effects_csv, result_json, config: dict, analysis: str, png_pat
 def result_transf(result: dict) -> str:
     """The back-transformation the analysis reports in (its spec's ``transf``)."""
     return result.get("spec", {}).get("options", {}).get("transf", "none")
+
+
+# --------------------------------------------------------------------------- rule adapters
+# One call per rule's run: block (Snakemake's linter asks for short run
+# directives); each logs its step and calls the step function above.
+
+def rule_ingest(input, output, log: str, config_path: str) -> None:
+    with logged(log, "ingest"):
+        ingest(config_path, output[0])
+
+
+def rule_effects(pf: Preflight, output, wildcards, log: str) -> None:
+    with logged(log, "effects"):
+        effects(pf, wildcards.analysis, output[0])
+
+
+def rule_pool(input, output, wildcards, log: str, config: dict) -> None:
+    with logged(log, "pool"):
+        pool(input[0], config, wildcards.analysis, output.result, output.spec)
+
+
+def rule_forest(input, output, wildcards, log: str, config: dict) -> None:
+    with logged(log, "forest"):
+        forest_figure(input.effects, input.result, config, wildcards.analysis, output.png)
+
+
+def rule_summary(input, output, log: str) -> None:
+    with logged(log, "summary_table"):
+        summary(input, output.csv, output.md)

@@ -28,6 +28,10 @@ def all_outputs(wildcards):
     return (
         ["data/processed/comparisons.csv"]
         + expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
-        + expand("results/figures/forest/{analysis}.{ext}", analysis=ANALYSES, ext=["png", "svg"])
+        + expand(
+            "results/figures/forest/{analysis}.{ext}",
+            analysis=ANALYSES,
+            ext=["png", "svg"],
+        )
         + ["results/tables/summary.csv", "results/tables/summary.md"]
     )

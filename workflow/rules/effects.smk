@@ -6,10 +6,9 @@ rule effects:
     # whenever any row changed.
     output:
         "data/processed/effects/{analysis}.csv",
-    params:
-        digest=selection_digest,
     log:
         "logs/effects/{analysis}.log",
+    params:
+        digest=selection_digest,
     run:
-        with ntx.logged(log[0], "effects"):
-            ntx.effects(PREFLIGHT, wildcards.analysis, output[0])
+        ntx.rule_effects(PREFLIGHT, output, wildcards, log[0])

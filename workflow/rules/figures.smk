@@ -12,5 +12,4 @@ rule forest:
     log:
         "logs/figures/forest/{analysis}.log",
     run:
-        with ntx.logged(log[0], "forest"):
-            ntx.forest_figure(input.effects, input.result, config, wildcards.analysis, output.png)
+        ntx.rule_forest(input, output, wildcards, log[0], config)

@@ -7,5 +7,4 @@ rule ingest:
     log:
         "logs/ingest.log",
     run:
-        with ntx.logged(log[0], "ingest"):
-            ntx.ingest(input.config, output[0])
+        ntx.rule_ingest(input, output, log[0], input.config)

@@ -4,10 +4,9 @@ rule pool:
     output:
         result="results/analyses/{analysis}/result.json",
         spec="results/analyses/{analysis}/spec.json",
-    params:
-        digest=selection_digest,
     log:
         "logs/pool/{analysis}.log",
+    params:
+        digest=selection_digest,
     run:
-        with ntx.logged(log[0], "pool"):
-            ntx.pool(input[0], config, wildcards.analysis, output.result, output.spec)
+        ntx.rule_pool(input, output, wildcards, log[0], config)

@@ -11,5 +11,4 @@ rule summary_table:
     log:
         "logs/tables/summary.log",
     run:
-        with ntx.logged(log[0], "summary_table"):
-            ntx.summary(input, output.csv, output.md)
+        ntx.rule_summary(input, output, log[0])
