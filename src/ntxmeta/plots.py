@@ -815,7 +815,8 @@ def cumulative(result: Mapping, *, measure: str, transf: str | None = None, meth
         As in :func:`forest`.
     effects : DataFrame, optional
         When given with ``label`` and ``year``, a year column is added
-        (labels matched to metafor's unique slabs).
+        (labels matched to metafor's unique slabs) unless the labels carry
+        the year already.
     ax : Axes, optional
 
     Returns
@@ -827,6 +828,8 @@ def cumulative(result: Mapping, *, measure: str, transf: str | None = None, meth
     fit, _ = _section(result, "rma", method)
     level = _num((fit or {}).get("level", 95))
     years = _years_by_slab(effects)
+    if all(year in slab for slab, year in years.items()):  # labels such as "Anton 1999" say it already
+        years = {}
     labels = [str(s) for s in (sec or {}).get("slab", [])]
     year_col = (_Col("year", "Year", "left"),) if years else ()
     extra = [{"year": years.get(s, ""), "k": str(j + 1)} for j, s in enumerate(labels)]
