@@ -44,7 +44,10 @@ Flags (GRADE rules of thumb, applied mechanically; a reviewer judges)
 - imprecision: the CI includes no effect, or the optimal information size
   is not met: fewer than 300 events for binary outcomes (Guyatt et al.
   2011, GRADE 6) or fewer than 400 participants for continuous ones;
-- inconsistency: I^2 > 50 % or the prediction interval includes no effect;
+- inconsistency: I^2 > 50 %, or the prediction interval includes no effect
+  while the CI does not (when both do, the spread is imprecision, already
+  flagged; with tau^2 = 0 the PI is the CI and says nothing about
+  inconsistency);
 - small-study effects: Egger's regression test p < 0.10 when k >= 10,
   else "not assessed (k < 10)" (Sterne et al. 2011);
 - the share of the main model's weight that comes from low-confidence rows.
@@ -303,9 +306,37 @@ def _exclude_mask(effects: pd.DataFrame, filters: Mapping[str, list]) -> tuple[n
     return hit, missing
 
 
+#: Sensitivity subsets every analysis gets: variant -> (title, exclude filters).
+#: A config ``sensitivity`` subset with the same filters replaces one of them.
+BUILTIN_EXCLUSIONS = {
+    "excl_low_confidence": ("Without low-confidence rows", {"confidence": ["low"]}),
+    "excl_derived": ("Without derived rows", {"derived": [True]}),
+}
+
+
+def _filter_key(filters: Mapping[str, list]) -> tuple:
+    """A filter block in canonical form (columns sorted, values as lower-case text)."""
+    return tuple(sorted((str(c), tuple(sorted(str(v).strip().lower() for v in vals)))
+                        for c, vals in filters.items()))
+
+
+def ratio_scale(measure: str, effects: pd.DataFrame, transf: str | None = None) -> bool:
+    """Whether an analysis is shown back-transformed with exp.
+
+    ``transf`` ("exp" or "none", the spec option the pipeline wrote) decides
+    when given; otherwise the pipeline's rule (``pipeline.analysis_spec``):
+    ratio measures (RR, OR, ROM), and generic analyses whose rows are all
+    log ratios taken from reported ratios and CIs.
+    """
+    if transf is not None:
+        return transf == "exp"
+    kinds = set(_text(effects, "data_type"))
+    return measure in RATIO_MEASURES or (len(effects) > 0 and kinds == {"ratio"})
+
+
 def sensitivity_table(effects: pd.DataFrame, analysis: Mapping, defaults: Mapping | None = None, *,
-                      name: str | None = None,
-                      subsets: Mapping[str, Mapping] | None = None) -> pd.DataFrame:
+                      name: str | None = None, subsets: Mapping[str, Mapping] | None = None,
+                      transf: str | None = None) -> pd.DataFrame:
     """Sensitivity analyses of one analysis, one row per variant.
 
     Rows, in this order: the main model; tau^2 by REML, DL and PM (main
@@ -330,6 +361,10 @@ def sensitivity_table(effects: pd.DataFrame, analysis: Mapping, defaults: Mappin
         Written into the ``analysis`` column.
     subsets : mapping, optional
         The config's ``sensitivity`` block: ``{key: {title, exclude: filters}}``.
+        A subset whose filters are those of a built-in row (``BUILTIN_EXCLUSIONS``)
+        gives that row its title instead of a second, identical row.
+    transf : {"exp", "none"}, optional
+        Show estimates back-transformed; default: see :func:`ratio_scale`.
 
     Returns
     -------
@@ -352,7 +387,7 @@ def sensitivity_table(effects: pd.DataFrame, analysis: Mapping, defaults: Mappin
     opts = analysis_options(dict(analysis), dict(defaults))
     method, test, level = opts["method"], opts["test"], float(opts["level"])
     measure = str(analysis["measure"])
-    ratio = is_ratio(measure, transf=analysis.get("transf"))
+    ratio = ratio_scale(measure, effects, transf or analysis.get("transf"))
     used = used_rows(effects)
     yi_all, vi_all = _column(effects, "yi"), _column(effects, "vi")
 
@@ -382,12 +417,17 @@ def sensitivity_table(effects: pd.DataFrame, analysis: Mapping, defaults: Mappin
                                 label="common effect, Mantel-Haenszel"))
         rows.append(_binary_row("common_Peto", "Peto odds ratio", peto, effects, used,
                                 measure="OR (Peto)", level=level, label="common effect, Peto"))
-    low = _text(effects, "confidence").eq("low").to_numpy()
-    rows.append(fit_rows(~low, "excl_low_confidence", "Without low-confidence rows"))
-    rows.append(fit_rows(~_truthy(effects, "derived"), "excl_derived", "Without derived rows"))
+    subsets = dict(subsets or {})
+    same_as = {_filter_key(s.get("exclude", {})): key for key, s in sorted(subsets.items())}
+    for variant, (title, filters) in BUILTIN_EXCLUSIONS.items():
+        # a config subset with the same filter takes this place (with its title), not a second row
+        key = same_as.get(_filter_key(filters))
+        # derived may be spelt True/yes/1: read it as a yes/no column
+        hit = _truthy(effects, "derived") if variant == "excl_derived" else _exclude_mask(effects, filters)[0]
+        rows.append(fit_rows(~hit, variant, str(subsets.pop(key).get("title", title)) if key else title))
     placebo = _text(effects, "comparator_type").eq("placebo").to_numpy()
     rows.append(fit_rows(placebo, "placebo_only", "Placebo-controlled rows only"))
-    for key, subset in sorted((subsets or {}).items()):
+    for key, subset in sorted(subsets.items()):
         hit, missing = _exclude_mask(effects, subset.get("exclude", {}))
         note = (f"filter column(s) {', '.join(missing)} not in the effects table: nothing excluded"
                 if missing else "")
@@ -559,7 +599,7 @@ def sof_row(name: str, effects: pd.DataFrame, result: Mapping, analysis: Mapping
                events=float(np.nansum(ev[used])) if binary and np.isfinite(ev[used]).any() else math.nan,
                nnt_kind="", nnt_ci="", status=meta.get("status", ""))
     fit, why = main_fit(result)
-    if fit is None or int(_num(fit.get("k"))) < 2:
+    if fit is None or not _num(fit.get("k")) >= 2:
         reason = meta.get("status") or why or "no pooled estimate"
         row.update(imprecision="not assessed", inconsistency="not assessed",
                    small_study_effects=NOT_ASSESSED if row["k"] < SMALL_STUDY_MIN_K else "not assessed",
@@ -594,8 +634,8 @@ def sof_row(name: str, effects: pd.DataFrame, result: Mapping, analysis: Mapping
     why_inc = []
     if math.isfinite(i2) and i2 > I2_INCONSISTENCY_PCT:
         why_inc.append(f"I\u00b2 = {i2:.0f}% (> {I2_INCONSISTENCY_PCT:.0f}%)")
-    if _crosses(pi_lb, pi_ub, null):
-        why_inc.append(f"prediction interval includes {'1' if ratio else '0'}")
+    if _crosses(pi_lb, pi_ub, null) and not _crosses(lb, ub, null):
+        why_inc.append(f"prediction interval includes {'1' if ratio else '0'} (the CI does not)")
     row["inconsistency"] = "yes: " + "; ".join(why_inc) if why_inc else "no"
     row["small_study_effects"] = _egger_flag(result, row["k"], meta.get("method", "REML"))[0]
     row["low_confidence_weight_pct"] = _low_confidence_weight(effects, fit)
@@ -637,7 +677,8 @@ def summary_of_findings(effects_by_analysis: Mapping[str, pd.DataFrame],
 # --------------------------------------------------------------------------- subgroups
 
 
-def subgroup_table(results: Mapping[str, Mapping] | Iterable[Mapping]) -> pd.DataFrame:
+def subgroup_table(results: Mapping[str, Mapping] | Iterable[Mapping],
+                   config: Mapping | None = None) -> pd.DataFrame:
     """Per-subgroup fits and the tests for subgroup differences of every analysis with subgroups.
 
     For each analysis whose result has a ``subgroup`` section: one ``level``
@@ -649,7 +690,10 @@ def subgroup_table(results: Mapping[str, Mapping] | Iterable[Mapping]) -> pd.Dat
     (``subgroup.Q_between.from_<method>_subgroup_estimates``). Sections that
     are missing or ``{"error": ...}`` give a row with the reason in ``note``.
     Analyses in name order, levels in the result's order (C-locale sorted).
+    The ``subgroup`` column names the comparisons column that defines the
+    subgroups: the analysis's ``subgroup`` key in ``config`` when given.
     """
+    analyses = (config or {}).get("analyses", {})
     rows = []
     for name, res in sorted(_names(results).items()):
         sg, why = _section(res, "subgroup")
@@ -659,7 +703,7 @@ def subgroup_table(results: Mapping[str, Mapping] | Iterable[Mapping]) -> pd.Dat
         key = _fit_key(meta)
         main, _ = main_fit(res)
         ratio = is_ratio(str(meta.get("measure", "")), main)
-        column = str(meta.get("subgroup") or sg.get("column", ""))
+        column = str(analyses.get(name, {}).get("subgroup") or meta.get("subgroup") or sg.get("column", ""))
         levels = list(sg.get("levels", [])) or sorted((sg.get("by_level") or {}).keys())
         for lev in levels:
             lev_sec = (sg.get("by_level") or {}).get(lev, {})
@@ -714,7 +758,8 @@ def small_study_row(name: str, res: Mapping) -> dict:
     meta = res.get("analysis", {})
     method = meta.get("method", "REML")
     main, _ = main_fit(res)
-    k = int(_num(meta.get("k_used", main.get("k") if main else 0)) or 0)
+    k_used = _num(meta.get("k_used", main.get("k") if main else 0))
+    k = int(k_used) if math.isfinite(k_used) else 0
     row: dict = {c: math.nan for c in SMALL_STUDY_COLUMNS}
     row.update(analysis=name, k=k, assessed=k >= SMALL_STUDY_MIN_K, trimfill_side="", note="")
     if k < SMALL_STUDY_MIN_K:

@@ -277,6 +277,13 @@ def analysis_order(config: Mapping, results: Mapping[str, Mapping],
     return sorted(names, key=lambda n: (ev._indication_key(ind[n]), pos[n]))
 
 
+def _transf(result: Mapping) -> str | None:
+    """The back-transform the pipeline chose for an analysis (its spec option), if recorded."""
+    spec = result.get("spec")
+    opts = spec.get("options") if isinstance(spec, Mapping) else None
+    return opts.get("transf") if isinstance(opts, Mapping) else None
+
+
 def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, Mapping],
                     config: Mapping) -> dict[str, pd.DataFrame]:
     """The four evidence tables (see :mod:`ntxmeta.evidence`), keyed by file stem.
@@ -288,14 +295,15 @@ def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, M
     defaults = config.get("defaults", {}) or {}
     subsets = config.get("sensitivity", {}) or {}
     order = analysis_order(config, results, effects)
-    sens = [ev.sensitivity_table(effects[n], analyses[n], defaults, name=n, subsets=subsets)
+    sens = [ev.sensitivity_table(effects[n], analyses[n], defaults, name=n, subsets=subsets,
+                                 transf=_transf(results[n]))
             for n in order if n in effects and n in analyses]
     sens_frame = (pd.concat(sens, ignore_index=True) if sens
                   else pd.DataFrame(columns=list(ev.SENSITIVITY_COLUMNS)))
     return {
         "summary_of_findings": ev.summary_of_findings(effects, results, config),
         "sensitivity": sens_frame,
-        "subgroups": ev.subgroup_table(results),
+        "subgroups": ev.subgroup_table(results, config),
         "small_study_effects": ev.small_study_table(results),
     }
 
@@ -450,20 +458,37 @@ SOF_NOTES = (
     "\u221e to NNTH (Altman, BMJ 1998;317:1309).",
     "Imprecision: CI includes no effect, or fewer than 300 events (400 participants for "
     "continuous outcomes). Inconsistency: I\u00b2 above 50% or a prediction interval (PI) that "
-    "includes no effect. Small-study effects: Egger's test p < 0.10, assessed only with 10 or "
+    "includes no effect while the CI does not. Small-study effects: Egger's test p < 0.10, assessed only with 10 or "
     "more studies. These flags are computed, not judged: they point a reviewer to what to read.",
 )
 
 
-def _stats_block(result: Mapping, measure: str) -> str:
+def _measure_name(measure: str, ratio: bool) -> str:
+    """"Risk ratio", ...; a generic measure on the ratio scale is a "Ratio"."""
+    return "Ratio" if measure == "GEN" and ratio else MEASURE_NAMES.get(measure, measure)
+
+
+def _participants(effects: pd.DataFrame) -> str:
+    """Participants in the pooled rows, or why there is no count."""
+    used = ev.used_rows(effects)
+    n = ev._column(effects, "n_treat") + ev._column(effects, "n_ctrl")
+    ok = used & np.isfinite(n)
+    if not ok.any():
+        return "not reported (effect sizes only)"
+    missing = int(used.sum() - ok.sum())
+    return _count(n[ok].sum()) + (f" (not reported for {missing} of {int(used.sum())} studies)" if missing else "")
+
+
+def _stats_block(result: Mapping, measure: str, effects: pd.DataFrame) -> str:
     meta = result.get("analysis", {})
     fit, why = ev.main_fit(result)
     k = meta.get("k_used", "NA")
-    items = [("Studies (k)", esc(k)), ("Participants", esc(_count(ev._num(meta.get("participants")))))]
-    if fit is None or ev._num(fit.get("k")) < 2:
-        items.append(("Pooled estimate", esc(meta.get("status") or why or "not available")))
+    items = [("Studies (k)", esc(k)), ("Participants", esc(_participants(effects)))]
+    if fit is None or not ev._num(fit.get("k")) >= 2:
+        if str(meta.get("status", "pooled")) == "pooled":     # otherwise the status box says why
+            items.append(("Pooled estimate", esc(f"not available ({why or 'k < 2'})")))
     else:
-        ratio = ev.is_ratio(measure, fit)
+        ratio = ev.is_ratio(measure, fit, _transf(result))
         nat = [ev.natural(ev._num(fit.get(x)), ratio) for x in ("estimate", "ci.lb", "ci.ub")]
         pred = fit.get("predict", {}) if isinstance(fit.get("predict"), Mapping) else {}
         pi = [ev.natural(ev._num(pred.get(x)), ratio) for x in ("pi.lb", "pi.ub")]
@@ -471,7 +496,7 @@ def _stats_block(result: Mapping, measure: str) -> str:
         stat_v = ev._num(fit.get("tval" if stat == "t" else "zval"))
         level = ev._num(fit.get("level", 95))
         items += [
-            (f"Pooled {MEASURE_NAMES.get(measure, measure).lower()} ({level:.0f}% CI)",
+            (f"Pooled {_measure_name(measure, ratio).lower()} ({level:.0f}% CI)",
              esc(interval(*nat)) + esc(f"; {stat} = {num(stat_v)}, {p_is(ev._num(fit.get('pval')))}")),
             (f"{level:.0f}% prediction interval", esc(f"{num(pi[0])} to {num(pi[1])}")),
             ("Heterogeneity", esc(f"\u03c4\u00b2 = {num(ev._num(fit.get('tau2')), 4)}, "
@@ -509,18 +534,19 @@ def _study_table(effects: pd.DataFrame, result: Mapping, measure: str) -> str:
     if effects.empty:
         return tag("p", "No study rows.", class_="muted")
     fit, _ = ev.main_fit(result)
-    ratio = ev.is_ratio(measure, fit)
+    ratio = ev.is_ratio(measure, fit, _transf(result))
     weights = (fit or {}).get("weights_pct") if fit else None
     w = ([ev._num(x) for x in weights] if isinstance(weights, list) and len(weights) == len(effects)
          else list(pd.to_numeric(effects.get("weight_pct", pd.Series(np.nan, index=effects.index)),
                                  errors="coerce")))
     head = [("Study", ""), ("Naltrexone", "num"), ("Control", "num"),
-            (f"{measure} (95% CI)", "num"), ("Weight", "num"), ("Confidence", ""), ("Source and quote", "")]
+            (f"{'Ratio' if measure == 'GEN' and ratio else measure} (95% CI)", "num"), ("Weight", "num"), ("Confidence", ""), ("Source and quote", "")]
     rows = []
     for i, r in enumerate(effects.to_dict("records")):
         yi, lb, ub = (ev._num(r.get(c)) for c in ("yi", "ci_lb", "ci_ub"))
         effect = interval(*(ev.natural(x, ratio) for x in (yi, lb, ub)))
-        year = f" ({num(ev._num(r.get('year')), 0)})" if _finite(ev._num(r.get("year"))) else ""
+        year_txt = num(ev._num(r.get("year")), 0) if _finite(ev._num(r.get("year"))) else ""
+        year = f" ({year_txt})" if year_txt and year_txt not in str(r.get("label", "")) else ""
         quote = "" if pd.isna(r.get("quote")) else str(r.get("quote"))
         label = tag("span", esc(f"{r.get('label', '')}{year}"), title=quote or None)
         marks = []
@@ -569,6 +595,10 @@ def _with_interval(frame: pd.DataFrame) -> pd.DataFrame:
 def _sensitivity_block(sens: pd.DataFrame) -> str:
     if sens.empty:
         return tag("p", "No sensitivity analyses.", class_="muted")
+    if not sens["estimate"].notna().any():
+        main = sens.iloc[0]
+        return tag("p", esc(f"Not computed: sensitivity analyses need at least two studies "
+                            f"(k = {main['k']})."), class_="muted")
     frame = _with_interval(sens)
     return _frame_table(frame, [("description", "Analysis", "text"), ("model", "Model", "text"),
                                 ("measure", "Measure", "nowrap"), ("k", "k", "0"),
@@ -643,13 +673,14 @@ def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, resul
     title = str(meta.get("title") or analysis.get("title") or name)
     measure = str(meta.get("measure") or analysis.get("measure", ""))
     ind = ev._indication(name, analysis, effects)
+    ratio = ev.is_ratio(measure, ev.main_fit(result)[0], _transf(result))
     parts = [tag("h3", esc(title)),
-             tag("p", esc(f"{indication_name(ind)} \u00b7 {MEASURE_NAMES.get(measure, measure)} \u00b7 "
+             tag("p", esc(f"{indication_name(ind)} \u00b7 {_measure_name(measure, ratio)} \u00b7 "
                           f"analysis '{name}'"), class_="muted")]
     status = str(meta.get("status", ""))
     if status and status != "pooled":
         parts.append(tag("p", esc(status), class_="status"))
-    parts.append(_stats_block(result, measure))
+    parts.append(_stats_block(result, measure, effects))
     parts.append(_figure(figures.get("forest"), "forest", title))
     parts.append(tag("h4", "Studies") + _study_table(effects, result, measure))
     sens = tables["sensitivity"]

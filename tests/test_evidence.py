@@ -1,0 +1,427 @@
+"""Evidence tables, checked against metafor and against hand arithmetic.
+
+* sensitivity rows equal metafor's fits of the vendored ``bcg_RR`` case
+  (``rma``, ``rma_knha``, ``common.EE``, ``common.MH.RR``, ``common.Peto``,
+  ``leave1out.REML`` in ``out.json``) and direct ``rma()`` calls on the
+  subsets they describe;
+* the summary of findings is recomputed by hand on small constructed
+  analyses (assumed control risk as a median, corresponding risk through
+  RR, OR and RD, the absolute difference, NNT with Altman's interval) and
+  with the standard library's ``statistics.median`` on bcg_RR;
+* subgroup and small-study tables carry the reference's numbers to the
+  right rows, and say "not assessed (k < 10)" or why a section is missing.
+
+Tolerances: ``TIGHT`` where metafor's value is tightly converged or
+closed-form (DL, EE, MH, Peto: floating-point noise only); ``LOOSE`` for
+metafor's default-control REML fits inside leave1out (stopped at a change
+of 1e-5 in tau^2, see tests/oracle_util.py).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntxmeta import evidence as ev
+from ntxmeta.analyse import load_result
+from ntxmeta.rma import rma
+
+FIX = Path(__file__).parent / "fixtures" / "oracle"
+TIGHT = 1e-6
+LOOSE = 1e-4
+
+
+def raw_json(case: str) -> dict:
+    """The reference as plain JSON (no project code between the file and the test)."""
+    return json.loads((FIX / case / "out.json").read_text())
+
+
+def bcg_effects(case: str = "bcg_RR") -> pd.DataFrame:
+    d = pd.read_csv(FIX / case / "data.csv")
+    ref = raw_json(case)
+    trial = d.trial.to_numpy()
+    return pd.DataFrame({
+        "row_id": [f"R{t}" for t in trial], "study_id": d.author, "label": d.author, "year": d.year,
+        "subgroup": d.alloc, "indication": "alcohol",
+        "comparator_type": np.where(trial % 3 == 0, "active", "placebo"),
+        "data_type": "binary", "events_treat": d.ai, "n_treat": d.n1i, "events_ctrl": d.ci,
+        "n_ctrl": d.n2i, "yi": ref["escalc"]["yi"], "vi": ref["escalc"]["vi"],
+        "confidence": np.where(trial % 4 == 0, "low", "high"),
+        "derived": np.where(trial % 5 == 0, "True", "False")})
+
+
+def with_meta(case: str, **meta) -> dict:
+    res = load_result(FIX / case / "out.json")
+    res["name"] = case
+    res["analysis"] = {"title": case, "measure": res["measure"], "method": "REML", "test": "z",
+                       "level": 95, "k_used": res["k_used"], "status": "pooled", **meta}
+    return res
+
+
+def by_variant(table: pd.DataFrame) -> dict:
+    return {r["variant"]: r for r in table.to_dict("records")}
+
+
+def close(a, b, rel):
+    return a == pytest.approx(b, rel=rel, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+
+def test_sensitivity_rows_equal_metafor_on_bcg():
+    ref = raw_json("bcg_RR")
+    rows = by_variant(ev.sensitivity_table(bcg_effects(), {"measure": "RR"}, {}, name="bcg"))
+    expected = {
+        "main": ref["rma_tight"]["REML"], "tau2_REML": ref["rma_tight"]["REML"],
+        "tau2_DL": ref["rma"]["DL"], "tau2_PM": ref["rma_tight"]["PM"],
+        "test_z": ref["rma_tight"]["REML"], "test_knha": ref["rma_knha_tight"]["REML"],
+        "common_EE": ref["common"]["EE"],
+    }
+    for variant, fit in expected.items():
+        r = rows[variant]
+        assert r["k"] == 13
+        assert close(r["estimate"], fit["exp"]["estimate"], TIGHT), variant
+        assert close(r["ci_lb"], fit["exp"]["ci.lb"], TIGHT), variant
+        assert close(r["ci_ub"], fit["exp"]["ci.ub"], TIGHT), variant
+        assert close(r["tau2"], fit["tau2"], TIGHT), variant
+        assert close(r["I2_pct"], fit["I2"], TIGHT), variant
+        assert close(r["pval"], fit["pval"], TIGHT), variant
+    for variant, fit, measure in (("common_MH", ref["common"]["MH"]["RR"], "RR"),
+                                  ("common_Peto", ref["common"]["Peto"], "OR (Peto)")):
+        r = rows[variant]
+        assert r["measure"] == measure and r["k"] == 13 and r["note"] == ""
+        for ours, theirs in (("estimate", "estimate"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub")):
+            assert close(r[ours], fit["exp"][theirs], TIGHT), (variant, ours)
+        assert close(r["I2_pct"], fit["I2"], TIGHT)
+    assert rows["tau2_REML"]["note"] == rows["test_z"]["note"] == "same model as the main model"
+    assert rows["tau2_DL"]["note"] == ""
+
+
+def test_leave_one_out_range_is_metafors_extremes():
+    loo = raw_json("bcg_RR")["leave1out"]["REML"]
+    est = np.array(loo["estimate"])
+    rows = by_variant(ev.sensitivity_table(bcg_effects(), {"measure": "RR"}, {}))
+    for variant, j in (("leave1out_min", int(np.argmin(est))), ("leave1out_max", int(np.argmax(est)))):
+        r = rows[variant]
+        assert r["k"] == 12
+        assert close(r["estimate"], math.exp(est[j]), LOOSE)
+        assert close(r["ci_lb"], math.exp(loo["ci.lb"][j]), LOOSE)
+        assert close(r["ci_ub"], math.exp(loo["ci.ub"][j]), LOOSE)
+        assert close(r["tau2"], loo["tau2"][j], LOOSE)
+        assert f"(without {loo['slab'][j]})" in r["description"]
+
+
+def test_subset_rows_equal_direct_rma_calls():
+    eff = bcg_effects()
+    subsets = {"no_alt": {"title": "Without alternate allocation", "exclude": {"subgroup": ["alternate"]}},
+               "bad": {"title": "Unknown column", "exclude": {"no_such_column": ["x"]}}}
+    rows = by_variant(ev.sensitivity_table(eff, {"measure": "RR", "method": "DL", "test": "knha"},
+                                           {"method": "REML"}, subsets=subsets))
+    yi, vi = eff.yi.to_numpy(), eff.vi.to_numpy()
+    masks = {"excl_low_confidence": eff.confidence.to_numpy() != "low",
+             "excl_derived": eff.derived.to_numpy() != "True",
+             "placebo_only": eff.comparator_type.to_numpy() == "placebo",
+             "subset_no_alt": eff.subgroup.to_numpy() != "alternate"}
+    for variant, keep in masks.items():
+        fit = rma(yi[keep], vi[keep], method="DL", test="knha")    # the analysis overrides the default
+        r = rows[variant]
+        assert r["k"] == keep.sum() < 13
+        assert r["model"] == "DL random effects, Hartung-Knapp"
+        assert close(r["estimate"], math.exp(fit.estimate), 1e-12)
+        assert close(r["ci_lb"], math.exp(fit.ci.low), 1e-12)
+        assert close(r["tau2"], fit.tau2, 1e-12)
+    assert rows["subset_bad"]["k"] == 13
+    assert "no_such_column" in rows["subset_bad"]["note"]
+    assert rows["test_knha"]["note"] == "same model as the main model"
+
+
+def test_config_subsets_that_repeat_a_builtin_row_take_its_place():
+    subsets = {"no_low": {"title": "Without rows of low confidence", "exclude": {"confidence": ["low"]}},
+               "no_derived": {"title": "Without derived counts", "exclude": {"derived": [True]}}}
+    table = ev.sensitivity_table(bcg_effects(), {"measure": "RR"}, {}, subsets=subsets)
+    rows = by_variant(table)
+    assert not any(v.startswith("subset_") for v in rows)
+    assert rows["excl_low_confidence"]["description"] == "Without rows of low confidence"
+    assert rows["excl_derived"]["description"] == "Without derived counts"
+    assert rows["excl_low_confidence"]["k"] == 10 and rows["excl_derived"]["k"] == 11
+
+
+def test_variants_that_cannot_be_fitted_say_why():
+    eff = bcg_effects("bcg_k2_RR")
+    eff["confidence"] = ["low", "high"]
+    eff["comparator_type"] = "active"
+    eff.loc[0, ["events_treat", "n_treat"]] = np.nan      # a ratio-only row: no arm counts
+    rows = by_variant(ev.sensitivity_table(eff, {"measure": "RR"}, {}))
+    assert rows["main"]["k"] == 2 and math.isfinite(rows["main"]["estimate"])
+    assert rows["excl_low_confidence"]["k"] == 1
+    assert "k = 1" in rows["excl_low_confidence"]["note"] and math.isnan(rows["excl_low_confidence"]["estimate"])
+    assert rows["placebo_only"]["k"] == 0 and rows["placebo_only"]["note"] == "not computed: no rows"
+    assert "k = 1" in rows["common_MH"]["note"]            # one row left with counts
+    assert "leave-one-out needs k >= 3 (k = 2)" in rows["leave1out_min"]["note"]
+    # with both rows' counts, MH runs and notes nothing
+    full = by_variant(ev.sensitivity_table(bcg_effects("bcg_k2_RR"), {"measure": "RR"}, {}))
+    assert full["common_MH"]["note"] == "" and full["common_MH"]["k"] == 2
+
+
+def test_mh_on_part_of_the_rows_says_so():
+    eff = bcg_effects()
+    eff.loc[[0, 5], "events_ctrl"] = np.nan
+    r = by_variant(ev.sensitivity_table(eff, {"measure": "RR"}, {}))["common_MH"]
+    assert r["k"] == 11 and r["note"] == "11 of 13 pooled rows have arm counts; the others are left out"
+
+
+def test_continuous_analysis_has_no_binary_rows_and_no_back_transform():
+    d = pd.read_csv(FIX / "normand1999_SMD" / "data.csv")
+    ref = raw_json("normand1999_SMD")
+    eff = pd.DataFrame({"label": d.source, "data_type": "continuous", "yi": ref["escalc"]["yi"],
+                        "vi": ref["escalc"]["vi"], "confidence": "high", "derived": False,
+                        "comparator_type": "placebo"})
+    rows = by_variant(ev.sensitivity_table(eff, {"measure": "SMD"}, {}))
+    assert "common_MH" not in rows and "common_Peto" not in rows
+    assert close(rows["main"]["estimate"], ref["rma_tight"]["REML"]["estimate"], TIGHT)
+    assert close(rows["tau2_DL"]["ci_lb"], ref["rma"]["DL"]["ci.lb"], TIGHT)
+
+
+# --------------------------------------------------------------------------- summary of findings
+
+
+def constructed(measure: str, est: float, lb: float, ub: float, *, pi=(math.nan, math.nan),
+                i2: float = 0.0, risks=((2, 10), (4, 10), (5, 10)), low=(False, True, False),
+                weights=(50.0, 30.0, 20.0)) -> tuple[pd.DataFrame, dict]:
+    """A k-study analysis with chosen control risks and a hand-made result."""
+    k = len(risks)
+    eff = pd.DataFrame({"study_id": [f"S{i}" for i in range(k)], "label": [f"S{i}" for i in range(k)],
+                        "indication": "opioid", "data_type": "binary",
+                        "events_treat": [1] * k, "n_treat": [10] * k,
+                        "events_ctrl": [e for e, _ in risks], "n_ctrl": [n for _, n in risks],
+                        "yi": [0.1] * k, "vi": [0.2] * k,
+                        "confidence": ["low" if x else "high" for x in low]})
+    fit = {"method": "REML", "test": "z", "k": k, "estimate": est, "ci.lb": lb, "ci.ub": ub,
+           "tau2": 0.1, "I2": i2, "weights_pct": list(weights)[:k],
+           "predict": {"pi.lb": pi[0], "pi.ub": pi[1]}}
+    res = {"name": "x", "analysis": {"title": "X", "measure": measure, "method": "REML", "test": "z",
+                                     "k_used": k, "status": "pooled"},
+           "rma": {"REML": fit}}
+    return eff, res
+
+
+def sof(eff, res, **analysis):
+    return ev.sof_row("x", eff, res, {"title": "X", "main": True, **analysis})
+
+
+def test_sof_by_hand_rr_through_zero():
+    # ACR = median(0.2, 0.4, 0.5) = 0.4; RR 0.75 (0.5 to 1.25)
+    eff, res = constructed("RR", math.log(0.75), math.log(0.5), math.log(1.25),
+                           pi=(math.log(0.3), math.log(1.9)), i2=60.0)
+    r = sof(eff, res)
+    assert r["acr_per_1000"] == pytest.approx(400)
+    assert r["cr_per_1000"] == pytest.approx(300)        # 0.4 x 0.75
+    assert r["cr_lb_per_1000"] == pytest.approx(200)     # 0.4 x 0.5
+    assert r["cr_ub_per_1000"] == pytest.approx(500)     # 0.4 x 1.25
+    assert r["ard_per_1000"] == pytest.approx(-100)
+    assert (r["ard_lb_per_1000"], r["ard_ub_per_1000"]) == (pytest.approx(-200), pytest.approx(100))
+    assert (r["nnt_kind"], r["nnt"]) == ("NNTB", 10)      # 1 / 0.1
+    assert r["nnt_ci"] == "NNTB 5 to \u221e to NNTH 10"     # 1/0.2 and 1/0.1 (Altman 1998)
+    assert r["estimate"] == pytest.approx(0.75) and r["pi_ub"] == pytest.approx(1.9)
+    assert r["events"] == 3 + 11 and r["participants"] == 60 and r["k"] == 3 and r["studies"] == 3
+    assert r["imprecision"] == "yes: CI includes 1; 14 events (< 300)"
+    assert r["inconsistency"] == "yes: I\u00b2 = 60% (> 50%)"      # the CI includes 1 too: imprecision
+    assert r["small_study_effects"] == "not assessed (k < 10)"
+    assert r["low_confidence_weight_pct"] == pytest.approx(30.0)   # study 2 of weights 50/30/20
+
+
+def test_inconsistency_from_the_prediction_interval():
+    # CI excludes 1 but the PI does not: the effect may reverse in a new setting
+    eff, res = constructed("RR", math.log(0.7), math.log(0.6), math.log(0.8),
+                           pi=(math.log(0.4), math.log(1.2)), i2=40.0)
+    assert sof(eff, res)["inconsistency"] == "yes: prediction interval includes 1 (the CI does not)"
+    eff, res = constructed("RR", math.log(0.7), math.log(0.6), math.log(0.8),
+                           pi=(math.log(0.5), math.log(0.95)), i2=50.0)   # I2 = 50 is not > 50
+    assert sof(eff, res)["inconsistency"] == "no"
+
+
+def test_sof_by_hand_or_and_rd_and_harm():
+    # OR 0.5 with ACR 0.4: odds 0.4/0.6 x 0.5 = 1/3 -> risk 0.25
+    eff, res = constructed("OR", math.log(0.5), math.log(0.25), math.log(0.8))
+    r = sof(eff, res)
+    assert r["cr_per_1000"] == pytest.approx(250)
+    assert r["cr_lb_per_1000"] == pytest.approx(1000 * 0.1 / 0.7)   # odds 1/6 -> 1/7... by hand: 0.25*0.4/(0.6+0.1)
+    assert r["cr_ub_per_1000"] == pytest.approx(1000 * 0.32 / 0.92)
+    assert (r["nnt_kind"], r["nnt"]) == ("NNTB", 7)                 # 1/0.15 = 6.67, rounded up
+    assert r["nnt_ci"] == f"NNTB {math.ceil(1 / (0.4 - 0.1 / 0.7))} to {math.ceil(1 / (0.4 - 0.32 / 0.92))}"
+    assert r["imprecision"] == "yes: 14 events (< 300)" and r["inconsistency"] == "no"
+    # RD: no back-transform, CR = ACR + RD
+    eff, res = constructed("RD", -0.1, -0.15, -0.05)
+    r = sof(eff, res)
+    assert r["estimate"] == pytest.approx(-0.1) and r["cr_per_1000"] == pytest.approx(300)
+    assert r["nnt_ci"] == "NNTB 7 to 20"
+    # harm: RR 1.5 (1.25 to 2.0), ACR 0.4 -> ARD +0.2 (0.1 to 0.4): NNTH 5 (3 to 10)
+    eff, res = constructed("RR", math.log(1.5), math.log(1.25), math.log(2.0))
+    r = sof(eff, res)
+    assert (r["nnt_kind"], r["nnt"], r["nnt_ci"]) == ("NNTH", 5, "NNTH 3 to 10")
+    # a risk cannot exceed 1: RR 3 with ACR 0.4 caps at 1000 per 1000
+    eff, res = constructed("RR", math.log(2.0), math.log(1.5), math.log(3.0))
+    assert sof(eff, res)["cr_ub_per_1000"] == pytest.approx(1000)
+
+
+def test_acr_is_the_median_of_the_pooled_control_arms():
+    risks = ((1, 10), (3, 10), (6, 10), (9, 10))          # even k: (0.3 + 0.6) / 2
+    eff, _ = constructed("RR", 0, 0, 0, risks=risks, low=(False,) * 4, weights=(25,) * 4)
+    assert ev.assumed_control_risk(eff) == pytest.approx(0.45)
+    eff.loc[3, "vi"] = np.nan                            # not pooled: left out -> median(0.1, 0.3, 0.6)
+    assert ev.assumed_control_risk(eff) == pytest.approx(0.3)
+    eff[["events_ctrl", "n_ctrl"]] = np.nan              # ratio-only rows: no ACR, no absolute effect
+    assert math.isnan(ev.assumed_control_risk(eff))
+
+
+def test_sof_on_bcg_against_the_standard_library():
+    eff, res = bcg_effects(), with_meta("bcg_RR")
+    ref = raw_json("bcg_RR")["rma"]["REML"]
+    cfg = {"analyses": {"bcg_RR": {"title": "BCG", "measure": "RR", "main": True,
+                                   "filters": {"indication": ["alcohol"]}}}}
+    r = ev.summary_of_findings({"bcg_RR": eff}, {"bcg_RR": res}, cfg).iloc[0]
+    acr = statistics.median(c / n for c, n in zip(eff.events_ctrl, eff.n_ctrl))
+    rr, lb, ub = ref["exp"]["estimate"], ref["exp"]["ci.lb"], ref["exp"]["ci.ub"]
+    assert r["acr_per_1000"] == pytest.approx(1000 * acr, rel=1e-12)
+    assert r["cr_per_1000"] == pytest.approx(1000 * acr * rr, rel=1e-9)
+    assert r["ard_lb_per_1000"] == pytest.approx(1000 * (acr * lb - acr), rel=1e-9)
+    assert r["nnt"] == math.ceil(1 / (acr - acr * rr))
+    assert r["nnt_ci"] == f"NNTB {math.ceil(1 / (acr - acr * lb))} to {math.ceil(1 / (acr - acr * ub))}"
+    assert r["events"] == eff.events_treat.sum() + eff.events_ctrl.sum() >= 300
+    assert r["imprecision"] == "no"
+    assert r["inconsistency"].startswith("yes: I\u00b2 = 92% (> 50%)")
+    egger_p = raw_json("bcg_RR")["regtest"]["rma_REML"]["pval"]
+    assert r["small_study_effects"] == f"no: Egger p = {egger_p:.3f}"
+    w = np.array(ref["weights_pct"])
+    assert r["low_confidence_weight_pct"] == pytest.approx(w[eff.confidence == "low"].sum() / w.sum() * 100)
+    assert r["indication"] == "alcohol" and r["studies"] == 11          # two authors appear twice
+
+
+def test_sof_small_study_flag_fires_below_ten_percent():
+    eff, res = bcg_effects(), with_meta("bcg_RR")
+    res["regtest"]["rma_REML"]["pval"] = 0.04
+    r = ev.sof_row("bcg", eff, res, {"measure": "RR"})
+    assert r["small_study_effects"] == "yes: Egger p = 0.040 < 0.10"
+    del res["regtest"]
+    assert ev.sof_row("bcg", eff, res, {})["small_study_effects"].startswith("not available (no regtest")
+
+
+def test_sof_continuous_and_unpooled_rows():
+    d = pd.read_csv(FIX / "normand1999_SMD" / "data.csv")
+    eff = pd.DataFrame({"study_id": d.source, "label": d.source, "data_type": "continuous",
+                        "n_treat": d.n1i, "n_ctrl": d.n2i, "yi": 0.0, "vi": 0.1, "confidence": "high"})
+    res = with_meta("normand1999_SMD")
+    r = ev.sof_row("smd", eff, res, {"filters": {"indication": ["alcohol"]}})
+    assert r["measure"] == "SMD" and r["estimate"] == pytest.approx(res["rma"]["REML"]["estimate"])
+    assert math.isnan(r["acr_per_1000"]) and r["nnt_kind"] == "" and math.isnan(r["events"])
+    assert r["participants"] == d.n1i.sum() + d.n2i.sum() >= 400
+    single = with_meta("single_GEN", status="no pooled estimate: a single study (k = 1)")
+    eff1 = pd.DataFrame({"study_id": ["a"], "yi": [0.2], "vi": [0.1]})
+    r = ev.sof_row("one", eff1, single, {})
+    assert math.isnan(r["estimate"]) and r["status"].startswith("no pooled estimate: a single study")
+    assert r["imprecision"] == "not assessed" and r["small_study_effects"] == "not assessed (k < 10)"
+
+
+def test_sof_order_and_main_selection():
+    eff_a, res_a = constructed("RR", 0.0, -0.1, 0.1)
+    eff_b = eff_a.assign(indication="alcohol")
+    cfg = {"analyses": {"b_opioid": {"title": "B", "measure": "RR", "main": True},
+                        "c_side": {"title": "C", "measure": "RR"},
+                        "a_alcohol": {"title": "A", "measure": "RR", "main": True}}}
+    effects = {"b_opioid": eff_a, "c_side": eff_a, "a_alcohol": eff_b}
+    results = {n: res_a for n in effects}
+    table = ev.summary_of_findings(effects, results, cfg)
+    assert list(table.analysis) == ["a_alcohol", "b_opioid"]       # alcohol first; c_side not main
+    assert list(table.columns) == list(ev.SOF_COLUMNS)
+    for n in cfg["analyses"]:
+        cfg["analyses"][n]["main"] = False                          # none main: all are summarised
+    assert len(ev.summary_of_findings(effects, results, cfg)) == 3
+
+
+@pytest.mark.parametrize("ard, lb, ub, expected", [
+    (-0.1, -0.2, -0.05, ("NNTB", 10, "NNTB 5 to 20")),
+    (0.1, 0.05, 0.2, ("NNTH", 10, "NNTH 5 to 20")),
+    (-0.1, -0.2, 0.0, ("NNTB", 10, "NNTB 5 to \u221e to NNTH \u221e")),
+    (0.0, -0.1, 0.1, ("", math.inf, "NNTB 10 to \u221e to NNTH 10")),
+    (-1 / 3, -0.5, -0.25, ("NNTB", 3, "NNTB 2 to 4")),
+])
+def test_nnt_by_hand(ard, lb, ub, expected):
+    assert ev.number_needed_to_treat(ard, lb, ub) == expected
+
+
+def test_nnt_of_missing_difference_is_empty():
+    kind, nnt, ci = ev.number_needed_to_treat(math.nan, -0.1, 0.1)
+    assert kind == "" and math.isnan(nnt) and ci == ""
+
+
+# --------------------------------------------------------------------------- subgroups and small-study effects
+
+
+def test_subgroup_table_carries_metafors_numbers():
+    ref = raw_json("bcg_RR")["subgroup"]
+    table = ev.subgroup_table({"bcg": with_meta("bcg_RR", subgroup="alloc")})
+    levels = table[table.row == "level"].set_index("level")
+    assert list(levels.index) == ref["levels"]
+    for lev in ref["levels"]:
+        fit = ref["by_level"][lev]["REML"]
+        assert levels.loc[lev, "k"] == fit["k"]
+        assert close(levels.loc[lev, "estimate"], math.exp(fit["estimate"]), 1e-12)
+        assert close(levels.loc[lev, "ci_ub"], math.exp(fit["ci.ub"]), 1e-12)
+        assert close(levels.loc[lev, "I2_pct"], fit["I2"], 1e-12)
+    test = table[table.row == "test"].iloc[0]
+    me = ref["mixed_effects"]["REML"]
+    assert close(test["statistic"], me["QM"], 1e-12) and test["df"] == "2"
+    assert close(test["pval"], me["QMp"], 1e-12)
+    qb = table[table.row == "Q_between"].iloc[0]
+    assert close(qb["statistic"], ref["Q_between"]["from_REML_subgroup_estimates"]["Q"], 1e-12)
+    assert table.subgroup.unique().tolist() == ["alloc"]
+    # the pipeline's result names the effects column "subgroup": the config says what it is
+    res = with_meta("bcg_RR")
+    res["subgroup"]["column"] = "subgroup"
+    named = ev.subgroup_table({"bcg": res}, {"analyses": {"bcg": {"subgroup": "allocation"}}})
+    assert named.subgroup.unique().tolist() == ["allocation"]
+
+
+def test_subgroup_table_under_knha_other_methods_and_errors():
+    ref = raw_json("bcg_RR")["subgroup"]
+    knha = ev.subgroup_table([with_meta("bcg_RR", test="knha")])
+    test = knha[knha.row == "test"].iloc[0]
+    assert close(test["statistic"], ref["mixed_effects"]["REML_knha"]["QM"], 1e-12)
+    assert test["df"] == "2, 10" and "(F test)" in test["note"]
+    lev = knha[(knha.row == "level") & (knha.level == "random")].iloc[0]
+    assert close(lev["ci_lb"], math.exp(ref["by_level"]["random"]["REML_knha"]["ci.lb"]), 1e-12)
+    pm = ev.subgroup_table({"bcg": with_meta("bcg_RR", method="PM")})   # no PM fits: REML shown
+    assert (pm[pm.row == "level"].note == "REML random effects, z test").all()
+    k3 = ev.subgroup_table({"k3": with_meta("bcg_k3_RR")})
+    assert k3[k3.row == "test"].note.iloc[0] == (
+        "not available: contrasts can be applied only to factors with 2 or more levels")
+    no_sub = with_meta("bcg_RR")
+    del no_sub["subgroup"]
+    assert ev.subgroup_table({"x": no_sub}).empty
+
+
+def test_small_study_table():
+    ref = raw_json("bcg_RR")
+    table = ev.small_study_table({"bcg": with_meta("bcg_RR"), "k3": with_meta("bcg_k3_RR")}).set_index("analysis")
+    b = table.loc["bcg"]
+    assert b["assessed"] and b["k"] == 13 and b["note"] == ""
+    assert close(b["egger_z"], ref["regtest"]["rma_REML"]["stat"], 1e-12)
+    assert close(b["egger_limit"], math.exp(ref["regtest"]["rma_REML"]["limit_estimate"]), 1e-12)
+    assert close(b["egger_classic_p"], ref["regtest"]["lm_classic_egger"]["pval"], 1e-12)
+    assert b["egger_classic_df"] == 11
+    assert close(b["begg_p"], ref["ranktest"]["default"]["pval"], 1e-12)
+    assert b["trimfill_k0"] == ref["trimfill"]["REML"]["k0"] and b["trimfill_side"] == "right"
+    assert close(b["trimfill_estimate"], math.exp(ref["trimfill"]["REML"]["estimate"]), 1e-12)
+    s = table.loc["k3"]
+    assert not s["assessed"] and s["note"] == "not assessed (k < 10)" and math.isnan(s["egger_p"])
+    partial = with_meta("bcg_RR")
+    del partial["ranktest"]
+    partial["trimfill"]["REML"] = {"error": "did not converge"}
+    n = ev.small_study_table({"p": partial}).iloc[0]["note"]
+    assert n == "Begg: no ranktest.default in the result; trim-and-fill: did not converge"
