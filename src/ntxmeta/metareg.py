@@ -36,21 +36,24 @@ around it for a model with moderators:
   (its HE start is 0). When both models sit on the boundary from a positive
   start, metafor's R2 is a ratio of two unconverged iterates that changes
   with its convergence settings; we report 0, metafor's rule for
-  tau2_RE = 0 (see ``_pseudo_r2``). For a common-effect model (EE/FE/CE) metafor
-  uses instead the adjusted R^2 of the weighted least-squares regression
-  (``summary(lm(yi ~ X, weights = 1/vi))$adj.r.squared``)::
+  tau2_RE = 0 (see ``_pseudo_r2``). For a common-effect model (EE/FE/CE)
+  metafor uses instead the adjusted R^2 of the weighted least-squares
+  regression (``summary(lm(yi ~ X, weights = 1/vi))$adj.r.squared``)::
 
       R2_w = MSS / (MSS + RSS),  R2 = max(0, 100 (1 - (1 - R2_w) (k - 1) / (k - p)))
 
   with RSS = sum w r^2 (= QE) and MSS = sum w (yhat - ybar_w)^2; 0 when
   all yi are equal; NaN when k = p (R's 0 * Inf on an exact fit).
 
-Why written here: statsmodels' WLS gives the same coefficients and
-adjusted R^2 for the EE model but none of the random-effects estimators,
-knha or metafor's pseudo-R^2, and refitting it only for R^2 would double
-the cost; pymare's meta-regression has no knha, QE, I^2 or R^2. The
-coefficients come from ``ntxmeta.rma`` (O(k p^2), no k x k matrix); the
-EE R^2 is two sums over the residuals that ``rma`` already has.
+Why written here: the fit is ``ntxmeta.rma`` (O(k p^2), no k x k matrix;
+its docstring says why pymare and statsmodels are not used for it).
+Around it, statsmodels' WLS gives the EE model's adjusted R^2 (the tests
+check that it agrees) but refitting only for that would double the cost,
+as the R^2 is two sums over residuals that ``rma`` already has; pymare
+0.0.13 fits meta-regressions (with Knapp-Hartung) but has no pseudo-R^2,
+reports the Q-based I^2 rather than metafor's tau^2-based one for
+random-effects models, and neither drops redundant predictors nor refuses
+where metafor does.
 
 References
 ----------

@@ -173,7 +173,9 @@ def q_between(estimates, ses, levels) -> QBetween:
 
 def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
                       level: float = 95.0) -> SubgroupAnalysis:
-    """Per-level fits, the mixed-effects subgroup test and Q between.
+    """Per-level fits, the mixed-effects subgroup test and Q between; matches
+    metafor 3.8-1 ``rma(..., subset = group == L)``, ``rma(yi, vi, mods = ~
+    factor(group))`` and ``rma(yi = b, sei = se, method = "FE")``.
 
     Parameters
     ----------
