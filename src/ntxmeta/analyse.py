@@ -77,6 +77,7 @@ def _parse_only(only: str | list[str] | None) -> dict[str, set[str] | None] | No
 
 def analyse_data(data: AnalysisData, *, only=None) -> dict:
     """Every requested section for one analysis, as a dictionary."""
+    _load_extensions()
     wanted = _parse_only(only)
     out: dict = {"name": data.name, "measure": data.measure, "k_rows": int(data.yi.size),
                  "k_used": int(data.used.sum())}
@@ -89,7 +90,6 @@ def analyse_data(data: AnalysisData, *, only=None) -> dict:
 
 
 def _sections_in_order():
-    _load_extensions()
     return list(SECTIONS.items())
 
 
