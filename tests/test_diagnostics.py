@@ -166,7 +166,8 @@ def test_large_batches_equal_refits(method):
 
 
 def test_chunked_prefix_moments_equal_refits(monkeypatch):
-    """Tiny blocks force many chunks, carries and direct blocks."""
+    """Tiny blocks and no moment cache force many chunks, carries and direct blocks."""
+    monkeypatch.setattr(dg, "MOMENT_CACHE_ENTRIES", 0)
     monkeypatch.setattr(dg, "BLOCK_ENTRIES", 97)
     monkeypatch.setattr(dg, "CHUNK_MAX", 13)
     monkeypatch.setattr(dg, "CUMUL_DIRECT_BELOW", 5)
@@ -197,6 +198,36 @@ def test_outlier_far_from_centre():
     y[3] = 4.0
     _check_leave1out(y, v, "REML")
     _check_cumulative(y, v, None, "REML")
+
+
+@pytest.mark.parametrize("shape", ("drift", "outlier"))
+def test_lattice_centres_equal_refits(monkeypatch, shape):
+    """tau^2 far from the full-data value for hundreds of analyses: lattice centres serve them."""
+    made = []
+    add = dg._SubsetSums._add_lattice_centres
+
+    def spy(self, t, rows):
+        out = add(self, t, rows)
+        made.append(len(self._lattice))
+        return out
+
+    monkeypatch.setattr(dg._SubsetSums, "_add_lattice_centres", spy)
+    monkeypatch.setattr(dg, "LATTICE_BREAK_EVEN", 1)  # at k = 700 they would rarely pay
+    rng = np.random.default_rng(9)
+    k = 700
+    v = rng.uniform(0.01, 0.2, k)
+    if shape == "drift":  # homogeneous first half, heterogeneous second half
+        y = np.r_[rng.normal(0.3, np.sqrt(v[:k // 2])), rng.normal(0.3, np.sqrt(0.5 + v[k // 2:]))]
+    else:
+        y = rng.normal(0.3, np.sqrt(0.01 + v))
+        y[300] = 30.0
+    cum = dg.cumulative(y, v)
+    assert max(made, default=0) >= 2
+    for j in range(dg.CUMUL_DIRECT_BELOW, k, 3):
+        _assert_fit_equal(_row(cum, j), rma(y[:j + 1], v[:j + 1]), f"{shape}: first {j + 1}")
+    loo = dg.leave1out(y, v)
+    for i in (0, 299, 300, 301, k - 1):
+        _assert_fit_equal(_row(loo, i), rma(np.delete(y, i), np.delete(v, i)), f"{shape}: -{i}")
 
 
 def test_identical_effects_give_q_zero():

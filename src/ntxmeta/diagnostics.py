@@ -149,6 +149,14 @@ CHUNK_MAX = 1024
 #: Series lengths are rounded up to a multiple of this, so analyses of
 #: similar length share one vectorised evaluation.
 N_BUCKET = 4
+#: A lattice centre is added when the direct sums it replaces touch at least
+#: this many times the numbers of one pass of its moments (a moment pass
+#: costs about N_MAX + 3 powers per study, a direct sum about one).
+LATTICE_BREAK_EVEN = 24
+#: Prefix moments of the cumulative series are kept between evaluations
+#: when they take at most this many numbers (2^22 float64 = 32 MiB, i.e.
+#: k up to about 19,000); above it they are rebuilt chunk by chunk.
+MOMENT_CACHE_ENTRIES = 1 << 22
 #: Newton iterations per analysis before falling back to ``ntxmeta.rma``
 #: (from where metafor's rule stops, 2-4 suffice; Fisher-scoring steps
 #: taken where the score is not decreasing converge linearly).
@@ -209,6 +217,11 @@ def _series_terms(q) -> np.ndarray:
 N_MAX = int(_series_terms(RHO_MAX))
 
 
+def _bucketed_terms(q) -> np.ndarray:
+    """Series lengths rounded up to a multiple of N_BUCKET (at most N_MAX)."""
+    return np.minimum(-(-_series_terms(q) // N_BUCKET) * N_BUCKET, N_MAX)
+
+
 def _binom_neg(a: int, n: np.ndarray) -> np.ndarray:
     """binom(-a, n) = (-1)^n binom(a + n - 1, n) for a = 1, 2, 3."""
     sign = np.where(n % 2 == 0, 1.0, -1.0)
@@ -224,6 +237,13 @@ def _binom_neg(a: int, n: np.ndarray) -> np.ndarray:
 KINDS = ("loo", "cumul", "all")
 
 
+def _prefix_moments(u: np.ndarray, R: np.ndarray, P: int) -> np.ndarray:
+    """M[p-1, l, b] = sum_{j <= l} u_j^p R[j, b] for p = 1..P, shape (P, len(u), 3)."""
+    Up = np.cumprod(np.broadcast_to(u, (P, u.size)), axis=0)
+    M = Up[:, :, None] * R[None, :, :]
+    return np.cumsum(M, axis=1, out=M)
+
+
 class _Centre:
     """Series data around one centre c: g = min (v + c), u = g / (v + c)."""
 
@@ -237,6 +257,23 @@ class _Centre:
         self.log_all = float(np.log(vc).sum())
         self.log_c = sums.plain(np.log(vc))
         self._moments = None
+        self._prefix = None
+
+    def prefix_moments(self, sums: "_SubsetSums", P: int) -> np.ndarray | None:
+        """Prefix moments of at least P powers, (P', k, 3), kept between calls.
+
+        Built with the powers first asked for, rebuilt with all N_MAX + 3 the
+        first time more are needed; None when the centres of this batch
+        would hold more than MOMENT_CACHE_ENTRIES numbers.
+        """
+        if self._prefix is None or self._prefix.shape[0] < P:
+            P = P if self._prefix is None else N_MAX + 3
+            held = 0 if self._prefix is None else self._prefix.size
+            if sums.cache_used - held + P * sums.k * 3 > MOMENT_CACHE_ENTRIES:
+                return None
+            self._prefix = _prefix_moments(self.u, sums.R, P)
+            sums.cache_used += self._prefix.size - held
+        return self._prefix
 
     def moments(self, R: np.ndarray) -> np.ndarray:
         """M[p-1, b] = sum over all studies of u^p r^b, p = 1..N_MAX+3 (loo, all)."""
@@ -269,7 +306,10 @@ class _SubsetSums:
         self.R = np.stack([np.ones_like(r), r, r * r], axis=1)  # (k, 3)
         self.size = {"loo": np.full(self.k, self.k - 1), "cumul": np.arange(1, self.k + 1),
                      "all": np.array([self.k])}[kind]
+        self.v_min = float(v.min())
+        self.cache_used = 0  # numbers held by the centres' prefix-moment caches
         self.centres = [_Centre(self, c) for c in dict.fromkeys(float(c) for c in centres)]
+        self._lattice: set[int] = set()
 
     def plain(self, x: np.ndarray) -> np.ndarray:
         """sum_{j in S_i} x_j for every analysis i."""
@@ -279,16 +319,46 @@ class _SubsetSums:
             return np.cumsum(x)
         return np.array([x.sum()])
 
+    def _ratios(self, t, rows):
+        q = np.stack([np.abs(t - ce.c) / ce.g * ce.reach[rows] for ce in self.centres])
+        return np.argmin(q, axis=0), np.min(q, axis=0) <= RHO_MAX  # False for NaN
+
+    def _add_lattice_centres(self, t, rows) -> bool:
+        """Centres c_i = v_min (2^i - 1) for analyses no centre serves, where they pay.
+
+        For c_i >= t > c_(i-1): q = (c_i - t) / min_S(v + c_i) < 2^(i-1) v_min /
+        (2^i v_min) = 1/2, so every tau^2 >= 0 has a lattice centre with
+        q < RHO_MAX (i = 0 is the exact centre 0). A centre costs one pass of
+        moments over the studies it reaches; it is added when the direct
+        sums it replaces touch at least ``LATTICE_BREAK_EVEN`` times as many numbers.
+        """
+        lattice = np.ceil(np.log2(t / self.v_min + 1.0)).astype(int)
+        added = False
+        for li in np.unique(lattice):
+            if li in self._lattice:
+                continue
+            r_l = rows[lattice == li]
+            if self.kind == "cumul":
+                saved, extent = float((r_l + 1).sum()), float(r_l.max() + 1)
+            else:
+                saved, extent = float(r_l.size * self.k), float(self.k)
+            if saved >= LATTICE_BREAK_EVEN * extent:
+                self._lattice.add(int(li))
+                self.centres.append(_Centre(self, self.v_min * (2.0 ** li - 1.0)))
+                added = True
+        return added
+
     def at(self, t, rows: np.ndarray | None = None, log: bool = False):
         rows = np.arange(self.m) if rows is None else np.asarray(rows)
         t = np.broadcast_to(np.asarray(t, dtype=float), rows.shape)
         T = np.empty((rows.size, 3, 3))
         L = np.empty(rows.size) if log else None
-        q = np.stack([np.abs(t - ce.c) / ce.g * ce.reach[rows] for ce in self.centres])
-        best = np.argmin(q, axis=0)
-        series = np.min(q, axis=0) <= RHO_MAX  # False for NaN
-        if self.kind == "cumul":
-            series &= rows >= CUMUL_DIRECT_BELOW
+        best, series = self._ratios(t, rows)
+        eligible = np.isfinite(t) & (rows >= CUMUL_DIRECT_BELOW if self.kind == "cumul" else True)
+        lost = ~series & eligible
+        if np.any(lost) and self._add_lattice_centres(t[lost], rows[lost]):
+            best, series = self._ratios(t, rows)
+        series &= eligible
         for ci, ce in enumerate(self.centres):
             idx = np.flatnonzero(series & (best == ci))
             if idx.size == 0:
@@ -322,49 +392,61 @@ class _SubsetSums:
         holds more than OWN_SHARE_MAX of the weight is left to ``_direct``.
         """
         M = ce.moments(self.R)
-        N = int(_series_terms(np.max(np.abs(rho), initial=0.0)))
-        coef, logcoef = self._coef(rho, N)
         loo = self.kind == "loo"
-        own_w = 1.0 / (self.v[rows] + t) if loo else None
         ok = np.ones(rows.size, dtype=bool)
-        for a in (1, 2, 3):
-            full = ce.g ** -a * (coef[a - 1] @ M[a - 1:a + N])
-            if loo:
-                if a == 1:
-                    ok = own_w <= OWN_SHARE_MAX * full[:, 0]
-                full = full - (own_w ** a)[:, None] * self.R[rows]
-            T[out, a - 1] = full
-        if L is not None:
-            series = logcoef @ M[:N, 0] if N > 0 else np.zeros(rows.size)
-            L[out] = ce.log_all + series - (np.log(self.v[rows] + t) if loo else 0.0)
+        n_row = _bucketed_terms(np.abs(rho))
+        for N in np.unique(n_row):
+            sel = np.flatnonzero(n_row == N)
+            r_s, t_s, o_s = rows[sel], t[sel], out[sel]
+            coef, logcoef = self._coef(rho[sel], int(N))
+            own_w = 1.0 / (self.v[r_s] + t_s) if loo else None
+            for a in (1, 2, 3):
+                full = ce.g ** -a * (coef[a - 1] @ M[a - 1:a + N])
+                if loo:
+                    if a == 1:
+                        ok[sel] = own_w <= OWN_SHARE_MAX * full[:, 0]
+                    full = full - (own_w ** a)[:, None] * self.R[r_s]
+                T[o_s, a - 1] = full
+            if L is not None:
+                series = logcoef @ M[:N, 0] if N > 0 else np.zeros(sel.size)
+                L[o_s] = ce.log_all + series - (np.log(self.v[r_s] + t_s) if loo else 0.0)
         return ok
 
-    def _cumul_series(self, ce, rows, rho, T, L, out):
-        """Prefix moments, built chunk by chunk so memory stays O(BLOCK_ENTRIES).
+    def _prefix_chunks(self, ce, rows, n_suffix):
+        """(start, stop, M) with M[p-1, l - start, b] = sum_{j <= l} u_j^p r_j^b.
 
-        Each analysis gets the series length its own ratio needs (rounded up
-        to a multiple of ``N_BUCKET``); the moments at a position are kept to
-        the longest series of any analysis at or after it (late analyses,
-        near the centre, need few terms).
+        From the centre's cache when it fits in ``MOMENT_CACHE_ENTRIES``;
+        otherwise rebuilt chunk by chunk (memory O(BLOCK_ENTRIES)), keeping
+        at each position only the powers that an analysis at or after it needs.
+        """
+        last = int(rows[-1])
+        cached = ce.prefix_moments(self, int(n_suffix[0]) + 3)
+        if cached is not None:
+            yield 0, last + 1, cached
+            return
+        carry = np.zeros((int(n_suffix[0]) + 3, 3))
+        start = 0
+        while start <= last:
+            P = int(n_suffix[np.searchsorted(rows, start)]) + 3
+            stop = min(start + min(CHUNK_MAX, max(1, BLOCK_ENTRIES // (3 * P))), last + 1)
+            Mc = _prefix_moments(ce.u[start:stop], self.R[start:stop], P)
+            Mc += carry[:P, None, :]
+            carry[:P] = Mc[:, -1, :]
+            yield start, stop, Mc
+            start = stop
+
+    def _cumul_series(self, ce, rows, rho, T, L, out):
+        """Series with prefix moments; each analysis gets the length its own ratio needs.
+
+        Lengths are rounded up to a multiple of ``N_BUCKET`` so that analyses
+        of similar length share one vectorised evaluation.
         """
         order = np.argsort(rows, kind="stable")
         rows, rho, out = rows[order], rho[order], out[order]
-        n_row = np.minimum(-(-_series_terms(np.abs(rho) * ce.reach[rows]) // N_BUCKET) * N_BUCKET,
-                           N_MAX)
+        n_row = _bucketed_terms(np.abs(rho) * ce.reach[rows])
         n_suffix = np.maximum.accumulate(n_row[::-1])[::-1]
-        carry = np.zeros((int(n_suffix[0]) + 3, 3))
-        last = int(rows[-1])
-        start = 0
-        while start <= last:
-            first = int(np.searchsorted(rows, start))
-            P = int(n_suffix[first]) + 3
-            stop = min(start + min(CHUNK_MAX, max(1, BLOCK_ENTRIES // (3 * P))), last + 1)
-            Up = np.cumprod(np.broadcast_to(ce.u[start:stop], (P, stop - start)), axis=0)
-            Mc = Up[:, :, None] * self.R[None, start:stop, :]
-            np.cumsum(Mc, axis=1, out=Mc)
-            Mc += carry[:P, None, :]
-            carry[:P] = Mc[:, -1, :]
-            hi = int(np.searchsorted(rows, stop))
+        for start, stop, Mc in self._prefix_chunks(ce, rows, n_suffix):
+            first, hi = np.searchsorted(rows, [start, stop])
             for N in np.unique(n_row[first:hi]):
                 sel = first + np.flatnonzero(n_row[first:hi] == N)
                 coef, logcoef = self._coef(rho[sel], int(N))
@@ -376,7 +458,6 @@ class _SubsetSums:
                     s = (np.einsum("rn,nr->r", logcoef, Mr[:N, :, 0]) if N > 0
                          else np.zeros(sel.size))
                     L[out[sel]] = ce.log_c[rows[sel]] + s
-            start = stop
 
     def _direct(self, rows, t, T, L, out):
         """Sum over each subset explicitly, a block of analyses at a time."""
@@ -621,7 +702,7 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
     s1, s2, sv = fe.plain(r), fe.plain(r * r), fe.plain(v)
     he = np.where(multi, np.maximum((s2 - s1 * s1 / size - (1 - 1 / size) * sv) / df_q, 0.0), 0.0)
     metafor = convergence == "metafor" and iterative
-    centres = [c_tau2] + ([float(he[multi].mean())] if iterative and np.any(multi) else [])
+    centres = [c_tau2] + ([float(he[multi].mean()), 0.0] if iterative and np.any(multi) else [])
     sums = _SubsetSums(v, r, kind, centres)
     refits = 0
     with np.errstate(divide="ignore", invalid="ignore"):
