@@ -415,6 +415,12 @@ def test_detector_sees_console_errors_and_requests(tmp_path):
     assert any("boom" in e for e in seen["errors"]), seen
     assert any(u.endswith("missing.png") for u in seen["requests"]), seen
     assert seen["headings"] == ["Bad"]
+    # a script that the report's CSP would block is reported too
+    page.write_text(f'<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
+                    f'content="{rp.CSP}"><title>t</title></head><body><h1>CSP</h1>'
+                    "<script>document.title = 'ran'</script></body></html>")
+    seen = render(page, tmp_path / "profile2")
+    assert any("Content Security Policy" in e for e in seen["errors"]), seen
 
 
 @pytest.mark.browser
