@@ -75,17 +75,35 @@ def _parse_only(only: str | list[str] | None) -> dict[str, set[str] | None] | No
     return wanted
 
 
-def analyse_data(data: AnalysisData, *, only=None) -> dict:
-    """Every requested section for one analysis, as a dictionary."""
+def analyse_data(data: AnalysisData, *, only=None, isolate: bool = False) -> dict:
+    """Every requested section for one analysis, as a dictionary.
+
+    With ``isolate=True`` (the pipeline's setting) an unexpected exception in
+    one section does not stop the others: that section becomes
+    ``{"error": "...", "failed": true}`` and its name is listed under
+    ``failed_sections``, so the failure is reported, never hidden. A refusal
+    of the kind metafor makes (ValueError) is an ordinary ``{"error": ...}``
+    from the section itself.
+    """
     _load_extensions()
     wanted = _parse_only(only)
     out: dict = {"name": data.name, "measure": data.measure, "k_rows": int(data.yi.size),
                  "k_used": int(data.used.sum())}
+    failed = []
     for name, build in _sections_in_order():
-        if wanted is None or name in wanted:
-            section = build(data, None if wanted is None else wanted[name])
-            if section is not None:
-                out[name] = section
+        if wanted is not None and name not in wanted:
+            continue
+        sub = None if wanted is None else wanted[name]
+        if not isolate:
+            out[name] = build(data, sub)
+            continue
+        try:
+            out[name] = build(data, sub)
+        except Exception as exc:  # noqa: BLE001 - recorded in the result, not swallowed
+            out[name] = {"error": f"internal failure: {type(exc).__name__}: {exc}", "failed": True}
+            failed.append(name)
+    if failed:
+        out["failed_sections"] = failed
     return out
 
 

@@ -179,9 +179,12 @@ def pool(effects: pd.DataFrame, analysis_name: str, analysis: dict, defaults: di
         meta.update(k_used=0, status=status_of(0))
         return {"name": analysis_name, "analysis": meta, "spec": spec}, spec
     data = analysis_data(effects, spec)
-    result = analyse_data(data)
+    result = analyse_data(data, isolate=True)
     k_used = int(data.used.sum())
-    meta.update(k_used=k_used, status=status_of(k_used),
+    status = status_of(k_used)
+    if result.get("failed_sections"):
+        status += "; FAILED sections: " + ", ".join(result["failed_sections"])
+    meta.update(k_used=k_used, status=status,
                 participants=int(np.nansum(pd.to_numeric(effects["n_treat"], errors="coerce"))
                                  + np.nansum(pd.to_numeric(effects["n_ctrl"], errors="coerce"))))
     mods = analysis.get("moderators") or []

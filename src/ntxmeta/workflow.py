@@ -109,16 +109,34 @@ def summary(result_jsons, csv_path, md_path) -> None:
     write_summary(list(result_jsons), csv_path, md_path)
 
 
-def forest_figure(effects_csv, result_json, config: dict, analysis: str, png_path) -> None:
-    """effects + result -> results/figures/forest/{analysis}.png and .svg."""
+#: Figure kinds drawn for every analysis (bubble plots are per moderator).
+FIGURES = ("forest", "funnel", "cumulative", "leave_one_out")
+
+
+def figure(kind: str, effects_csv, result_json, config: dict, analysis: str, png_path,
+           moderator: str | None = None) -> None:
+    """effects + result -> results/figures/{kind}/{analysis}[__{moderator}].png and .svg."""
+    from . import plots
     from .analyse import load_result
-    from .plots import forest
     from .style import save_figure
     effects = pd.read_csv(effects_csv, keep_default_na=True)
     result = load_result(result_json)
     a = config["analyses"][analysis]
-    ax = forest(effects, result, measure=a["measure"], transf=result_transf(result),
-                method=result["analysis"]["method"], title=a.get("title", analysis))
+    meta = result["analysis"]
+    common = dict(measure=a["measure"], transf=result_transf(result), method=meta["method"],
+                  title=a.get("title", analysis))
+    if kind == "forest":
+        ax = plots.forest(effects, result, test=meta["test"], **common)
+    elif kind == "funnel":
+        ax = plots.funnel(effects, result, **common)
+    elif kind == "cumulative":
+        ax = plots.cumulative(result, effects=effects, **common)
+    elif kind == "leave_one_out":
+        ax = plots.leave_one_out(result, **common)
+    elif kind == "bubble":
+        ax = plots.bubble(effects, result, moderator, test=meta["test"], **common)
+    else:
+        raise ValueError(f"unknown figure kind {kind!r}")
     save_figure(ax.figure, str(Path(png_path).with_suffix("")))
 
 
@@ -146,11 +164,18 @@ def rule_pool(input, output, wildcards, log: str, config: dict) -> None:
         pool(input[0], config, wildcards.analysis, output.result, output.spec)
 
 
-def rule_forest(input, output, wildcards, log: str, config: dict) -> None:
-    with logged(log, "forest"):
-        forest_figure(input.effects, input.result, config, wildcards.analysis, output.png)
+def rule_figure(kind: str, input, output, wildcards, log: str, config: dict) -> None:
+    with logged(log, kind):
+        figure(kind, input.effects, input.result, config, wildcards.analysis, output.png,
+               moderator=getattr(wildcards, "moderator", None))
 
 
 def rule_summary(input, output, log: str) -> None:
     with logged(log, "summary_table"):
         summary(input, output.csv, output.md)
+
+
+def bubble_targets(config: dict) -> list[tuple[str, str]]:
+    """(analysis, moderator) pairs that get a bubble plot: every configured moderator."""
+    return [(name, m) for name, a in sorted(config["analyses"].items())
+            for m in (a.get("moderators") or [])]

@@ -9,6 +9,7 @@ ANALYSES = PREFLIGHT.analyses
 
 wildcard_constraints:
     analysis="[a-z0-9][a-z0-9_]*",
+    moderator="[a-z0-9][a-z0-9_]*",
 
 
 def selection_digest(wildcards):
@@ -25,13 +26,20 @@ def analysis_results(wildcards):
 
 
 def all_outputs(wildcards):
+    pairs = ntx.bubble_targets(config)
     return (
         ["data/processed/comparisons.csv"]
         + expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
         + expand(
-            "results/figures/forest/{analysis}.{ext}",
+            "results/figures/{kind}/{analysis}.{ext}",
+            kind=ntx.FIGURES,
             analysis=ANALYSES,
             ext=["png", "svg"],
         )
+        + [
+            f"results/figures/bubble/{a}__{m}.{ext}"
+            for a, m in pairs
+            for ext in ("png", "svg")
+        ]
         + ["results/tables/summary.csv", "results/tables/summary.md"]
     )
