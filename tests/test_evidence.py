@@ -136,6 +136,10 @@ def test_subset_rows_equal_direct_rma_calls():
         assert close(r["estimate"], math.exp(fit.estimate), 1e-12)
         assert close(r["ci_lb"], math.exp(fit.ci.low), 1e-12)
         assert close(r["tau2"], fit.tau2, 1e-12)
+    refits = [rma(np.delete(yi, i), np.delete(vi, i), method="DL", test="knha") for i in range(13)]
+    lowest = min(refits, key=lambda f: f.estimate)
+    assert close(rows["leave1out_min"]["estimate"], math.exp(lowest.estimate), 1e-10)
+    assert close(rows["leave1out_min"]["ci_ub"], math.exp(lowest.ci.high), 1e-10)
     assert rows["subset_bad"]["k"] == 13
     assert "no_such_column" in rows["subset_bad"]["note"]
     assert rows["test_knha"]["note"] == "same model as the main model"

@@ -6,7 +6,8 @@ built from the pipeline's outputs (the effects table of an analysis and its
 that the engine already offers: pooled fits come from
 :func:`ntxmeta.rma.rma`, Mantel-Haenszel and Peto fits from
 :func:`ntxmeta.binary.mantel_haenszel` and :func:`ntxmeta.binary.peto`,
-subgroup, small-study and leave-one-out numbers from the result sections.
+leave-one-out fits from :func:`ntxmeta.diagnostics.leave1out`, and subgroup
+and small-study numbers from the result sections.
 What is written here is the arithmetic of presentation: back-transforms,
 absolute effects from a relative effect and an assumed control risk, the
 number needed to treat and the flags of a summary-of-findings table.
