@@ -530,63 +530,61 @@ def _score(method: str, p: _Parts, size: np.ndarray):
     return p.rss * f - size, p.W0, -p.ypp * f
 
 
-def _newton(method, sums, rows, start):
-    """Fully converged ML/REML/EB tau^2 for ``rows``; returns (tau2, converged).
+def _iterate(method, sums, rows, start, step_rule, max_iter):
+    """Iterate ``step_rule`` on every analysis in ``rows`` until it says done.
 
-    Newton steps where the score decreases (Fisher-scoring steps elsewhere),
-    clamped at 0 as ``ntxmeta.rma``'s Fisher scoring, until a change below
-    ``TAU2_RTOL`` (relative to max(1, tau^2)).
+    ``step_rule(t, score, info, slope) -> (new, done)``; analyses that are
+    done leave the batch. Returns (tau2, converged).
     """
     tau2 = np.maximum(np.asarray(start, dtype=float).copy(), 0.0)
     done = np.zeros(rows.size, dtype=bool)
     size = sums.size[rows]
-    for _ in range(NEWTON_MAX_ITER):
+    for _ in range(max_iter):
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
         t = tau2[act]
         score, info, slope = _score(method, _fit_parts(sums.at(t, rows[act])[0]), size[act])
         with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(slope < 0, score / -slope, score / info)
-        step = np.where(np.isfinite(step), step, 0.0)
-        at_zero = (t == 0) & (step < 0)
-        new = np.where((t + step < 0) | at_zero, 0.0, t + step)
-        tau2[act] = new
-        done[act] = at_zero | (np.abs(new - t) <= TAU2_RTOL * np.maximum(1.0, new))
+            tau2[act], done[act] = step_rule(t, score, info, slope)
     return tau2, done
+
+
+def _newton_step(t, score, info, slope):
+    """Newton where the score decreases (Fisher scoring elsewhere), clamped at 0 as
+    ``ntxmeta.rma``'s Fisher scoring; done at a change below ``TAU2_RTOL`` (relative
+    to max(1, tau^2)) or when a step from 0 points below 0."""
+    step = np.where(slope < 0, score / -slope, score / info)
+    step = np.where(np.isfinite(step), step, 0.0)
+    at_zero = (t == 0) & (step < 0)
+    new = np.where((t + step < 0) | at_zero, 0.0, t + step)
+    return new, at_zero | (np.abs(new - t) <= TAU2_RTOL * np.maximum(1.0, new))
+
+
+def _metafor_step(t, score, info, slope):
+    """metafor 3.8-1's Fisher-scoring step: adj = score / information (0 if NA),
+    halved while tau^2 + adj < 0; done when |change| <= ``METAFOR_THRESHOLD``."""
+    adj = score / info
+    adj = np.where(np.isnan(adj), 0.0, adj)
+    adj = np.where((t == 0) & (adj < 0), 0.0, adj)  # halved at 0 until it vanishes
+    neg = t + adj < 0
+    while np.any(neg):
+        adj = np.where(neg, adj / 2, adj)
+        neg = t + adj < 0
+    new = t + adj
+    return new, np.abs(t - new) <= METAFOR_THRESHOLD
+
+
+def _newton(method, sums, rows, start):
+    """Fully converged ML/REML/EB tau^2 for ``rows`` by ``_newton_step``."""
+    return _iterate(method, sums, rows, start, _newton_step, NEWTON_MAX_ITER)
 
 
 def _fisher_metafor(method, sums, rows, start):
-    """metafor 3.8-1's default Fisher scoring, step for step; returns (tau2, converged).
-
-    From max(0, start) (metafor: the HE estimate): adj = score / information,
-    halved while tau^2 + adj < 0, tau^2 += adj, stop when |change| <=
-    ``METAFOR_THRESHOLD``; an analysis not stopped within
-    ``METAFOR_MAXITER`` iterations has not converged (metafor: "Fisher
-    scoring algorithm did not converge").
-    """
-    tau2 = np.maximum(np.asarray(start, dtype=float).copy(), 0.0)
-    done = np.zeros(rows.size, dtype=bool)
-    size = sums.size[rows]
-    for _ in range(METAFOR_MAXITER):
-        act = np.flatnonzero(~done)
-        if act.size == 0:
-            break
-        t = tau2[act]
-        score, info, _slope = _score(method, _fit_parts(sums.at(t, rows[act])[0]), size[act])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            adj = score / info
-        adj = np.where(np.isnan(adj), 0.0, adj)
-        # at tau^2 = 0 a negative step is halved until it vanishes
-        adj = np.where((t == 0) & (adj < 0), 0.0, adj)
-        neg = t + adj < 0
-        while np.any(neg):
-            adj = np.where(neg, adj / 2, adj)
-            neg = t + adj < 0
-        new = t + adj
-        tau2[act] = new
-        done[act] = np.abs(t - new) <= METAFOR_THRESHOLD
-    return tau2, done
+    """metafor 3.8-1's default Fisher scoring from max(0, start) (metafor: HE), step
+    for step; an analysis not done within ``METAFOR_MAXITER`` iterations has not
+    converged (metafor: "Fisher scoring algorithm did not converge")."""
+    return _iterate(method, sums, rows, start, _metafor_step, METAFOR_MAXITER)
 
 
 def _loglik_gain(method, sums, rows, tau2, fe):
