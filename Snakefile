@@ -13,6 +13,7 @@ include: "workflow/rules/effects.smk"
 include: "workflow/rules/pool.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

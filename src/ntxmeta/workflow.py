@@ -179,3 +179,15 @@ def bubble_targets(config: dict) -> list[tuple[str, str]]:
     """(analysis, moderator) pairs that get a bubble plot: every configured moderator."""
     return [(name, m) for name, a in sorted(config["analyses"].items())
             for m in (a.get("moderators") or [])]
+
+
+def rule_evidence_tables(input, log: str, config: dict) -> None:
+    from .report import write_evidence_tables
+    with logged(log, "evidence_tables"):
+        write_evidence_tables(list(input.effects), list(input.results), config, "results/tables")
+
+
+def rule_report(input, output, log: str, config: dict) -> None:
+    from .report import write_report
+    with logged(log, "report"):
+        write_report(list(input.effects), list(input.results), "results/figures", config, output[0])

@@ -25,21 +25,32 @@ def analysis_results(wildcards):
     return expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
 
 
-def all_outputs(wildcards):
+def analysis_effects(wildcards):
+    return expand("data/processed/effects/{analysis}.csv", analysis=ANALYSES)
+
+
+def figure_files(wildcards):
     pairs = ntx.bubble_targets(config)
+    return expand(
+        "results/figures/{kind}/{analysis}.{ext}",
+        kind=ntx.FIGURES,
+        analysis=ANALYSES,
+        ext=["png", "svg"],
+    ) + [
+        f"results/figures/bubble/{a}__{m}.{ext}"
+        for a, m in pairs
+        for ext in ("png", "svg")
+    ]
+
+
+def all_outputs(wildcards):
     return (
         ["data/processed/comparisons.csv"]
         + expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
-        + expand(
-            "results/figures/{kind}/{analysis}.{ext}",
-            kind=ntx.FIGURES,
-            analysis=ANALYSES,
-            ext=["png", "svg"],
-        )
+        + figure_files(wildcards)
         + [
-            f"results/figures/bubble/{a}__{m}.{ext}"
-            for a, m in pairs
-            for ext in ("png", "svg")
+            "results/tables/summary.csv",
+            "results/tables/summary.md",
+            "results/report.html",
         ]
-        + ["results/tables/summary.csv", "results/tables/summary.md"]
     )

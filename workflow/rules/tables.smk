@@ -12,3 +12,22 @@ rule summary_table:
         "logs/tables/summary.log",
     run:
         ntx.rule_summary(input, output, log[0])
+
+
+rule evidence_tables:
+    input:
+        effects=analysis_effects,
+        results=analysis_results,
+    output:
+        report(
+            multiext("results/tables/summary_of_findings", ".csv", ".md"),
+            caption="../report/summary_of_findings.rst",
+            category="Tables",
+        ),
+        multiext("results/tables/sensitivity", ".csv", ".md"),
+        multiext("results/tables/subgroups", ".csv", ".md"),
+        multiext("results/tables/small_study_effects", ".csv", ".md"),
+    log:
+        "logs/tables/evidence.log",
+    run:
+        ntx.rule_evidence_tables(input, log[0], config)

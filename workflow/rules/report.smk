@@ -1,0 +1,16 @@
+rule report:
+    input:
+        effects=analysis_effects,
+        results=analysis_results,
+        figures=figure_files,
+        tables=rules.evidence_tables.output,
+    output:
+        report(
+            "results/report.html",
+            caption="../report/report.rst",
+            category="Report",
+        ),
+    log:
+        "logs/report.log",
+    run:
+        ntx.rule_report(input, output, log[0], config)
