@@ -71,7 +71,8 @@ def bcg_effects() -> pd.DataFrame:
         "sei": ref["escalc"]["sei"], "ci_lb": ref["escalc"]["ci.lb"], "ci_ub": ref["escalc"]["ci.ub"],
         "weight_pct": ref["rma"]["REML"]["weights_pct"],
         "confidence": np.where(d.trial % 4 == 0, "low", "high"), "derived": d.trial % 5 == 0,
-        "flipped": False, "source": sources, "quote": quotes})
+        "flipped": False, "source": sources, "quote": quotes,
+        "derived_text": ["yes: arm sizes from percentages <b>"] + [""] * (k - 1)})
 
 
 def bcg_result(title: str = "Return to heavy drinking") -> dict:
@@ -209,6 +210,7 @@ def test_every_study_row_has_its_source_and_quote(project):
     assert page.count("<details><summary>Source</summary>") == len(eff) + len(small_case()[0])
     assert "Quote 5: 4 of 123 vaccinated; see &amp; compare" in page
     assert '<a href="https://pubmed.example.org/1345133"' in page
+    assert "how derived: yes: arm sizes from percentages &lt;b&gt;" in page     # when the table has it
 
 
 def test_page_is_self_contained_and_ordered(project):

@@ -122,7 +122,8 @@ details[open] > summary { color: var(--ink); }
 blockquote { margin: .3rem 0; padding: .2rem .7rem; border-left: 3px solid var(--rule); font-style: italic;
   overflow-wrap: anywhere; }
 .source { overflow-wrap: anywhere; font-size: .8rem; }
-td.src { min-width: 14rem; max-width: 26rem; }
+table.studies td:first-child { min-width: 11rem; }
+table.studies td:last-child { width: 38%; }
 article { margin-top: 2.5rem; }
 article + article { border-top: 1px solid var(--rule); }
 .notes { font-size: .85rem; color: var(--mute); }
@@ -559,6 +560,8 @@ def _study_table(effects: pd.DataFrame, result: Mapping, measure: str) -> str:
                   tag("summary", "Source") +
                   tag("blockquote", esc(quote) if quote else tag("span", "no quote recorded", class_="muted")) +
                   tag("div", linkify(r.get("source")), class_="source") +
+                  (tag("div", esc(f"how derived: {r['derived_text']}"), class_="muted source")
+                   if isinstance(r.get("derived_text"), str) and r["derived_text"].strip() else "") +
                   tag("div", esc(f"raw row: {r.get('row_id', '')}"), class_="muted source"))
         weight = f"{num(w[i], 1)}%" if i < len(w) and _finite(w[i]) else DASH
         rows.append([label + extra, esc(_arm(r, "treat")), esc(_arm(r, "ctrl")), esc(effect), esc(weight),
