@@ -86,6 +86,20 @@ def test_metafor_failures_are_na_rows(results):
         assert [math.isnan(x) for x in got[key]] == na_ref
 
 
+def test_metafor_mode_needs_the_full_fit_to_converge():
+    """The first 7 nielweise2007_OR studies by year: metafor's rma(method="REML") itself
+    stops with 'Fisher scoring algorithm did not converge' (checked in R 4.2.2,
+    metafor 3.8-1), so leave1out(), influence() and cumul() of that fit fail too."""
+    data, y, v = _case_data(CASES[0].parent / "nielweise2007_OR")
+    idx = dg.stable_order(data.year[data.used])[:7]
+    ys, vs = y[idx], v[idx]
+    for fn in (dg.leave1out, dg.influence, dg.cumulative):
+        with pytest.raises(ValueError, match="Fisher scoring algorithm did not converge"):
+            fn(ys, vs, convergence="metafor")
+    full = dg.cumulative(ys, vs)  # fully converged: every row, the last one too
+    _assert_fit_equal(_row(full, 6), rma(ys, vs), "first 7 studies")
+
+
 # --------------------------------------------------------------------------- independent refits
 
 def _assert_fit_equal(row, fit, what):

@@ -6,15 +6,23 @@ intercept-only ``rma.uni`` fits, and registers the result sections
 
 Public API
 ----------
-``leave1out(yi, vi, *, method, test, level) -> Leave1Out``
+``leave1out(yi, vi, *, method, test, level, convergence) -> Leave1Out``
     Row i is the model fitted without study i.
-``cumulative(yi, vi, order=None, *, method, test, level) -> Cumulative``
+``cumulative(yi, vi, order=None, *, method, test, level, convergence) -> Cumulative``
     Studies sorted stably by ``order`` (NaN last, as R's ``order()``); row j
     is the model fitted on the first j + 1 studies of that order.
-``influence(yi, vi, *, method, test, level) -> Influence``
+``influence(yi, vi, *, method, test, level, convergence) -> Influence``
     metafor's case-deletion diagnostics (rstudent, DFFITS, Cook's distance,
     COVRATIO, tau^2 and Q after deletion, hat values, weights, DFBETAS and
     the "influential" flag).
+
+``convergence="full"`` (default) converges REML/ML/EB fully, as metafor
+with control=list(threshold=1e-12); ``convergence="metafor"`` replays
+metafor's default control, which is what its leave1out(), influence() and
+cumul() print, and what the ``leave1out``, ``influence`` and ``cumul``
+sections (and the metafor oracle) hold: there REML values differ from the
+fully converged ones by up to ~1e-4 relative where tau^2 is small, and
+analyses on which metafor's Fisher scoring fails are NaN rows.
 
 Why written here
 ----------------
@@ -39,7 +47,8 @@ tr PP = T20 - 2 T30/T10 + (T20/T10)^2, y'PPPy = sum w^3 (r - d)^2 -
 Sums at many different tau^2 without a k x k matrix: a power series
 ---------------------------------------------------------------------
 Around a centre c (the full-data tau^2, which every leave-one-out and the
-late cumulative tau^2 lie close to), with g = min_j (v_j + c),
+late cumulative tau^2 lie close to; also the mean HE estimate, where
+metafor's iterations start, and 0), with g = min_j (v_j + c),
 u_j = g / (v_j + c) in (0, 1] and rho = (t - c) / g,
 
     (v_j + t)^-a = g^-a sum_{n >= 0} binom(-a, n) rho^n u_j^(a+n),
@@ -50,13 +59,20 @@ M_pb = sum_{j in S} u_j^p r_j^b: one O(k) moment vector per power p
 (full sums minus the own term for leave-one-out, prefix sums for
 cumulative) serves every analysis at every tau^2. The series converges
 geometrically with ratio q = |rho| max_{j in S} u_j; it is summed until the
-remainder is below ``SERIES_TOL`` (at most ``N_MAX`` terms for
-q <= ``RHO_MAX``). Analyses with q > ``RHO_MAX`` (a tau^2 far from the
-centre, typically the first few cumulative steps) and leave-one-out rows
-whose left-out study carries nearly all the weight (where "full minus own"
-would cancel) are summed directly over their studies, in blocks of at most
-``BLOCK_ENTRIES`` numbers. Time is O(k N) per Newton iteration plus the
-direct rows; memory O(k N) (leave-one-out moments) or O(BLOCK_ENTRIES).
+remainder is below ``SERIES_TOL``: each analysis gets the length N its
+own ratio needs (at most ``N_MAX`` terms for q <= ``RHO_MAX``; a few terms
+for most leave-one-out analyses). Analyses that no centre serves with
+q <= ``RHO_MAX`` (tau^2 drifting over a cumulative analysis, or moved far
+by an outlier) get centres from the lattice c_i = v_min (2^i - 1), which
+serves every tau^2 with q < 1/2, when that costs less than summing them
+directly. What is left is summed directly over the studies, in blocks of at
+most ``BLOCK_ENTRIES`` numbers: the first ``CUMUL_DIRECT_BELOW``
+cumulative analyses (cheap), analyses no centre pays for, and
+leave-one-out rows whose left-out study carries nearly all the weight
+(where "full minus own" would cancel). Time is O(k N) per iteration (all
+analyses at once) plus the direct rows; memory O(k N) per centre, the
+cumulative prefix moments bounded by ``MOMENT_CACHE_ENTRIES`` (beyond it
+rebuilt in chunks of ``BLOCK_ENTRIES``).
 
 tau^2 per analysis
 ------------------
@@ -847,6 +863,8 @@ class Influence:
 
 
 def _subset_fits(cls, y, v, kind, method, test, level, convergence, **extra):
+    if convergence == "metafor" and method in ITERATIVE_METHODS:
+        _full_fit(y, v, method, test, convergence)  # metafor needs the fitted model first
     b = _batch(y, v, kind, method, test, convergence)
     se, stat, pval, lb, ub = _tests(b, level)
     return cls(method=method, test=test, level=float(level), convergence=convergence, k=b.size,
