@@ -20,6 +20,7 @@ def atomic_path(path: str | Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -30,3 +31,10 @@ def write_text(path: str | Path, text: str) -> None:
     """Write text atomically (UTF-8, newline as given)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -35,7 +35,7 @@ EFFECT_COLUMNS = (
     "comparator_type", "formulation", "genotype", "dose_mg", "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
     "yi", "vi", "sei", "ci_lb", "ci_ub", "weight_pct", "confidence", "derived",
-    "flipped", "source", "quote",
+    "derived_text", "flipped", "source", "quote",
 )
 RATIO_MEASURES = ("RR", "OR", "ROM")
 
@@ -124,6 +124,12 @@ def effects_table(rows: pd.DataFrame, analysis: dict, defaults: dict) -> pd.Data
 
 # --------------------------------------------------------------------------- pool
 
+def back_transform(measure: str, effects: pd.DataFrame) -> str:
+    """"exp" when results are reported as ratios: RR, OR, ROM, or generic log ratios."""
+    ratio_rows = len(effects) > 0 and set(effects["data_type"]) == {"ratio"}
+    return "exp" if measure in RATIO_MEASURES or ratio_rows else "none"
+
+
 def analysis_spec(analysis_name: str, analysis: dict, defaults: dict, effects: pd.DataFrame,
                   effects_csv: str) -> dict:
     """A spec in the metafor-oracle format that reproduces the analysis from its effects file.
@@ -144,8 +150,7 @@ def analysis_spec(analysis_name: str, analysis: dict, defaults: dict, effects: p
     else:
         columns = {"yi": "yi", "vi": "vi"}
         spec_measure = "GEN"
-    ratio_rows = len(effects) > 0 and set(effects["data_type"]) == {"ratio"}
-    transf = "exp" if measure in RATIO_MEASURES or ratio_rows else "none"
+    transf = back_transform(measure, effects)
     spec = {"name": analysis_name, "csv": effects_csv, "measure": spec_measure,
             "columns": columns, "study": "label", "year": "year",
             "options": {"add": opts["add"], "to": opts["to"], "drop00": opts["drop00"],

@@ -358,11 +358,15 @@ def figure_paths(figure_dir: str | Path, analysis: str) -> dict[str, Path]:
     """The figures of one analysis that exist: kind -> SVG (preferred) or PNG path."""
     out = {}
     for kind in FIGURE_KINDS:
-        for ext in ("svg", "png"):
-            p = Path(figure_dir) / kind / f"{analysis}.{ext}"
-            if p.is_file():
-                out[kind] = p
-                break
+        # bubble plots are one per moderator: bubble/{analysis}__{moderator}
+        stems = ([p.stem for p in sorted((Path(figure_dir) / kind).glob(f"{analysis}__*.svg"))]
+                 if kind == "bubble" else [analysis])
+        for stem in stems:
+            for ext in ("svg", "png"):
+                p = Path(figure_dir) / kind / f"{stem}.{ext}"
+                if p.is_file():
+                    out[kind if stem == analysis else f"{kind}:{stem.split('__', 1)[1]}"] = p
+                    break
     return out
 
 
@@ -696,7 +700,8 @@ def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, resul
                  (_small_study_block(ss_row.iloc[0].to_dict()) if len(ss_row) else
                   tag("p", "not available", class_="muted")))
     parts.append(_metareg_block(result, measure))
-    more = [_figure(figures[k], k, title) for k in FIGURE_KINDS[1:] if k in figures]
+    more = [_figure(figures[k], k.split(":")[0], title) for k in figures
+            if k.split(":")[0] in FIGURE_KINDS[1:]]
     if more:
         parts.append(tag("details", tag("summary", esc(f"More figures ({len(more)})")) + "".join(more)))
     return tag("article", "".join(parts), id=_anchor(name))

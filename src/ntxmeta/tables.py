@@ -33,7 +33,7 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy whose text cells cannot act as spreadsheet formulas."""
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
             out[col] = out[col].map(neutralise)
     return out
 
