@@ -702,8 +702,8 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
     # centre: the full-data estimates, which every subset's answer lies near
     c_tau2 = float(estimate_tau2(y, v, method=method)) if k > 1 else 0.0
     w_c = 1.0 / (v + c_tau2)
-    r = y - float((w_c * y).sum() / w_c.sum())
     c_y = float((w_c * y).sum() / w_c.sum())
+    r = y - c_y  # residuals about the full-data estimate keep the sums small
     iterative = method in ITERATIVE_METHODS
     fe = _SubsetSums(v, r, kind, [0.0])
     T0, L0 = fe.at(np.zeros(fe.m), log=method in ("REML", "ML"))
