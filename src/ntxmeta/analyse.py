@@ -95,13 +95,16 @@ def analyse_data(data: AnalysisData, *, only=None, isolate: bool = False) -> dic
             continue
         sub = None if wanted is None else wanted[name]
         if not isolate:
-            out[name] = build(data, sub)
-            continue
-        try:
-            out[name] = build(data, sub)
-        except Exception as exc:  # noqa: BLE001 - recorded in the result, not swallowed
-            out[name] = {"error": f"internal failure: {type(exc).__name__}: {exc}", "failed": True}
-            failed.append(name)
+            section = build(data, sub)
+        else:
+            try:
+                section = build(data, sub)
+            except Exception as exc:  # noqa: BLE001 - recorded in the result, not swallowed
+                section = {"error": f"internal failure: {type(exc).__name__}: {exc}",
+                           "failed": True}
+                failed.append(name)
+        if section is not None:  # None: the section does not apply (no year, no subgroup...)
+            out[name] = section
     if failed:
         out["failed_sections"] = failed
     return out

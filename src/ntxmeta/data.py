@@ -58,7 +58,7 @@ class AnalysisData:
     year, moderator : ndarray or None
     group : ndarray of object or None
         Subgroup labels (None where missing).
-    moderator_name, subgroup_name : str or None
+    moderator_name, subgroup_name, year_name : str or None
     cells : Cells or None
         Binary measures only (uncorrected counts, for MH and Peto).
     options : dict
@@ -76,6 +76,7 @@ class AnalysisData:
     moderator: np.ndarray | None = None
     moderator_name: str | None = None
     subgroup_name: str | None = None
+    year_name: str | None = None
     cells: Cells | None = None
     options: dict = field(default_factory=dict)
 
@@ -169,6 +170,7 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
     return AnalysisData(name=name, measure=measure, es=es, slab=slab, level=level,
                         transf=transf, year=year, group=group, moderator=moderator,
                         moderator_name=spec.get("moderator"), subgroup_name=spec.get("subgroup"),
+                        year_name=spec.get("year"),
                         cells=cells, options=opts)
 
 
