@@ -801,21 +801,24 @@ def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_ta
     ``vb`` already includes s2w; ``QE``/``trP0`` come from the common-effect
     fit; ``lsum_t`` = sum log(v + tau^2), ``lsum0`` = sum log v.
     """
+    # scipy.special directly: the functions scipy.stats' norm/t/chi2/f call, without
+    # their argument handling (~30 us a call, most of a small fit's time)
     se = np.sqrt(np.diag(vb))
     stat = beta / se
+    q = (1 - level / 100) / 2
     if df is None:
-        pval = 2 * stats.norm.sf(np.abs(stat))
-        crit = z_crit(level)
+        pval = 2 * special.ndtr(-np.abs(stat))
+        crit = -special.ndtri(q)
     else:
-        pval = 2 * stats.t.sf(np.abs(stat), df) if df > 0 else np.full(p, np.nan)
-        crit = _tcrit_or_nan(level, df)
+        pval = 2 * special.stdtr(df, -np.abs(stat)) if df > 0 else np.full(p, np.nan)
+        crit = -special.stdtrit(df, q) if df > 0 else np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         ci_lb, ci_ub = beta - crit * se, beta + crit * se
     # omnibus test of the moderators (all but the intercept; the intercept alone if p == 1)
     QM, QMdf, QMp = _omnibus(beta, vb, p, df, k)
     # heterogeneity from the common-effect fit
     if k > p:
-        QEp = float(stats.chi2.sf(QE, k - p))
+        QEp = float(special.chdtrc(k - p, QE))
         if method == "EE":
             I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0
             H2 = QE / (k - p)
@@ -948,8 +951,60 @@ def _tcrit_or_nan(level, df):
     return t_crit(level, df) if df > 0 else np.nan
 
 
+#: metafor's default ``control``: Fisher scoring stops at a change in tau^2 of
+#: at most ``threshold`` (1e-5) after at most ``maxiter`` (100) steps, and the
+#: check against tau^2 = 0 uses ``tol`` = .Machine$double.eps^0.25.
+METAFOR_DEFAULT_CONTROL = {"threshold": 1e-5, "maxiter": 100, "tol": np.finfo(float).eps ** 0.25}
+CONTROLS = ("full", "metafor")
+
+
+def metafor_fisher_tau2(method: str, y, v, X=None) -> float:
+    """ML/REML/EB tau^2 exactly as metafor's default control leaves it.
+
+    metafor's Fisher scoring, step for step: start at max(0, HE), halve a
+    step until tau^2 stays >= 0, stop when the change is <= 1e-5 (error
+    after 100 steps: "Fisher scoring algorithm did not converge"), then
+    set tau^2 = 0 if the log-likelihood at 0 is higher by more than
+    ``tol``. The result can be some 1e-3 relative off the maximum when
+    tau^2 is small; ``rma(control="metafor")`` uses it only to reproduce
+    metafor's default-control output, everything else converges fully.
+    """
+    y = np.asarray(y, dtype=float)
+    v = np.asarray(v, dtype=float)
+    X = _design(X, y.shape)
+    k, p = float(y.size), 1 if X is None else X.shape[1]
+    m = np.ones(y.size)
+    ctl = METAFOR_DEFAULT_CONTROL
+    ols = _Projection.of(m, y, X)
+    t = max(0.0, float((ols.rss() - ols.tr_pv(v)) / (k - p)))
+    for _ in range(ctl["maxiter"] + 1):
+        w = m / (v + t)
+        pr = _Projection.of(w, y, X)
+        if method == "REML":
+            adj = float((pr.ypp() - pr.tr()) / pr.tr_pp())
+        elif method == "ML":
+            adj = float((pr.ypp() - w.sum()) / (w**2).sum())
+        else:
+            adj = float((pr.rss() * k / (k - p) - k) / w.sum())
+        adj = adj if np.isfinite(adj) else 0.0
+        while t + adj < 0:
+            adj /= 2
+        t, change = t + adj, abs(adj)
+        if change <= ctl["threshold"]:
+            break
+    else:
+        raise MetaError("Fisher scoring algorithm did not converge.")
+    if method in ("ML", "REML") and t > ctl["threshold"]:
+        zero = np.zeros(())
+        ll0 = float(_loglik(method, zero, y, v, m, X, k, p))
+        ll = float(_loglik(method, np.asarray(t), y, v, m, X, k, p))
+        if ll0 - ll > ctl["tol"]:
+            t = 0.0
+    return max(0.0, t)
+
+
 def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
-        X=None, weights=None) -> RMAFit:
+        X=None, weights=None, control: str = "full") -> RMAFit:
     """Fit a random- or common-effect model; matches metafor 3.8-1 ``rma()``.
 
     Parameters
@@ -967,6 +1022,10 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     weights : array_like, shape (k,), optional
         User weights (GENQ/GENQM): the estimate then uses these weights and a
         sandwich variance, as metafor does.
+    control : {"full", "metafor"}
+        "full" (default) converges tau^2 fully. "metafor" stops ML, REML
+        and EB where metafor's default control stops (see
+        ``metafor_fisher_tau2``), to reproduce metafor's default output.
 
     Returns
     -------
@@ -1014,12 +1073,18 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     a = None if weights is None else np.asarray(weights, dtype=float)
     if a is not None and (a.shape != y.shape or np.any(~np.isfinite(a)) or np.any(a < 0)):
         raise ValueError("weights must be finite, >= 0 and one per study")
-    if X is None and a is None and sums_finite:
+    if control not in CONTROLS:
+        raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
+    emulate = control == "metafor" and method in ("ML", "REML", "EB") and k > 1
+    if X is None and a is None and sums_finite and not emulate:
         return _rma_intercept(y, v, ysum, vsum, method, method_in, test, level)
     m = np.ones(k)
     if k == 1:
         tau2, extras = 0.0, {}
         test_used = "z"
+    elif emulate:
+        tau2, extras = metafor_fisher_tau2(method, y, v, X), {}
+        test_used = test
     else:
         t, extras = _tau2(method, y, v, m, X, float(k), p, a)
         tau2 = float(t)
@@ -1063,18 +1128,22 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
 
 def _omnibus(beta, vb, p, df, k):
     """Wald test of the coefficients other than the intercept (all of them if p == 1)."""
-    idx = np.arange(1, p) if p > 1 else np.arange(p)
-    sub = vb[np.ix_(idx, idx)]
-    b = beta[idx]
-    try:
-        QM = float(b @ np.linalg.solve(sub, b))
-    except np.linalg.LinAlgError:
-        QM = np.nan
-    mdf = len(idx)
+    if p == 1:   # b^2 / var; a zero variance is singular (as np.linalg.solve finds it)
+        var = float(vb[0, 0])
+        QM = float(beta[0]) ** 2 / var if var != 0 else np.nan
+        mdf = 1
+    else:
+        idx = np.arange(1, p)
+        b = beta[idx]
+        try:
+            QM = float(b @ np.linalg.solve(vb[np.ix_(idx, idx)], b))
+        except np.linalg.LinAlgError:
+            QM = np.nan
+        mdf = p - 1
     if df is None:
-        return QM, (mdf, None), float(stats.chi2.sf(QM, mdf))
+        return QM, (mdf, None), float(special.chdtrc(mdf, QM))
     QM = QM / mdf
-    QMp = float(stats.f.sf(QM, mdf, k - p)) if k - p > 0 else np.nan
+    QMp = float(special.fdtrc(mdf, k - p, QM)) if k - p > 0 else np.nan
     return QM, (mdf, k - p), QMp
 
 
