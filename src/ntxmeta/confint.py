@@ -528,8 +528,9 @@ def confint_section(data: AnalysisData, sub: set[str] | None) -> dict:
     if sub is None or PL_KEY in sub:
         # metafor's reference for PL has no tightly converged twin: emulate its
         # default control (see the module docstring).
+        emulate = data.options.get("control") != "full"  # the pipeline converges fully
         out[PL_KEY] = guarded(lambda: ci_dict(confint_fit(fit_used(data, "REML"), type="PL",
-                                                          emulate=True)))
+                                                          emulate=emulate)))
     return out
 
 

@@ -1051,8 +1051,13 @@ L1O_METHODS = ("REML", "DL")
 CUMUL_METHODS = ("REML", "DL")
 INFLUENCE_METHODS = ("REML",)
 #: The sections reproduce what metafor's leave1out(), influence() and cumul()
-#: report with their default control (the oracle has no tight version of them).
+#: report with their default control (the oracle has no tight version of
+#: them), unless the spec's options say ``"control": "full"`` (the pipeline).
 SECTION_CONVERGENCE = "metafor"
+
+
+def _section_convergence(data) -> str:
+    return "full" if data.options.get("control") == "full" else SECTION_CONVERGENCE
 CUMUL_NOTE = ("cumul(fit, order=year): stable sort by year (ties keep CSV order, missing "
               "last); row j = fit on the first j studies in that order.")
 
@@ -1075,13 +1080,13 @@ def leave1out_section(data: AnalysisData, sub: set[str] | None) -> dict:
 
     def one(m):
         return _fits_dict(leave1out(y, v, method=m, level=data.level,
-                                    convergence=SECTION_CONVERGENCE), slab, "pval")
+                                    convergence=_section_convergence(data)), slab, "pval")
 
     return {m: guarded(one, m) for m in L1O_METHODS if sub is None or m in sub}
 
 
-def _influence_dict(y, v, slab, method, level) -> dict:
-    inf = influence(y, v, method=method, level=level, convergence=SECTION_CONVERGENCE)
+def _influence_dict(y, v, slab, method, level, convergence) -> dict:
+    inf = influence(y, v, method=method, level=level, convergence=convergence)
     flags = inf.is_infl.filled(False)
     return {"slab": list(slab), "rstudent": inf.rstudent, "dffits": inf.dffits,
             "cook.d": inf.cook_d, "cov.r": inf.cov_r, "tau2.del": inf.tau2_del,
@@ -1093,7 +1098,7 @@ def _influence_dict(y, v, slab, method, level) -> dict:
 def influence_section(data: AnalysisData, sub: set[str] | None) -> dict:
     """``influence.REML`` as oracle.R writes it."""
     y, v, slab = _used(data)
-    return {m: guarded(_influence_dict, y, v, slab, m, data.level)
+    return {m: guarded(_influence_dict, y, v, slab, m, data.level, _section_convergence(data))
             for m in INFLUENCE_METHODS if sub is None or m in sub}
 
 
@@ -1107,7 +1112,8 @@ def cumul_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     order_by = getattr(data, "year_name", None) or "year"
 
     def one(m):
-        c = cumulative(y, v, year, method=m, level=data.level, convergence=SECTION_CONVERGENCE)
+        c = cumulative(y, v, year, method=m, level=data.level,
+                       convergence=_section_convergence(data))
         d = _fits_dict(c, [slab[i] for i in c.order], "pvals")
         d["order_by"] = order_by
         return d

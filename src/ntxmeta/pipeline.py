@@ -154,7 +154,10 @@ def analysis_spec(analysis_name: str, analysis: dict, defaults: dict, effects: p
     spec = {"name": analysis_name, "csv": effects_csv, "measure": spec_measure,
             "columns": columns, "study": "label", "year": "year",
             "options": {"add": opts["add"], "to": opts["to"], "drop00": opts["drop00"],
-                        "level": opts["level"], "transf": transf}}
+                        "level": opts["level"], "transf": transf,
+                        # every fit converged fully (the oracle format's default
+                        # reproduces metafor's default stopping rule instead)
+                        "control": "full"}}
     if analysis.get("subgroup"):
         spec["subgroup"] = "subgroup"
     mods = analysis.get("moderators") or []
