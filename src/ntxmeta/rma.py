@@ -348,6 +348,8 @@ def _tau2(method, y, v, m, X, k, p, weights):
         # metafor's EB iteration converges to PM's root (or 0); Newton on the convex,
         # decreasing Q gets there always, where EB's own iteration can oscillate for ever.
         target = stats.chi2.ppf(0.5, k - p) if method == "PMM" else (k - p)
+        if X is None:
+            return _q_root_masked(target, y, v, m, k), {}
         return _newton_root(y, v, m, X, target), {}
     if X is None and method in ("ML", "REML"):
         t = _ml_reml_masked(method, he, y, v, m, k)
@@ -522,21 +524,26 @@ class _Rows:
     def take(self, rows) -> "_Rows":
         return _Rows(self.v[rows], self.yc[rows])
 
-    def at(self, t: np.ndarray, *, full: bool = True, w: np.ndarray | None = None) -> _Sums:
-        """Sums at tau^2 = t (shape (m,)); ``w`` may pass 1/(v + t) if already known."""
+    def at(self, t: np.ndarray, *, sums: str = "full", w: np.ndarray | None = None) -> _Sums:
+        """Sums at tau^2 = t (shape (m,)) to the level ``sums`` (see ``_LongRow.LEVELS``);
+        ``w`` may pass 1/(v + t) if already known."""
+        level = _LongRow.LEVELS[sums]
         yc = self.yc
         if w is None:
             w = np.add(self.v, t[:, None])
             np.reciprocal(w, out=w)
         wy = w * yc
-        s1, sy, syy = _rsum(w), _rsum(wy), _rdot(wy, yc)
-        if not full:
-            return _Sums(s1, sy, syy)
-        s2, s2y, s2yy = _rdot(w, w), _rdot(wy, w), _rdot(wy, wy)
-        buf = w * w
-        s3 = _rdot(buf, w)
-        np.multiply(wy, w, out=buf)          # w^2 yc
-        return _Sums(s1, sy, syy, s2, s2y, s2yy, s3, _rdot(buf, w), _rdot(buf, wy))
+        out = [_rsum(w), _rsum(wy), _rdot(wy, yc)]
+        if level > 3:
+            out.append(_rdot(w, w))
+        if level > 4:
+            out += [_rdot(wy, w), _rdot(wy, wy)]
+        if level > 6:
+            buf = w * w
+            out.append(_rdot(buf, w))
+            np.multiply(wy, w, out=buf)          # w^2 yc
+            out += [_rdot(buf, w), _rdot(buf, wy)]
+        return _Sums(*out)
 
 
 class _LongRow:
@@ -546,8 +553,9 @@ class _LongRow:
     that k-vector, the weights when asked for (``w_out``) and O(_BLOCK).
     """
 
-    #: which ``_Sums`` fields each ``sums`` level fills
-    LEVELS = {"none": 0, "basic": 3, "fe": 4, "full": 9}
+    #: how many ``_Sums`` fields (in order) each ``sums`` level fills: "basic" for the
+    #: estimate and RSS, "fe" adds tr P, "q" adds y'PPy (Q's derivative), "full" all
+    LEVELS = {"none": 0, "basic": 3, "fe": 4, "q": 6, "full": 9}
 
     def __init__(self, y: np.ndarray, v: np.ndarray, c: float):
         self.y, self.v, self.c = y, v, c
@@ -561,8 +569,8 @@ class _LongRow:
            w_out: np.ndarray | None = None, w_scale: float = 1.0):
         """Sums at tau^2 = t (a scalar or shape (1,)) as ``_Sums`` of shape (1,).
 
-        ``sums``: "basic" (s1, sy, syy), "fe" (and s2), "full" (all nine) or
-        "none". With ``log``/``plain`` also returns ``extra`` = {"lsum": sum
+        ``sums``: "basic" (s1, sy, syy), "fe" (and s2), "q" (and s2y, s2yy),
+        "full" (all nine) or "none". With ``log``/``plain`` also returns ``extra`` = {"lsum": sum
         log(v + t), "syc": sum yc, "syc2": sum yc^2}; ``w_out`` receives
         w_scale / (v + t).
         """
@@ -599,6 +607,7 @@ class _LongRow:
             if level > 4:
                 acc[4] += _dot(wy, w)
                 acc[5] += _dot(wy, wy)
+            if level > 6:
                 np.multiply(w, w, out=buf)
                 acc[6] += _dot(buf, w)
                 np.multiply(wy, w, out=buf)  # w^2 yc
@@ -677,6 +686,39 @@ def _ml_reml_intercept(method: str, t0: np.ndarray, data):
     raise MetaError(f"{method} estimation of tau^2 did not converge in {MAX_ITER} iterations")
 
 
+def _q_root_intercept(target: np.ndarray, data) -> np.ndarray:
+    """Root tau^2 >= 0 of Q(tau^2) = target for intercept-only analyses (PM, PMM, EB).
+
+    ``_newton_root`` on weighted sums: Newton steps from 0 on the convex,
+    decreasing Q(tau^2) = RSS(tau^2), Q' = -y'PPy, so iterates approach the
+    root from below; converged when the step is below TAU2_RTOL * max(1, tau^2).
+    ``data`` is a ``_Rows`` or ``_LongRow``; rows are dropped as they converge.
+    """
+    m = target.shape[0]
+    res = np.zeros(m)
+    idx = np.arange(m)
+    t = np.zeros(m)
+    for _ in range(MAX_ITER):
+        S = data.at(t, sums="q")
+        q = S.rss()
+        b = S.b
+        ypp = S.s2yy - 2 * b * S.s2y + b * b * S.s2
+        active = q > target
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(active, (q - target) / ypp, 0.0)
+        new = t + step
+        done = ~active | ~(np.abs(step) > TAU2_RTOL * np.maximum(1.0, new))
+        res[idx] = new
+        if np.all(done):
+            return res
+        if np.any(done):
+            keep = ~done
+            idx, new, target = idx[keep], new[keep], target[keep]
+            data = data.take(keep)
+        t = new
+    raise MetaError("root finding for tau^2 did not converge")
+
+
 def _ll0_better(method, t, lsum_t, lsum_0, S_t, S_0):
     """metafor's ll0check: the (ML/REML) log-likelihood at 0 beats the one at t by > LL0_TOL.
 
@@ -732,6 +774,23 @@ def _ml_reml_masked(method, he, y, v, m, k):
     return t.reshape(shape)
 
 
+def _q_root_masked(target, y, v, m, k):
+    """``_q_root_intercept`` on arrays of any leading shape in ``_masked`` form (m = 0: padding)."""
+    shape = y.shape[:-1]
+    n = y.shape[-1]
+    kk = np.broadcast_to(k, shape).reshape(-1)
+    valid = m.reshape(-1, n) > 0
+    Y = np.where(valid, y.reshape(-1, n), 0.0)
+    V = np.where(valid, v.reshape(-1, n), np.inf)
+    ok = kk > 1
+    t = np.zeros(kk.shape)
+    if np.any(ok):
+        _, yc = _center(Y[ok], kk[ok], valid[ok])
+        tg = np.broadcast_to(target, shape).reshape(-1)[ok].astype(float)
+        t[ok] = _q_root_intercept(tg, _Rows(V[ok], yc))
+    return t.reshape(shape)
+
+
 def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit":
     """``rma`` for X = None without user weights, from weighted sums (same conventions).
 
@@ -759,6 +818,9 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
             he = _he_intercept(x0["syc"], x0["syc2"], vsum, k)
             t, S = _ml_reml_intercept(method, np.array([he]), row)
             tau2 = float(t[0])
+        elif method in ("PM", "PMM", "EB"):
+            target = stats.chi2.ppf(0.5, k - 1) if method == "PMM" else k - 1
+            tau2 = float(_q_root_intercept(np.array([float(target)]), row)[0])
         else:
             m = np.ones(k)
             t, extras = _tau2(method, y, v, m, None, float(k), 1, None)
@@ -783,6 +845,8 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
         info = S.tr_pp() if method == "REML" else S.s2
         se_tau2 = float(np.sqrt(2 / info[0]))
     s1 = float(St.s1[0])
+    if method in ("PM", "PMM", "EB") and k > 1:    # _se_tau2's: sqrt(2 k^2 / (k-p)) / sum w
+        se_tau2 = float(np.sqrt(2 * k**2 / (k - 1)) / s1)
     beta = np.array([c + float(St.b[0])])
     rss_f = float(St.rss()[0])
     s2w, df = 1.0, None
@@ -1273,7 +1337,7 @@ def _batch_chunk(y, v, method, test, level) -> dict:
     c, yc = _center(y, k, valid)
     rows = _Rows(v, yc)
     w0 = 1.0 / v
-    S0 = rows.at(None, full=False, w=w0)
+    S0 = rows.at(None, sums="basic", w=w0)
     S0 = _Sums(S0.s1, S0.sy, S0.syy, s2=_rdot(w0, w0))
     ok = k > 1
     QE = np.where(ok, np.maximum(S0.rss(), 0.0), 0.0)
@@ -1295,7 +1359,7 @@ def _batch_chunk(y, v, method, test, level) -> dict:
         m = np.ones(y.shape) if valid is None else valid.astype(float)
         vm = v if valid is None else np.where(valid, v, 1.0)
         tau2[ok] = _tau2(method, y[ok], vm[ok], m[ok], None, k[ok], 1, None)[0]
-    St = rows.at(tau2, full=False)
+    St = rows.at(tau2, sums="basic")
     est = c + St.b
     rss = St.rss()
     knha = ok & (test == "knha")
