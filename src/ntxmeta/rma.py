@@ -527,40 +527,42 @@ class _Rows:
     def at(self, t: np.ndarray, *, sums: str = "full", w: np.ndarray | None = None) -> _Sums:
         """Sums at tau^2 = t (shape (m,)) to the level ``sums`` (see ``_LongRow.LEVELS``);
         ``w`` may pass 1/(v + t) if already known."""
-        level = _LongRow.LEVELS[sums]
+        fields = _LongRow.LEVELS[sums]
         yc = self.yc
         if w is None:
             w = np.add(self.v, t[:, None])
             np.reciprocal(w, out=w)
         wy = w * yc
-        out = [_rsum(w), _rsum(wy), _rdot(wy, yc)]
-        if level > 3:
-            out.append(_rdot(w, w))
-        if level > 4:
-            out += [_rdot(wy, w), _rdot(wy, wy)]
-        if level > 6:
+        out = {"s1": _rsum(w), "sy": _rsum(wy), "syy": _rdot(wy, yc)}
+        if "s2" in fields:
+            out["s2"] = _rdot(w, w)
+        if "s2y" in fields:
+            out["s2y"], out["s2yy"] = _rdot(wy, w), _rdot(wy, wy)
+        if "s3" in fields:
             buf = w * w
-            out.append(_rdot(buf, w))
-            np.multiply(wy, w, out=buf)          # w^2 yc
-            out += [_rdot(buf, w), _rdot(buf, wy)]
-        return _Sums(*out)
+            out["s3"] = _rdot(buf, w)
+            if "s3y" in fields:
+                np.multiply(wy, w, out=buf)          # w^2 yc
+                out["s3y"], out["s3yy"] = _rdot(buf, w), _rdot(buf, wy)
+        return _Sums(**out)
 
 
 class _LongRow:
     """One intercept-only analysis (y, v of length k), evaluated in blocks of ``_BLOCK``.
 
-    The first evaluation (``plain=True``) also stores yc = y - c; memory is
-    that k-vector, the weights when asked for (``w_out``) and O(_BLOCK).
+    yc = y - c is formed block by block in every pass; memory is the
+    weights when asked for (``w_out``) and O(_BLOCK).
     """
 
-    #: how many ``_Sums`` fields (in order) each ``sums`` level fills: "basic" for the
-    #: estimate and RSS, "fe" adds tr P, "q" adds y'PPy (Q's derivative), "full" all
-    LEVELS = {"none": 0, "basic": 3, "fe": 4, "q": 6, "full": 9}
+    #: the ``_Sums`` fields each ``sums`` level fills: "basic" for the estimate and RSS,
+    #: "fe" adds tr P, "dl" tr PP as well, "q" y'PPy (Q's derivative), "full" all nine
+    LEVELS = {"none": (), "basic": ("s1", "sy", "syy"), "fe": ("s1", "sy", "syy", "s2"),
+              "dl": ("s1", "sy", "syy", "s2", "s3"),
+              "q": ("s1", "sy", "syy", "s2", "s2y", "s2yy"), "full": _Sums.FIELDS}
 
     def __init__(self, y: np.ndarray, v: np.ndarray, c: float):
         self.y, self.v, self.c = y, v, c
-        self.yc = None
-        self._buf = np.empty((3, min(_BLOCK, y.size)))
+        self._buf = np.empty((4, min(_BLOCK, y.size)))
 
     def take(self, rows) -> "_LongRow":  # one row: the Newton loop never drops part of it
         return self
@@ -569,53 +571,56 @@ class _LongRow:
            w_out: np.ndarray | None = None, w_scale: float = 1.0):
         """Sums at tau^2 = t (a scalar or shape (1,)) as ``_Sums`` of shape (1,).
 
-        ``sums``: "basic" (s1, sy, syy), "fe" (and s2), "q" (and s2y, s2yy),
-        "full" (all nine) or "none". With ``log``/``plain`` also returns ``extra`` = {"lsum": sum
-        log(v + t), "syc": sum yc, "syc2": sum yc^2}; ``w_out`` receives
-        w_scale / (v + t).
+        ``sums``: one of ``LEVELS``. With ``log``/``plain`` also returns
+        ``extra`` = {"lsum": sum log(v + t), "syc": sum yc, "syc2": sum yc^2}
+        (the last two only with ``plain``, for Hedges' estimator);
+        ``w_out`` receives w_scale / (v + t).
         """
         t = float(np.asarray(t).reshape(-1)[0])
         v, c = self.v, self.c
-        level = self.LEVELS[sums]
-        if plain:
-            self.yc = np.empty(v.size)
-        yc_all = self.yc
-        acc = np.zeros(12)   # the nine _Sums fields, lsum, syc, syc2
+        fields = self.LEVELS[sums]
+        basic, s2, s2y, s3, s3y = ("s1" in fields, "s2" in fields, "s2y" in fields,
+                                   "s3" in fields, "s3y" in fields)
+        acc = dict.fromkeys(_Sums.FIELDS + ("lsum", "syc", "syc2"), 0.0)
         k, blk = v.size, self._buf.shape[1]
         for s in range(0, k, blk):
             n = min(blk, k - s)
-            w, wy, buf = (b[:n] for b in self._buf)
-            yc = yc_all[s:s + n]
-            if plain:
+            wb, wy, buf, yc = (b[:n] for b in self._buf)
+            w = wb if w_out is None else w_out[s:s + n]
+            if basic or plain:
+                # recomputed in every pass: cheaper than storing a k-vector (page faults)
                 np.subtract(self.y[s:s + n], c, out=yc)
-                acc[10] += yc.sum()
-                acc[11] += _dot(yc, yc)
-            np.add(v[s:s + n], t, out=w)
+            if plain:
+                acc["syc"] += yc.sum()
+                acc["syc2"] += _dot(yc, yc)
+            vt = v[s:s + n]
+            if t != 0:
+                vt = np.add(vt, t, out=buf)
             if log:
-                acc[9] += np.log(w, out=buf).sum()
-            np.reciprocal(w, out=w)
-            if w_out is not None:
-                np.multiply(w, w_scale, out=w_out[s:s + n])
-            if level == 0:
-                continue
-            np.multiply(w, yc, out=wy)
-            acc[0] += w.sum()
-            acc[1] += wy.sum()
-            acc[2] += _dot(wy, yc)
-            if level > 3:
-                acc[3] += _dot(w, w)
-            if level > 4:
-                acc[4] += _dot(wy, w)
-                acc[5] += _dot(wy, wy)
-            if level > 6:
+                acc["lsum"] += np.log(vt, out=wy).sum()
+            np.reciprocal(vt, out=w)
+            if basic:
+                np.multiply(w, yc, out=wy)
+                acc["s1"] += w.sum()
+                acc["sy"] += wy.sum()
+                acc["syy"] += _dot(wy, yc)
+            if s2:
+                acc["s2"] += _dot(w, w)
+            if s2y:
+                acc["s2y"] += _dot(wy, w)
+                acc["s2yy"] += _dot(wy, wy)
+            if s3:
                 np.multiply(w, w, out=buf)
-                acc[6] += _dot(buf, w)
+                acc["s3"] += _dot(buf, w)
+            if s3y:
                 np.multiply(wy, w, out=buf)  # w^2 yc
-                acc[7] += _dot(buf, w)
-                acc[8] += _dot(buf, wy)
-        S = _Sums(*(acc[i:i + 1] for i in range(level))) if level else None
+                acc["s3y"] += _dot(buf, w)
+                acc["s3yy"] += _dot(buf, wy)
+            if w_out is not None and w_scale != 1.0:
+                w *= w_scale
+        S = _Sums(**{f: np.array([acc[f]]) for f in fields}) if fields else None
         if log or plain:
-            return S, {"lsum": acc[9], "syc": acc[10], "syc2": acc[11]}
+            return S, {"lsum": acc["lsum"], "syc": acc["syc"], "syc2": acc["syc2"]}
         return S
 
 
@@ -797,12 +802,13 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
     Passes over the k studies (each in cache-sized blocks): one at tau^2 =
     0 (common-effect fit, Q, HE, sum log v), one per Newton step for
     REML/ML (usually 3), one at the final tau^2 (sum log(v + tau^2) and the
-    weights). Memory: two k-vectors (yc and the weights) plus O(_BLOCK).
+    weights). Memory: the weights (a k-vector) plus O(_BLOCK).
     """
     k = y.size
     c = ysum / k
     row = _LongRow(y, v, c)
-    S0, x0 = row.at(0.0, sums="full" if method == "DL" else "fe", log=True, plain=True)
+    S0, x0 = row.at(0.0, sums="dl" if method == "DL" else "fe", log=True,
+                    plain=method in ("REML", "ML"))
     lsum0 = x0["lsum"]
     QE = max(0.0, float(S0.rss()[0]))
     trP0 = float(S0.tr()[0])
