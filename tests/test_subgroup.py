@@ -1,12 +1,16 @@
 """ntxmeta.subgroup against metafor 3.8-1 and against hand computations.
 
 The section is compared with every reference that has one (vendored oracle
-cases and the synthetic edge cases in fixtures/metafor_extra), under the
-rule explained in ``metafor_sections``. The independent checks recompute
+cases and the synthetic edge cases in fixtures/metafor_extra), as explained
+in ``metafor_sections``: the spec as it is reproduces metafor's default
+control (0 wrong against the oracle), the spec with ``"control": "full"``
+its tightly converged fits (fixtures/metafor_tight). The independent checks recompute
 the fixed-effect Q-between and the RevMan-style Q from the subgroup
 estimates with plain numpy.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
@@ -16,14 +20,22 @@ from scipy import stats
 import ntxmeta.subgroup as sg
 from metafor_sections import cases_with, check_against_oracle, check_against_tight, engine_result
 from ntxmeta.data import load_spec
-from oracle_util import FIXTURES
+from oracle_util import FIXTURES, load
 
 CASES = cases_with("subgroup")
+TIGHT = FIXTURES.parent / "metafor_tight"
 
 
 @pytest.fixture(scope="module")
 def results():
+    """Each case's spec as it is: metafor's default control."""
     return {case.name: engine_result(case, "subgroup") for case in CASES}
+
+
+@pytest.fixture(scope="module")
+def results_full():
+    """Each case's spec with ``"control": "full"``, as the pipeline writes it."""
+    return {case.name: engine_result(case, "subgroup", control="full") for case in CASES}
 
 
 def test_references_with_subgroups_are_found():
@@ -38,8 +50,56 @@ def test_subgroup_matches_metafor(results, case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_subgroup_matches_tightly_converged_metafor(results, case):
-    assert check_against_tight(case, "subgroup", results[case.name]) > 0
+def test_full_control_matches_tightly_converged_metafor(results_full, case):
+    assert check_against_tight(case, "subgroup", results_full[case.name]) > 0
+
+
+def test_control_decides_where_metafor_default_stops_early(results, results_full):
+    """bcg_RD level "random": metafor's default REML stops 1.4 % off the root."""
+    path = ("subgroup", "by_level", "random", "REML", "tau2")
+
+    def at(d):
+        for key in path:
+            d = d[key]
+        return d
+    default = at(load(FIXTURES / "bcg_RD" / "out.json"))
+    tight = at(load(TIGHT / "bcg_RD.json"))
+    assert abs(default - tight) > 0.01 * tight
+    assert at(results["bcg_RD"]) == pytest.approx(default, rel=1e-12)
+    assert at(results_full["bcg_RD"]) == pytest.approx(tight, rel=1e-9)
+
+
+def test_control_reaches_every_fit_of_subgroup_analysis():
+    """The per-level fits (and so Q between) and the mixed-effects model follow ``control``."""
+    yi, vi, g = _case_arrays("bcg_RD")
+    ref = load(FIXTURES / "bcg_RD" / "out.json")["subgroup"]
+    tight = load(TIGHT / "bcg_RD.json")["subgroup"]
+    for control, want in (("metafor", ref), ("full", tight)):
+        res = sg.subgroup_analysis(yi, vi, g, control=control)
+        knha = sg.subgroup_analysis(yi, vi, g, test="knha", control=control)
+        assert res.fits["random"].tau2 == pytest.approx(want["by_level"]["random"]["REML"]["tau2"],
+                                                        rel=1e-9)
+        assert res.q_between.Q == pytest.approx(
+            want["Q_between"]["from_REML_subgroup_estimates"]["Q"], rel=1e-9)
+        assert knha.q_between == res.q_between
+        assert res.mixed_effects.fit.tau2 == pytest.approx(want["mixed_effects"]["REML"]["tau2"],
+                                                           rel=1e-9)
+        assert res.mixed_effects.R2_pct == pytest.approx(want["mixed_effects"]["REML"]["R2"],
+                                                         rel=1e-9)
+        assert knha.mixed_effects.fit.tau2 == pytest.approx(
+            want["mixed_effects"]["REML_knha"]["tau2"], rel=1e-9)
+
+
+def test_unknown_control_in_the_spec_is_refused(tmp_path):
+    from ntxmeta.analyse import analyse
+    spec = json.loads((FIXTURES / "bcg_RR" / "spec.json").read_text())
+    spec["csv"] = str(FIXTURES / "bcg_RR" / spec["csv"])
+    spec["options"] = {"control": "tight"}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="options.control must be one of"):
+        analyse(tmp_path / "spec.json", only=["subgroup"])
+    with pytest.raises(ValueError, match="control must be one of"):
+        sg.subgroup_analysis([0.1, 0.2, 0.3], [0.1, 0.1, 0.1], ["a", "a", "b"], control="tight")
 
 
 def _case_arrays(name):

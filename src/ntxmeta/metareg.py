@@ -20,6 +20,13 @@ around it for a model with moderators:
 * metafor's refusals: more coefficients than studies (``p > k`` for EE,
   ``p + 1 > k`` when tau^2 is estimated) and a design whose X'X has an
   eigenvalue <= 1e-7 ("Model matrix not of full rank");
+* ``control``: "full" (the default of the functions) converges tau^2
+  fully; "metafor" stops ML/REML/EB where metafor's default control stops
+  (``ntxmeta.rma.metafor_fisher_tau2``). The ``metareg`` section takes it
+  from the spec's ``options.control`` (default "metafor", to reproduce
+  metafor's output; the pipeline writes "full"), except for ``REML`` and
+  ``REML_tight``, which always converge fully: oracle.R's target for
+  ``REML`` is its tight fit;
 * the omnibus test of the moderators QM (chi^2 with m df, or under knha
   F = QM/m with (m, k - p) df), from ``rma``;
 * the pseudo-R^2 (Raudenbush 2009 [3]; metafor's default ``r2def = "1"``),
@@ -28,15 +35,19 @@ around it for a model with moderators:
       R2 = max(0, 100 (tau2_RE - tau2_ME) / tau2_RE)
 
   with tau2_RE from the intercept-only model of the same estimator on the
-  same studies; R2 = 0 when tau2_RE = 0, NA when the intercept-only fit
-  fails. One artefact of metafor is reproduced: its ML, REML and EB
-  iterations approach a maximum on the boundary from above without reaching
-  it when they start at HE > 0, so metafor's tau2_RE is then a tiny eps > 0,
-  not 0, and R2 = 100 when the model with moderators has tau2_ME exactly 0
-  (its HE start is 0). When both models sit on the boundary from a positive
-  start, metafor's R2 is a ratio of two unconverged iterates that changes
-  with its convergence settings; we report 0, metafor's rule for
-  tau2_RE = 0 (see ``_pseudo_r2``). For a common-effect model (EE/FE/CE)
+  same studies (fitted with the same ``control``); R2 = 0 when tau2_RE is
+  identically 0, NA when the intercept-only fit fails. With
+  ``control="metafor"`` both tau^2 are metafor's default-control iterates
+  and the rule applies as written. With ``control="full"`` one artefact of
+  metafor is reproduced: its ML, REML and EB iterations approach a maximum
+  on the boundary from above without reaching it when they start at HE > 0,
+  so metafor's tau2_RE is then a tiny eps > 0, not 0, and R2 = 100 when the
+  model with moderators has tau2_ME exactly 0 (its HE start is 0). When
+  both models sit on the boundary from a positive start, metafor's R2 is a
+  ratio of two unconverged iterates that changes with its convergence
+  settings; "full" reports 0, metafor's rule for tau2_RE = 0 (see
+  ``_pseudo_r2``), "metafor" replays its default-control ratio. For a
+  common-effect model (EE/FE/CE)
   metafor uses instead the adjusted R^2 of the weighted least-squares
   regression (``summary(lm(yi ~ X, weights = 1/vi))$adj.r.squared``)::
 
@@ -78,7 +89,7 @@ import pandas as pd
 from . import analyse
 from ._common import Interval, MetaError, guarded, t_crit, z_crit
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, RMAFit, estimate_tau2, rma
+from .rma import COMMON_ALIASES, CONTROLS, RMAFit, estimate_tau2, rma
 
 #: R's ``lm.fit`` tolerance for its pivoted QR (``qr(x, tol = 1e-7)``): a
 #: column whose norm after projection on the columns before it falls below
@@ -98,11 +109,20 @@ MSG_NOT_FULL_RANK = "Model matrix not of full rank. Cannot fit model."
 WARN_REDUNDANT = "Redundant predictors dropped from the model."
 WARN_NA = "Studies with NAs omitted from model fitting."
 
-#: The fits of the ``metareg`` section, in oracle.R's order: (key, method, test).
-#: ``REML_tight`` is oracle.R's tightly converged REML fit; ``rma`` always
-#: converges fully, so it is the same model as ``REML``.
-METAREG_FITS = (("REML", "REML", "z"), ("REML_knha", "REML", "knha"),
-                ("REML_tight", "REML", "z"), ("DL", "DL", "z"), ("EE", "EE", "z"))
+#: The fits of the ``metareg`` section, in oracle.R's order: (key, method,
+#: test, always_full). ``REML_tight`` is oracle.R's tightly converged REML
+#: fit, and ``REML`` is compared with it (compare.py's target), so both
+#: converge fully whatever the spec says; the others follow the spec's
+#: ``control`` (see ``section_control``).
+METAREG_FITS = (("REML", "REML", "z", True), ("REML_knha", "REML", "knha", False),
+                ("REML_tight", "REML", "z", True), ("DL", "DL", "z", False),
+                ("EE", "EE", "z", False))
+#: The spec option (``options.control``) choosing how the sections'
+#: ML/REML/EB fits stop, and its default: a spec without it reproduces
+#: metafor's default-control output (oracle.R's references); the pipeline
+#: writes ``"control": "full"`` into its specs to converge fully.
+CONTROL_OPTION = "control"
+SECTION_CONTROL_DEFAULT = "metafor"
 
 
 @dataclass(frozen=True)
@@ -221,8 +241,16 @@ def redundant_columns(X: np.ndarray) -> np.ndarray:
     return drop
 
 
-def _pseudo_r2(fit: RMAFit, yi: np.ndarray, vi: np.ndarray, method: str, test: str) -> float:
-    """metafor's R^2 in percent for a model with an intercept and moderators (see module doc)."""
+def _pseudo_r2(fit: RMAFit, yi: np.ndarray, vi: np.ndarray, method: str, test: str,
+               control: str = "full") -> float:
+    """metafor's R^2 in percent for a model with an intercept and moderators (see module doc).
+
+    The intercept-only reference fit uses the same ``control`` as ``fit``
+    (metafor passes its ``control`` on to it). Under ``control="metafor"``
+    both tau^2 are metafor's own iterates, so its rule applies as written:
+    0 when tau2_RE is identically 0, else max(0, 100 (tau2_RE - tau2_ME) /
+    tau2_RE), tiny unconverged iterates included.
+    """
     if fit.method in COMMON_ALIASES:
         if np.var(yi) == 0:
             return 0.0
@@ -235,9 +263,11 @@ def _pseudo_r2(fit: RMAFit, yi: np.ndarray, vi: np.ndarray, method: str, test: s
         r2 = mss / (mss + rss)
         return max(0.0, 100 * (1 - (1 - r2) * (fit.k - 1) / (fit.k - fit.p)))
     try:
-        tau2_re = rma(yi, vi, method=method, test=test, level=fit.level).tau2
+        tau2_re = rma(yi, vi, method=method, test=test, level=fit.level, control=control).tau2
     except ValueError:
         return np.nan   # metafor: R2 <- NA when the model without moderators fails
+    if control == "metafor":
+        return 0.0 if tau2_re == 0 else max(0.0, 100 * (tau2_re - fit.tau2) / tau2_re)
     re_zero = _metafor_exact_zero(method, tau2_re, yi, vi, None)
     if re_zero:
         return 0.0
@@ -274,7 +304,7 @@ def _metafor_exact_zero(method: str, tau2: float, yi, vi, X) -> bool:
 
 
 def fit_design(yi, vi, X, names, *, method: str = "REML", test: str = "z",
-               level: float = 95.0, warnings: tuple = ()) -> ModeratorFit:
+               level: float = 95.0, warnings: tuple = (), control: str = "full") -> ModeratorFit:
     """Fit ``rma`` with a design matrix the way ``rma.uni`` treats ``mods``.
 
     Parameters
@@ -285,8 +315,9 @@ def fit_design(yi, vi, X, names, *, method: str = "REML", test: str = "z",
         Design with the intercept in column 0.
     names : sequence of str, length p
         Coefficient names (``names[0]`` is the intercept).
-    method, test, level
-        As ``ntxmeta.rma.rma``.
+    method, test, level, control
+        As ``ntxmeta.rma.rma``; ``control`` also applies to the
+        intercept-only fit of the pseudo-R^2.
     warnings : tuple of str
         Warnings already raised by the caller (kept on the result).
 
@@ -323,16 +354,17 @@ def fit_design(yi, vi, X, names, *, method: str = "REML", test: str = "z",
             raise MetaError(MSG_TOO_FEW)
     if np.any(np.linalg.eigvalsh(X.T @ X) <= EVTOL):
         raise MetaError(MSG_NOT_FULL_RANK)
-    fit = rma(y, v, method=method, test=test, level=level, X=None if int_only else X)
+    fit = rma(y, v, method=method, test=test, level=level, X=None if int_only else X,
+              control=control)
     if int_only:   # rma with X=None is the same model; keep the design for predict()
         fit = dataclasses.replace(fit, X=X)
-    R2 = np.nan if int_only else _pseudo_r2(fit, y, v, method, test)
+    R2 = np.nan if int_only else _pseudo_r2(fit, y, v, method, test, control)
     return ModeratorFit(names=names, fit=fit, R2_pct=float(R2), used=np.ones(k, dtype=bool),
                         warnings=warnings)
 
 
 def meta_regression(yi, vi, moderators, *, method: str = "REML", test: str = "z",
-                    level: float = 95.0, names=None) -> ModeratorFit:
+                    level: float = 95.0, names=None, control: str = "full") -> ModeratorFit:
     """Mixed-effects meta-regression; matches metafor 3.8-1 ``rma(yi, vi, mods = ~ x)``.
 
     Parameters
@@ -350,6 +382,11 @@ def meta_regression(yi, vi, moderators, *, method: str = "REML", test: str = "z"
         Confidence level in percent.
     names : sequence of str, optional
         Moderator names (default "mod", or "mod1", "mod2", ...).
+    control : {"full", "metafor"}
+        "full" converges tau^2 fully (the model's and the pseudo-R^2's
+        intercept-only one); "metafor" stops ML/REML/EB where metafor's
+        default control stops, to reproduce its default output (see
+        ``ntxmeta.rma.metafor_fisher_tau2``).
 
     Returns
     -------
@@ -386,7 +423,7 @@ def meta_regression(yi, vi, moderators, *, method: str = "REML", test: str = "z"
     warns = (WARN_NA,) if not used.all() else ()
     X = np.column_stack([np.ones(int(used.sum())), M[used]])
     res = fit_design(y[used], v[used], X, [INTERCEPT, *names], method=method, test=test,
-                     level=level, warnings=warns)
+                     level=level, warnings=warns, control=control)
     return dataclasses.replace(res, used=used)
 
 
@@ -408,22 +445,38 @@ def modfit_dict(res: ModeratorFit) -> dict:
     return d
 
 
+def section_control(data: AnalysisData) -> str:
+    """The spec's ``options.control`` ("metafor" when absent); ValueError if unknown."""
+    control = data.options.get(CONTROL_OPTION, SECTION_CONTROL_DEFAULT)
+    if control not in CONTROLS:
+        raise ValueError(f"options.{CONTROL_OPTION} must be one of {CONTROLS}, got {control!r}")
+    return control
+
+
 def metareg_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     """The ``metareg`` section: REML, REML_knha, REML_tight, DL and EE fits on
-    the rows with a finite moderator (None when the analysis has no moderator)."""
+    the rows with a finite moderator (None when the analysis has no moderator).
+
+    The fits are made as oracle.R made its references: ``REML`` and
+    ``REML_tight`` converge fully; the others use the spec's control
+    (``section_control``: metafor's default stopping rule unless the spec
+    says ``"control": "full"``).
+    """
     if data.moderator is None:
         return None
+    control = section_control(data)
     name = data.moderator_name or "mod"
     out: dict = {"moderator": name}
     done: dict = {}
-    for key, method, test in METAREG_FITS:
+    for key, method, test, always_full in METAREG_FITS:
         if sub is not None and key not in sub:
             continue
-        if (method, test) not in done:
-            done[method, test] = guarded(lambda m=method, t=test: modfit_dict(meta_regression(
+        how = (method, test, "full" if always_full else control)
+        if how not in done:
+            done[how] = guarded(lambda m=method, t=test, c=how[2]: modfit_dict(meta_regression(
                 data.yi, data.vi, data.moderator, method=m, test=t, level=data.level,
-                names=[name])))
-        out[key] = done[method, test]
+                names=[name], control=c)))
+        out[key] = done[how]
     return out
 
 

@@ -29,6 +29,14 @@ an estimate"); a level with one study is fitted (tau^2 = 0, knha falls back
 to z) and enters Q between; a shared tau^2 needs k >= m + 1 studies (EE:
 k >= m).
 
+Every ML/REML/EB fit (per level, the ones whose estimates feed Q between,
+the mixed-effects model and the intercept-only fit of its pseudo-R^2)
+takes ``control``: "full" (the functions' default) converges fully,
+"metafor" stops where metafor's default control stops. The section takes
+it from the spec's ``options.control`` (``ntxmeta.metareg.section_control``,
+default "metafor": oracle.R made these references with the default control
+and no tight twin; the pipeline writes "full").
+
 Why written here: the fits are ``ntxmeta.rma`` (per level) and
 ``ntxmeta.metareg.fit_design`` (the factor model); statsmodels and pymare
 offer no subgroup test in metafor's form. The work is O(k m^2) for m levels.
@@ -53,7 +61,7 @@ import numpy as np
 from . import analyse
 from ._common import MetaError, guarded
 from .data import AnalysisData
-from .metareg import INTERCEPT, ModeratorFit, fit_design, modfit_dict
+from .metareg import INTERCEPT, ModeratorFit, fit_design, modfit_dict, section_control
 from .rma import RMAFit, rma
 from .sections import fit_dict
 
@@ -152,10 +160,11 @@ def group_design(labels: np.ndarray, levels: tuple) -> tuple[np.ndarray, list]:
 
 
 def mixed_effects_fit(yi, vi, labels, levels, *, method: str, test: str,
-                      level: float) -> ModeratorFit:
-    """``rma(yi, vi, mods = ~ factor(group))`` on rows that all have a label."""
+                      level: float, control: str = "full") -> ModeratorFit:
+    """``rma(yi, vi, mods = ~ factor(group))`` on rows that all have a label
+    (``control`` as ``ntxmeta.rma.rma``, also for the pseudo-R^2)."""
     X, names = group_design(np.asarray(labels, dtype=object), levels)
-    return fit_design(yi, vi, X, names, method=method, test=test, level=level)
+    return fit_design(yi, vi, X, names, method=method, test=test, level=level, control=control)
 
 
 def q_between(estimates, ses, levels) -> QBetween:
@@ -172,7 +181,7 @@ def q_between(estimates, ses, levels) -> QBetween:
 
 
 def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
-                      level: float = 95.0) -> SubgroupAnalysis:
+                      level: float = 95.0, control: str = "full") -> SubgroupAnalysis:
     """Per-level fits, the mixed-effects subgroup test and Q between; matches
     metafor 3.8-1 ``rma(..., subset = group == L)``, ``rma(yi, vi, mods = ~
     factor(group))`` and ``rma(yi = b, sei = se, method = "FE")``.
@@ -187,6 +196,11 @@ def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
         As ``ntxmeta.rma.rma``; used for the per-level fits and the
         mixed-effects model. Q between always uses the z-test SEs of the
         per-level fits of ``method`` (as oracle.R).
+    control : {"full", "metafor"}
+        How every ML/REML/EB fit stops (per level, the ones whose estimates
+        feed Q between, the mixed-effects model and its pseudo-R^2): "full"
+        converges fully, "metafor" stops where metafor's default control
+        stops (``ntxmeta.rma.metafor_fisher_tau2``).
 
     Returns
     -------
@@ -209,15 +223,17 @@ def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
     for lev in levels:
         rows = lab == lev
         ks[lev] = int(rows.sum())
-        fits[lev] = rma(y[rows], v[rows], method=method, test=test, level=level)
+        fits[lev] = rma(y[rows], v[rows], method=method, test=test, level=level,
+                        control=control)
         zfit = fits[lev] if fits[lev].test == "z" else rma(y[rows], v[rows], method=method,
-                                                           level=level)
+                                                           level=level, control=control)
         est.append(zfit.estimate)
         se.append(float(zfit.se[0]))
     refusals: dict = {}
     mixed = qb = None
     try:
-        mixed = mixed_effects_fit(y, v, lab, levels, method=method, test=test, level=level)
+        mixed = mixed_effects_fit(y, v, lab, levels, method=method, test=test, level=level,
+                                  control=control)
     except MetaError as exc:
         refusals["mixed_effects"] = str(exc)
     try:
@@ -235,9 +251,15 @@ def _q_between_dict(q: QBetween) -> dict:
 
 
 def subgroup_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
-    """The ``subgroup`` section as oracle.R writes it (None without a subgroup column)."""
+    """The ``subgroup`` section as oracle.R writes it (None without a subgroup column).
+
+    Every fit uses the spec's control (``ntxmeta.metareg.section_control``):
+    metafor's default stopping rule, as the oracle's references (which
+    have no tight twin here), unless the spec says ``"control": "full"``.
+    """
     if data.group is None:
         return None
+    control = section_control(data)
     g, used, levels = subgroup_rows(data.yi, data.vi, data.group)
     y, v, lab = data.yi[used], data.vi[used], g[used]
     lvl = data.level
@@ -250,21 +272,23 @@ def subgroup_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
             rows = lab == lev
             one: dict = {"k": int(rows.sum())}
             for m in SUBGROUP_METHODS:
-                fit = _guarded_fit(y[rows], v[rows], m, "z", lvl)
+                fit = _guarded_fit(y[rows], v[rows], m, "z", lvl, control)
                 one[m] = (fit if isinstance(fit, dict)
                           else fit_dict(fit, transf=data.transf))
                 if not isinstance(fit, dict):
                     estimates[m][lev] = (fit.estimate, float(fit.se[0]))
                 if m != "EE":
                     one[m + "_knha"] = guarded(lambda r=rows, m=m: fit_dict(
-                        rma(y[r], v[r], method=m, test="knha", level=lvl), transf=data.transf))
+                        rma(y[r], v[r], method=m, test="knha", level=lvl, control=control),
+                        transf=data.transf))
             by_level[lev] = one
         if want("by_level"):
             out["by_level"] = by_level
     if want("mixed_effects"):
         out["mixed_effects"] = {
             key: guarded(lambda m=m, t=t: modfit_dict(
-                mixed_effects_fit(y, v, lab, levels, method=m, test=t, level=lvl)))
+                mixed_effects_fit(y, v, lab, levels, method=m, test=t, level=lvl,
+                                  control=control)))
             for key, m, t in MIXED_FITS}
     if want("Q_between"):
         out["Q_between"] = {
@@ -274,10 +298,10 @@ def subgroup_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     return out
 
 
-def _guarded_fit(y, v, method, test, level) -> RMAFit | dict:
+def _guarded_fit(y, v, method, test, level, control) -> RMAFit | dict:
     """``rma`` or metafor's ``{"error": msg}`` when it refuses."""
     try:
-        return rma(y, v, method=method, test=test, level=level)
+        return rma(y, v, method=method, test=test, level=level, control=control)
     except ValueError as exc:
         return {"error": str(exc)}
 
