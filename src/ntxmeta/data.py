@@ -27,6 +27,10 @@ from . import effects as ef
 #: ``columns`` keys each kind of measure needs (either set for binary).
 BINARY_COLUMNS = (("ai", "n1i", "ci", "n2i"), ("ai", "bi", "ci", "di"))
 CONTINUOUS_COLUMNS = ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")
+#: ``options.control`` of a spec: "metafor" (the default) reproduces metafor's
+#: default stopping rule in the sections whose references used it; "full"
+#: converges every fit fully (the pipeline's choice).
+SPEC_CONTROLS = ("metafor", "full")
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,9 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
         raise ValueError(f"{name}: unknown measure {measure!r}; use one of {ef.MEASURES}")
     cols = spec.get("columns", {})
     opts = dict(spec.get("options") or {})
+    if opts.get("control", "metafor") not in SPEC_CONTROLS:
+        raise ValueError(f"{name}: options.control must be one of {SPEC_CONTROLS}, "
+                         f"got {opts['control']!r}")
     level = float(opts.get("level", 95))
     transf = opts.get("transf", "exp" if measure in ("RR", "OR", "ROM") else "none")
     get = lambda key: _numeric(frame, cols[key], name)  # noqa: E731 - local shorthand
