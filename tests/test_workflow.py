@@ -191,3 +191,18 @@ def test_lint_and_format_clean():
     files = ["Snakefile", *sorted(str(p) for p in (ROOT / "workflow/rules").glob("*.smk"))]
     fmt = subprocess.run([snakefmt, "--check", *files], cwd=ROOT, capture_output=True, text=True)
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_snakemake_report_has_every_figure_and_table_with_captions(project):
+    proc = subprocess.run(SNAKEMAKE + ["--report", "results/snakemake_report.html"], cwd=project,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = (project / "results/snakemake_report.html").read_text(encoding="utf-8")
+    captions = {p.stem: p.read_text(encoding="utf-8").strip()
+                for p in (ROOT / "workflow/report").glob("*.rst")}
+    for name, caption in captions.items():
+        assert caption.split(":")[0] in html, f"caption {name} missing"
+    for png in (project / "results/figures").rglob("*.png"):
+        assert png.name in html, f"{png.name} not in the report"
+    for table in ("summary.csv", "summary_of_findings.csv"):
+        assert table in html
