@@ -34,39 +34,25 @@ ITERATIVE = {"REML", "ML", "EB", "PM", "PMM", "HS", "HSk", "SJ"}
 NA = {"NA": math.nan, "NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
 
 
+def load_obj(obj):
+    """A parsed JSON object with metafor's "NA"/"Inf" strings (and null) as floats."""
+    if isinstance(obj, dict):
+        return {k: load_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [load_obj(v) for v in obj]
+    if isinstance(obj, str) and obj in NA:
+        return NA[obj]
+    return math.nan if obj is None else obj
+
+
 def load(path: Path):
-    def fix(o):
-        if isinstance(o, dict):
-            return {k: fix(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [fix(v) for v in o]
-        if isinstance(o, str) and o in NA:
-            return NA[o]
-        return math.nan if o is None else o
-    return fix(json.loads(Path(path).read_text()))
+    return load_obj(json.loads(Path(path).read_text()))
 
 
 def normalise(result: dict):
     """A result dictionary as it would read back from its JSON file."""
     from ntxmeta.analyse import dumps
-    return load_text(dumps(result))
-
-
-def load_text(text: str):
-    tmp = json.loads(text)
-    return load_obj(tmp)
-
-
-def load_obj(obj):
-    def fix(o):
-        if isinstance(o, dict):
-            return {k: fix(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [fix(v) for v in o]
-        if isinstance(o, str) and o in NA:
-            return NA[o]
-        return math.nan if o is None else o
-    return fix(obj)
+    return load_obj(json.loads(dumps(result)))
 
 
 def cases():
