@@ -317,3 +317,13 @@ def test_trim_and_fill_refusals():
         trim_and_fill([0.1, 0.4, 0.2], [0.1, 0.2, 0.3], side="up")
     with pytest.raises(ValueError, match="weights"):
         trim_and_fill([0.1, 0.4, 0.2], [0.1, 0.2, 0.3], method="GENQ")
+
+
+def test_rank_test_exact_beyond_r_limit_is_nan_with_warning():
+    rng = np.random.default_rng(11)
+    v = rng.uniform(0.01, 0.3, 171)
+    y = rng.normal(0, np.sqrt(v))
+    res = rank_test(y, v)
+    assert math.isnan(res.pval) and "exact=False" in res.warning
+    assert res.tau == pytest.approx(_brute_kendall(_deviates(y, v), v)[0], rel=1e-12)
+    assert 0 < rank_test(y, v, exact=False).pval < 1

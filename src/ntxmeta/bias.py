@@ -68,6 +68,10 @@ Edge cases (metafor's refusals, raised as ``MetaError``)
   the classic Egger test has 0 df: estimates, NaN standard errors, t, p
   and intervals (R's "NaNs produced"); the normal-approximation rank test
   gives p = NaN (the variance of S is 0/0 at n = 2).
+* k > 170, exact=True and no ties: p is NaN with a warning, as metafor
+  (R's exact distribution overflows; for strongly negative tau R reports a
+  spurious p = 0, which we do not copy); ``exact=False`` gives the normal
+  approximation, accurate at that size.
 * All y* equal (e.g. all y_i equal): tau and p are NaN (R's "the standard
   deviation is zero"); the ``warning`` field says so. theta is computed so
   that it is exact for equal y_i; R's ``weighted.mean`` may leave rounding
@@ -114,9 +118,9 @@ Why written here, what comes from libraries
   use ``ntxmeta.rma``; neither pymare nor statsmodels offers trim and fill
   or a regression test with a random-effects model.
 
-Cost: O(k) memory; regtest O(k), ranktest O(k log k) (scipy's tau; the
-exact p-value costs O(k^3) in scipy's recursion, fine for any k where an
-exact test makes sense), trimfill O(k log k) per round (a sort and a rank).
+Cost: O(k) memory; regtest O(k); ranktest O(k log k) (scipy's tau; the
+exact p-value, offered up to k = 170 as in R, takes ~0.05 s there);
+trimfill O(k log k) per round (a sort and a rank) plus one tau^2 fit.
 
 References
 ----------
@@ -163,6 +167,10 @@ LM_RANK_TOL = 1e-7
 #: R's ``summary.lm`` calls a fit "essentially perfect" when the residual
 #: variance is below this times mean(f)^2 + var(f) (f the fitted values).
 PERFECT_FIT_RATIO = 1e-30
+#: R's exact Kendall p divides permutation counts by gamma(n + 1), which
+#: overflows a double beyond n = 170: cor.test (so metafor's ranktest) then
+#: returns NaN (or, for strongly negative tau, a spurious 0).
+R_EXACT_MAX_N = 170
 #: metafor's default ``maxiter`` of ``trimfill``.
 TRIMFILL_MAXITER = 100
 
@@ -428,8 +436,9 @@ def rank_test(yi, vi, *, exact: bool = True) -> RankTest:
     Returns
     -------
     RankTest
-        tau is Kendall's tau_b; tau and p are NaN, with a warning, when the
-        standardised deviates (or the variances) are all equal.
+        tau is Kendall's tau_b. NaN, with a warning: tau and p when the
+        standardised deviates (or the variances) are all equal; p for the
+        normal approximation at k = 2 and the exact p beyond k = 170.
 
     Raises
     ------
@@ -448,11 +457,17 @@ def rank_test(yi, vi, *, exact: bool = True) -> RankTest:
         return RankTest(np.nan, np.nan, k, use_exact, ties,
                         "the standard deviation is zero: all standardised deviates "
                         "(or all variances) are equal, so Kendall's tau is undefined")
-    if not use_exact and k == 2:
+    undefined_p = None
+    if use_exact and k > R_EXACT_MAX_N:
+        undefined_p = (f"exact p-value not available for more than {R_EXACT_MAX_N} studies "
+                       "(R's exact distribution overflows; metafor returns NaN): use "
+                       "exact=False, the normal approximation")
+    elif not use_exact and k == 2:
         # var(S) has the term sum t(t-1)(t-2) / (9 n (n-1) (n-2)) = 0/0 at n = 2 (R: NaN)
-        tau = stats.kendalltau(ystar, v).statistic
-        return RankTest(float(tau), np.nan, k, False, ties,
-                        "normal approximation undefined for 2 studies (variance 0/0)")
+        undefined_p = "normal approximation undefined for 2 studies (variance of S is 0/0)"
+    if undefined_p:
+        tau = float(stats.kendalltau(ystar, v).statistic)
+        return RankTest(tau, np.nan, k, use_exact, ties, undefined_p)
     res = stats.kendalltau(ystar, v, method="exact" if use_exact else "asymptotic")
     return RankTest(float(res.statistic), float(res.pvalue), k, use_exact, ties, None)
 
