@@ -450,6 +450,16 @@ def _rdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
+def _csum(a: np.ndarray) -> np.ndarray:
+    """Column sums of a (k, m) array (einsum: see ``_rsum``)."""
+    return np.einsum("ij->j", a)
+
+
+def _cdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Column-wise dot products of two (k, m) arrays."""
+    return np.einsum("ij,ij->j", a, b)
+
+
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
     """Dot product of two vectors without BLAS (see ``_rsum``)."""
     return np.einsum("i,i->", a, b)
@@ -516,34 +526,57 @@ class _Sums:
 
 
 class _Rows:
-    """Many intercept-only analyses as (m, k) arrays: v (inf at padding) and yc (0 there)."""
+    """Many intercept-only analyses, stored studies-major for speed: (k, m) arrays.
 
-    def __init__(self, v: np.ndarray, yc: np.ndarray):
-        self.v, self.yc = v, yc
+    Built from (m, k) arrays v (inf at padding, so w = 0 there) and yc (0
+    there), with ``valid`` marking real studies (None: no padding). The sums
+    over a column are then vectorised across analyses (measured 2x faster
+    than row-wise einsum over short rows).
+    """
+
+    def __init__(self, v, yc, valid=None, *, transposed=False):
+        if not transposed:
+            v, yc = np.ascontiguousarray(v.T), np.ascontiguousarray(yc.T)
+            valid = None if valid is None else np.ascontiguousarray(valid.T)
+        self.v, self.yc, self.valid = v, yc, valid
 
     def take(self, rows) -> "_Rows":
-        return _Rows(self.v[rows], self.yc[rows])
+        return _Rows(self.v[:, rows], self.yc[:, rows],
+                     None if self.valid is None else self.valid[:, rows], transposed=True)
+
+    def plain(self):
+        """(sum yc, sum yc^2) per analysis, for Hedges' estimator."""
+        return _csum(self.yc), _cdot(self.yc, self.yc)
+
+    def logsum(self, t: np.ndarray) -> np.ndarray:
+        """sum log(v + t) over the studies of each analysis."""
+        x = self.v + t[None, :]
+        if self.valid is None:
+            return _csum(np.log(x, out=x))
+        out = np.zeros(x.shape)
+        np.log(x, out=out, where=self.valid)
+        return _csum(out)
 
     def at(self, t: np.ndarray, *, sums: str = "full", w: np.ndarray | None = None) -> _Sums:
         """Sums at tau^2 = t (shape (m,)) to the level ``sums`` (see ``_LongRow.LEVELS``);
-        ``w`` may pass 1/(v + t) if already known."""
+        ``w`` may pass 1/(v + t), (k, m), if already known."""
         fields = _LongRow.LEVELS[sums]
         yc = self.yc
         if w is None:
-            w = np.add(self.v, t[:, None])
+            w = np.add(self.v, t[None, :])
             np.reciprocal(w, out=w)
         wy = w * yc
-        out = {"s1": _rsum(w), "sy": _rsum(wy), "syy": _rdot(wy, yc)}
+        out = {"s1": _csum(w), "sy": _csum(wy), "syy": _cdot(wy, yc)}
         if "s2" in fields:
-            out["s2"] = _rdot(w, w)
+            out["s2"] = _cdot(w, w)
         if "s2y" in fields:
-            out["s2y"], out["s2yy"] = _rdot(wy, w), _rdot(wy, wy)
+            out["s2y"], out["s2yy"] = _cdot(wy, w), _cdot(wy, wy)
         if "s3" in fields:
             buf = w * w
-            out["s3"] = _rdot(buf, w)
+            out["s3"] = _cdot(buf, w)
             if "s3y" in fields:
                 np.multiply(wy, w, out=buf)          # w^2 yc
-                out["s3y"], out["s3yy"] = _rdot(buf, w), _rdot(buf, wy)
+                out["s3y"], out["s3yy"] = _cdot(buf, w), _cdot(buf, wy)
         return _Sums(**out)
 
 
@@ -639,55 +672,66 @@ def _ml_reml_intercept(method: str, t0: np.ndarray, data):
     [largest tau^2 seen with a positive score, smallest with a negative one]
     by bisection. Converged when the step is below TAU2_RTOL * max(1, tau^2).
 
-    ``data`` is a ``_Rows`` or ``_LongRow``. Returns tau^2 (m,) at the last
-    evaluation and the full ``_Sums`` there, so the caller need not evaluate again.
+    ``data`` is a ``_Rows`` or ``_LongRow``. Returns tau^2 (m,), each at its
+    last evaluation, and the full ``_Sums`` there when all rows converged at
+    the same step (always for one analysis; else None, and the caller
+    evaluates once more).
     """
     m = t0.shape[0]
     t = np.maximum(t0, 0.0)
     res_t = np.empty(m)
-    res = {f: np.empty(m) for f in _Sums.FIELDS}
-    lo = np.full(m, -np.inf)
-    hi = np.full(m, np.inf)
+    lo = np.full(m, -np.inf)           # largest tau^2 seen with a positive score
+    hi = np.full(m, np.inf)            # smallest tau^2 seen with a negative score
     idx = np.arange(m)
     prev = np.full(m, np.nan)          # the Newton target predicted at the previous iterate
-    for it in range(MAX_ITER):
-        S = data.at(t)
-        s, info, curv = S.score(method)
-        lo = np.where(s > 0, np.maximum(lo, t), lo)
-        hi = np.where(s < 0, np.minimum(hi, t), hi)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fisher = t + s / info
-            newton = t - s / curv
-        step = np.abs(newton - t)
-        use_newton = (curv < 0) & (newton >= 0) & (
-            (step <= np.abs(fisher - t)) | (np.abs(newton - fisher) <= _NEWTON_AGREE * step)
-            | (np.abs(newton - prev) <= _NEWTON_AGREE * step))
-        prev = newton
-        prop = np.maximum(np.where(use_newton, newton, fisher), 0.0)
-        outside = ~np.isfinite(prop) | (prop >= hi) | (prop <= lo) | (it >= _BISECT_AFTER)
-        if np.any(outside):
-            mid = np.where(np.isfinite(hi), 0.5 * (np.maximum(lo, 0.0) + hi),
-                           np.where(np.isfinite(prop), prop, 2 * t + 1))
-            prop = np.where(outside, np.where(np.isinf(lo) & np.isfinite(hi), 0.0, mid), prop)
-        # converged when the Newton step or metafor's (Fisher) step is below the tolerance
-        # (the score carries rounding noise of ~1e-16 tr P; near the root Newton's step
-        # amplifies it by information / |derivative|)
-        tol = TAU2_RTOL * np.maximum(1.0, t)
-        done = (((t == 0) & (s <= 0)) | (s == 0) | (np.abs(prop - t) <= tol)
-                | (np.abs(fisher - t) <= tol))
-        if np.all(done):
-            res_t[idx] = t
-            for f in _Sums.FIELDS:
-                res[f][idx] = getattr(S, f)
-            return res_t, _Sums(**res)
-        if np.any(done):
-            res_t[idx[done]] = t[done]
-            for f in _Sums.FIELDS:
-                res[f][idx[done]] = getattr(S, f)[done]
-            keep = ~done
-            idx, lo, hi, prop, prev = idx[keep], lo[keep], hi[keep], prop[keep], prev[keep]
-            data = data.take(keep)
-        t = prop
+    mult = np.ones(m)                  # growth of successive Fisher steps in convex stretches
+    last_sign = np.zeros(m)            # sign of the score at the previous Fisher step
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for it in range(MAX_ITER):
+            S = data.at(t)
+            s, info, curv = S.score(method)
+            np.maximum(lo, t, out=lo, where=s > 0)
+            np.minimum(hi, t, out=hi, where=s < 0)
+            fstep = s / info
+            nstep = -s / curv
+            newton = t + nstep
+            step = np.abs(nstep)
+            use_newton = (curv < 0) & (newton >= 0) & (
+                (step <= np.abs(fstep)) | (np.abs(nstep - fstep) <= _NEWTON_AGREE * step)
+                | (np.abs(newton - prev) <= _NEWTON_AGREE * step))
+            prev = newton
+            # where the log-likelihood is convex (curv >= 0) Fisher steps towards the
+            # maximum are short and shrink only slowly (hundreds of steps); no root can lie
+            # before the curvature turns, so successive steps in one direction are doubled
+            sign = np.sign(s)
+            grow = ~use_newton & (curv >= 0) & (sign == last_sign)
+            mult = np.where(grow, 2 * mult, 1.0)
+            last_sign = np.where(use_newton, 0.0, sign)
+            prop = np.where(use_newton, newton, t + fstep * mult)
+            np.maximum(prop, 0.0, out=prop)
+            outside = (prop >= hi) | (prop <= lo) | ~np.isfinite(prop)
+            if it >= _BISECT_AFTER:
+                outside[:] = True
+            if outside.any():
+                mid = np.where(np.isfinite(hi), 0.5 * (np.maximum(lo, 0.0) + hi),
+                               np.where(np.isfinite(prop), prop, 2 * t + 1))
+                prop = np.where(outside, np.where(np.isinf(lo) & np.isfinite(hi), 0.0, mid), prop)
+            # converged when the Newton step or metafor's (Fisher) step is below the
+            # tolerance (the score carries rounding noise of ~1e-16 tr P; near the root
+            # Newton's step amplifies it by information / |derivative|)
+            tol = TAU2_RTOL * np.maximum(1.0, t)
+            done = ((np.abs(prop - t) <= tol) | (np.abs(fstep) <= tol) | (s == 0)
+                    | ((t == 0) & (s <= 0)))
+            if done.all():
+                res_t[idx] = t
+                return res_t, (S if idx.size == m else None)
+            if done.any():
+                res_t[idx[done]] = t[done]
+                keep = ~done
+                idx, lo, hi, prop, prev = idx[keep], lo[keep], hi[keep], prop[keep], prev[keep]
+                mult, last_sign = mult[keep], last_sign[keep]
+                data = data.take(keep)
+            t = prop
     raise MetaError(f"{method} estimation of tau^2 did not converge in {MAX_ITER} iterations")
 
 
@@ -775,7 +819,7 @@ def _ml_reml_masked(method, he, y, v, m, k):
     if np.any(ok):
         _, yc = _center(Y[ok], kk[ok], valid[ok])
         he_ok = np.broadcast_to(he, shape).reshape(-1)[ok]
-        t[ok] = _ml_reml_intercept(method, he_ok, _Rows(V[ok], yc))[0]
+        t[ok] = _ml_reml_intercept(method, he_ok, _Rows(V[ok], yc, valid[ok]))[0]
     return t.reshape(shape)
 
 
@@ -792,7 +836,7 @@ def _q_root_masked(target, y, v, m, k):
     if np.any(ok):
         _, yc = _center(Y[ok], kk[ok], valid[ok])
         tg = np.broadcast_to(target, shape).reshape(-1)[ok].astype(float)
-        t[ok] = _q_root_intercept(tg, _Rows(V[ok], yc))
+        t[ok] = _q_root_intercept(tg, _Rows(V[ok], yc, valid[ok]))
     return t.reshape(shape)
 
 
@@ -1341,10 +1385,8 @@ def _batch_chunk(y, v, method, test, level) -> dict:
     if np.any(k == 0):
         raise ValueError("every analysis needs at least one study")
     c, yc = _center(y, k, valid)
-    rows = _Rows(v, yc)
-    w0 = 1.0 / v
-    S0 = rows.at(None, sums="basic", w=w0)
-    S0 = _Sums(S0.s1, S0.sy, S0.syy, s2=_rdot(w0, w0))
+    rows = _Rows(v, yc, valid)
+    S0 = rows.at(None, sums="fe", w=1.0 / rows.v)
     ok = k > 1
     QE = np.where(ok, np.maximum(S0.rss(), 0.0), 0.0)
     trP0 = S0.tr()
@@ -1354,12 +1396,12 @@ def _batch_chunk(y, v, method, test, level) -> dict:
             tau2 = np.where(ok, np.maximum(0.0, (QE - (k - 1)) / trP0), 0.0)
     elif method in ("REML", "ML") and np.any(ok):
         sub = rows if ok.all() else rows.take(ok)
-        ko = k[ok]
-        he = _he_intercept(_rsum(sub.yc), _rdot(sub.yc, sub.yc), vsum[ok], ko)
+        syc, syc2 = sub.plain()
+        he = _he_intercept(syc, syc2, vsum[ok], k[ok])
         t, S = _ml_reml_intercept(method, he, sub)
-        vld = None if valid is None else valid[ok]
-        lsum_t = _logsum(sub.v + t[:, None], vld)
-        lsum0 = _logsum(sub.v, vld)
+        if S is None:
+            S = sub.at(t, sums="basic")
+        lsum_t, lsum0 = sub.logsum(t), sub.logsum(np.zeros(t.shape))
         tau2[ok] = np.where(_ll0_better(method, t, lsum_t, lsum0, S, S0.take(ok)), 0.0, t)
     elif method != "EE" and np.any(ok):
         m = np.ones(y.shape) if valid is None else valid.astype(float)
