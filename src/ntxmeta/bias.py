@@ -96,8 +96,11 @@ converged tightly (``control=list(threshold=1e-12)``, tests/fixtures/
 bias_tight). The oracle ran ``regtest`` and ``trimfill`` with metafor's
 default control, which stops REML when tau^2 changes by less than 1e-5 in
 absolute terms; where tau^2 is small (risk differences) that default fit
-is visibly unconverged (dat.bcg RD: regtest z -3.830 vs -3.850 converged),
-and we report the converged value, as ``ntxmeta.rma`` does everywhere.
+is visibly unconverged (dat.bcg RD: regtest z -3.830 vs -3.850 converged).
+``control="metafor"`` reproduces that stopping rule step for step (the
+sections use it unless the spec says ``"control": "full"``, as the
+pipeline's specs do); ``control="full"``, the functions' default, reports
+the converged value.
 
 Why written here, what comes from libraries
 -------------------------------------------
@@ -152,7 +155,7 @@ from scipy import stats
 from . import analyse
 from ._common import Interval, MetaError, as_float_array, guarded
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, METHODS, RMAFit, estimate_tau2, rma
+from .rma import COMMON_ALIASES, METHODS, RMAFit, estimate_tau2, metafor_fisher_tau2, rma
 from .sections import fit_dict
 
 MODELS = ("rma", "lm")
@@ -369,7 +372,7 @@ def _weighted_lm(y: np.ndarray, X: np.ndarray, w: np.ndarray,
 
 
 def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = "z",
-               level: float = 95.0) -> EggerTest:
+               level: float = 95.0, control: str = "full") -> EggerTest:
     """Egger-type regression test; matches metafor 3.8-1 ``regtest(fit, model=...)``.
 
     Parameters
@@ -410,7 +413,7 @@ def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = 
                          c, None, warning)
     method = _check_method(method)
     _check_parms(method, k, p)
-    fit = rma(y, v, method=method, test=test, level=level, X=X)
+    fit = rma(y, v, method=method, test=test, level=level, X=X, control=control)
     c = Coefficients(("intrcpt", "sei"), fit.beta, fit.se, fit.stat, fit.pval, fit.ci_lb,
                      fit.ci_ub, fit.df)
     return EggerTest("rma", "sei", method, float(fit.stat[1]), float(fit.pval[1]), fit.df,
@@ -484,14 +487,17 @@ def _weighted_mean(y: np.ndarray, w: np.ndarray) -> float:
     return float(y[0] + (w * (y - y[0])).sum() / w.sum())
 
 
-def _pooled(y: np.ndarray, v: np.ndarray, method: str) -> float:
+def _pooled(y: np.ndarray, v: np.ndarray, method: str, control: str = "full") -> float:
     """Estimate of the intercept-only model, weights 1/(v + tau^2).
 
     With y sorted ascending the estimate is never below y_1, so a round of
     trimming can never remove every study, and a single remaining study's
     deviation is exactly 0 (counted as neither sign, as in metafor).
     """
-    tau2 = float(estimate_tau2(y, v, method=method))
+    if control == "metafor" and method in ("ML", "REML", "EB") and y.size > 1:
+        tau2 = metafor_fisher_tau2(method, y, v)
+    else:
+        tau2 = float(estimate_tau2(y, v, method=method))
     return _weighted_mean(y, 1.0 / (v + tau2))
 
 
@@ -509,7 +515,8 @@ def _l0(d: np.ndarray) -> tuple[float, float]:
 
 
 def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None,
-                  level: float = 95.0, maxiter: int = TRIMFILL_MAXITER) -> TrimAndFill:
+                  level: float = 95.0, maxiter: int = TRIMFILL_MAXITER,
+                  control: str = "full") -> TrimAndFill:
     """Duval and Tweedie's trim and fill (L0); matches metafor 3.8-1 ``trimfill(fit)``.
 
     Parameters
@@ -545,7 +552,7 @@ def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None,
     if side is None:
         X = np.column_stack([np.ones(k), np.sqrt(v0)])
         _check_parms(method, k, 2)
-        slope = rma(y0, v0, method=method, X=X).beta[1]
+        slope = rma(y0, v0, method=method, X=X, control=control).beta[1]
         side = "right" if slope < 0 else "left"
     elif side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
@@ -562,18 +569,18 @@ def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None,
         it += 1
         if it > maxiter:
             raise MetaError("Trim and fill algorithm did not converge.")
-        beta = _pooled(y[:k - k0], v[:k - k0], method)
+        beta = _pooled(y[:k - k0], v[:k - k0], method, control)
         k0_raw, se_k0 = _l0(y - beta)
         k0 = max(0, int(round(k0_raw)))
         se_k0 = float(np.maximum(0.0, se_k0))  # NaN stays NaN, as R's max(0, NaN)
     if k0 == 0:
-        fit = rma(y0, v0, method=method, level=level)
+        fit = rma(y0, v0, method=method, level=level, control=control)
         yi_all, vi_all = y0, v0
     else:
         y_fill = sign * (2 * beta - y[k - k0:])
         yi_all = np.concatenate([y0, y_fill])
         vi_all = np.concatenate([v0, v[k - k0:]])
-        fit = rma(yi_all, vi_all, method=method, level=level)
+        fit = rma(yi_all, vi_all, method=method, level=level, control=control)
     filled = np.arange(yi_all.size) >= k
     return TrimAndFill(fit, k0, se_k0, side, "L0", yi_all, vi_all, filled, it)
 
@@ -609,11 +616,18 @@ def egger_dict(res: EggerTest) -> dict:
             **({"warnings": [res.warning]} if res.warning else {})}
 
 
+def section_control(data: AnalysisData) -> str:
+    """The references of regtest and trimfill are metafor's default-control fits:
+    reproduce its stopping rule unless the spec asks for full convergence."""
+    return data.options.get("control", "metafor")
+
+
 def regtest_section(data: AnalysisData, sub: set[str] | None) -> dict:
     """``regtest.{rma_REML, rma_DL, lm_classic_egger}``."""
     y, v = _used(data)
     return {key: guarded(lambda m=model, t=method: egger_dict(
-                egger_test(y, v, model=m, method=t, level=data.level)))
+                egger_test(y, v, model=m, method=t, level=data.level,
+                           control=section_control(data))))
             for key, (model, method) in REGTEST_KEYS.items() if sub is None or key in sub}
 
 
@@ -651,7 +665,8 @@ def trimfill_section(data: AnalysisData, sub: set[str] | None) -> dict:
     """``trimfill.{REML, DL, EE}``."""
     y, v = _used(data)
     return {m: guarded(lambda m=m: trimfill_dict(
-                trim_and_fill(y, v, method=m, level=data.level), data))
+                trim_and_fill(y, v, method=m, level=data.level,
+                              control=section_control(data)), data))
             for m in TRIMFILL_KEYS if sub is None or m in sub}
 
 
