@@ -672,10 +672,11 @@ def _ml_reml_intercept(method: str, t0: np.ndarray, data):
     [largest tau^2 seen with a positive score, smallest with a negative one]
     by bisection. Converged when the step is below TAU2_RTOL * max(1, tau^2).
 
-    ``data`` is a ``_Rows`` or ``_LongRow``. Returns tau^2 (m,), each at its
-    last evaluation, and the full ``_Sums`` there when all rows converged at
-    the same step (always for one analysis; else None, and the caller
-    evaluates once more).
+    Stops also one step early where two successive Newton steps show
+    quadratic convergence and predict the next step below the tolerance.
+    ``data`` is a ``_Rows`` or ``_LongRow``. Returns tau^2 (m,) and the full
+    ``_Sums`` at it when all rows stopped at an evaluated point in the same
+    step (else None, and the caller evaluates there).
     """
     m = t0.shape[0]
     t = np.maximum(t0, 0.0)
@@ -686,6 +687,8 @@ def _ml_reml_intercept(method: str, t0: np.ndarray, data):
     prev = np.full(m, np.nan)          # the Newton target predicted at the previous iterate
     mult = np.ones(m)                  # growth of successive Fisher steps in convex stretches
     last_sign = np.zeros(m)            # sign of the score at the previous Fisher step
+    last_newton = np.zeros(m, dtype=bool)   # the previous step was a Newton step
+    last_step = np.full(m, np.inf)     # and its length
     with np.errstate(divide="ignore", invalid="ignore"):
         for it in range(MAX_ITER):
             S = data.at(t)
@@ -722,14 +725,25 @@ def _ml_reml_intercept(method: str, t0: np.ndarray, data):
             tol = TAU2_RTOL * np.maximum(1.0, t)
             done = ((np.abs(prop - t) <= tol) | (np.abs(fstep) <= tol) | (s == 0)
                     | ((t == 0) & (s <= 0)))
+            # two Newton steps in a row in the quadratic regime: the step after this one
+            # would be ~ (this step)^2 / (last step)^2 * this step; when that is below the
+            # tolerance, take this step and stop without evaluating there (saves one pass)
+            taken = np.abs(prop - t)
+            ahead = use_newton & last_newton & ~outside & (taken * taken * taken
+                                                            <= tol * last_step * last_step)
+            last_newton, last_step = use_newton & ~outside, taken
+            if ahead.any():
+                t = np.where(ahead & ~done, prop, t)
+                done = done | ahead
             if done.all():
                 res_t[idx] = t
-                return res_t, (S if idx.size == m else None)
+                return res_t, (S if idx.size == m and not ahead.any() else None)
             if done.any():
                 res_t[idx[done]] = t[done]
                 keep = ~done
                 idx, lo, hi, prop, prev = idx[keep], lo[keep], hi[keep], prop[keep], prev[keep]
                 mult, last_sign = mult[keep], last_sign[keep]
+                last_newton, last_step = last_newton[keep], last_step[keep]
                 data = data.take(keep)
             t = prop
     raise MetaError(f"{method} estimation of tau^2 did not converge in {MAX_ITER} iterations")
@@ -876,22 +890,26 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
             t, extras = _tau2(method, y, v, m, None, float(k), 1, None)
             tau2 = float(t)
             se_tau2 = float(_se_tau2(method, np.float64(tau2), extras, y, v, m, None, float(k), 1))
+    mlreml = k > 1 and method in ("REML", "ML")
     w = np.empty(k)
+    scaled = False
     if tau2 > 0:
         if S is not None:         # sums at tau2 known: only the log and the weights are left
             _, xt = row.at(tau2, sums="none", log=True, w_out=w, w_scale=100 / float(S.s1[0]))
-            St = S
-        else:
-            St, xt = row.at(tau2, sums="basic", log=True, w_out=w)
+            St, scaled = S, True
+        else:                     # (REML/ML: S2, S3 for se.tau2)
+            St, xt = row.at(tau2, sums="dl" if mlreml else "basic", log=True, w_out=w)
+            S = St if mlreml else None
         lsum_t = xt["lsum"]
-        if S is not None and _ll0_better(method, np.array([tau2]), lsum_t, lsum0, S, S0)[0]:
-            tau2, St, lsum_t = 0.0, S0, lsum0
-            S = row.at(0.0)
+        if mlreml and _ll0_better(method, np.array([tau2]), lsum_t, lsum0, S, S0)[0]:
+            tau2, St, lsum_t, S = 0.0, S0, lsum0, None
     if tau2 == 0:
         row.at(0.0, sums="none", w_out=w, w_scale=100 / float(S0.s1[0]))
-    elif S is None:
+        if mlreml and S is None:
+            S = row.at(0.0)
+    elif not scaled:
         w *= 100 / float(St.s1[0])
-    if S is not None:
+    if mlreml:
         info = S.tr_pp() if method == "REML" else S.s2
         se_tau2 = float(np.sqrt(2 / info[0]))
     s1 = float(St.s1[0])
