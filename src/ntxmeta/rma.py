@@ -420,14 +420,16 @@ _BISECT_AFTER = 60
 #: A Newton step longer than the Fisher step metafor would take is taken
 #: only when it is within this fraction of the step of the Fisher target, or
 #: when the Newton target predicted from the previous iterate agrees with the
-#: current one to this fraction: a consistent local quadratic model. Without the check, Newton from HE jumped over the ML
-#: maximum metafor finds into the basin of the boundary maximum at 0 on
-#: random k = 6 data (where information / |score derivative| was 2.8).
+#: current one to this fraction: a consistent local quadratic model.
+#: Without the check, Newton from HE jumped over the ML maximum metafor
+#: finds into the basin of the boundary maximum at 0 on random k = 6 data
+#: (where information / |score derivative| was 2.8).
 _NEWTON_AGREE = 0.1
 #: rma_batch works through its rows in chunks of about this many numbers per
 #: (rows, k) array: large enough to amortise numpy's per-call overhead (each
-#: Newton step is ~30 numpy calls), small enough that the temporaries stay
-#: in the 2 MB L2 cache of the machine in bench/README.md.
+#: Newton step is ~50 numpy calls), small enough that the ~10 temporaries of
+#: 1 MB stay in cache (2**15 to 2**17 measured about equally fast; 10,000
+#: analyses of k = 10 are one chunk).
 _BATCH_CHUNK = 2**17
 #: One long analysis is evaluated in blocks of this many studies, for the
 #: same reason: measured 2-3x faster than whole-array passes at k = 1e6
@@ -443,11 +445,6 @@ def _rsum(a: np.ndarray) -> np.ndarray:
     machine was measured 40x slower than numpy's single-threaded loops.
     """
     return np.einsum("ij->i", a)
-
-
-def _rdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products of two (m, k) arrays (einsum: see ``_rsum``)."""
-    return np.einsum("ij,ij->i", a, b)
 
 
 def _csum(a: np.ndarray) -> np.ndarray:
@@ -799,15 +796,6 @@ def _ll0_better(method, t, lsum_t, lsum_0, S_t, S_0):
     if method == "REML":
         diff = diff + 0.5 * (np.log(S_t.s1) - np.log(S_0.s1))
     return (diff > LL0_TOL) & (t > 0)
-
-
-def _logsum(x: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
-    """Row sums of log(x) over the valid entries."""
-    if valid is None:
-        return _rsum(np.log(x))
-    out = np.zeros(x.shape)
-    np.log(x, out=out, where=valid)
-    return _rsum(out)
 
 
 def _center(y: np.ndarray, k: np.ndarray, valid: np.ndarray | None):
