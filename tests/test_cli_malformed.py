@@ -202,19 +202,17 @@ def _workflow_copy(dest: Path) -> Path:
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("stem", SNAKEMAKE_RAW)
-def test_snakemake_stops_on_malformed_raw_table(stem, tmp_path):
-    case = MALFORMED / f"{stem}.csv"
+@pytest.mark.parametrize("kind, stem", [("raw", s) for s in SNAKEMAKE_RAW]
+                         + [("config", s) for s in SNAKEMAKE_CONFIG])
+def test_snakemake_stops_on_malformed_input(kind, stem, tmp_path):
     dest = _workflow_copy(tmp_path)
-    shutil.copy2(case, dest / "data" / "raw" / case.name)
-    _snakemake_stops(dest, expected_raw(case))
-
-
-@pytest.mark.workflow
-@pytest.mark.parametrize("stem", SNAKEMAKE_CONFIG)
-def test_snakemake_stops_on_malformed_config(stem, tmp_path):
-    case = CONFIG_CORPUS / f"{stem}.yaml"
-    dest = _workflow_copy(tmp_path)
-    shutil.copy2(CONFIG_RAW, dest / "data" / "raw" / CONFIG_RAW.name)
-    shutil.copy2(case, dest / "config" / "config.yaml")
-    _snakemake_stops(dest, expected_config(case, "config/config.yaml"))
+    if kind == "raw":
+        case = MALFORMED / f"{stem}.csv"
+        shutil.copy2(case, dest / "data" / "raw" / case.name)
+        expected = expected_raw(case)
+    else:
+        case = CONFIG_CORPUS / f"{stem}.yaml"
+        shutil.copy2(CONFIG_RAW, dest / "data" / "raw" / CONFIG_RAW.name)
+        shutil.copy2(case, dest / "config" / "config.yaml")
+        expected = expected_config(case, "config/config.yaml")
+    _snakemake_stops(dest, expected)

@@ -2,21 +2,37 @@
 
 A run killed at any point leaves either the old file or the new one, never
 a half-written file that a later run would take as complete.
+
+A kill (SIGKILL, power loss) can leave the temporary file itself behind:
+``.{name}.{pid}.{random}.tmp``. The next write of the same target removes
+the temporary files of that target whose writing process no longer runs,
+so a re-run after a kill leaves no litter beside the outputs it rewrites.
 """
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+#: Suffix of every temporary file (``.gitignore`` and the tests look for it).
+TMP_SUFFIX = ".tmp"
+
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path in the target's folder; rename it onto ``path`` on success."""
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
+
+    The temporary name carries the writer's process id, so that a later
+    writer can tell a killed run's leftover (removed) from a file being
+    written right now by another live process (kept).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX,
+                               dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -31,6 +47,42 @@ def write_text(path: str | Path, text: str) -> None:
     """Write text atomically (UTF-8, newline as given)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="")
+
+
+def remove_stale_temps(path: str | Path) -> list[Path]:
+    """Delete the temporary files of ``path`` left by processes that have ended.
+
+    Returns the files removed. Temporary files of live processes (another
+    thread of this process included) are kept. On Windows nothing is
+    removed: there ``os.kill(pid, 0)`` would terminate the process.
+    """
+    if os.name == "nt":
+        return []
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    for cand in path.parent.glob(f"{glob.escape(prefix)}*{TMP_SUFFIX}"):
+        pid = cand.name[len(prefix):-len(TMP_SUFFIX)].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            try:
+                cand.unlink()
+            except FileNotFoundError:  # another writer removed it first
+                continue
+            removed.append(cand)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (signal 0 checks without signalling)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 def _umask() -> int:
