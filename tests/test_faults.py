@@ -100,10 +100,6 @@ def test_two_clean_runs_are_byte_identical(project, tmp_path):
 
 
 @pytest.mark.workflow
-@pytest.mark.xfail(strict=True, reason=(
-    "ntxmeta.style.save_figure writes figures through tempfile.mkstemp (mode 0600) "
-    "without the chmod of ntxmeta.io.atomic_path: PNG and SVG files are unreadable by "
-    "others (reported to the lead)"))
 def test_outputs_get_the_umask_permissions(project):
     mask = os.umask(0o022)
     os.umask(mask)
@@ -185,41 +181,11 @@ def test_kill_twice_then_rerun_gives_the_uninterrupted_outputs(project, killed_a
     assert_same_tree(got, outputs(project))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ntxmeta.style.save_figure makes its own temporary files (tempfile.mkstemp) and "
-    "does not remove a killed run's leftovers; ntxmeta.io.atomic_path does. Fix: write "
-    "each figure through ntxmeta.io.atomic_path (reported to the lead)"))
 @pytest.mark.workflow
 def test_rerun_after_kill_leaves_no_temporary_files(killed_and_resumed):
     dest, _, _, final = killed_and_resumed
     assert final.returncode == 0
     assert temp_files(dest) == []
-
-
-@pytest.mark.workflow
-def test_what_the_user_must_type_after_a_kill(tmp_path):
-    """Without ``rerun-incomplete`` in the profile: a plain re-run stops (incomplete
-    outputs, checked first, or the stale lock); ``--rerun-incomplete`` alone still meets
-    the lock; ``snakemake --unlock`` then ``--rerun-incomplete`` proceeds."""
-    dest = copy_project(tmp_path)
-    text = (dest / PROFILE).read_text("utf-8")
-    (dest / PROFILE).write_text(re.sub(r"(?m)^rerun-incomplete:.*\n?", "", text), "utf-8")
-    kill_when(dest, some_result_but_no_summary)
-    plain = said(run(dest))
-    assert plain.returncode != 0
-    if "IncompleteFilesException" in plain.text:
-        assert "--rerun-incomplete" in plain.text
-    else:
-        assert "LockException" in plain.text
-    flagged = said(run(dest, "--rerun-incomplete"))
-    assert flagged.returncode != 0
-    assert "LockException" in flagged.text and "--unlock" in flagged.text
-    unlock(dest)
-    if list((dest / ".snakemake" / "incomplete").iterdir()):
-        dry = said(run(dest, "--dry-run"))
-        assert dry.returncode != 0 and "IncompleteFilesException" in dry.text
-    dry = run(dest, "--dry-run", "--rerun-incomplete")
-    assert dry.returncode == 0, dry.stderr[-3000:]
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -370,11 +336,6 @@ def test_hostile_text_reaches_data_files_verbatim_and_nothing_else_unescaped(hos
 
 
 @pytest.mark.workflow
-@pytest.mark.xfail(strict=True, reason=(
-    "ntxmeta.tables.to_markdown escapes '|' but not '<', '>' or '&': a study label "
-    "with <script> reaches sensitivity.md raw (leave-one-out rows name the study) and an "
-    "analysis title reaches summary.md, and Markdown passes inline HTML through "
-    "(reported to the lead)"))
 def test_markdown_tables_escape_markup(hostile):
     dest, _ = hostile
     for path in sorted((dest / "results").rglob("*.md")):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -34,6 +33,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
+
+from .io import atomic_path
 
 #: Font shipped inside matplotlib, hence identical on every machine.
 FONT_FAMILY = "DejaVu Sans"
@@ -194,12 +195,8 @@ def save_figure(fig: Figure, stem: str | os.PathLike) -> tuple[Path, Path]:
     )
     with styled():
         for path, options in outputs:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    fig.savefig(handle, bbox_inches="tight", pad_inches=0.05, **options)
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            # ntxmeta.io: temp file beside the target (stale ones of killed
+            # runs removed), umask permissions, then rename
+            with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+                fig.savefig(handle, bbox_inches="tight", pad_inches=0.05, **options)
     return tuple(path for path, _ in outputs)

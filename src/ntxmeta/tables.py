@@ -6,6 +6,7 @@ it as a formula (OWASP "CSV injection"); numbers are never altered.
 """
 from __future__ import annotations
 
+import html
 import math
 from pathlib import Path
 
@@ -64,14 +65,14 @@ def _fmt(x, digits=2):
 
 
 def to_markdown(frame: pd.DataFrame, digits: dict | None = None) -> str:
-    """A GitHub-flavoured Markdown table; pipes in text are escaped."""
+    """A GitHub-flavoured Markdown table; markup (<, >, &) and pipes in text are escaped."""
     digits = digits or {}
     head = "| " + " | ".join(frame.columns) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
     lines = [head, sep]
     for _, row in frame.iterrows():
-        cells = [_fmt(neutralise(row[c]), digits.get(c, 2)).replace("|", "\\|").replace("\n", " ")
-                 for c in frame.columns]
+        cells = [html.escape(_fmt(neutralise(row[c]), digits.get(c, 2)), quote=False)
+                 .replace("|", "\\|").replace("\n", " ") for c in frame.columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
