@@ -111,3 +111,14 @@ def test_real_analysis_uses_one_row_per_trial(tmp_path):
     assert "Krupitsky2004_relapse" in set(rows["row_id"])
     assert "Krupitsky2004_retained" not in set(rows["row_id"])
 
+
+
+def test_filter_tells_values_apart_by_type_not_only_by_equality():
+    """Cells are canonicalised once per distinct value: True == 1 in Python, yet they differ."""
+    import numpy as np
+    from ntxmeta.select import filter_mask
+    table = pd.DataFrame({"c": pd.Series([True, 1, 1.0, "1", None, np.nan, "true", 380, "380.0"],
+                                         dtype=object)})
+    assert filter_mask(table, {"c": [True]}).tolist() == [1, 0, 0, 0, 0, 0, 1, 0, 0]
+    assert filter_mask(table, {"c": [1]}).tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert filter_mask(table, {"c": ["380"]}).tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0]

@@ -28,7 +28,7 @@ import pandas as pd
 import yaml
 
 from .normalise import comparison_columns, normalise, outcome_table, resolve_rules
-from .select import filter_mask
+from .select import CanonicalColumns, filter_mask
 from .validate import (Problem, ValidationError, check_raw, did_you_mean, load_schema,
                        one_of)
 
@@ -251,11 +251,12 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
 def _check_selections(data: dict, names: Iterable[str], comparisons: pd.DataFrame,
                       report: _Reporter) -> None:
     """An analysis whose filters match no row of comparisons is an error."""
+    texts = CanonicalColumns(comparisons)
     for name in sorted(names):
         filters = data["analyses"][name]["filters"]
-        if filter_mask(comparisons, filters).any():
+        if filter_mask(comparisons, filters, texts).any():
             continue
-        alone = ", ".join(f"{col} alone matches {int(filter_mask(comparisons, {col: v}).sum())}"
+        alone = ", ".join(f"{col} alone matches {int(filter_mask(comparisons, {col: v}, texts).sum())}"
                           for col, v in filters.items())
         report(("analyses", name, "filters"), f"analysis '{name}' selects no row of "
                f"comparisons.csv ({alone}); fix the values or remove the analysis", filters)

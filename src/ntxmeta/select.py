@@ -53,23 +53,57 @@ def canon(value) -> str:
 
 
 def _canon_column(series: pd.Series) -> pd.Series:
-    return series.astype(object).map(canon)
+    """:func:`canon` of every cell, computed once per distinct value.
+
+    A column of a large registry holds few distinct values (10,000 rows, a
+    few dozen outcomes); canonicalising those and not every cell makes
+    row selection cheap enough to run per analysis at parse time. Values
+    are told apart by type as well (``True == 1`` in Python, but their
+    canonical texts differ).
+    """
+    seen: dict = {}
+    texts = [seen[key] if (key := (type(v), v)) in seen else seen.setdefault(key, canon(v))
+             for v in series.astype(object)]
+    return pd.Series(texts, index=series.index, dtype=object)
 
 
-def filter_mask(comparisons: pd.DataFrame, filters: dict) -> np.ndarray:
+class CanonicalColumns:
+    """The canonical text of a table's columns, each computed on first use.
+
+    One per table, shared by every selection made from it: preflight
+    selects the rows of every analysis (200 in a large registry) from the
+    same table, and each column is then canonicalised once, not once per
+    analysis. The table must not change while this is in use.
+    """
+
+    def __init__(self, table: pd.DataFrame):
+        self.table = table
+        self._columns: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        if column not in self._columns:  # two threads may both compute it: same value
+            self._columns[column] = _canon_column(self.table[column]).to_numpy()
+        return self._columns[column]
+
+
+def filter_mask(comparisons: pd.DataFrame, filters: dict,
+                texts: CanonicalColumns | None = None) -> np.ndarray:
     """Rows whose value in every filter column is one of the listed values.
+
+    ``texts`` (of ``comparisons``) reuses canonical columns across calls.
 
     Raises
     ------
     KeyError
         A filter names a column that the table does not have.
     """
+    texts = CanonicalColumns(comparisons) if texts is None else texts
     mask = np.ones(len(comparisons), dtype=bool)
     for column, values in filters.items():
         if column not in comparisons.columns:
             raise KeyError(f"filter column '{column}' is not a column of comparisons")
-        allowed = {canon(v) for v in values}
-        mask &= _canon_column(comparisons[column]).isin(allowed).to_numpy()
+        allowed = list({canon(v) for v in values})
+        mask &= np.isin(texts[column], allowed)
     return mask
 
 
@@ -80,7 +114,8 @@ def _sorted(rows: pd.DataFrame) -> pd.DataFrame:
     return order.drop(columns="_year").reset_index(drop=True)
 
 
-def matching_rows(comparisons: pd.DataFrame, analysis: dict) -> pd.DataFrame:
+def matching_rows(comparisons: pd.DataFrame, analysis: dict,
+                  texts: CanonicalColumns | None = None) -> pd.DataFrame:
     """Every row the analysis's filters match, with ``pooled`` and ``exclusion_reason`` for it.
 
     Parameters
@@ -89,13 +124,15 @@ def matching_rows(comparisons: pd.DataFrame, analysis: dict) -> pd.DataFrame:
         The comparisons table (as ``normalise`` returns it or as read from CSV).
     analysis : dict
         One analysis of the config (``filters`` and ``measure`` are used).
+    texts : CanonicalColumns, optional
+        Of ``comparisons``, shared by the selections of many analyses.
 
     Returns
     -------
     DataFrame
         The matching rows, sorted by year, label and row_id.
     """
-    rows = comparisons.loc[filter_mask(comparisons, analysis["filters"])].copy()
+    rows = comparisons.loc[filter_mask(comparisons, analysis["filters"], texts)].copy()
     pooled = (_canon_column(rows["pooled"]) == "true").to_numpy().copy()
     reasons = rows["exclusion_reason"].astype(object).where(rows["exclusion_reason"].notna(), "")
     reasons = [str(r) for r in reasons]
@@ -125,7 +162,7 @@ def matching_rows(comparisons: pd.DataFrame, analysis: dict) -> pd.DataFrame:
 
 
 def select_rows(comparisons: pd.DataFrame, analysis: dict, *,
-                exclude: dict | None = None) -> pd.DataFrame:
+                exclude: dict | None = None, texts: CanonicalColumns | None = None) -> pd.DataFrame:
     """The rows one analysis pools.
 
     Parameters
@@ -136,27 +173,30 @@ def select_rows(comparisons: pd.DataFrame, analysis: dict, *,
     exclude : dict, optional
         Filters of rows to leave out as well (a sensitivity subset of the
         config, e.g. ``{"confidence": ["low"]}``).
+    texts : CanonicalColumns, optional
+        Of ``comparisons``, shared by the selections of many analyses.
 
     Returns
     -------
     DataFrame
         The pooled rows, sorted by year, label and row_id; empty if none.
     """
-    rows = matching_rows(comparisons, analysis)
+    rows = matching_rows(comparisons, analysis, texts)
     rows = rows.loc[rows["pooled"].to_numpy(dtype=bool)]
     if exclude:
         rows = rows.loc[~filter_mask(rows, exclude)]
     return rows.reset_index(drop=True)
 
 
-def selection_digest(comparisons: pd.DataFrame, analysis: dict) -> str:
+def selection_digest(comparisons: pd.DataFrame, analysis: dict,
+                     texts: CanonicalColumns | None = None) -> str:
     """SHA-256 of an analysis's options and of every row its filters match.
 
     The rows enter with all their columns (as canonical text), pooled or
     not, so that a new or edited row changes the digest of exactly the
     analyses whose filters match it; the analysis dict enters as sorted JSON.
     """
-    rows = matching_rows(comparisons, analysis)
+    rows = matching_rows(comparisons, analysis, texts)
     h = hashlib.sha256()
     h.update(json.dumps(analysis, sort_keys=True, default=canon).encode("utf-8"))
     h.update(b"\x1e" + "\x1f".join(rows.columns).encode("utf-8"))
