@@ -185,6 +185,25 @@ def _all_figures(case: str):
         yield "bubble", plots.bubble(effects, result, spec["moderator"], measure=m, title=case)
 
 
+@pytest.mark.parametrize("case", ["bcg_RR", "normand1999_SMD", "single_GEN", "identical_GEN",
+                                  "nielweise2007_OR", "normand1999_ROM"])
+def test_laid_out_figures_fit_inside_their_own_size(case):
+    """Figures saved uncropped (plots.LAID_OUT) must hold all their ink, with white around it."""
+    seen = set()
+    for name, ax in _all_figures(case):
+        if name not in plots.LAID_OUT:
+            continue
+        fig = ax.figure
+        with style.styled():
+            fig.draw_without_rendering()
+            ink = fig.get_tightbbox()
+        width, height = fig.get_size_inches()
+        margin = min(ink.x0, ink.y0, width - ink.x1, height - ink.y1)
+        assert margin >= plots.MARGIN_IN / 2, (name, ink, (width, height))
+        seen.add(name)
+    assert seen == plots.LAID_OUT
+
+
 @pytest.mark.parametrize("case", ["bcg_RR", "normand1999_SMD", "single_GEN", "identical_GEN"])
 def test_every_figure_saves_png_and_identical_svg(tmp_path, case):
     for name, ax in _all_figures(case):

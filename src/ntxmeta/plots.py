@@ -80,6 +80,12 @@ PLOT_GAP_IN = 0.18         # between a text block and the plot
 PLOT_IN = 2.3              # width of the effect axis
 LABEL_MAX_IN = 1.8         # study labels longer than this are cut with an ellipsis
 MARGIN_IN = 0.1
+#: Figure kinds whose size is computed from their content (a table beside an
+#: effect axis, MARGIN_IN of white on every side): they are saved as they
+#: are (``save_figure(..., crop=False)``), without the tight crop that
+#: would lay every text out once more. tests/test_plots.py checks that
+#: nothing of them reaches beyond the figure.
+LAID_OUT = frozenset({"forest", "cumulative", "leave_one_out"})
 NOTE_MAX_IN = 4.2          # notes (heterogeneity, tests, errors) wrap beyond this width
 NOTE_INDENT = "    "
 AXIS_PAD_ROWS = 0.4        # space between the last row and the x axis, in rows
@@ -690,6 +696,7 @@ def _fit_keys(method: str, test: str) -> tuple[str, str]:
     return ("rma", method) if test == "z" else ("rma_knha", f"{method}_knha")
 
 
+@style.styled()  # texts are measured under the figure style (rcParams are global)
 def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
            method: str = "REML", test: str = "z", title: str | None = None,
            favours: tuple[str, str] = FAVOURS, ax: Axes | None = None) -> Axes:
@@ -797,6 +804,7 @@ def _years_by_slab(effects: pd.DataFrame | None) -> dict[str, str]:
     return {s: _fmt_count(_num(y)) for s, y in zip(slabs, effects["year"])}
 
 
+@style.styled()  # texts are measured under the figure style (rcParams are global)
 def cumulative(result: Mapping, *, measure: str, transf: str | None = None, method: str = "REML",
                title: str | None = None, favours: tuple[str, str] = FAVOURS,
                effects: pd.DataFrame | None = None, ax: Axes | None = None) -> Axes:
@@ -842,6 +850,7 @@ def cumulative(result: Mapping, *, measure: str, transf: str | None = None, meth
     return _draw_table(_Table(cols, tuple(rows), scale, title, favours, band), ax)
 
 
+@style.styled()  # texts are measured under the figure style (rcParams are global)
 def leave_one_out(result: Mapping, *, measure: str, transf: str | None = None, method: str = "REML",
                   title: str | None = None, favours: tuple[str, str] = FAVOURS,
                   ax: Axes | None = None) -> Axes:
@@ -914,6 +923,7 @@ def _figure_ax(ax: Axes | None, width_in: float, height_in: float, rect: tuple[f
     return style.new_axes(width_in, height_in, rect) if ax is None else ax
 
 
+@style.styled()  # texts are measured under the figure style (rcParams are global)
 def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
            method: str = "REML", title: str | None = None, ax: Axes | None = None) -> Axes:
     """Contour-enhanced funnel plot (Peters et al. 2008) with trim-and-fill studies.
@@ -1056,6 +1066,7 @@ def _metareg_summary(reg: Mapping, moderator: str, scale: _Scale) -> str:
             + (f"; R\u00b2 = {_fmt(r2, 0)}%" if math.isfinite(r2) else ""))
 
 
+@style.styled()  # texts are measured under the figure style (rcParams are global)
 def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None, *, measure: str,
            transf: str | None = None, method: str = "REML", test: str = "z", title: str | None = None,
            ax: Axes | None = None) -> Axes:

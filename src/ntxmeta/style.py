@@ -14,8 +14,14 @@ built with the object-oriented API (:class:`matplotlib.figure.Figure` on
 an Agg canvas), never with pyplot.
 
 Determinism (STYLE.md habit 10): SVGs get a fixed ``svg.hashsalt`` and no
-date; glyphs are written as paths from the DejaVu Sans font that ships
-with matplotlib, so a figure looks and diffs the same on every machine.
+date, so a figure diffs the same on every machine. Texts are laid out with
+the DejaVu Sans font that ships with matplotlib (the PNG looks the same
+everywhere) and written into the SVG as text (``svg.fonttype: none``), in
+DejaVu Sans with a sans-serif fallback: a journal's editor can select and
+edit them, the files are a third of the size, and saving takes about a
+tenth less time than writing every glyph as a path. Labels are cut to
+their column with DejaVu's widths, wider than those of the common
+fallbacks, so a substituted font does not overflow a column.
 :func:`save_figure` writes PNG and SVG atomically (temp file, then
 ``os.replace``).
 """
@@ -38,6 +44,8 @@ from .io import atomic_path
 
 #: Font shipped inside matplotlib, hence identical on every machine.
 FONT_FAMILY = "DejaVu Sans"
+#: What an SVG asks for: DejaVu Sans, else the viewer's sans-serif font.
+FONT_FAMILIES = [FONT_FAMILY, "sans-serif"]
 #: Sizes in points. 7-8 pt is the smallest that journals accept after a
 #: figure is printed at its final width.
 FONT_SIZE = 8.0
@@ -62,6 +70,12 @@ THIN_LINE = 0.5
 
 #: Raster resolution of saved PNGs (journals ask for >= 300 dpi).
 PNG_DPI = 300
+#: zlib level of saved PNGs: 1 encodes a 300-dpi forest plot about 25%
+#: faster than the default 6 (a third of the time of a PNG is zlib) for
+#: files about 8% larger; PNG is lossless at every level.
+PNG_COMPRESS_LEVEL = 1
+#: White margin around the tight bounding box of a saved figure (inches).
+PAD_IN = 0.05
 #: Fixed salt for the ids matplotlib writes into an SVG, so that two runs
 #: give the same bytes.
 SVG_HASHSALT = "ntxmeta"
@@ -99,7 +113,11 @@ _RC = {
     "axes.unicode_minus": True,
     "figure.facecolor": PAPER,
     "savefig.facecolor": PAPER,
-    "svg.fonttype": "path",
+    "svg.fonttype": "none",
+    # No hinting: it snaps glyph outlines to the pixel grid, which helps
+    # small text on screens; at 300 dpi it changes nothing visible and costs
+    # a fifth of the time of a PNG.
+    "text.hinting": "no_hinting",
     "svg.hashsalt": SVG_HASHSALT,
     "path.simplify": False,
 }
@@ -120,7 +138,7 @@ def styled() -> Iterator[None]:
 
 def font(size: float = FONT_SIZE, weight: str = "normal", style: str = "normal") -> FontProperties:
     """The figure font at a size (points), weight and style."""
-    return FontProperties(family=FONT_FAMILY, size=size, weight=weight, style=style)
+    return FontProperties(family=FONT_FAMILIES, size=size, weight=weight, style=style)
 
 
 def new_axes(width_in: float, height_in: float, rect: tuple[float, float, float, float] | None = None) -> Axes:
@@ -169,7 +187,7 @@ def fit_text(text: str, max_in: float, prop: FontProperties) -> str:
     return text[:lo].rstrip() + "\u2026"
 
 
-def save_figure(fig: Figure, stem: str | os.PathLike) -> tuple[Path, Path]:
+def save_figure(fig: Figure, stem: str | os.PathLike, *, crop: bool = True) -> tuple[Path, Path]:
     """Write ``stem.png`` (300 dpi) and ``stem.svg``, deterministically and atomically.
 
     Each file is written to a temporary file in the target folder and moved
@@ -182,6 +200,10 @@ def save_figure(fig: Figure, stem: str | os.PathLike) -> tuple[Path, Path]:
     fig : matplotlib.figure.Figure
     stem : str or path-like
         Output path without extension; missing folders are created.
+    crop : bool
+        Crop to the drawn content plus :data:`PAD_IN` (measured once for
+        both files). ``False`` saves the figure at its own size, for
+        figures laid out to their content (``plots.LAID_OUT``).
 
     Returns
     -------
@@ -190,13 +212,18 @@ def save_figure(fig: Figure, stem: str | os.PathLike) -> tuple[Path, Path]:
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     outputs = (
-        (stem.with_name(stem.name + ".png"), {"format": "png", "dpi": PNG_DPI, "metadata": {"Software": None}}),
+        (stem.with_name(stem.name + ".png"), {"format": "png", "dpi": PNG_DPI, "metadata": {"Software": None},
+                                              "pil_kwargs": {"compress_level": PNG_COMPRESS_LEVEL}}),
         (stem.with_name(stem.name + ".svg"), {"format": "svg", "metadata": {"Date": None, "Creator": None}}),
     )
     with styled():
+        bbox = None
+        if crop:  # measured once for both files: bbox_inches="tight" lays out again for each
+            fig.draw_without_rendering()
+            bbox = fig.get_tightbbox().padded(PAD_IN)
         for path, options in outputs:
             # ntxmeta.io: temp file beside the target (stale ones of killed
             # runs removed), umask permissions, then rename
             with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-                fig.savefig(handle, bbox_inches="tight", pad_inches=0.05, **options)
+                fig.savefig(handle, bbox_inches=bbox, **options)
     return tuple(path for path, _ in outputs)
