@@ -378,6 +378,13 @@ def render(page: Path, profile: Path, screenshot: Path | None = None, width: int
             "expression": "JSON.stringify([...document.querySelectorAll('h1,h2,h3')].map(h => h.textContent.trim()))",
             "returnByValue": True}, session=session)
         headings = json.loads(found["result"]["value"])
+        # every image, lazy ones made eager: its width once decoded (0: it did not load)
+        loaded = browser.send("Runtime.evaluate", {
+            "expression": "Promise.all([...document.images].map(i => { i.loading = 'eager'; "
+                          "return i.decode().then(() => i.naturalWidth, () => 0); }))",
+            "awaitPromise": True, "returnByValue": True}, session=session)
+        image_widths = loaded["result"]["value"]
+        browser.drain(SETTLE_S)
         if screenshot is not None:
             metrics = browser.send("Page.getLayoutMetrics", session=session)
             size = metrics["cssContentSize"]
@@ -399,7 +406,7 @@ def render(page: Path, profile: Path, screenshot: Path | None = None, width: int
             errors.append("log: " + p["entry"].get("text", ""))
     requests = [ev["params"]["request"]["url"] for ev in browser.events
                 if ev.get("method") == "Network.requestWillBeSent"]
-    return {"errors": errors, "requests": requests, "headings": headings}
+    return {"errors": errors, "requests": requests, "headings": headings, "image_widths": image_widths}
 
 
 needs_chromium = pytest.mark.skipif(
@@ -440,3 +447,22 @@ def test_report_renders_in_chromium_without_errors(project):
                      "Return to heavy drinking", f"Opioid relapse {SCRIPT}", "Methods"):
         assert expected in h, (expected, h)
     assert shot.stat().st_size > 10_000       # a page was painted, not a blank
+    assert seen["image_widths"] and all(w > 0 for w in seen["image_widths"])
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_large_figure_sets_are_linked_and_still_shown(project):
+    """Over the inline budget the figures are files beside the page: each one loads, none is blocked."""
+    out = project["tmp"] / "report.html"
+    rp.write_report(project["effects"], project["results"], project["figures"], project["config"],
+                    out, inline_max_bytes=0)
+    page = out.read_text(encoding="utf-8")
+    assert "data:image" not in page and "are linked, not embedded" in page
+    srcs = [a["src"] for t, a in parse(page).tags if t == "img"]
+    assert srcs and all(s.startswith("figures/") for s in srcs)
+    seen = render(out, project["tmp"] / "profile")
+    assert seen["errors"] == []               # the CSP lets the linked figures in, nothing else
+    assert len(seen["image_widths"]) == len(srcs) and all(w > 0 for w in seen["image_widths"])
+    figures_uri = (project["tmp"] / "figures").resolve().as_uri()
+    assert all(u.startswith(figures_uri) for u in seen["requests"][1:]), seen["requests"]

@@ -20,9 +20,14 @@ The page is safe to open from anywhere:
 - there is no JavaScript; disclosures are ``<details>`` elements and
   tooltips ``title`` attributes;
 - figures are embedded as ``data:`` URIs of ``<img>`` elements (SVG, else
-  PNG), where an SVG can run no script and load nothing;
+  PNG), where an SVG can run no script and load nothing; when they would
+  make the page larger than :data:`INLINE_FIGURES_MAX_BYTES` (hundreds of
+  analyses), they are linked instead, by relative path from the page to
+  ``results/figures/`` (still ``<img>``: no script, nothing loaded by an SVG),
+  and the page says so at the top;
 - a Content-Security-Policy (``default-src 'none'``) forbids scripts and
-  any request beyond the embedded images, as a second line of defence;
+  any request beyond the embedded (or linked) images, as a second line of
+  defence;
 - links to sources are made only from ``http(s)://`` addresses found in
   the source text, escaped, and are followed only when a reader clicks.
 
@@ -34,8 +39,10 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 import re
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -79,6 +86,13 @@ URL_TRAILING = ".,;:!?"
 PAGE_TITLE = "Naltrexone: evidence report"
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
        "form-action 'none'")
+#: The policy of a page whose figures are linked files beside it (``'self'``
+#: when it is served, ``file:`` when it is opened from disk).
+CSP_LINKED = CSP.replace("img-src data:", "img-src data: 'self' file:")
+#: Figures are inlined while all of them together are at most this large
+#: (bytes of the files; base64 adds a third). A page of 200 analyses would
+#: otherwise hold ~200 MB of figures, more than a browser opens comfortably.
+INLINE_FIGURES_MAX_BYTES = 24 * 2**20
 
 CSS = """
 :root { color-scheme: light; --ink: #111; --mute: #555; --rule: #bbb; --faint: #f2f2f2; }
@@ -377,11 +391,19 @@ def embed_image(path: Path, alt: str) -> str:
     return f'<img src="data:{mime};base64,{data}" alt="{esc(alt)}">'
 
 
-def _figure(path: Path | None, kind: str, title: str) -> str:
+def link_image(path: Path, alt: str, link_from: Path) -> str:
+    """An ``<img>`` of a figure file, by its path relative to the folder ``link_from``."""
+    src = quote(Path(os.path.relpath(path, link_from)).as_posix())
+    return f'<img src="{esc(src)}" alt="{esc(alt)}" loading="lazy">'
+
+
+def _figure(path: Path | None, kind: str, title: str, link_from: Path | None) -> str:
     what = FIGURE_TITLES[kind]
     if path is None:
         return tag("p", esc(f"{what}: not available."), class_="muted")
-    return tag("figure", embed_image(path, f"{what}: {title}") + tag("figcaption", esc(what)))
+    alt = f"{what}: {title}"
+    img = embed_image(path, alt) if link_from is None else link_image(path, alt, link_from)
+    return tag("figure", img + tag("figcaption", esc(what)))
 
 
 # --------------------------------------------------------------------------- sections
@@ -675,7 +697,8 @@ def _metareg_block(result: Mapping, measure: str) -> str:
 
 
 def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, result: Mapping,
-                      tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path]) -> str:
+                      tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
+                      link_from: Path | None) -> str:
     meta = result.get("analysis", {})
     title = str(meta.get("title") or analysis.get("title") or name)
     measure = str(meta.get("measure") or analysis.get("measure", ""))
@@ -688,7 +711,7 @@ def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, resul
     if status and status != "pooled":
         parts.append(tag("p", esc(status), class_="status"))
     parts.append(_stats_block(result, measure, effects))
-    parts.append(_figure(figures.get("forest"), "forest", title))
+    parts.append(_figure(figures.get("forest"), "forest", title, link_from))
     parts.append(tag("h4", "Studies") + _study_table(effects, result, measure))
     sens = tables["sensitivity"]
     parts.append(tag("h4", "Sensitivity analyses") + _sensitivity_block(sens[sens["analysis"] == name]))
@@ -700,7 +723,7 @@ def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, resul
                  (_small_study_block(ss_row.iloc[0].to_dict()) if len(ss_row) else
                   tag("p", "not available", class_="muted")))
     parts.append(_metareg_block(result, measure))
-    more = [_figure(figures[k], k.split(":")[0], title) for k in figures
+    more = [_figure(figures[k], k.split(":")[0], title, link_from) for k in figures
             if k.split(":")[0] in FIGURE_KINDS[1:]]
     if more:
         parts.append(tag("details", tag("summary", esc(f"More figures ({len(more)})")) + "".join(more)))
@@ -709,11 +732,21 @@ def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, resul
 
 def render_report(effects: Mapping[str, pd.DataFrame], results: Mapping[str, Mapping],
                   figure_dir: str | Path | None, config: Mapping,
-                  tables: Mapping[str, pd.DataFrame] | None = None) -> str:
-    """The report page as a string (see the module docstring)."""
+                  tables: Mapping[str, pd.DataFrame] | None = None, *, page_dir: str | Path = ".",
+                  inline_max_bytes: int | None = None) -> str:
+    """The report page as a string (see the module docstring).
+
+    ``page_dir`` is the folder the page will be written to: figures too
+    large to inline (over ``inline_max_bytes`` in all, default
+    :data:`INLINE_FIGURES_MAX_BYTES`) are linked relative to it.
+    """
+    limit = INLINE_FIGURES_MAX_BYTES if inline_max_bytes is None else inline_max_bytes
     tables = tables or evidence_tables(effects, results, config)
     analyses = config.get("analyses", {})
     order = analysis_order(config, results, effects)
+    figures = {n: figure_paths(figure_dir, n) if figure_dir else {} for n in order}
+    figure_bytes = sum(p.stat().st_size for f in figures.values() for p in f.values())
+    link_from = Path(page_dir) if figure_bytes > limit else None
     toc = [tag("li", tag("a", "Summary of findings", href="#summary-of-findings"))]
     toc += [tag("li", tag("a", esc(results[n].get("analysis", {}).get("title")
                                    or analyses.get(n, {}).get("title") or n), href="#" + _anchor(n)))
@@ -722,6 +755,9 @@ def render_report(effects: Mapping[str, pd.DataFrame], results: Mapping[str, Map
     intro = ("A meta-analysis of randomised trials of naltrexone, built by ntxmeta from the trial "
              "tables in data/raw/ and the analyses in config/config.yaml. Every number below can be "
              "traced to a quoted sentence of a trial report: open \u201cSource\u201d in any study row.")
+    if link_from is not None:
+        intro += (f" The figures ({figure_bytes / 2**20:,.0f} MB) are linked, not embedded: keep the "
+                  "figures/ folder beside this page.")
     body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")),
             tag("nav", tag("h2", "Contents") + tag("ol", "".join(toc)), aria_label="Contents"),
             tag("section", tag("h2", "Summary of findings", id="summary-of-findings") +
@@ -729,13 +765,14 @@ def render_report(effects: Mapping[str, pd.DataFrame], results: Mapping[str, Map
                 tag("div", "".join(tag("p", esc(t)) for t in SOF_NOTES), class_="notes")),
             tag("section", tag("h2", "Analyses", id="analyses") + "".join(
                 _analysis_section(n, analyses.get(n, {}), effects.get(n, pd.DataFrame()), results[n],
-                                  tables, figure_paths(figure_dir, n) if figure_dir else {})
+                                  tables, figures[n], link_from)
                 for n in order)),
             tag("section", tag("h2", "Methods", id="methods") + "".join(tag("p", esc(t)) for t in METHODS_TEXT)),
             tag("footer", esc("Generated by ntxmeta. The statistics match R's metafor 3.8-1; "
                               "the same inputs give the same page byte for byte."))]
     head = ('<meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
+            f'<meta http-equiv="Content-Security-Policy" '
+            f'content="{esc(CSP if link_from is None else CSP_LINKED)}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(PAGE_TITLE)}</title><style>{CSS}</style>")
     return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head>\n<body>\n' + "\n".join(body) + "\n</body></html>\n"
@@ -758,7 +795,7 @@ METHODS_TEXT = (
 
 
 def write_report(effects_paths, result_paths, figure_dir: str | Path | None, config,
-                 out_path: str | Path) -> Path:
+                 out_path: str | Path, *, inline_max_bytes: int | None = None) -> Path:
     """Workflow step: ``results/report.html`` from the effects, results and figures.
 
     Parameters
@@ -774,8 +811,12 @@ def write_report(effects_paths, result_paths, figure_dir: str | Path | None, con
     config : mapping, or path of a YAML file
     out_path : path
         Usually ``results/report.html``; written atomically.
+    inline_max_bytes : int, optional
+        Figures larger than this in all are linked, not embedded (see
+        :func:`render_report`).
     """
     effects, results = load_inputs(effects_paths, result_paths)
-    page = render_report(effects, results, figure_dir, _load_config(config))
+    page = render_report(effects, results, figure_dir, _load_config(config),
+                         page_dir=Path(out_path).parent, inline_max_bytes=inline_max_bytes)
     write_text(out_path, page)
     return Path(out_path)
