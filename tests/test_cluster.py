@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_PARTS = ("Snakefile", "workflow", "config", "data/raw", "profiles")
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from test_workflow import SNAKEMAKE, copy_project  # the same copy of the project
+
 JOBS_DIR = ".snakemake/cluster-generic"
 #: Generous limit for one whole run on a busy 2-core machine (seconds).
 RUN_TIMEOUT = 900
@@ -38,17 +35,6 @@ RUN_TIMEOUT = 900
 OUTPUT_DIRS = ("data/processed", "results")
 
 pytestmark = pytest.mark.workflow
-
-
-def copy_project(dest: Path) -> Path:
-    for part in PROJECT_PARTS:
-        src = ROOT / part
-        if src.is_dir():
-            shutil.copytree(src, dest / part, symlinks=False)
-        else:
-            (dest / part).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / part)
-    return dest
 
 
 def snakemake(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess, int]:
@@ -133,8 +119,8 @@ def test_every_job_ran_in_a_process_of_its_own(runs):
     assert os.getpid() not in pids.values()
     assert len(set(pids.values())) == len(pids), "two submissions shared a process"
     assert sorted(ran) == sorted(r for r in scheduled if r != "all")
-    for rule in ("ingest", "effects", "pool", "forest", "funnel", "cumulative", "leave_one_out",
-                 "bubble", "summary_table", "evidence_tables", "report"):
+    for rule in ("ingest", "effects", "pool", "figures", "bubble", "summary_table",
+                 "evidence_tables", "report"):
         assert rule in ran
 
 

@@ -10,7 +10,12 @@ that row belongs to, and only those are recomputed.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
 import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +25,7 @@ import pandas as pd
 from . import normalise as nm
 from .config import check_inputs
 from .pipeline import effects_table, write_csv, write_pool
-from .select import select_rows, selection_digest
+from .select import CanonicalColumns, select_rows, selection_digest
 from .validate import ValidationError
 
 RAW_DIR = Path("data/raw")
@@ -34,6 +39,7 @@ class Preflight:
     config: dict
     comparisons: pd.DataFrame
     digests: dict
+    texts: CanonicalColumns  # of comparisons, for the effects jobs' selections
 
     @property
     def analyses(self) -> list[str]:
@@ -58,9 +64,10 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
         print(str(err), file=sys.stderr)
         print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)
         raise SystemExit(1) from None
-    digests = {name: selection_digest(comparisons, {**config.get("defaults", {}), **a})
+    texts = CanonicalColumns(comparisons)
+    digests = {name: selection_digest(comparisons, {**config.get("defaults", {}), **a}, texts)
                for name, a in config["analyses"].items()}
-    return Preflight(config, comparisons, digests)
+    return Preflight(config, comparisons, digests, texts)
 
 
 @contextmanager
@@ -83,16 +90,15 @@ def logged(path: str | Path, step: str):
         fh.write(f"{step}: done\n")
 
 
-def ingest(config_path: str | Path, out: str | Path, root: str | Path = ".") -> None:
-    """data/raw/*.csv -> data/processed/comparisons.csv."""
-    pf = preflight(config_path, root)
+def ingest(pf: Preflight, out: str | Path) -> None:
+    """data/raw/*.csv -> data/processed/comparisons.csv (validated when the Snakefile was read)."""
     nm.write_comparisons(pf.comparisons, out)
 
 
 def effects(pf: Preflight, analysis: str, out: str | Path) -> None:
     """Validated comparisons -> data/processed/effects/{analysis}.csv."""
     a = pf.config["analyses"][analysis]
-    rows = select_rows(pf.comparisons, a)
+    rows = select_rows(pf.comparisons, a, texts=pf.texts)
     write_csv(effects_table(rows, a, pf.config.get("defaults", {})), out)
 
 
@@ -113,9 +119,14 @@ def summary(result_jsons, csv_path, md_path) -> None:
 FIGURES = ("forest", "funnel", "cumulative", "leave_one_out")
 
 
-def figure(kind: str, effects_csv, result_json, config: dict, analysis: str, png_path,
-           moderator: str | None = None) -> None:
-    """effects + result -> results/figures/{kind}/{analysis}[__{moderator}].png and .svg."""
+def figures(kinds: list[str], effects_csv, result_json, config: dict, analysis: str,
+            png_paths: list, moderator: str | None = None) -> None:
+    """effects + result -> results/figures/{kind}/{analysis}[__{moderator}].png and .svg.
+
+    One figure per kind in ``kinds`` (see :data:`FIGURES`, and ``bubble``),
+    saved at the matching path of ``png_paths`` and beside it as SVG; the
+    two input files are read once.
+    """
     from . import plots
     from .analyse import load_result
     from .style import save_figure
@@ -125,19 +136,18 @@ def figure(kind: str, effects_csv, result_json, config: dict, analysis: str, png
     meta = result["analysis"]
     common = dict(measure=a["measure"], transf=result_transf(result), method=meta["method"],
                   title=a.get("title", analysis))
-    if kind == "forest":
-        ax = plots.forest(effects, result, test=meta["test"], **common)
-    elif kind == "funnel":
-        ax = plots.funnel(effects, result, **common)
-    elif kind == "cumulative":
-        ax = plots.cumulative(result, effects=effects, **common)
-    elif kind == "leave_one_out":
-        ax = plots.leave_one_out(result, **common)
-    elif kind == "bubble":
-        ax = plots.bubble(effects, result, moderator, test=meta["test"], **common)
-    else:
-        raise ValueError(f"unknown figure kind {kind!r}")
-    save_figure(ax.figure, str(Path(png_path).with_suffix("")))
+    draw = {
+        "forest": lambda: plots.forest(effects, result, test=meta["test"], **common),
+        "funnel": lambda: plots.funnel(effects, result, **common),
+        "cumulative": lambda: plots.cumulative(result, effects=effects, **common),
+        "leave_one_out": lambda: plots.leave_one_out(result, **common),
+        "bubble": lambda: plots.bubble(effects, result, moderator, test=meta["test"], **common),
+    }
+    for kind, png_path in zip(kinds, png_paths, strict=True):
+        if kind not in draw:
+            raise ValueError(f"unknown figure kind {kind!r}")
+        ax = draw[kind]()
+        save_figure(ax.figure, str(Path(png_path).with_suffix("")), crop=kind not in plots.LAID_OUT)
 
 
 def result_transf(result: dict) -> str:
@@ -145,13 +155,74 @@ def result_transf(result: dict) -> str:
     return result.get("spec", {}).get("options", {}).get("transf", "none")
 
 
+# --------------------------------------------------------------------------- worker processes
+# profiles/default runs every job as a thread of the one Snakemake process
+# (a process per job would parse the workflow again, ~2.5 s each). Threads
+# share one interpreter lock, so the heavy steps (pool, figures, evidence
+# tables, report) are handed to a pool of worker processes, one per core:
+# the threads wait, the workers compute. concurrent.futures does the
+# pooling; what is ours is when to use it (a local run with more than one
+# core) and that a worker never outlives the run that started it.
+
+#: Seconds between a worker's checks that the run which started it is alive.
+ORPHAN_CHECK_S = 0.5
+
+_workers = 0
+_executor: ProcessPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def use_workers(n: int) -> None:
+    """Run :func:`offload`-ed steps in ``n`` worker processes (0 or 1: in the caller).
+
+    The Snakefile calls it with the cores of a local run; a job submitted to
+    a cluster runs in a process of its own and calls it with 0. A pool
+    already started keeps its size.
+    """
+    global _workers
+    _workers = int(n)
+
+
+def offload(fn, *args):
+    """``fn(*args)`` in a worker process when :func:`use_workers` asked for them.
+
+    ``fn`` and ``args`` must pickle (module-level functions, plain values).
+    An exception in the worker is raised here, with the worker's traceback
+    as its cause. The pool starts on first use (a run with nothing to do
+    starts none) with the ``spawn`` method: the caller has threads, which
+    ``fork`` would copy in whatever state they are.
+    """
+    global _executor
+    if _workers < 2:
+        return fn(*args)
+    with _executor_lock:
+        if _executor is None:
+            _executor = ProcessPoolExecutor(_workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_exit_with_parent, initargs=(os.getpid(),))
+    return _executor.submit(fn, *args).result()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initialiser: end this worker as soon as ``parent`` has ended.
+
+    A run killed with SIGKILL cannot stop its workers; each would otherwise
+    finish its step and write outputs after the run is gone.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ntxmeta-orphan-check", daemon=True).start()
+
+
 # --------------------------------------------------------------------------- rule adapters
 # One call per rule's run: block (Snakemake's linter asks for short run
 # directives); each logs its step and calls the step function above.
 
-def rule_ingest(input, output, log: str, config_path: str) -> None:
+def rule_ingest(pf: Preflight, output, log: str) -> None:
     with logged(log, "ingest"):
-        ingest(config_path, output[0])
+        ingest(pf, output[0])
 
 
 def rule_effects(pf: Preflight, output, wildcards, log: str) -> None:
@@ -161,13 +232,22 @@ def rule_effects(pf: Preflight, output, wildcards, log: str) -> None:
 
 def rule_pool(input, output, wildcards, log: str, config: dict) -> None:
     with logged(log, "pool"):
-        pool(input[0], config, wildcards.analysis, output.result, output.spec)
+        offload(pool, str(input[0]), dict(config), wildcards.analysis, str(output.result),
+                str(output.spec))
 
 
-def rule_figure(kind: str, input, output, wildcards, log: str, config: dict) -> None:
-    with logged(log, kind):
-        figure(kind, input.effects, input.result, config, wildcards.analysis, output.png,
-               moderator=getattr(wildcards, "moderator", None))
+def rule_figures(input, output, wildcards, log: str, config: dict) -> None:
+    """The figures of :data:`FIGURES` for one analysis (outputs ``{kind}_png``, ``{kind}_svg``)."""
+    pngs = [str(output[f"{kind}_png"]) for kind in FIGURES]
+    with logged(log, "figures"):
+        offload(figures, list(FIGURES), str(input.effects), str(input.result), dict(config),
+                wildcards.analysis, pngs)
+
+
+def rule_bubble(input, output, wildcards, log: str, config: dict) -> None:
+    with logged(log, "bubble"):
+        offload(figures, ["bubble"], str(input.effects), str(input.result), dict(config),
+                wildcards.analysis, [str(output.png)], wildcards.moderator)
 
 
 def rule_summary(input, output, log: str) -> None:
@@ -184,10 +264,14 @@ def bubble_targets(config: dict) -> list[tuple[str, str]]:
 def rule_evidence_tables(input, log: str, config: dict) -> None:
     from .report import write_evidence_tables
     with logged(log, "evidence_tables"):
-        write_evidence_tables(list(input.effects), list(input.results), config, "results/tables")
+        offload(write_evidence_tables, list(map(str, input.effects)), list(map(str, input.results)),
+                dict(config), "results/tables")
 
 
 def rule_report(input, output, log: str, config: dict) -> None:
+    # The report computes the evidence tables itself (from the same inputs):
+    # it runs beside rule evidence_tables instead of after it.
     from .report import write_report
     with logged(log, "report"):
-        write_report(list(input.effects), list(input.results), "results/figures", config, output[0])
+        offload(write_report, list(map(str, input.effects)), list(map(str, input.results)),
+                "results/figures", dict(config), str(output[0]))

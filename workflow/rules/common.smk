@@ -7,6 +7,21 @@ PREFLIGHT = ntx.preflight(workflow.configfiles[0])
 ANALYSES = PREFLIGHT.analyses
 
 
+def local_workers():
+    """Worker processes for the heavy steps: one per core of a local run.
+
+    Jobs run as threads of this process (profiles/default), which share one
+    interpreter; a job submitted to a cluster (or run as a subprocess) is a
+    process of its own, and computes in it.
+    """
+    if workflow.remote_exec or workflow.subprocess_exec or not workflow.local_exec:
+        return 0
+    return workflow.resource_settings.cores or 0
+
+
+ntx.use_workers(local_workers())
+
+
 wildcard_constraints:
     analysis="[a-z0-9][a-z0-9_]*",
     moderator="[a-z0-9][a-z0-9_]*",
@@ -53,4 +68,5 @@ def all_outputs(wildcards):
             "results/tables/summary.md",
             "results/report.html",
         ]
+        + rules.evidence_tables.output
     )

@@ -1,70 +1,40 @@
-rule forest:
+# The four figures of an analysis are one job: they read the same two files,
+# and one job instead of four keeps Snakemake's scheduling cheap when there
+# are hundreds of analyses.
+rule figures:
     input:
         effects="data/processed/effects/{analysis}.csv",
         result="results/analyses/{analysis}/result.json",
     output:
-        png=report(
+        forest_png=report(
             "results/figures/forest/{analysis}.png",
             caption="../report/forest.rst",
             category="Forest plots",
             subcategory="{analysis}",
         ),
-        svg="results/figures/forest/{analysis}.svg",
-    log:
-        "logs/figures/forest/{analysis}.log",
-    run:
-        ntx.rule_figure("forest", input, output, wildcards, log[0], config)
-
-
-rule funnel:
-    input:
-        effects="data/processed/effects/{analysis}.csv",
-        result="results/analyses/{analysis}/result.json",
-    output:
-        png=report(
+        forest_svg="results/figures/forest/{analysis}.svg",
+        funnel_png=report(
             "results/figures/funnel/{analysis}.png",
             caption="../report/funnel.rst",
             category="Funnel plots",
         ),
-        svg="results/figures/funnel/{analysis}.svg",
-    log:
-        "logs/figures/funnel/{analysis}.log",
-    run:
-        ntx.rule_figure("funnel", input, output, wildcards, log[0], config)
-
-
-rule cumulative:
-    input:
-        effects="data/processed/effects/{analysis}.csv",
-        result="results/analyses/{analysis}/result.json",
-    output:
-        png=report(
+        funnel_svg="results/figures/funnel/{analysis}.svg",
+        cumulative_png=report(
             "results/figures/cumulative/{analysis}.png",
             caption="../report/cumulative.rst",
             category="Cumulative meta-analyses",
         ),
-        svg="results/figures/cumulative/{analysis}.svg",
-    log:
-        "logs/figures/cumulative/{analysis}.log",
-    run:
-        ntx.rule_figure("cumulative", input, output, wildcards, log[0], config)
-
-
-rule leave_one_out:
-    input:
-        effects="data/processed/effects/{analysis}.csv",
-        result="results/analyses/{analysis}/result.json",
-    output:
-        png=report(
+        cumulative_svg="results/figures/cumulative/{analysis}.svg",
+        leave_one_out_png=report(
             "results/figures/leave_one_out/{analysis}.png",
             caption="../report/leave_one_out.rst",
             category="Leave-one-out analyses",
         ),
-        svg="results/figures/leave_one_out/{analysis}.svg",
+        leave_one_out_svg="results/figures/leave_one_out/{analysis}.svg",
     log:
-        "logs/figures/leave_one_out/{analysis}.log",
+        "logs/figures/{analysis}.log",
     run:
-        ntx.rule_figure("leave_one_out", input, output, wildcards, log[0], config)
+        ntx.rule_figures(input, output, wildcards, log[0], config)
 
 
 rule bubble:
@@ -81,4 +51,4 @@ rule bubble:
     log:
         "logs/figures/bubble/{analysis}__{moderator}.log",
     run:
-        ntx.rule_figure("bubble", input, output, wildcards, log[0], config)
+        ntx.rule_bubble(input, output, wildcards, log[0], config)

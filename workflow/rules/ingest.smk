@@ -7,4 +7,4 @@ rule ingest:
     log:
         "logs/ingest.log",
     run:
-        ntx.rule_ingest(input, output, log[0], input.config)
+        ntx.rule_ingest(PREFLIGHT, output, log[0])

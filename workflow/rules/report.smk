@@ -3,7 +3,6 @@ rule report:
         effects=analysis_effects,
         results=analysis_results,
         figures=figure_files,
-        tables=rules.evidence_tables.output,
     output:
         report(
             "results/report.html",
