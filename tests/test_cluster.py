@@ -130,3 +130,19 @@ def test_rerun_through_the_cluster_profile_does_nothing(runs):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Nothing to be done" in proc.stdout
     assert not submissions(proc.stdout)
+
+
+def test_slurm_profile_plans_the_workflow_in_groups_of_ten_analyses(tmp_path):
+    """profiles/slurm is read by snakemake-executor-plugin-slurm and packs 10 analyses per sbatch.
+
+    No SLURM here: a dry run shows the plugin accepts the profile and what
+    it would submit (12 analyses -> 2 group submissions plus the 4 jobs
+    that gather every analysis).
+    """
+    project = copy_project(tmp_path / "slurm")
+    proc, _ = snakemake(project, "--profile", "profiles/slurm", "--dry-run")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Using profiles profiles/slurm" in proc.stdout
+    analyses = len(re.findall(r"^\s*rule pool:", proc.stdout, flags=re.M))
+    groups = proc.stdout.count("Group job analysis")
+    assert analyses >= 11 and groups == -(-analyses // 10), (analyses, groups)
