@@ -932,7 +932,10 @@ def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_ta
     # scipy.special directly: the functions scipy.stats' norm/t/chi2/f call, without
     # their argument handling (~30 us a call, most of a small fit's time)
     se = np.sqrt(np.diag(vb))
-    stat = beta / se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # se = 0 under knha when every residual is 0 (s2w = 0, as metafor):
+        # the statistic is then +-Inf (NaN for beta = 0), as R's division gives
+        stat = beta / se
     q = (1 - level / 100) / 2
     if df is None:
         pval = 2 * special.ndtr(-np.abs(stat))
