@@ -4,10 +4,14 @@
 # figures (figures); tables and the report gather all analyses.
 
 
+# common.smk checks data/raw/ and the config first, so that every problem
+# (a YAML syntax error too) is reported with its file and line.
+include: "workflow/rules/common.smk"
+
+
 configfile: "config/config.yaml"
 
 
-include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/effects.smk"
 include: "workflow/rules/pool.smk"

@@ -46,9 +46,10 @@ CONFIG_RAW = CONFIG_CORPUS / "_raw_rows.csv"
 VALIDATE = [sys.executable, "-m", "ntxmeta.cli", "validate"]
 #: Cases also run through snakemake: several problems in one file, an
 #: encoding, a delimiter, a file with no rows, a problem between rows, and
-#: two config problems (an unsafe analysis name; an analysis selecting nothing).
+#: three config problems (an unsafe analysis name; an analysis selecting
+#: nothing; YAML that does not parse, which Snakemake would report without a line).
 SNAKEMAKE_RAW = ("many_problems", "latin1", "semicolons", "header_only", "duplicate_row_id")
-SNAKEMAKE_CONFIG = ("unsafe_analysis_name", "selects_no_row")
+SNAKEMAKE_CONFIG = ("unsafe_analysis_name", "selects_no_row", "invalid_yaml")
 #: Generous per-command limit (a validate run takes about 1.5 s alone).
 TIMEOUT_S = 300
 

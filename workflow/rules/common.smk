@@ -1,9 +1,11 @@
 # Shared definitions: validation before any job runs, the analyses, input functions.
 from ntxmeta import workflow as ntx
 
-# Validates data/raw/ and config/ now, at parse time: on any problem every
-# message is printed and Snakemake stops before scheduling a job.
-PREFLIGHT = ntx.preflight(workflow.configfiles[0])
+# Validates data/raw/ and config/ now, at parse time, before Snakemake reads
+# the config (its message for invalid YAML names no line): on any problem
+# every message is printed and Snakemake stops before scheduling a job.
+CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
+PREFLIGHT = ntx.preflight(CONFIG_FILE)
 ANALYSES = PREFLIGHT.analyses
 
 

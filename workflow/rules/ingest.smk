@@ -1,7 +1,7 @@
 rule ingest:
     input:
         raw=raw_csvs,
-        config=workflow.configfiles[0],
+        config=CONFIG_FILE,
     output:
         "data/processed/comparisons.csv",
     log:
