@@ -91,6 +91,28 @@ def test_every_output_exists(project):
     assert (project / "results/tables/summary.md").read_text().startswith("| analysis")
 
 
+def test_command_line_steps_give_the_workflows_outputs(project, tmp_path):
+    """`ntxmeta ingest/effects/pool/summary` by hand, in a fresh copy, write what the workflow wrote."""
+    cli = [sys.executable, "-m", "ntxmeta.cli"]
+    analysis = "aud_relapse_rr"
+    by_hand = copy_project(tmp_path)
+    effects = f"data/processed/effects/{analysis}.csv"
+    result, spec = (f"results/analyses/{analysis}/{f}.json" for f in ("result", "spec"))
+    steps = [
+        ["ingest"],
+        ["effects", "--analysis", analysis, "--out", effects],
+        ["pool", "--analysis", analysis, "--effects", effects, "--out", result, "--spec", spec],
+        ["summary", result, "--csv", "summary.csv", "--md", "summary.md"],
+    ]
+    for step in steps:
+        proc = subprocess.run(cli + step, cwd=by_hand, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (step[0], proc.stderr[-2000:])
+    for path in ("data/processed/comparisons.csv", effects, result, spec):
+        assert (by_hand / path).read_bytes() == (project / path).read_bytes(), path
+    row = [r for r in read_csv(project / "results/tables/summary.csv") if r["analysis"] == analysis]
+    assert read_csv(by_hand / "summary.csv") == row
+
+
 def test_summary_matches_independent_computation_from_raw(project):
     """AUD return to heavy drinking: log RR and REML recomputed from the raw CSV.
 

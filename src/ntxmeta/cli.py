@@ -39,8 +39,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from .workflow import ingest
-    ingest(args.config, args.out)
+    from .workflow import ingest, preflight
+    ingest(preflight(args.config), args.out)
     return 0
 
 
