@@ -171,7 +171,7 @@ def test_validate_cli_on_a_missing_config_and_no_raw_files(tmp_path):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.splitlines()
-    assert lines[0] == "data/raw: no CSV files found; add the trial tables"
+    assert lines[0] == "data/raw/*.csv: no CSV files found; add the trial tables"
     assert lines[1].startswith("nowhere.yaml: cannot be read as UTF-8 text")
     assert lines[2] == "ntxmeta: 2 problem(s) found; nothing was run."
     assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -228,3 +229,26 @@ def test_snakemake_report_has_every_figure_and_table_with_captions(project):
         assert png.name in html, f"{png.name} not in the report"
     for table in ("summary.csv", "summary_of_findings.csv"):
         assert table in html
+
+
+def test_raw_data_glob_of_the_config_is_where_the_tables_are_read(tmp_path):
+    """`raw_data: data/trials/*.csv` moves the inputs: validate and the workflow read them there."""
+    dest = copy_project(tmp_path)
+    trials = dest / "data/trials"
+    shutil.move(dest / "data/raw", trials)
+    (dest / "data/raw").mkdir()
+    config = dest / "config/config.yaml"
+    text = config.read_text(encoding="utf-8")
+    assert "raw_data: data/raw/*.csv" in text
+    validate = [sys.executable, "-m", "ntxmeta.cli", "validate"]
+    proc = subprocess.run(validate, cwd=dest, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "data/raw/*.csv: no CSV files found" in proc.stderr
+    config.write_text(text.replace("raw_data: data/raw/*.csv", "raw_data: data/trials/*.csv"),
+                      encoding="utf-8")
+    proc = subprocess.run(validate, cwd=dest, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    proc = run(dest, "--dry-run", "data/processed/comparisons.csv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ingest_inputs = re.search(r"rule ingest:\n\s+input: ([^\n]+)", proc.stdout).group(1)
+    tables = sorted(p.relative_to(dest).as_posix() for p in trials.glob("*.csv"))
+    assert tables and sorted(ingest_inputs.split(", ")[:-1]) == tables

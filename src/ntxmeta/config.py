@@ -214,14 +214,34 @@ def _check_filters(path: tuple, filters, report: _Reporter) -> bool:
     return ok
 
 
+def inside_project(path: str) -> bool:
+    """Whether a path (or glob) of the config stays inside the project folder."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    return not (pure.is_absolute() or ".." in pure.parts or path[1:3] == ":\\")
+
+
+def raw_data_glob(config_path: str | Path) -> str:
+    """The config's ``raw_data`` glob, read before the config is validated.
+
+    The raw tables are validated together with the config, so their glob is
+    needed first; where the file, its YAML or the key is unusable, the
+    schema's default is used and validation reports the problem.
+    """
+    default = load_schema("config")["properties"]["raw_data"]["default"]
+    try:
+        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return default
+    value = data.get("raw_data") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value and inside_project(value) else default
+
+
 def _check_meaning(data: dict, report: _Reporter) -> set[str]:
     """Paths, columns and vocabularies; the names of analyses whose filters can be applied."""
     raw_data = data.get("raw_data")
-    if isinstance(raw_data, str):
-        pure = PurePosixPath(raw_data.replace("\\", "/"))
-        if pure.is_absolute() or ".." in pure.parts or raw_data[1:3] == ":\\":
-            report(("raw_data",), "must stay inside the project: give a path relative to the "
-                   "project folder, without '..'", raw_data)
+    if isinstance(raw_data, str) and not inside_project(raw_data):
+        report(("raw_data",), "must stay inside the project: give a path relative to the "
+               "project folder, without '..'", raw_data)
     columns = comparison_columns()
     for name, sens in (data.get("sensitivity") or {}).items():
         if isinstance(sens, dict):
@@ -342,9 +362,12 @@ def _rules_if_valid(path: str | Path) -> dict | None:
         return None
 
 
-def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path
-                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path,
+                 raw_where: str = "data/raw") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Raw tables and config checked together; every problem of both raised at once.
+
+    ``raw_where`` names where the raw tables were looked for (the config's
+    ``raw_data`` glob) when none was found.
 
     Returns
     -------
@@ -364,7 +387,7 @@ def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path
     """
     raw_paths = list(raw_paths)
     if not raw_paths:
-        raw, raw_problems = None, [Problem("data/raw", None, None, None,
+        raw, raw_problems = None, [Problem(raw_where, None, None, None,
                                            "no CSV files found; add the trial tables")]
     else:
         raw, raw_problems = check_raw(raw_paths)

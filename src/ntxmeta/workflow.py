@@ -23,12 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from . import normalise as nm
-from .config import check_inputs
+from .config import check_inputs, raw_data_glob
 from .pipeline import effects_table, write_csv, write_pool
 from .select import CanonicalColumns, select_rows, selection_digest
 from .validate import ValidationError
 
-RAW_DIR = Path("data/raw")
 COMPARISONS = Path("data/processed/comparisons.csv")
 
 
@@ -40,15 +39,16 @@ class Preflight:
     comparisons: pd.DataFrame
     digests: dict
     texts: CanonicalColumns  # of comparisons, for the effects jobs' selections
+    raw_files: list[Path]    # the tables read: the config's raw_data glob
 
     @property
     def analyses(self) -> list[str]:
         return sorted(self.config["analyses"])
 
 
-def raw_files(root: str | Path = ".") -> list[Path]:
-    """Every CSV in data/raw/, sorted (the workflow reads them all)."""
-    return sorted((Path(root) / RAW_DIR).glob("*.csv"))
+def raw_files(pattern: str, root: str | Path = ".") -> list[Path]:
+    """Every file of the config's ``raw_data`` glob (relative to ``root``), sorted."""
+    return sorted(p for p in Path(root).glob(pattern) if p.is_file())
 
 
 def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
@@ -58,8 +58,10 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     with the messages on stderr, and no traceback, stops Snakemake before it
     schedules a job, so nothing is written.
     """
+    pattern = raw_data_glob(config_path)
+    raw = raw_files(pattern, root)
     try:
-        _, comparisons, config = check_inputs(raw_files(root), config_path)
+        _, comparisons, config = check_inputs(raw, config_path, raw_where=pattern)
     except ValidationError as err:
         print(str(err), file=sys.stderr)
         print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)
@@ -67,7 +69,7 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     texts = CanonicalColumns(comparisons)
     digests = {name: selection_digest(comparisons, {**config.get("defaults", {}), **a}, texts)
                for name, a in config["analyses"].items()}
-    return Preflight(config, comparisons, digests, texts)
+    return Preflight(config, comparisons, digests, texts, raw)
 
 
 @contextmanager

@@ -35,7 +35,8 @@ def selection_digest(wildcards):
 
 
 def raw_csvs(wildcards):
-    return [str(p) for p in ntx.raw_files()]
+    """The raw tables of the config's raw_data glob (default data/raw/*.csv)."""
+    return [str(p) for p in PREFLIGHT.raw_files]
 
 
 def analysis_results(wildcards):
