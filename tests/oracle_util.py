@@ -19,10 +19,11 @@ project never reads ../shared at test time), restated here:
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ntxmeta.analyse import dumps, load_result, loads
 
 FIXTURES = Path(__file__).parent / "fixtures" / "oracle"
 RTOL, ATOL = 1e-6, 1e-9
@@ -31,28 +32,16 @@ SKIP_TOP = {"oracle", "spec", "versions", "rma_note", "confint_note"}
 NON_NUMERIC_KEYS = {"note", "warnings", "method", "test", "measure", "to", "model", "predictor",
                     "side", "lb.sign", "ub.sign", "slab", "names", "levels", "moderator"}
 ITERATIVE = {"REML", "ML", "EB", "PM", "PMM", "HS", "HSk", "SJ"}
-NA = {"NA": math.nan, "NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
-
-
-def load_obj(obj):
-    """A parsed JSON object with metafor's "NA"/"Inf" strings (and null) as floats."""
-    if isinstance(obj, dict):
-        return {k: load_obj(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [load_obj(v) for v in obj]
-    if isinstance(obj, str) and obj in NA:
-        return NA[obj]
-    return math.nan if obj is None else obj
 
 
 def load(path: Path):
-    return load_obj(json.loads(Path(path).read_text()))
+    """A reference (or result) JSON, "NA"/"Inf" strings and null as floats."""
+    return load_result(path)
 
 
 def normalise(result: dict):
     """A result dictionary as it would read back from its JSON file."""
-    from ntxmeta.analyse import dumps
-    return load_obj(json.loads(dumps(result)))
+    return loads(dumps(result))
 
 
 def cases():

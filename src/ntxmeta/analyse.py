@@ -174,6 +174,11 @@ def _restore(o):
     return math.nan if o is None else o
 
 
+def loads(text: str) -> dict:
+    """Parse a result JSON (``dumps``, or metafor's reference): "NA"/"Inf" strings and null become floats."""
+    return _restore(json.loads(text))
+
+
 def load_result(path: str | Path) -> dict:
-    """Read a result JSON written by ``dumps``: "NA"/"Inf" strings become floats."""
-    return _restore(json.loads(Path(path).read_text(encoding="utf-8")))
+    """Read a result JSON written by ``dumps`` (see :func:`loads`)."""
+    return loads(Path(path).read_text(encoding="utf-8"))

@@ -480,53 +480,52 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
     bottom = n_body - 0.5 + AXIS_PAD_ROWS
     if ax is None:
         ax = _new_table_axes(layout, bottom - top)
-    with style.styled():
-        # x in inches from the Axes' left (right) edge for left (right) columns, y in
-        # rows: texts move with the Axes when it moves (savefig's tight crop, resizing)
-        trans = {side: blended_transform_factory(
-            ax.figure.dpi_scale_trans + ScaledTranslation(edge, 0, ax.transAxes), ax.transData)
-            for side, edge in (("left", 0), ("right", 1))}
+    # x in inches from the Axes' left (right) edge for left (right) columns, y in
+    # rows: texts move with the Axes when it moves (savefig's tight crop, resizing)
+    trans = {side: blended_transform_factory(
+        ax.figure.dpi_scale_trans + ScaledTranslation(edge, 0, ax.transAxes), ax.transData)
+        for side, edge in (("left", 0), ("right", 1))}
 
-        def put(side: str, x: float, y: float, text: str, prop, ha: str, color: str = style.INK) -> None:
-            ax.text(x, y, text, transform=trans[side], ha=ha, va="center", fontproperties=prop,
-                    color=color, parse_math=False, clip_on=False)
+    def put(side: str, x: float, y: float, text: str, prop, ha: str, color: str = style.INK) -> None:
+        ax.text(x, y, text, transform=trans[side], ha=ha, va="center", fontproperties=prop,
+                color=color, parse_math=False, clip_on=False)
 
-        ticks = _axis_ticks(table)
-        lim = (ticks[0], ticks[-1])
-        ax.set_xscale("log" if table.scale.log else "linear")
-        ax.set_xlim(*lim)
-        ax.set_ylim(bottom, top)
-        if table.title:
-            put("left", -layout.left_in, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
+    ticks = _axis_ticks(table)
+    lim = (ticks[0], ticks[-1])
+    ax.set_xscale("log" if table.scale.log else "linear")
+    ax.set_xlim(*lim)
+    ax.set_ylim(bottom, top)
+    if table.title:
+        put("left", -layout.left_in, -n_head, table.title, style.font(style.TITLE_SIZE, "bold"), "left")
+    for col in table.cols:
+        put(col.side, layout.anchor[col.key], -1, col.header, _row_font(HEADING), col.align)
+    for name, (lo, hi) in layout.span.items():
+        side = next(c.side for c in table.cols if c.group == name)
+        put(side, (lo + hi) / 2, -2, name, _row_font(HEADING), "center")
+    rule = {"color": style.INK, "lw": style.THIN_LINE, "clip_on": False, "solid_capstyle": "butt"}
+    ax.add_line(Line2D([-layout.left_in, 0], [-0.5, -0.5], transform=trans["left"], **rule))
+    ax.add_line(Line2D([0, 1], [-0.5, -0.5], transform=ax.get_yaxis_transform(), **rule))
+    ax.add_line(Line2D([0, layout.right_in], [-0.5, -0.5], transform=trans["right"], **rule))
+    for y, row in enumerate(table.rows):
+        if row.kind == NOTE:
+            put("left", -layout.left_in, y, row.cells["note"], _row_font(NOTE), "left", style.DARK)
+            continue
         for col in table.cols:
-            put(col.side, layout.anchor[col.key], -1, col.header, _row_font(HEADING), col.align)
-        for name, (lo, hi) in layout.span.items():
-            side = next(c.side for c in table.cols if c.group == name)
-            put(side, (lo + hi) / 2, -2, name, _row_font(HEADING), "center")
-        rule = {"color": style.INK, "lw": style.THIN_LINE, "clip_on": False, "solid_capstyle": "butt"}
-        ax.add_line(Line2D([-layout.left_in, 0], [-0.5, -0.5], transform=trans["left"], **rule))
-        ax.add_line(Line2D([0, 1], [-0.5, -0.5], transform=ax.get_yaxis_transform(), **rule))
-        ax.add_line(Line2D([0, layout.right_in], [-0.5, -0.5], transform=trans["right"], **rule))
-        for y, row in enumerate(table.rows):
-            if row.kind == NOTE:
-                put("left", -layout.left_in, y, row.cells["note"], _row_font(NOTE), "left", style.DARK)
-                continue
-            for col in table.cols:
-                if col.key in row.cells:
-                    put(col.side, layout.anchor[col.key], y, row.cells[col.key],
-                        _row_font(row.kind), col.align)
-            if row.kind in _GRAPHIC_KINDS:
-                _draw_graphic(ax, y, row, table.scale, lim)
-        graphic = [y for y, r in enumerate(table.rows) if r.kind in _GRAPHIC_KINDS]
-        if table.band is not None:
-            est, lb, ub = (float(table.scale.show(v)) for v in table.band)
-            ax.fill_betweenx([-0.5, bottom], max(lb, lim[0]), min(ub, lim[1]),
-                             color=style.FAINT, lw=0, zorder=0)
-            ax.vlines(est, -0.5, bottom, colors=style.DARK, linestyles="--", lw=style.THIN_LINE, zorder=1)
-        if graphic:
-            ax.vlines(table.scale.null, min(graphic) - 0.5, bottom, colors=style.INK,
-                      lw=style.THIN_LINE, zorder=1)
-        _style_effect_axis(ax, table, ticks)
+            if col.key in row.cells:
+                put(col.side, layout.anchor[col.key], y, row.cells[col.key],
+                    _row_font(row.kind), col.align)
+        if row.kind in _GRAPHIC_KINDS:
+            _draw_graphic(ax, y, row, table.scale, lim)
+    graphic = [y for y, r in enumerate(table.rows) if r.kind in _GRAPHIC_KINDS]
+    if table.band is not None:
+        est, lb, ub = (float(table.scale.show(v)) for v in table.band)
+        ax.fill_betweenx([-0.5, bottom], max(lb, lim[0]), min(ub, lim[1]),
+                         color=style.FAINT, lw=0, zorder=0)
+        ax.vlines(est, -0.5, bottom, colors=style.DARK, linestyles="--", lw=style.THIN_LINE, zorder=1)
+    if graphic:
+        ax.vlines(table.scale.null, min(graphic) - 0.5, bottom, colors=style.INK,
+                  lw=style.THIN_LINE, zorder=1)
+    _style_effect_axis(ax, table, ticks)
     return ax
 
 
@@ -968,54 +967,53 @@ def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     lo = min([-z_edge * se_max, *yi, *filled_yi])
     hi = max([z_edge * se_max, *yi, *filled_yi])
     ax = _figure_ax(ax, *FUNNEL_SIZE_IN, FUNNEL_RECT)
-    with style.styled():
-        _set_effect_axis(ax, "x", scale, lo, hi)
-        ax.set_ylim(se_max, 0)
-        se = np.linspace(0, se_max, FUNNEL_GRID)
-        ax.set_facecolor(style.SHADE)
-        handles = [Patch(facecolor=style.SHADE, label=f"p < {FUNNEL_CONTOURS[0][0]:.2f}")]
-        for i, (p, shade) in enumerate(FUNNEL_CONTOURS):  # outermost first: inner regions paint over
-            z = stats.norm.isf(p / 2)
-            ax.fill_betweenx(se, scale.show(-z * se), scale.show(z * se), color=shade, lw=0, zorder=0)
-            upper = FUNNEL_CONTOURS[i + 1][0] if i + 1 < len(FUNNEL_CONTOURS) else None
-            label = f"{p:.2f} \u2264 p < {upper:.2f}" if upper else f"p \u2265 {p:.2f}"
-            handles.append(Patch(facecolor=shade, label=label))
-        handles.reverse()
-        for patch in handles:
-            patch.set(edgecolor=style.MID, lw=style.THIN_LINE)
-        if fit is not None:
-            est = _num(fit.get("estimate"))
-            crit = stats.norm.isf((1 - _num(fit.get("level", 95)) / 100) / 2)
-            ax.plot(scale.show(np.array([est, est])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH)
-            for sign in (-1, 1):
-                ax.plot(scale.show(est + sign * crit * se), se, color=style.INK, lw=style.THIN_LINE, ls="--")
-            handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, label=f"Pooled estimate ({method})"))
-            handles.append(Line2D([], [], color=style.INK, lw=style.THIN_LINE, ls="--", label="Pseudo 95% limits"))
-        ax.plot(scale.show(yi), sei, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
-                mew=style.THIN_LINE, zorder=3)
-        handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
-                              label=f"Studies (k = {len(yi)})"))
-        if filled_yi.size:
-            ax.plot(scale.show(filled_yi), filled_se, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER,
-                    mec=style.INK, mew=style.LINE_WIDTH, zorder=3)
-            handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER, mec=style.INK,
-                                  label=f"Imputed by trim and fill ({filled_yi.size})"))
-        if tf is not None:
-            adj = _num(tf.get("estimate"))
-            ax.plot(scale.show(np.array([adj, adj])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH, ls=":")
-            handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, ls=":",
-                                  label=f"Trim-and-fill estimate: {_fmt(float(scale.show(adj)))}"))
-        else:
-            handles.append(Line2D([], [], lw=0, label=_wrap(f"Trim and fill not available ({tf_reason})")))
-        if fit is None:
-            handles.append(Line2D([], [], lw=0, label=_wrap(f"No pooled estimate ({fit_reason})")))
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
-                  handlelength=1.6)
-        ax.set_xlabel(scale.axis_label)
-        ax.set_ylabel("Standard error")
-        ax.set_axisbelow(False)
-        if title:
-            ax.set_title(title, loc="left", fontweight="bold")
+    _set_effect_axis(ax, "x", scale, lo, hi)
+    ax.set_ylim(se_max, 0)
+    se = np.linspace(0, se_max, FUNNEL_GRID)
+    ax.set_facecolor(style.SHADE)
+    handles = [Patch(facecolor=style.SHADE, label=f"p < {FUNNEL_CONTOURS[0][0]:.2f}")]
+    for i, (p, shade) in enumerate(FUNNEL_CONTOURS):  # outermost first: inner regions paint over
+        z = stats.norm.isf(p / 2)
+        ax.fill_betweenx(se, scale.show(-z * se), scale.show(z * se), color=shade, lw=0, zorder=0)
+        upper = FUNNEL_CONTOURS[i + 1][0] if i + 1 < len(FUNNEL_CONTOURS) else None
+        label = f"{p:.2f} \u2264 p < {upper:.2f}" if upper else f"p \u2265 {p:.2f}"
+        handles.append(Patch(facecolor=shade, label=label))
+    handles.reverse()
+    for patch in handles:
+        patch.set(edgecolor=style.MID, lw=style.THIN_LINE)
+    if fit is not None:
+        est = _num(fit.get("estimate"))
+        crit = stats.norm.isf((1 - _num(fit.get("level", 95)) / 100) / 2)
+        ax.plot(scale.show(np.array([est, est])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH)
+        for sign in (-1, 1):
+            ax.plot(scale.show(est + sign * crit * se), se, color=style.INK, lw=style.THIN_LINE, ls="--")
+        handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, label=f"Pooled estimate ({method})"))
+        handles.append(Line2D([], [], color=style.INK, lw=style.THIN_LINE, ls="--", label="Pseudo 95% limits"))
+    ax.plot(scale.show(yi), sei, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
+            mew=style.THIN_LINE, zorder=3)
+    handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
+                          label=f"Studies (k = {len(yi)})"))
+    if filled_yi.size:
+        ax.plot(scale.show(filled_yi), filled_se, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER,
+                mec=style.INK, mew=style.LINE_WIDTH, zorder=3)
+        handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER, mec=style.INK,
+                              label=f"Imputed by trim and fill ({filled_yi.size})"))
+    if tf is not None:
+        adj = _num(tf.get("estimate"))
+        ax.plot(scale.show(np.array([adj, adj])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH, ls=":")
+        handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, ls=":",
+                              label=f"Trim-and-fill estimate: {_fmt(float(scale.show(adj)))}"))
+    else:
+        handles.append(Line2D([], [], lw=0, label=_wrap(f"Trim and fill not available ({tf_reason})")))
+    if fit is None:
+        handles.append(Line2D([], [], lw=0, label=_wrap(f"No pooled estimate ({fit_reason})")))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
+              handlelength=1.6)
+    ax.set_xlabel(scale.axis_label)
+    ax.set_ylabel("Standard error")
+    ax.set_axisbelow(False)
+    if title:
+        ax.set_title(title, loc="left", fontweight="bold")
     return ax
 
 
@@ -1106,34 +1104,33 @@ def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None,
     by = "metareg_by" in result and moderator in result["metareg_by"]  # one model per moderator
     reg, reason = _section(result, *(("metareg_by", moderator) if by else ("metareg",)), _fit_keys(method, test)[1])
     ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT)
-    with style.styled():
-        tau2 = _num(reg.get("tau2")) if reg is not None else 0.0
-        w = 1.0 / (vi + (tau2 if math.isfinite(tau2) else 0.0))
-        grid = np.linspace(x.min(), x.max(), BUBBLE_GRID)
-        span = [*yi]
-        note = f"No meta-regression line ({reason})"
-        if reg is not None:
-            try:
-                fitted, lb, ub = _metareg_line(reg, moderator, x, vi, grid)
-            except ValueError as exc:  # a model with other coefficients: say so on the plot
-                reg, note = None, f"No meta-regression line ({exc})"
-        if reg is not None:
-            span += [*lb, *ub]
-            ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.FAINT, lw=0, zorder=0)
-            ax.plot(grid, scale.show(fitted), color=style.INK, lw=style.LINE_WIDTH * 1.5, zorder=2)
-            note = _metareg_summary(reg, moderator, scale)
-        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
-                   edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
-        ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
-        pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)
-        _set_effect_axis(ax, "y", scale, min(span) - pad, max(span) + pad)
-        xpad = BUBBLE_PAD * (x.max() - x.min() or 1.0)
-        ax.set_xlim(x.min() - xpad, x.max() + xpad)
-        ax.set_xlabel(moderator)
-        ax.set_ylabel(scale.axis_label)
-        ax.annotate("\n".join(_wrap(line, BUBBLE_NOTE_CHARS) for line in note.split("\n")), xy=(0, 1), xycoords="axes fraction", xytext=(0, 6),
-                    textcoords="offset points", ha="left", va="bottom", fontsize=style.SMALL_SIZE,
-                    color=style.DARK, parse_math=False)
-        if title:
-            ax.set_title(title, loc="left", fontweight="bold", pad=BUBBLE_TITLE_PAD_PT)
+    tau2 = _num(reg.get("tau2")) if reg is not None else 0.0
+    w = 1.0 / (vi + (tau2 if math.isfinite(tau2) else 0.0))
+    grid = np.linspace(x.min(), x.max(), BUBBLE_GRID)
+    span = [*yi]
+    note = f"No meta-regression line ({reason})"
+    if reg is not None:
+        try:
+            fitted, lb, ub = _metareg_line(reg, moderator, x, vi, grid)
+        except ValueError as exc:  # a model with other coefficients: say so on the plot
+            reg, note = None, f"No meta-regression line ({exc})"
+    if reg is not None:
+        span += [*lb, *ub]
+        ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.FAINT, lw=0, zorder=0)
+        ax.plot(grid, scale.show(fitted), color=style.INK, lw=style.LINE_WIDTH * 1.5, zorder=2)
+        note = _metareg_summary(reg, moderator, scale)
+    ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
+               edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
+    ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
+    pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)
+    _set_effect_axis(ax, "y", scale, min(span) - pad, max(span) + pad)
+    xpad = BUBBLE_PAD * (x.max() - x.min() or 1.0)
+    ax.set_xlim(x.min() - xpad, x.max() + xpad)
+    ax.set_xlabel(moderator)
+    ax.set_ylabel(scale.axis_label)
+    ax.annotate("\n".join(_wrap(line, BUBBLE_NOTE_CHARS) for line in note.split("\n")), xy=(0, 1), xycoords="axes fraction", xytext=(0, 6),
+                textcoords="offset points", ha="left", va="bottom", fontsize=style.SMALL_SIZE,
+                color=style.DARK, parse_math=False)
+    if title:
+        ax.set_title(title, loc="left", fontweight="bold", pad=BUBBLE_TITLE_PAD_PT)
     return ax
