@@ -1,0 +1,451 @@
+"""Run one :class:`~ntxmeta.plan.AnalysisPlan` on its effects table: the ``pool`` step's statistics.
+
+``run_plan(plan, effects)`` fits what the plan asks for and nothing else,
+each model once (:class:`FitCache`), and returns an
+:class:`~ntxmeta.result.AnalysisResult`. Every statistic of the pipeline is
+computed here, by the engine's functions; tables, figures and the report
+only format the result.
+
+Parts, each an engine call that matches metafor 3.8-1:
+
+- main model: ``rma(method, test)`` of the plan on the rows with finite yi
+  and vi (metafor's na.omit); the common-effect model ``rma(method="EE")``;
+- sensitivity variants: tau^2 by REML, DL and PM; z and Hartung-Knapp;
+  common effect by inverse variance, Mantel-Haenszel and Peto (arm-level
+  binary rows); the main model on subsets (without low-confidence rows,
+  without derived rows, placebo-controlled rows only, the config's
+  sensitivity subsets); the leave-one-out range;
+- leave-one-out and cumulative (by year) series (``diagnostics``);
+- subgroups: per-level fits, Q between the levels' estimates (RevMan's test
+  for subgroup differences, with its I^2), the mixed-effects QM;
+- a meta-regression per moderator, with its fitted line on a grid;
+- small-study effects: Egger (rma and classic), Begg's rank test, trim and
+  fill; ``assessed`` only for k >= 10 (Sterne et al. 2011).
+
+A part that the engine refuses (``ValueError``: too few studies, a
+moderator without variance) is absent with its reason in a ``note``; an
+unexpected exception in one part is recorded in ``failed`` and the other
+parts go on, so one bad section never hides the rest.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ._common import Interval
+from .plan import AnalysisPlan
+from .result import (AnalysisResult, Coefficient, Heterogeneity, MetaRegression, Pooled,
+                     RegressionLine, Scale, Series, SmallStudy, SubgroupLevel, Subgroups, Test,
+                     TrimFill, Variant)
+
+#: Fewest studies for a funnel-plot-based test (Sterne et al. 2011, BMJ 343:d4002).
+SMALL_STUDY_MIN_K = 10
+#: Fewest studies for a prediction interval (Cochrane Handbook 10.10.4.3: a
+#: PI from k = 2 has no degrees of freedom to speak of).
+PI_MIN_K = 3
+#: Fewest studies for leave-one-out (each fit keeps k - 1 >= 2 studies).
+LEAVE_ONE_OUT_MIN_K = 3
+#: Fewest studies with the moderator for a meta-regression with one moderator.
+METAREG_MIN_K = 3
+#: Points of the fitted line of a bubble plot.
+LINE_POINTS = 101
+COMMON = ("EE", "FE", "CE")
+
+
+def model_words(method: str, test: str) -> str:
+    """A model in words, as the sensitivity table names it."""
+    if method in COMMON:
+        return "common effect, inverse variance"
+    return f"{method} random effects, {'Hartung-Knapp' if test == 'knha' else 'z test'}"
+
+
+def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in frame:
+        return np.full(len(frame), np.nan)
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+
+
+def _text(frame: pd.DataFrame, col: str) -> pd.Series:
+    if col not in frame:
+        return pd.Series([""] * len(frame), index=frame.index)
+    return frame[col].astype(object).where(frame[col].notna(), "").astype(str).str.strip().str.lower()
+
+
+def _truthy(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return _text(frame, col).isin({"true", "1", "yes"}).to_numpy()
+
+
+def _exclude_mask(frame: pd.DataFrame, filters) -> tuple[np.ndarray, list[str]]:
+    """Rows matching every (column, values) filter; the filter columns not in the table."""
+    hit = np.ones(len(frame), dtype=bool)
+    missing = []
+    for col, values in filters:
+        if col not in frame:
+            missing.append(col)
+            hit &= False
+        elif col == "derived":  # a yes/no column, spelt True/yes/1
+            hit &= _truthy(frame, col) == (str(values[0]) in ("true", "1", "yes"))
+        else:
+            hit &= _text(frame, col).isin(set(values)).to_numpy()
+    return hit, missing
+
+
+def pooled_from_fit(fit, *, with_pi: bool = True) -> Pooled:
+    """An engine ``RMAFit`` (intercept only) as a :class:`Pooled`."""
+    common = fit.method in COMMON
+    if fit.df is None:
+        stat = Test("z", float(fit.stat[0]), float(fit.pval[0]))
+    else:
+        stat = Test("t", float(fit.stat[0]), float(fit.pval[0]), float(fit.df))
+    pi = None
+    if with_pi and not common and fit.k >= PI_MIN_K:
+        pr = fit.predict("default")
+        pi = Interval(float(pr.pi.low), float(pr.pi.high))
+    het = Heterogeneity(q=float(fit.QE), q_df=int(fit.QEdf), q_pval=float(fit.QEp),
+                        tau2=float(fit.tau2), tau2_se=float(fit.se_tau2), tau=float(fit.tau),
+                        i2_pct=float(fit.I2_pct), h2=float(fit.H2))
+    return Pooled(model=fit.method, test=fit.test, level=float(fit.level), k=int(fit.k),
+                  estimate=float(fit.estimate), se=float(fit.se[0]),
+                  ci=Interval(float(fit.ci_lb[0]), float(fit.ci_ub[0])), test_stat=stat, pi=pi,
+                  heterogeneity=het)
+
+
+class FitCache:
+    """Each (rows, estimator, test) model fitted once per analysis.
+
+    The key is the bytes of the row mask: the main model, its variants and
+    the subset analyses that keep every row share one fit. A Hartung-Knapp
+    fit reuses the z fit's tau^2 when the engine offers ``with_test``.
+    """
+
+    def __init__(self, yi: np.ndarray, vi: np.ndarray, level: float):
+        self.yi, self.vi, self.level = yi, vi, level
+        self._fits: dict = {}
+
+    def fit(self, mask: np.ndarray, method: str, test: str):
+        from .rma import rma
+        key = (mask.tobytes(), method, test)
+        if key not in self._fits:
+            base = (mask.tobytes(), method, "z")
+            if test != "z" and base in self._fits and hasattr(self._fits[base], "with_test"):
+                self._fits[key] = self._fits[base].with_test(test)
+            else:
+                self._fits[key] = rma(self.yi[mask], self.vi[mask], method=method, test=test,
+                                      level=self.level)
+        return self._fits[key]
+
+
+class _Parts:
+    """Runs the parts of one analysis, isolating unexpected failures."""
+
+    def __init__(self):
+        self.failed: list[str] = []
+
+    def run(self, name: str, fn: Callable, *args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - recorded in the result, not swallowed
+            self.failed.append(f"{name}: {type(exc).__name__}: {exc}")
+            return None
+
+
+def status_of(k_used: int, failed=()) -> str:
+    """Why an analysis has, or has no, pooled estimate."""
+    if k_used == 0:
+        text = "no pooled estimate: no usable rows after the pooling rules"
+    elif k_used == 1:
+        text = "no pooled estimate: a single study (k = 1); its own estimate is shown"
+    else:
+        text = "pooled"
+    if failed:
+        text += "; FAILED parts: " + ", ".join(f.split(":")[0] for f in failed)
+    return text
+
+
+def _variant(cache: FitCache, used, mask, name, description, method, test, note="") -> Variant:
+    sel = used & mask
+    k = int(sel.sum())
+    words = model_words(method, test)
+    if k == 0:
+        return Variant(name, description, words, 0, None, "not computed: no rows")
+    if k == 1:
+        return Variant(name, description, words, 1, None,
+                       "not computed: a single study (k = 1), nothing to pool")
+    try:
+        fit = cache.fit(sel, method, test)
+    except ValueError as exc:
+        return Variant(name, description, words, k, None, f"not computed: {exc}")
+    return Variant(name, description, words, k, pooled_from_fit(fit, with_pi=False), note)
+
+
+def _binary_variant(effects, used, name, description, fitter, measure, level) -> Variant:
+    cells = [_num(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
+    has = used & np.all([np.isfinite(c) for c in cells], axis=0)
+    k = int(has.sum())
+    words = f"common effect, {description.split()[0]}"
+    if k < 2:
+        return Variant(name, description, words, k, None,
+                       "not computed: no row has arm counts" if k == 0 else
+                       "not computed: a single study (k = 1), nothing to pool")
+    note = "" if k == used.sum() else (
+        f"{k} of {int(used.sum())} pooled rows have arm counts; the others are left out")
+    a, n1, c, n2 = (x[has] for x in cells)
+    try:
+        fit = fitter(a, ci=c, n1i=n1, n2i=n2, level=level, measure=measure)
+    except ValueError as exc:
+        return Variant(name, description, words, k, None, f"not computed: {exc}")
+    h = fit.heterogeneity
+    het = Heterogeneity(q=float(h.QE), q_df=int(h.df), q_pval=float(h.QEp), tau2=0.0,
+                        tau2_se=math.nan, tau=0.0, i2_pct=float(h.I2_pct), h2=float(h.H2))
+    pooled = Pooled(model="MH" if "Mantel" in description else "Peto", test="z", level=level,
+                    k=k, estimate=float(fit.estimate), se=float(fit.se), ci=fit.ci,
+                    test_stat=Test("z", float(fit.zval), float(fit.pval)), heterogeneity=het)
+    return Variant(name, description, words, k, pooled, note)
+
+
+def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, scale: Scale,
+              loo: Series | None) -> tuple[Variant, ...]:
+    o = plan.options
+    every = np.ones(len(effects), dtype=bool)
+    same = "same model as the main model"
+    out = [_variant(cache, used, every, "main", "Main model", o.method, o.test)]
+    out += [_variant(cache, used, every, f"tau2_{m}", f"tau\u00b2 estimator {m}", m, o.test,
+                     same if m == o.method else "") for m in plan.sensitivity_methods]
+    out += [_variant(cache, used, every, f"test_{t}",
+                     "Hartung-Knapp test" if t == "knha" else "Wald z test", o.method, t,
+                     same if t == o.test else "") for t in ("z", "knha")]
+    out.append(_variant(cache, used, every, "common_EE", "Common effect (inverse variance)",
+                        "EE", "z"))
+    if (_text(effects, "data_type") == "binary").any():
+        from .binary import mantel_haenszel, peto
+        mh_measure = plan.measure if plan.measure in ("RR", "OR", "RD") else "OR"
+        out.append(_binary_variant(effects, used, "common_MH", f"Mantel-Haenszel {mh_measure}",
+                                   mantel_haenszel, mh_measure, o.level))
+        out.append(_binary_variant(effects, used, "common_Peto", "Peto odds ratio",
+                                   lambda *a, measure, **kw: peto(*a, **kw), "OR", o.level))
+    subsets = list(plan.subsets)
+    for s in subsets[:2]:  # the built-in ones, first
+        out.append(_subset(cache, effects, used, s, o))
+    placebo = _text(effects, "comparator_type").eq("placebo").to_numpy()
+    out.append(_subset_mask(cache, used, placebo, "placebo_only", "Placebo-controlled rows only", o))
+    out += [_subset(cache, effects, used, s, o) for s in subsets[2:]]
+    if loo is not None and len(loo.estimate) >= 2:
+        est = np.asarray(loo.estimate)
+        # argmin/argmax take the first of tied studies: deterministic, in table order
+        for tag, which, i in (("min", "lowest", int(np.nanargmin(est))),
+                              ("max", "highest", int(np.nanargmax(est)))):
+            fit = Pooled(model=loo.model, test=loo.test, level=o.level, k=int(loo.k[i]),
+                         estimate=float(est[i]), se=math.nan,
+                         ci=Interval(loo.ci_low[i], loo.ci_high[i]),
+                         test_stat=Test("z" if o.test == "z" else "t", math.nan, loo.pval[i]),
+                         heterogeneity=Heterogeneity(math.nan, 0, math.nan, loo.tau2[i], math.nan,
+                                                     math.sqrt(max(loo.tau2[i], 0.0)),
+                                                     loo.i2_pct[i], math.nan))
+            out.append(Variant(f"leave1out_{tag}",
+                               f"Leave-one-out: {which} estimate (without {loo.labels[i]})",
+                               model_words(o.method, o.test), int(loo.k[i]), fit))
+    return tuple(out)
+
+
+def _subset_mask(cache, used, keep, name, description, o, note="") -> Variant:
+    if not note and (used & keep).sum() == used.sum():
+        note = "same rows as the main model"
+    return _variant(cache, used, keep, name, description, o.method, o.test, note)
+
+
+def _subset(cache, effects, used, subset, o) -> Variant:
+    hit, missing = _exclude_mask(effects, subset.exclude)
+    note = (f"filter column(s) {', '.join(missing)} not in the effects table: nothing excluded"
+            if missing else "")
+    return _subset_mask(cache, used, ~hit, subset.name, subset.title, o, note)
+
+
+def _series(kind: str, res, labels) -> Series:
+    f = lambda a: tuple(float(x) for x in a)  # noqa: E731
+    return Series(kind=kind, model=res.method, test=res.test, labels=tuple(labels),
+                  k=tuple(int(x) for x in res.k), estimate=f(res.estimate), ci_low=f(res.ci_lb),
+                  ci_high=f(res.ci_ub), pval=f(res.pval), tau2=f(res.tau2), i2_pct=f(res.I2_pct))
+
+
+def _leave_one_out(y, v, labels, o) -> Series | None:
+    if y.size < LEAVE_ONE_OUT_MIN_K:
+        return None
+    from .diagnostics import leave1out
+    return _series("leave_one_out", leave1out(y, v, method=o.method, test=o.test, level=o.level),
+                   labels)
+
+
+def _cumulative(y, v, labels, years, o) -> Series | None:
+    if y.size < 2:
+        return None
+    from .diagnostics import cumulative
+    res = cumulative(y, v, years, method=o.method, test=o.test, level=o.level)
+    return _series("cumulative", res, [labels[i] for i in res.order])
+
+
+def _subgroups(plan, effects, used, yi, vi, o) -> Subgroups | None:
+    if not plan.subgroup:
+        return None
+    from .subgroup import group_labels, subgroup_analysis
+    groups = group_labels(effects["subgroup"].where(effects["subgroup"].astype(str) != "", None)
+                          .to_numpy(dtype=object) if "subgroup" in effects else [None] * len(effects))
+    groups = np.where(used, groups, None)
+    sa = subgroup_analysis(yi, vi, groups, method=o.method, test=o.test, level=o.level)
+    levels = []
+    for lev in sa.levels:
+        fit = sa.fits.get(lev)
+        k = int(sa.k.get(lev, 0))
+        note = sa.refusals.get(lev, "")
+        levels.append(SubgroupLevel(str(lev), k, pooled_from_fit(fit) if fit is not None and k >= 1
+                                    else None, note))
+    between, i2 = None, math.nan
+    if sa.q_between is not None:
+        qb = sa.q_between
+        between = Test("Chi2", float(qb.Q), float(qb.pval), float(qb.df))
+        i2 = max(0.0, 100.0 * (qb.Q - qb.df) / qb.Q) if qb.Q > 0 else 0.0
+    mixed = None
+    if sa.mixed_effects is not None:
+        f = sa.mixed_effects.fit
+        mixed = Test("QM", float(f.QM), float(f.QMp), float(np.atleast_1d(f.QMdf)[0]))
+    note = "; ".join(v for k, v in sa.refusals.items() if k in ("mixed_effects", "q_between"))
+    return Subgroups(plan.subgroup, tuple(levels), between, i2, mixed, note)
+
+
+def _metaregression(effects, used, yi, vi, moderator, o) -> MetaRegression:
+    x = _num(effects, moderator)
+    ok = used & np.isfinite(x)
+    k = int(ok.sum())
+    empty = dict(coefficients=(), tau2=math.nan, r2_pct=math.nan, qm=None, qe=None, line=None,
+                 x=tuple(float(v) for v in np.where(ok, x, np.nan)))
+    if k < METAREG_MIN_K:
+        return MetaRegression(moderator, o.method, o.test, o.level, k, **empty,
+                              note=f"not computed: {k} studies with {moderator} "
+                                   f"(at least {METAREG_MIN_K} needed)")
+    from .metareg import meta_regression
+    try:
+        reg = meta_regression(yi[ok], vi[ok], x[ok], method=o.method, test=o.test, level=o.level,
+                              names=(moderator,))
+    except ValueError as exc:
+        return MetaRegression(moderator, o.method, o.test, o.level, k, **empty,
+                              note=f"not computed: {exc}")
+    f = reg.fit
+    coefs = tuple(Coefficient(str(n), float(f.beta[i]), float(f.se[i]),
+                              Interval(float(f.ci_lb[i]), float(f.ci_ub[i])),
+                              Test("z" if f.df is None else "t", float(f.stat[i]), float(f.pval[i]),
+                                   None if f.df is None else float(f.df)))
+                  for i, n in enumerate(reg.names))
+    line = None
+    if reg.p == 2:
+        grid = np.linspace(float(np.min(x[ok])), float(np.max(x[ok])), LINE_POINTS)
+        pr = reg.predict(grid)
+        line = RegressionLine(tuple(map(float, grid)), tuple(map(float, pr.pred)),
+                              tuple(map(float, pr.ci.low)), tuple(map(float, pr.ci.high)))
+    qmdf = np.atleast_1d(f.QMdf)
+    qm = Test("QM" if f.df is None else "F", float(f.QM), float(f.QMp), float(qmdf[0]))
+    qe = Test("QE", float(f.QE), float(f.QEp), float(f.QEdf))
+    return MetaRegression(moderator, o.method, o.test, o.level, k, coefs, float(f.tau2),
+                          float(reg.R2_pct), qm, qe, line, empty["x"],
+                          note="; ".join(reg.warnings))
+
+
+def _small_study(y, v, o) -> SmallStudy | None:
+    k = int(y.size)
+    if k < 3:
+        return None
+    from .bias import egger_test, rank_test, trim_and_fill
+    notes = []
+
+    def attempt(fn):
+        try:
+            return fn()
+        except ValueError as exc:
+            notes.append(str(exc))
+            return None
+
+    method = o.method if o.method not in COMMON else "EE"
+    eg = attempt(lambda: egger_test(y, v, model="rma", method=method, test=o.test, level=o.level))
+    egc = attempt(lambda: egger_test(y, v, model="lm", level=o.level))
+    rk = attempt(lambda: rank_test(y, v))
+    tf = attempt(lambda: trim_and_fill(y, v, method=method, level=o.level))
+    egger = None if eg is None else Test("z" if eg.df is None else "t", eg.stat, eg.pval, eg.df)
+    classic = None if egc is None else Test("t", egc.stat, egc.pval, egc.df)
+    begg = None if rk is None else Test("tau", rk.tau, rk.pval)
+    trim = None
+    if tf is not None:
+        fy = np.asarray(tf.yi_all)[np.asarray(tf.filled, dtype=bool)]
+        fv = np.asarray(tf.vi_all)[np.asarray(tf.filled, dtype=bool)]
+        trim = TrimFill(int(tf.k0), str(tf.side), pooled_from_fit(tf.fit),
+                        tuple(map(float, fy)), tuple(map(float, fv)))
+    assessed = k >= SMALL_STUDY_MIN_K
+    note = "; ".join(notes) if assessed else f"not assessed (k < {SMALL_STUDY_MIN_K})"
+    return SmallStudy(k, assessed, egger, float(eg.limit_estimate) if eg else math.nan, classic,
+                      begg, trim, note)
+
+
+def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool | None = None
+             ) -> AnalysisResult:
+    """Every part of one analysis, each model fitted once.
+
+    Parameters
+    ----------
+    plan : AnalysisPlan
+    effects : DataFrame
+        ``data/processed/effects/{analysis}.csv``: ``yi``, ``vi``, ``label``,
+        ``year``, ``subgroup``, arm counts, moderators, provenance.
+    log_ratio_rows : bool, optional
+        A generic analysis whose rows are log ratios (shown as ratios); by
+        default, when every row has ``data_type`` "ratio".
+    """
+    o = plan.options
+    yi, vi = _num(effects, "yi"), _num(effects, "vi")
+    used = np.isfinite(yi) & np.isfinite(vi)
+    if log_ratio_rows is None:
+        log_ratio_rows = len(effects) > 0 and set(_text(effects, "data_type")) == {"ratio"}
+    scale = Scale.of(plan.measure, log_ratio_rows=log_ratio_rows)
+    k_used = int(used.sum())
+    parts = _Parts()
+    cache = FitCache(yi, vi, o.level)
+    from .data import make_unique  # metafor's slab: duplicate labels get " #1", " #2"
+    labels = list(make_unique([str(s) for s in effects["label"]] if "label" in effects
+                              else [str(i + 1) for i in range(len(effects))]))
+    weights = np.full(len(effects), np.nan)
+    main = common = None
+    if k_used >= 2:
+        fit = parts.run("main", cache.fit, used, o.method, o.test)
+        if fit is not None:
+            main = pooled_from_fit(fit)
+            weights[used] = fit.weights_pct
+        ee = parts.run("common", cache.fit, used, "EE", "z")
+        common = None if ee is None else pooled_from_fit(ee)
+    elif k_used == 1:
+        weights[used] = 100.0
+    y, v = yi[used], vi[used]
+    used_labels = [lab for lab, u in zip(labels, used) if u]
+    loo = cum = sub = small = None
+    regs: tuple = ()
+    variants: tuple = ()
+    if k_used >= 2:
+        loo = parts.run("leave_one_out", _leave_one_out, y, v, used_labels, o)
+        years = _num(effects, "year")[used]
+        cum = parts.run("cumulative", _cumulative, y, v, used_labels, years, o)
+        variants = parts.run("sensitivity", _variants, plan, effects, cache, used, scale, loo) or ()
+        sub = parts.run("subgroups", _subgroups, plan, effects, used, yi, vi, o)
+        regs = tuple(r for r in (parts.run(f"metareg_{m}", _metaregression, effects, used, yi, vi, m, o)
+                                 for m in plan.moderators) if r is not None)
+        small = parts.run("small_study", _small_study, y, v, o)
+    n = _num(effects, "n_treat")[used].sum() + _num(effects, "n_ctrl")[used].sum()
+    ev = _num(effects, "events_treat")[used].sum() + _num(effects, "events_ctrl")[used].sum()
+    binary = k_used > 0 and (_text(effects, "data_type")[used] == "binary").all()
+    return AnalysisResult(
+        name=plan.name, title=plan.title, measure=plan.measure, scale=scale, method=o.method,
+        test=o.test, level=o.level, status=status_of(k_used, parts.failed),
+        k_rows=int(len(effects)), k_used=k_used,
+        participants=int(np.nan_to_num(n)) if k_used else 0,
+        events=int(ev) if binary and np.isfinite(ev) else None,
+        main=main, common=common, weights_pct=tuple(map(float, weights)),
+        used=tuple(bool(u) for u in used), variants=variants, leave_one_out=loo,
+        cumulative=cum, subgroups=sub, metaregression=regs, small_study=small,
+        failed=tuple(parts.failed))

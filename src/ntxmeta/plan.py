@@ -1,0 +1,144 @@
+"""The typed config, and what one analysis asks for (``AnalysisPlan``).
+
+``Config.load(path)`` validates ``config/config.yaml`` once
+(:func:`ntxmeta.config.load_config`: schema, vocabularies, every default
+taken from the schema) and freezes it. Each analysis becomes an
+:class:`AnalysisPlan`: its rows (filters), its measure and model, and every
+part the pipeline computes for it (sensitivity variants, subgroups,
+moderators). ``pool`` runs a plan (:func:`ntxmeta.analysis.run_plan`); no
+later step reads the config's model options again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+#: tau^2 estimators compared in every sensitivity table (Cochrane Handbook
+#: 10.10.4.1: REML the default, DL the classic, PM the recommended alternative).
+SENSITIVITY_METHODS = ("REML", "DL", "PM")
+#: Built-in sensitivity subsets: name -> (title, exclude filters). A config
+#: ``sensitivity`` subset with the same filters takes its place and title.
+BUILTIN_SUBSETS = {
+    "excl_low_confidence": ("Without low-confidence rows", (("confidence", ("low",)),)),
+    "excl_derived": ("Without derived rows", (("derived", ("true",)),)),
+}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The six model options of an analysis (metafor's spelling)."""
+
+    method: str
+    test: str
+    level: float
+    add: float
+    to: str
+    drop00: bool
+
+    @classmethod
+    def of(cls, block: Mapping) -> "ModelOptions":
+        return cls(method=str(block["method"]), test=str(block["test"]),
+                   level=float(block["level"]), add=float(block["add"]), to=str(block["to"]),
+                   drop00=bool(block["drop00"]))
+
+
+Filters = tuple  # ((column, (value, ...)), ...), sorted by column
+
+
+def _filters(block: Mapping) -> Filters:
+    return tuple(sorted((str(c), tuple(str(v).strip().lower() for v in vals))
+                        for c, vals in block.items()))
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A sensitivity subset: the main model without the rows matching ``exclude``."""
+
+    name: str
+    title: str
+    exclude: Filters
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """What one analysis asks for.
+
+    ``filters`` keep the config's mapping (the row selection reads it as
+    given); ``subsets`` are the built-in and config sensitivity subsets, in
+    table order.
+    """
+
+    name: str
+    title: str
+    measure: str
+    options: ModelOptions
+    filters: Filters = field(repr=False)  # ((column, (value, ...)), ...) in config order
+    subgroup: str | None = None
+    moderators: tuple[str, ...] = ()
+    main: bool = False
+    subsets: tuple[Subset, ...] = ()
+    sensitivity_methods: tuple[str, ...] = SENSITIVITY_METHODS
+
+    @property
+    def selection(self) -> dict:
+        """The analysis block as :mod:`ntxmeta.select` reads it (filters and options)."""
+        return {"filters": {k: list(v) for k, v in self.filters}, "measure": self.measure,
+                **vars(self.options), "subgroup": self.subgroup, "moderators": list(self.moderators),
+                "main": self.main, "title": self.title,
+                "subsets": [[s.name, s.title, [[c, list(v)] for c, v in s.exclude]]
+                            for s in self.subsets]}
+
+    def filter_values(self, column: str) -> tuple:
+        """The values a filter allows in ``column`` (empty when the column is not filtered)."""
+        return next((v for c, v in self.filters if c == column), ())
+
+
+def _subsets(sensitivity: Mapping) -> tuple[Subset, ...]:
+    """Built-in subsets (a config subset with the same filters replaces one), then the others."""
+    config = {key: Subset(key, str(s["title"]), _filters(s["exclude"]))
+              for key, s in sorted(sensitivity.items())}
+    by_filters = {s.exclude: key for key, s in config.items()}
+    out = []
+    for name, (title, filters) in BUILTIN_SUBSETS.items():
+        key = by_filters.get(filters)
+        out.append(Subset(name, config.pop(key).title if key else title, filters))
+    return tuple(out) + tuple(Subset(f"subset_{s.name}", s.title, s.exclude)
+                              for s in config.values())
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated config, frozen: raw-data glob, pooling rules, the plans."""
+
+    raw_data: str
+    defaults: ModelOptions
+    rules: Mapping     # read-only by convention (plain dicts pickle for worker processes)
+    analyses: Mapping  # name -> AnalysisPlan, in config order
+
+    @classmethod
+    def from_resolved(cls, cfg: Mapping) -> "Config":
+        """From :func:`ntxmeta.config.resolve`'s dict (every default filled in)."""
+        subsets = _subsets(cfg.get("sensitivity") or {})
+        plans = {}
+        for name in cfg["analyses"]:  # config order: the order of the summary of findings
+            a = cfg["analyses"][name]
+            plans[name] = AnalysisPlan(
+                name=name, title=str(a.get("title", name)), measure=str(a["measure"]),
+                options=ModelOptions.of(a),
+                filters=tuple((str(k), tuple(v)) for k, v in a["filters"].items()),
+                subgroup=a.get("subgroup") or None, moderators=tuple(a.get("moderators") or ()),
+                main=bool(a.get("main", False)), subsets=subsets)
+        return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
+                   rules=dict(cfg["rules"]), analyses=plans)
+
+    @classmethod
+    def load(cls, path: str | Path, comparisons=None) -> "Config":
+        """Validate and freeze a config file (``ValidationError`` with every problem)."""
+        from .config import load_config
+        return cls.from_resolved(load_config(path, comparisons))
+
+    @property
+    def names(self) -> list[str]:
+        """Analysis names, sorted (the workflow's job order)."""
+        return sorted(self.analyses)

@@ -1,0 +1,351 @@
+"""The typed result of one pipeline analysis: what ``pool`` writes, what every later step reads.
+
+``AnalysisResult`` holds the fits an :class:`~ntxmeta.plan.AnalysisPlan` asks
+for (the main model, the common-effect model, the sensitivity variants,
+leave-one-out and cumulative series, subgroups, meta-regressions, small-study
+tests), under our own field names (STYLE.md habit 6: intervals named
+``ci.low``/``ci.high``, units in names such as ``i2_pct``). metafor's key
+paths live only in the oracle adapter (``ntxmeta analyse``).
+
+Every number is on the analysis scale (log for ratio measures); the one
+:class:`Scale` of the result says how to show it (``scale.show``), so the
+summary table, the summary of findings, the figures and the report show an
+analysis on the same scale: it is decided once, in ``pool``.
+
+JSON: ``to_json``/``from_json`` round-trip exactly (shortest round-trip
+floats; NaN as ``null``, infinities as ``"Inf"``/``"-Inf"``). The layout is
+the dataclasses' fields, in order, so the schema is this module; its version
+is :data:`SCHEMA`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from ._common import Interval
+
+#: Version of the result layout; a reader refuses any other.
+SCHEMA = "ntxmeta.result/1"
+
+#: Measures reported as ratios (estimates are log ratios, shown with exp).
+RATIO_MEASURES = ("RR", "OR", "ROM")
+#: What a reader calls each measure (axis titles, table headers).
+MEASURE_NAMES = {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference",
+                 "SMD": "Standardised mean difference", "MD": "Mean difference",
+                 "ROM": "Ratio of means"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How the numbers of an analysis are shown.
+
+    ``log``: estimates are log ratios, shown as ``exp`` (RR, OR, ROM, and a
+    generic analysis whose rows are all log ratios from reported ratios and
+    CIs). ``null`` is the no-effect value on the shown scale.
+    """
+
+    measure: str
+    log: bool
+    name: str        # short name: "RR", "SMD", "Ratio" (generic log ratio), "Effect"
+    axis_label: str  # "Risk ratio (log scale)", ...
+
+    @classmethod
+    def of(cls, measure: str, *, log_ratio_rows: bool = False) -> "Scale":
+        """The scale of a measure (``log_ratio_rows``: a generic analysis of log ratios)."""
+        log = measure in RATIO_MEASURES or (measure == "GEN" and log_ratio_rows)
+        if measure == "GEN":
+            name, full = ("Ratio", "Ratio") if log else ("Effect", "Effect")
+        else:
+            name, full = measure, MEASURE_NAMES.get(measure, measure)
+        return cls(measure, log, name, f"{full} (log scale)" if log else full)
+
+    @property
+    def null(self) -> float:
+        return 1.0 if self.log else 0.0
+
+    @property
+    def back_transform(self) -> str:
+        """metafor's ``transf`` for this scale: "exp" or "none"."""
+        return "exp" if self.log else "none"
+
+    def show(self, y):
+        """Analysis scale -> shown scale (floats or arrays)."""
+        return np.exp(y) if self.log else y
+
+
+@dataclass(frozen=True)
+class Test:
+    """A test statistic: ``name`` is "z", "t", "Q", "QM", "Chi2", "tau" (Kendall)..."""
+
+    name: str
+    statistic: float
+    pval: float
+    df: float | None = None
+
+
+@dataclass(frozen=True)
+class Heterogeneity:
+    """Between-study variance and Cochran's Q of a fit (I^2 and H^2 as metafor)."""
+
+    q: float
+    q_df: int
+    q_pval: float
+    tau2: float
+    tau2_se: float
+    tau: float
+    i2_pct: float
+    h2: float
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """One pooled estimate (analysis scale) with its test and intervals.
+
+    ``model`` is the estimator ("REML", "DL", ..., "EE" for the inverse-variance
+    common effect, "MH" or "Peto"); ``test`` "z" or "knha" (Hartung-Knapp, t
+    with ``test_stat.df``). ``pi`` is the prediction interval (None for a
+    common-effect model).
+    """
+
+    model: str
+    test: str
+    level: float
+    k: int
+    estimate: float
+    se: float
+    ci: Interval
+    test_stat: Test
+    pi: Interval | None = None
+    heterogeneity: Heterogeneity | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A sensitivity analysis: the main question asked another way (or of fewer rows)."""
+
+    name: str
+    description: str
+    model: str          # in words: "REML random effects, z test"
+    k: int
+    fit: Pooled | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Series:
+    """Leave-one-out (each study left out) or cumulative (studies added in order) fits."""
+
+    kind: str                  # "leave_one_out" | "cumulative"
+    model: str
+    test: str
+    labels: tuple[str, ...]    # the study left out / the study added
+    k: tuple[int, ...]
+    estimate: tuple[float, ...]
+    ci_low: tuple[float, ...]
+    ci_high: tuple[float, ...]
+    pval: tuple[float, ...]
+    tau2: tuple[float, ...]
+    i2_pct: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SubgroupLevel:
+    level: str
+    k: int
+    fit: Pooled | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Subgroups:
+    """Estimates per level of a subgroup column, and the tests for subgroup differences.
+
+    ``between``: Cochran's Q between the levels' separate random-effects
+    estimates (RevMan's "test for subgroup differences", with I^2 of that Q);
+    ``mixed_effects``: the omnibus QM of a meta-regression on the level
+    indicators with one common tau^2 (metafor's ``rma(mods = ~ factor)``).
+    """
+
+    column: str
+    levels: tuple[SubgroupLevel, ...]
+    between: Test | None
+    between_i2_pct: float
+    mixed_effects: Test | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Coefficient:
+    name: str
+    estimate: float
+    se: float
+    ci: Interval
+    test_stat: Test
+
+
+@dataclass(frozen=True)
+class RegressionLine:
+    """The fitted line of a one-moderator meta-regression over a grid, with its CI."""
+
+    x: tuple[float, ...]
+    pred: tuple[float, ...]
+    ci_low: tuple[float, ...]
+    ci_high: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class MetaRegression:
+    moderator: str
+    model: str
+    test: str
+    level: float
+    k: int
+    coefficients: tuple[Coefficient, ...]
+    tau2: float
+    r2_pct: float
+    qm: Test | None
+    qe: Test | None
+    line: RegressionLine | None
+    x: tuple[float, ...]        # the moderator per effects row (NaN where missing or unused)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class TrimFill:
+    k0: int
+    side: str
+    fit: Pooled
+    filled_yi: tuple[float, ...]
+    filled_vi: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SmallStudy:
+    """Funnel-plot asymmetry: Egger's regression test, Begg's rank test, trim and fill."""
+
+    k: int
+    assessed: bool
+    egger: Test | None
+    egger_limit: float
+    egger_classic: Test | None
+    begg: Test | None
+    trimfill: TrimFill | None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything ``pool`` computed for one analysis (see the module docstring).
+
+    ``weights_pct`` and ``used`` have one entry per row of the analysis's
+    effects table, in its order (NaN weight / False where a row does not
+    enter the models).
+    """
+
+    name: str
+    title: str
+    measure: str
+    scale: Scale
+    method: str
+    test: str
+    level: float
+    status: str
+    k_rows: int
+    k_used: int
+    participants: int
+    events: int | None
+    main: Pooled | None
+    common: Pooled | None
+    weights_pct: tuple[float, ...]
+    used: tuple[bool, ...]
+    variants: tuple[Variant, ...] = ()
+    leave_one_out: Series | None = None
+    cumulative: Series | None = None
+    subgroups: Subgroups | None = None
+    metaregression: tuple[MetaRegression, ...] = ()
+    small_study: SmallStudy | None = None
+    failed: tuple[str, ...] = ()
+    schema: str = field(default=SCHEMA)
+
+    @property
+    def pooled(self) -> bool:
+        return self.main is not None
+
+    def regression(self, moderator: str) -> MetaRegression | None:
+        return next((r for r in self.metaregression if r.moderator == moderator), None)
+
+    def to_json(self) -> str:
+        return json.dumps(_encode(self), indent=1, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "AnalysisResult":
+        data = json.loads(text)
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"not an ntxmeta result of schema {SCHEMA!r} "
+                             f"(found {data.get('schema')!r}); re-run the pool step")
+        return _decode(cls, data)
+
+
+def read_result(path) -> AnalysisResult:
+    """Read ``results/analyses/{analysis}/result.json``."""
+    from pathlib import Path
+    return AnalysisResult.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+# --------------------------------------------------------------------------- JSON codec
+# Written here rather than taken from a library: the standard library's json
+# has no dataclass support, and the packages that add it (dacite, pydantic,
+# cattrs) are not dependencies of the project; what we need is ~40 lines.
+
+_INF = {"Inf": math.inf, "-Inf": -math.inf}
+
+
+def _encode(o: Any) -> Any:
+    if dataclasses.is_dataclass(o):
+        return {f.name: _encode(getattr(o, f.name)) for f in dataclasses.fields(o)}
+    if isinstance(o, (list, tuple, np.ndarray)):
+        return [_encode(v) for v in o]
+    if isinstance(o, (bool, np.bool_)):
+        return bool(o)
+    if isinstance(o, (int, np.integer)):
+        return int(o)
+    if isinstance(o, (float, np.floating)):
+        x = float(o)
+        if math.isnan(x):
+            return None
+        if math.isinf(x):
+            return "Inf" if x > 0 else "-Inf"
+        return x
+    return o
+
+
+@lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _decode(args[0], value)
+    if origin is tuple:
+        (inner, *_rest) = typing.get_args(tp)
+        return tuple(_decode(inner, v) for v in value)
+    if dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        return tp(**{f.name: _decode(hints[f.name], value[f.name])
+                     for f in dataclasses.fields(tp) if f.name in value})
+    if tp is float:
+        if value is None:
+            return math.nan
+        return _INF.get(value, value) if isinstance(value, str) else float(value)
+    return value
