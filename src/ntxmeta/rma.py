@@ -1098,7 +1098,7 @@ def _q_root_masked(target, y, v, m, k):
 
 
 def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=None,
-                   estimated=False, a=None) -> "RMAFit":
+                   estimated=False, a=None, control=FULL) -> "RMAFit":
     """``rma`` for X = None without user weights, from weighted sums (same conventions).
 
     Passes over the k studies (each in cache-sized blocks): one at tau^2 =
@@ -1180,12 +1180,13 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=No
         df = float(k - 1)
     return _finish(method, method_in, test_used, level, k, 1, beta, np.array([[s2w / s1]]), df, s2w,
                    tau2, se_tau2, QE, trP0, rss_f, lsum_t, lsum0, np.log(s1), np.log(k),
-                   w, y, v, None, tau2_fixed=fixed and not estimated, weights=a)
+                   w, y, v, None, tau2_fixed=fixed and not estimated, weights=a,
+                   control=control)
 
 
 def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_tau2, QE, trP0,
             rss_f, lsum_t, lsum0, logdet_xtwx, logdet_xtx, weights_pct, y, v, X, *,
-            tau2_fixed=False, weights=None) -> "RMAFit":
+            tau2_fixed=False, weights=None, control=FULL) -> "RMAFit":
     """Tests, intervals, heterogeneity and fit statistics of a fitted model -> RMAFit.
 
     ``vb`` already includes s2w; ``QE``/``trP0`` come from the common-effect
@@ -1231,7 +1232,7 @@ def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_ta
                   I2_pct=float(I2), H2=float(H2), QE=QE, QEdf=k - p, QEp=QEp, s2w=s2w, df=df,
                   QM=QM, QMdf=QMdf, QMp=QMp, weights_pct=weights_pct,
                   fit_ml=fit_ml, fit_reml=fit_reml, parms=parms, yi=y, vi=v, X=X,
-                  weights=weights, tau2_fixed=tau2_fixed)
+                  weights=weights, tau2_fixed=tau2_fixed, control=control)
 
 
 # --------------------------------------------------------------------------- results
@@ -1305,6 +1306,8 @@ class RMAFit:
     weights: np.ndarray | None = field(repr=False, default=None)
     #: True when tau^2 was given (``rma(tau2=)``), not estimated
     tau2_fixed: bool = False
+    #: the control the fit was made with
+    control: Control = field(repr=False, compare=False, default=FULL)
 
     def with_test(self, test: str) -> "RMAFit":
         """The same model with the other test ("z" or "knha"), tau^2 not re-estimated.
@@ -1321,7 +1324,7 @@ class RMAFit:
             return self
         return _fit(self.yi, self.vi, method=self.method, test=test, level=self.level,
                     X=self.X, weights=self.weights, tau2=self.tau2,
-                    estimated=not self.tau2_fixed, control=FULL)
+                    estimated=not self.tau2_fixed, control=self.control)
 
     @property
     def estimate(self) -> float:
@@ -1505,10 +1508,12 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
         raise ValueError("weights must be finite, >= 0 and one per study")
     fixed = tau2 is not None and method != "EE"
     note_fit("fixed" if fixed else "estimated", method)
-    emulate = not fixed and control.matters_for(method, k)
+    # a replayed control takes the general path; so does with_test of such a fit
+    # (the same arithmetic as a fresh fit, to the bit)
+    emulate = control.matters_for(method, k) and (not fixed or estimated)
     if X is None and a is None and sums_finite and not emulate:
         return _rma_intercept(y, v, ysum, vsum, method, method_in, test, level,
-                              tau2 if fixed else None, estimated, a)
+                              tau2 if fixed else None, estimated, a, control)
     m = np.ones(k)
     test_used = test if k > 1 else "z"
     if fixed:
@@ -1557,7 +1562,7 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
                    QE, trP0, rss_f, float(np.log(v + tau2).sum()), float(np.log(v).sum()),
                    float(pr.logdet_xtdx()), float(_Projection.of(m, y, X).logdet_xtdx()),
                    100 * wts / wts.sum(), y, v, X, tau2_fixed=fixed and not estimated,
-                   weights=a)
+                   weights=a, control=control)
 
 
 def _omnibus(beta, vb, p, df, k):
@@ -1677,6 +1682,7 @@ def rma_batch(yi, vi, *, method: str = "REML", test: str = "z", level: float = 9
         raise ValueError("GENQ/GENQM need per-analysis weights; use rma()")
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    note_fit("batch")
     n_rows, n_cols = y.shape
     out = {f: np.empty(n_rows) for f in BatchFit.ARRAYS}
     step = max(1, _BATCH_CHUNK // max(n_cols, 1))
