@@ -26,7 +26,7 @@ import pytest
 import ntxmeta.diagnostics as dg
 from ntxmeta.analyse import analyse_data
 from ntxmeta.data import load_spec
-from ntxmeta.rma import rma
+from ntxmeta.rma import METAFOR_DEFAULT, rma
 from oracle_util import cases, compare, load, normalise
 
 CASES = cases()
@@ -95,7 +95,7 @@ def test_metafor_mode_needs_the_full_fit_to_converge():
     ys, vs = y[idx], v[idx]
     for fn in (dg.leave1out, dg.influence, dg.cumulative):
         with pytest.raises(ValueError, match="Fisher scoring algorithm did not converge"):
-            fn(ys, vs, convergence="metafor")
+            fn(ys, vs, control=METAFOR_DEFAULT)
     full = dg.cumulative(ys, vs)  # fully converged: every row, the last one too
     _assert_fit_equal(_row(full, 6), rma(ys, vs), "first 7 studies")
 
@@ -332,13 +332,19 @@ def test_k2_leave1out_are_one_study_fits():
     (dict(yi=[0.1, 0.2], vi=[0.1, 0.1], method="GENQ"), "user weights"),
     (dict(yi=[0.1, 0.2], vi=[0.1, 0.1], method="XX"), "unknown method"),
     (dict(yi=[0.1, 0.2], vi=[0.1, 0.1], test="t"), "test must be"),
-    (dict(yi=[0.1, 0.2], vi=[0.1, 0.1], convergence="loose"), "convergence"),
     (dict(yi=[0.1, 0.2], vi=[0.1, 0.1], level=0), "level"),
 ])
 def test_bad_input_is_a_clear_error(bad, match):
     for fn in (dg.leave1out, dg.influence, dg.cumulative):
         with pytest.raises(ValueError, match=match):
             fn(**bad)
+
+
+def test_control_must_be_a_control_object():
+    """The strings of a spec are translated where the spec is read, not here."""
+    for fn in (dg.leave1out, dg.influence, dg.cumulative):
+        with pytest.raises(TypeError, match="Control"):
+            fn([0.1, 0.2], [0.1, 0.1], control="metafor")
 
 
 def test_stable_order_ties_and_missing_last():

@@ -97,9 +97,9 @@ bias_tight). The oracle ran ``regtest`` and ``trimfill`` with metafor's
 default control, which stops REML when tau^2 changes by less than 1e-5 in
 absolute terms; where tau^2 is small (risk differences) that default fit
 is visibly unconverged (dat.bcg RD: regtest z -3.830 vs -3.850 converged).
-``control="metafor"`` reproduces that stopping rule step for step (the
+``control=METAFOR_DEFAULT`` reproduces that stopping rule step for step (the
 sections use it unless the spec says ``"control": "full"``, as the
-pipeline's specs do); ``control="full"``, the functions' default, reports
+pipeline's specs do); ``control=FULL``, the functions' default, reports
 the converged value.
 
 Why written here, what comes from libraries
@@ -155,7 +155,7 @@ from scipy import stats
 from . import analyse
 from ._common import Interval, MetaError, as_float_array, guarded
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, METHODS, RMAFit, estimate_tau2, metafor_fisher_tau2, rma
+from .rma import COMMON_ALIASES, FULL, METHODS, Control, RMAFit, estimate_tau2, rma
 from .sections import fit_dict
 
 MODELS = ("rma", "lm")
@@ -372,7 +372,7 @@ def _weighted_lm(y: np.ndarray, X: np.ndarray, w: np.ndarray,
 
 
 def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = "z",
-               level: float = 95.0, control: str = "full") -> EggerTest:
+               level: float = 95.0, control: Control = FULL) -> EggerTest:
     """Egger-type regression test; matches metafor 3.8-1 ``regtest(fit, model=...)``.
 
     Parameters
@@ -487,17 +487,14 @@ def _weighted_mean(y: np.ndarray, w: np.ndarray) -> float:
     return float(y[0] + (w * (y - y[0])).sum() / w.sum())
 
 
-def _pooled(y: np.ndarray, v: np.ndarray, method: str, control: str = "full") -> float:
+def _pooled(y: np.ndarray, v: np.ndarray, method: str, control: Control = FULL) -> float:
     """Estimate of the intercept-only model, weights 1/(v + tau^2).
 
     With y sorted ascending the estimate is never below y_1, so a round of
     trimming can never remove every study, and a single remaining study's
     deviation is exactly 0 (counted as neither sign, as in metafor).
     """
-    if control == "metafor" and method in ("ML", "REML", "EB") and y.size > 1:
-        tau2 = metafor_fisher_tau2(method, y, v)
-    else:
-        tau2 = float(estimate_tau2(y, v, method=method))
+    tau2 = float(estimate_tau2(y, v, method=method, control=control))
     return _weighted_mean(y, 1.0 / (v + tau2))
 
 
@@ -516,7 +513,7 @@ def _l0(d: np.ndarray) -> tuple[float, float]:
 
 def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None,
                   level: float = 95.0, maxiter: int = TRIMFILL_MAXITER,
-                  control: str = "full") -> TrimAndFill:
+                  control: Control = FULL) -> TrimAndFill:
     """Duval and Tweedie's trim and fill (L0); matches metafor 3.8-1 ``trimfill(fit)``.
 
     Parameters
@@ -616,18 +613,12 @@ def egger_dict(res: EggerTest) -> dict:
             **({"warnings": [res.warning]} if res.warning else {})}
 
 
-def section_control(data: AnalysisData) -> str:
-    """The references of regtest and trimfill are metafor's default-control fits:
-    reproduce its stopping rule unless the spec asks for full convergence."""
-    return data.options.get("control", "metafor")
-
-
 def regtest_section(data: AnalysisData, sub: set[str] | None) -> dict:
     """``regtest.{rma_REML, rma_DL, lm_classic_egger}``."""
     y, v = _used(data)
     return {key: guarded(lambda m=model, t=method: egger_dict(
                 egger_test(y, v, model=m, method=t, level=data.level,
-                           control=section_control(data))))
+                           control=data.control)))
             for key, (model, method) in REGTEST_KEYS.items() if sub is None or key in sub}
 
 
@@ -666,7 +657,7 @@ def trimfill_section(data: AnalysisData, sub: set[str] | None) -> dict:
     y, v = _used(data)
     return {m: guarded(lambda m=m: trimfill_dict(
                 trim_and_fill(y, v, method=m, level=data.level,
-                              control=section_control(data)), data))
+                              control=data.control), data))
             for m in TRIMFILL_KEYS if sub is None or m in sub}
 
 

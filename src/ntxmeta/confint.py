@@ -103,7 +103,8 @@ from scipy import optimize, stats
 from ._common import Interval, MetaError, guarded
 from .analyse import register
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, RMAFit, _loglik, _Projection, _q_at, rma
+from .rma import (COMMON_ALIASES, METAFOR_DEFAULT, REPLAYED_METHODS, RMAFit, _loglik, _Projection,
+                  _q_at, metafor_fisher_tau2, rma)
 from .sections import fit_used
 
 TYPES = ("QP", "GENQ", "PL")
@@ -128,10 +129,6 @@ BRENT_MAXITER = 500
 EPS = float(np.finfo(float).eps)
 R_UNIROOT_TOL = EPS**0.25
 R_UNIROOT_MAXITER = 1000
-#: metafor's default rma() control: Fisher scoring stops at a change in
-#: tau^2 <= threshold = 1e-5, after at most maxiter = 100 iterations.
-R_THRESHOLD = 1e-5
-R_FISHER_MAXITER = 100
 #: R's ``mad()`` consistency constant (1 / qnorm(3/4)), as metafor's PM
 #: search limit tau2.max = max(100, 10 mad(yi)^2) uses it.
 R_MAD_CONSTANT = 1.4826
@@ -406,40 +403,15 @@ def _r_uniroot(f, lo: float, hi: float, f_lo: float, f_hi: float, *, scale: floa
 def _metafor_default_tau2(fit: RMAFit) -> float:
     """tau^2 as metafor's default control leaves it (for ``emulate=True``).
 
-    ML/REML/EB: Fisher scoring from max(0, HE) with steps halved until
-    tau^2 + step >= 0, stopped at a change <= ``R_THRESHOLD`` (metafor's
-    threshold 1e-5), then ML/REML's check against tau^2 = 0 with tol
-    ``R_UNIROOT_TOL``. PM/PMM: R's uniroot on [0, max(100, 10 mad(y)^2)].
+    ML/REML/EB: ``ntxmeta.rma.metafor_fisher_tau2`` under ``METAFOR_DEFAULT``
+    (Fisher scoring from max(0, HE), threshold 1e-5, ll0check with tol
+    eps^0.25). PM/PMM: R's uniroot on [0, max(100, 10 mad(y)^2)].
     Other estimators are not iterative: the fit's value.
     """
     y, v, m, X = _data(fit)
     k, p = float(fit.k), fit.p
-    if fit.method in ("ML", "REML", "EB"):
-        ols = _Projection.of(m, y, X)
-        t = max(0.0, float((ols.rss() - ols.tr_pv(v)) / (k - p)))
-        for _ in range(R_FISHER_MAXITER + 1):
-            pr = _Projection.of(m / (v + t), y, X)
-            if fit.method == "REML":
-                adj = float((pr.ypp() - pr.tr()) / pr.tr_pp())
-            elif fit.method == "ML":
-                w = m / (v + t)
-                adj = float((pr.ypp() - w.sum()) / (w**2).sum())
-            else:
-                adj = float((pr.rss() * k / (k - p) - k) / (m / (v + t)).sum())
-            adj = 0.0 if not np.isfinite(adj) else adj
-            while t + adj < 0:
-                adj /= 2
-            t, change = t + adj, abs(adj)
-            if change <= R_THRESHOLD:
-                break
-        else:
-            raise MetaError("Fisher scoring algorithm did not converge.")
-        if fit.method in ("ML", "REML"):
-            ll0 = float(_loglik(fit.method, np.float64(0.0), y, v, m, X, k, p))
-            ll = float(_loglik(fit.method, np.float64(t), y, v, m, X, k, p))
-            if ll0 - ll > R_UNIROOT_TOL and t > R_THRESHOLD:
-                t = 0.0
-        return t
+    if fit.method in REPLAYED_METHODS:
+        return metafor_fisher_tau2(fit.method, y, v, X, control=METAFOR_DEFAULT)
     if fit.method in ("PM", "PMM"):
         target = (k - p) if fit.method == "PM" else float(stats.chi2.ppf(0.5, k - p))
         mad = R_MAD_CONSTANT * float(np.median(np.abs(y - np.median(y))))
@@ -450,7 +422,7 @@ def _metafor_default_tau2(fit: RMAFit) -> float:
         if qmax > target:
             raise MetaError("Value of 'tau2.max' too low.")
         return _r_uniroot(lambda t: _q(fit, t) - target, 0.0, t_max, q0 - target, qmax - target,
-                          maxiter=R_FISHER_MAXITER)
+                          maxiter=METAFOR_DEFAULT.maxiter)
     return fit.tau2
 
 
@@ -528,7 +500,7 @@ def confint_section(data: AnalysisData, sub: set[str] | None) -> dict:
     if sub is None or PL_KEY in sub:
         # metafor's reference for PL has no tightly converged twin: emulate its
         # default control (see the module docstring).
-        emulate = data.options.get("control") != "full"  # the pipeline converges fully
+        emulate = data.control.replay  # the pipeline's specs converge fully
         out[PL_KEY] = guarded(lambda: ci_dict(confint_fit(fit_used(data, "REML"), type="PL",
                                                           emulate=emulate)))
     return out

@@ -23,14 +23,16 @@ import numpy as np
 import pandas as pd
 
 from . import effects as ef
+from .rma import FULL, METAFOR_DEFAULT, Control
 
 #: ``columns`` keys each kind of measure needs (either set for binary).
 BINARY_COLUMNS = (("ai", "n1i", "ci", "n2i"), ("ai", "bi", "ci", "di"))
 CONTINUOUS_COLUMNS = ("m1i", "sd1i", "n1i", "m2i", "sd2i", "n2i")
-#: ``options.control`` of a spec: "metafor" (the default) reproduces metafor's
-#: default stopping rule in the sections whose references used it; "full"
-#: converges every fit fully (the pipeline's choice).
-SPEC_CONTROLS = ("metafor", "full")
+#: ``options.control`` of a spec -> the engine's ``Control``: "metafor" (the
+#: default) reproduces metafor's default stopping rule in the sections whose
+#: references used it; "full" converges every fit fully (the pipeline's
+#: choice). The one place where the string becomes a ``Control``.
+SPEC_CONTROLS = {"metafor": METAFOR_DEFAULT, "full": FULL}
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class AnalysisData:
         Binary measures only (uncorrected counts, for MH and Peto).
     options : dict
         The spec's options as given.
+    control : Control
+        ``options.control`` translated (``SPEC_CONTROLS``): how the sections
+        that reproduce metafor's default-control references stop ML/REML/EB.
     """
 
     name: str
@@ -83,6 +88,7 @@ class AnalysisData:
     year_name: str | None = None
     cells: Cells | None = None
     options: dict = field(default_factory=dict)
+    control: Control = METAFOR_DEFAULT
 
     @property
     def yi(self) -> np.ndarray:
@@ -137,8 +143,9 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
     cols = spec.get("columns", {})
     opts = dict(spec.get("options") or {})
     if opts.get("control", "metafor") not in SPEC_CONTROLS:
-        raise ValueError(f"{name}: options.control must be one of {SPEC_CONTROLS}, "
+        raise ValueError(f"{name}: options.control must be one of {tuple(SPEC_CONTROLS)}, "
                          f"got {opts['control']!r}")
+    control = SPEC_CONTROLS[opts.get("control", "metafor")]
     level = float(opts.get("level", 95))
     transf = opts.get("transf", "exp" if measure in ("RR", "OR", "ROM") else "none")
     get = lambda key: _numeric(frame, cols[key], name)  # noqa: E731 - local shorthand
@@ -178,7 +185,7 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
                         transf=transf, year=year, group=group, moderator=moderator,
                         moderator_name=spec.get("moderator"), subgroup_name=spec.get("subgroup"),
                         year_name=spec.get("year"),
-                        cells=cells, options=opts)
+                        cells=cells, options=opts, control=control)
 
 
 def load_spec(path: str | Path) -> tuple[dict, AnalysisData]:

@@ -6,18 +6,18 @@ intercept-only ``rma.uni`` fits, and registers the result sections
 
 Public API
 ----------
-``leave1out(yi, vi, *, method, test, level, convergence) -> Leave1Out``
+``leave1out(yi, vi, *, method, test, level, control) -> Leave1Out``
     Row i is the model fitted without study i.
-``cumulative(yi, vi, order=None, *, method, test, level, convergence) -> Cumulative``
+``cumulative(yi, vi, order=None, *, method, test, level, control) -> Cumulative``
     Studies sorted stably by ``order`` (NaN last, as R's ``order()``); row j
     is the model fitted on the first j + 1 studies of that order.
-``influence(yi, vi, *, method, test, level, convergence) -> Influence``
+``influence(yi, vi, *, method, test, level, control) -> Influence``
     metafor's case-deletion diagnostics (rstudent, DFFITS, Cook's distance,
     COVRATIO, tau^2 and Q after deletion, hat values, weights, DFBETAS and
     the "influential" flag).
 
-``convergence="full"`` (default) converges REML/ML/EB fully, as metafor
-with control=list(threshold=1e-12); ``convergence="metafor"`` replays
+``control=FULL`` (default) converges REML/ML/EB fully, as metafor
+with control=list(threshold=1e-12); ``control=METAFOR_DEFAULT`` replays
 metafor's default control, which is what its leave1out(), influence() and
 cumul() print, and what the ``leave1out``, ``influence`` and ``cumul``
 sections (and the metafor oracle) hold: there REML values differ from the
@@ -81,9 +81,9 @@ sums. REML, ML and EB follow metafor's own path, so that where the
 likelihood has two maxima (it happens: a boundary maximum at 0 and an
 interior one) the same one is found: Fisher scoring from max(0, HE), a
 step that would leave [0, inf) halved until it does not, all analyses
-iterated together. ``convergence="metafor"`` stops there with metafor's
+iterated together. ``control=METAFOR_DEFAULT`` stops there with metafor's
 default control (change <= 1e-5 within 100 iterations, else the analysis
-is NaN, as metafor reports it); ``convergence="full"`` (the default)
+is NaN, as metafor reports it); ``control=FULL`` (the default)
 continues from that point with Newton steps on the likelihood score
 (Fisher-scoring steps where the score is not decreasing, clamped at 0)
 to a change below ``ntxmeta.rma.TAU2_RTOL``. Then, for ML and REML,
@@ -136,8 +136,8 @@ from scipy import stats
 from . import analyse
 from ._common import MetaError, guarded
 from .data import AnalysisData
-from .rma import (COMMON_ALIASES, KNHA_EPS, LL0_TOL, METHODS, TAU2_RTOL, TESTS, _tau2,
-                  estimate_tau2, rma, rma_batch)
+from .rma import (COMMON_ALIASES, FULL, KNHA_EPS, LL0_TOL, METAFOR_DEFAULT, METHODS, TAU2_RTOL,
+                  TESTS, Control, _check_control, _tau2, estimate_tau2, note_fit, rma, rma_batch)
 
 # --------------------------------------------------------------------------- constants
 
@@ -187,17 +187,15 @@ HAT_ONE_EPS = 10
 SERIES_METHODS = ("EE", "DL", "HE", "HS", "HSk", "REML", "ML", "EB")
 ITERATIVE_METHODS = ("REML", "ML", "EB")
 BATCH_METHODS = ("SJ", "PM", "PMM")
-#: ``convergence``: "full" iterates to ``ntxmeta.rma.TAU2_RTOL`` (what
-#: metafor gives with control=list(threshold=1e-12)); "metafor" replays
-#: metafor 3.8-1's default control for REML/ML/EB, which is what metafor's
-#: leave1out(), influence() and cumul() report by default.
-CONVERGENCE = ("full", "metafor")
-#: metafor's default control: stop Fisher scoring when tau^2 changes by at
-#: most ``threshold`` = 1e-5; give up after ``maxiter`` = 100 iterations;
-#: the ll0 check uses ``tol`` = .Machine$double.eps^0.25.
-METAFOR_THRESHOLD = 1e-5
-METAFOR_MAXITER = 100
-METAFOR_LL0_TOL = np.finfo(float).eps ** 0.25
+#: ``control`` (``ntxmeta.rma.Control``): ``FULL`` iterates to
+#: ``ntxmeta.rma.TAU2_RTOL`` (what metafor gives with
+#: control=list(threshold=1e-12)); a replayed control such as
+#: ``METAFOR_DEFAULT`` replays metafor 3.8-1's Fisher scoring for REML/ML/EB
+#: with its threshold, maxiter and tol, which is what metafor's leave1out(),
+#: influence() and cumul() report by default. This module's Fisher scoring
+#: is the vectorised twin of ``ntxmeta.rma.metafor_fisher_tau2`` (all
+#: subsets at once from weighted series sums; one subset at a time through
+#: ``rma`` would be O(k) fits), with the same settings from the same object.
 STOP_K1 = "Stopped because k = 1."
 
 _EPS = np.finfo(float).eps
@@ -577,18 +575,20 @@ def _newton_step(t, score, info, slope):
     return new, at_zero | (np.abs(new - t) <= TAU2_RTOL * np.maximum(1.0, new))
 
 
-def _metafor_step(t, score, info, slope):
+def _metafor_step(threshold):
     """metafor 3.8-1's Fisher-scoring step: adj = score / information (0 if NA),
-    halved while tau^2 + adj < 0; done when |change| <= ``METAFOR_THRESHOLD``."""
-    adj = score / info
-    adj = np.where(np.isnan(adj), 0.0, adj)
-    adj = np.where((t == 0) & (adj < 0), 0.0, adj)  # halved at 0 until it vanishes
-    neg = t + adj < 0
-    while np.any(neg):
-        adj = np.where(neg, adj / 2, adj)
+    halved while tau^2 + adj < 0; done when |change| <= ``threshold``."""
+    def step(t, score, info, slope):
+        adj = score / info
+        adj = np.where(np.isnan(adj), 0.0, adj)
+        adj = np.where((t == 0) & (adj < 0), 0.0, adj)  # halved at 0 until it vanishes
         neg = t + adj < 0
-    new = t + adj
-    return new, np.abs(t - new) <= METAFOR_THRESHOLD
+        while np.any(neg):
+            adj = np.where(neg, adj / 2, adj)
+            neg = t + adj < 0
+        new = t + adj
+        return new, np.abs(t - new) <= threshold
+    return step
 
 
 def _newton(method, sums, rows, start):
@@ -596,11 +596,11 @@ def _newton(method, sums, rows, start):
     return _iterate(method, sums, rows, start, _newton_step, NEWTON_MAX_ITER)
 
 
-def _fisher_metafor(method, sums, rows, start):
-    """metafor 3.8-1's default Fisher scoring from max(0, start) (metafor: HE), step
-    for step; an analysis not done within ``METAFOR_MAXITER`` iterations has not
-    converged (metafor: "Fisher scoring algorithm did not converge")."""
-    return _iterate(method, sums, rows, start, _metafor_step, METAFOR_MAXITER)
+def _fisher_metafor(method, sums, rows, start, control: Control = METAFOR_DEFAULT):
+    """metafor 3.8-1's Fisher scoring under a replayed ``control`` from max(0, start)
+    (metafor: HE), step for step; an analysis not done within ``control.maxiter``
+    iterations has not converged (metafor: "Fisher scoring algorithm did not converge")."""
+    return _iterate(method, sums, rows, start, _metafor_step(control.threshold), control.maxiter)
 
 
 def _loglik_gain(method, sums, rows, tau2, fe):
@@ -654,7 +654,7 @@ class _Batch:
     """Everything the public results and influence() need, one entry per analysis.
 
     NaN rows: analyses whose fit did not converge under metafor's default
-    stopping rule (``convergence="metafor"``), as metafor records them.
+    stopping rule (``control=METAFOR_DEFAULT``), as metafor records them.
     """
 
     size: np.ndarray
@@ -671,7 +671,7 @@ class _Batch:
     refits: int            # analyses refitted one by one after Newton failed
 
 
-def _check_inputs(yi, vi, method, test, level, convergence):
+def _check_inputs(yi, vi, method, test, level, control):
     y = np.asarray(yi, dtype=float)
     v = np.asarray(vi, dtype=float)
     if y.ndim != 1 or v.ndim != 1 or y.shape != v.shape:
@@ -691,14 +691,14 @@ def _check_inputs(yi, vi, method, test, level, convergence):
                          "influence or cumulative fits")
     if not 0 < float(level) < 100:
         raise ValueError(f"level must be in (0, 100), got {level!r}")
-    if convergence not in CONVERGENCE:
-        raise ValueError(f"convergence must be one of {CONVERGENCE}, got {convergence!r}")
+    _check_control(control)
     return y, v, ("EE" if method in COMMON_ALIASES else method)
 
 
-def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
+def _batch(y, v, kind, method, test, control: Control = FULL) -> _Batch:
     """Fit every subset (leave-one-out, prefix or the full set) of one analysis."""
     k = y.size
+    note_fit("batch")
     # centre: the full-data estimates, which every subset's answer lies near
     c_tau2 = float(estimate_tau2(y, v, method=method)) if k > 1 else 0.0
     w_c = 1.0 / (v + c_tau2)
@@ -715,7 +715,7 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
     # HE: metafor's starting value of Fisher scoring, and an estimator itself
     s1, s2, sv = fe.plain(r), fe.plain(r * r), fe.plain(v)
     he = np.where(multi, np.maximum((s2 - s1 * s1 / size - (1 - 1 / size) * sv) / df_q, 0.0), 0.0)
-    metafor = convergence == "metafor" and iterative
+    metafor = control.replay and iterative
     centres = [c_tau2] + ([float(he[multi].mean()), 0.0] if iterative and np.any(multi) else [])
     sums = _SubsetSums(v, r, kind, centres)
     refits = 0
@@ -734,7 +734,9 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
             rows = np.flatnonzero(multi)
             if rows.size:
                 # metafor's path: Fisher scoring from HE, halving steps that would leave [0, inf)
-                t, conv = _fisher_metafor(method, sums, rows, he[rows])
+                # (the start of the full path too: it finds metafor's maximum)
+                t, conv = _fisher_metafor(method, sums, rows, he[rows],
+                                          control if metafor else METAFOR_DEFAULT)
                 if metafor:
                     t[~conv] = np.nan
                 else:
@@ -744,7 +746,8 @@ def _batch(y, v, kind, method, test, convergence="full") -> _Batch:
                         t[j] = _refit_one(method, kind, rows[j], y, v)
                     refits = int((~conv).sum())
                 if method != "EB":
-                    tol, floor = (METAFOR_LL0_TOL, METAFOR_THRESHOLD) if metafor else (LL0_TOL, 0.0)
+                    tol, floor = ((control.tol, control.threshold) if metafor
+                                  else (LL0_TOL, 0.0))
                     pos = np.flatnonzero(t > floor)
                     if pos.size:
                         gain = _loglik_gain(method, sums, rows[pos], t[pos], (p0, L0))
@@ -803,13 +806,13 @@ class SubsetFits:
     ``k`` is the number of studies in each fit; ``stat`` is a z value for
     ``test="z"`` and a t value (``df`` = k - 1) under knha, where one-study
     fits fall back to z (``df`` NaN). ``I2_pct`` is in percent. Rows are
-    NaN where metafor's default stopping rule fails (``convergence="metafor"``).
+    NaN where metafor's default stopping rule fails (``control=METAFOR_DEFAULT``).
     """
 
     method: str
     test: str
     level: float
-    convergence: str
+    control: Control
     k: np.ndarray
     estimate: np.ndarray
     se: np.ndarray
@@ -862,12 +865,12 @@ class Influence:
     leave1out: Leave1Out
 
 
-def _subset_fits(cls, y, v, kind, method, test, level, convergence, **extra):
-    if convergence == "metafor" and method in ITERATIVE_METHODS:
-        _full_fit(y, v, method, test, convergence)  # metafor needs the fitted model first
-    b = _batch(y, v, kind, method, test, convergence)
+def _subset_fits(cls, y, v, kind, method, test, level, control, **extra):
+    if control.replay and method in ITERATIVE_METHODS:
+        _full_fit(y, v, method, test, control)  # metafor needs the fitted model first
+    b = _batch(y, v, kind, method, test, control)
     se, stat, pval, lb, ub = _tests(b, level)
-    return cls(method=method, test=test, level=float(level), convergence=convergence, k=b.size,
+    return cls(method=method, test=test, level=float(level), control=control, k=b.size,
                estimate=b.estimate, se=se, stat=stat, pval=pval, ci_lb=lb, ci_ub=ub, Q=b.Q,
                Qp=b.Qp, tau2=b.tau2, I2_pct=b.I2, H2=b.H2, df=b.df, **extra), b
 
@@ -882,20 +885,20 @@ _PARAMS_DOC = """
     test : {"z", "knha"}
     level : float
         Confidence level in percent.
-    convergence : {"full", "metafor"}
-        "full" (default) converges REML/ML/EB to ``ntxmeta.rma.TAU2_RTOL``,
-        as metafor with control=list(threshold=1e-12); "metafor" replays
-        metafor's default control (Fisher scoring from HE, threshold 1e-5,
-        100 iterations, NaN rows where metafor's fit fails), which is what
-        metafor's own functions print by default."""
+    control : ntxmeta.rma.Control
+        ``FULL`` (default) converges REML/ML/EB to ``ntxmeta.rma.TAU2_RTOL``,
+        as metafor with control=list(threshold=1e-12); ``METAFOR_DEFAULT``
+        replays metafor's default control (Fisher scoring from HE, threshold
+        1e-5, 100 iterations, NaN rows where metafor's fit fails), which is
+        what metafor's own functions print by default."""
 
 
 def leave1out(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
-              convergence: str = "full") -> Leave1Out:
-    y, v, m = _check_inputs(yi, vi, method, test, level, convergence)
+              control: Control = FULL) -> Leave1Out:
+    y, v, m = _check_inputs(yi, vi, method, test, level, control)
     if y.size == 1:
         raise MetaError(STOP_K1)
-    return _subset_fits(Leave1Out, y, v, "loo", m, test, level, convergence)[0]
+    return _subset_fits(Leave1Out, y, v, "loo", m, test, level, control)[0]
 
 
 leave1out.__doc__ = f"""Leave-one-out fits; matches metafor 3.8-1 ``leave1out(rma(yi, vi, ...))``.
@@ -926,8 +929,8 @@ def stable_order(keys) -> np.ndarray:
 
 
 def cumulative(yi, vi, order=None, *, method: str = "REML", test: str = "z",
-               level: float = 95.0, convergence: str = "full") -> Cumulative:
-    y, v, m = _check_inputs(yi, vi, method, test, level, convergence)
+               level: float = 95.0, control: Control = FULL) -> Cumulative:
+    y, v, m = _check_inputs(yi, vi, method, test, level, control)
     if order is None:
         idx = np.arange(y.size)
     else:
@@ -935,7 +938,7 @@ def cumulative(yi, vi, order=None, *, method: str = "REML", test: str = "z",
         if keys.shape != y.shape:
             raise ValueError(f"order has {keys.size} keys for {y.size} studies")
         idx = stable_order(keys)
-    return _subset_fits(Cumulative, y[idx], v[idx], "cumul", m, test, level, convergence,
+    return _subset_fits(Cumulative, y[idx], v[idx], "cumul", m, test, level, control,
                         order=idx)[0]
 
 
@@ -955,9 +958,9 @@ cumulative.__doc__ = f"""Cumulative fits; matches metafor 3.8-1 ``cumul(rma(yi, 
     """
 
 
-def _full_fit(y, v, method, test, convergence):
+def _full_fit(y, v, method, test, control):
     """(tau2, beta, Var(beta)) of the full model, with the same engine and stopping rule."""
-    b = _batch(y, v, "all", method, test, convergence)
+    b = _batch(y, v, "all", method, test, control)
     if not np.isfinite(b.tau2[0]):
         raise MetaError("Fisher scoring algorithm did not converge. See 'help(rma)' for "
                         "possible remedies.")
@@ -965,16 +968,16 @@ def _full_fit(y, v, method, test, convergence):
 
 
 def influence(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
-              convergence: str = "full") -> Influence:
-    y, v, m = _check_inputs(yi, vi, method, test, level, convergence)
+              control: Control = FULL) -> Influence:
+    y, v, m = _check_inputs(yi, vi, method, test, level, control)
     k = y.size
     if k == 1:
         raise MetaError(STOP_K1)
-    tau2, beta, vb = _full_fit(y, v, m, test, convergence)
+    tau2, beta, vb = _full_fit(y, v, m, test, control)
     if not vb > 0:
         raise MetaError("the variance of the pooled estimate is 0, so Cook's distance "
                         "is undefined (metafor: Cholesky factorisation fails)")
-    l1o, b = _subset_fits(Leave1Out, y, v, "loo", m, test, level, convergence)
+    l1o, b = _subset_fits(Leave1Out, y, v, "loo", m, test, level, control)
     w = 1.0 / (v + tau2)
     hat = w / w.sum()
     hat = np.where(hat > 1 - HAT_ONE_EPS * _EPS, 1.0, hat)
@@ -1023,7 +1026,7 @@ influence.__doc__ = f"""Case-deletion diagnostics; matches metafor 3.8-1 ``influ
         k = 1 ("Stopped because k = 1."), a full-model variance of 0 (knha
         with Q = 0: metafor's Cholesky factorisation of Var(beta) fails), a
         full fit that metafor's stopping rule does not reach
-        (``convergence="metafor"``), and bad input.
+        (``control=METAFOR_DEFAULT``), and bad input.
     """
 
 
@@ -1052,12 +1055,8 @@ CUMUL_METHODS = ("REML", "DL")
 INFLUENCE_METHODS = ("REML",)
 #: The sections reproduce what metafor's leave1out(), influence() and cumul()
 #: report with their default control (the oracle has no tight version of
-#: them), unless the spec's options say ``"control": "full"`` (the pipeline).
-SECTION_CONVERGENCE = "metafor"
-
-
-def _section_convergence(data) -> str:
-    return "full" if data.options.get("control") == "full" else SECTION_CONVERGENCE
+#: them), unless the spec's options say ``"control": "full"`` (the pipeline):
+#: ``data.control``, as ``ntxmeta.data`` translated the spec.
 CUMUL_NOTE = ("cumul(fit, order=year): stable sort by year (ties keep CSV order, missing "
               "last); row j = fit on the first j studies in that order.")
 
@@ -1080,13 +1079,13 @@ def leave1out_section(data: AnalysisData, sub: set[str] | None) -> dict:
 
     def one(m):
         return _fits_dict(leave1out(y, v, method=m, level=data.level,
-                                    convergence=_section_convergence(data)), slab, "pval")
+                                    control=data.control), slab, "pval")
 
     return {m: guarded(one, m) for m in L1O_METHODS if sub is None or m in sub}
 
 
-def _influence_dict(y, v, slab, method, level, convergence) -> dict:
-    inf = influence(y, v, method=method, level=level, convergence=convergence)
+def _influence_dict(y, v, slab, method, level, control) -> dict:
+    inf = influence(y, v, method=method, level=level, control=control)
     flags = inf.is_infl.filled(False)
     return {"slab": list(slab), "rstudent": inf.rstudent, "dffits": inf.dffits,
             "cook.d": inf.cook_d, "cov.r": inf.cov_r, "tau2.del": inf.tau2_del,
@@ -1098,7 +1097,7 @@ def _influence_dict(y, v, slab, method, level, convergence) -> dict:
 def influence_section(data: AnalysisData, sub: set[str] | None) -> dict:
     """``influence.REML`` as oracle.R writes it."""
     y, v, slab = _used(data)
-    return {m: guarded(_influence_dict, y, v, slab, m, data.level, _section_convergence(data))
+    return {m: guarded(_influence_dict, y, v, slab, m, data.level, data.control)
             for m in INFLUENCE_METHODS if sub is None or m in sub}
 
 
@@ -1113,7 +1112,7 @@ def cumul_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
 
     def one(m):
         c = cumulative(y, v, year, method=m, level=data.level,
-                       convergence=_section_convergence(data))
+                       control=data.control)
         d = _fits_dict(c, [slab[i] for i in c.order], "pvals")
         d["order_by"] = order_by
         return d

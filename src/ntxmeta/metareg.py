@@ -20,11 +20,12 @@ around it for a model with moderators:
 * metafor's refusals: more coefficients than studies (``p > k`` for EE,
   ``p + 1 > k`` when tau^2 is estimated) and a design whose X'X has an
   eigenvalue <= 1e-7 ("Model matrix not of full rank");
-* ``control``: "full" (the default of the functions) converges tau^2
-  fully; "metafor" stops ML/REML/EB where metafor's default control stops
-  (``ntxmeta.rma.metafor_fisher_tau2``). The ``metareg`` section takes it
-  from the spec's ``options.control`` (default "metafor", to reproduce
-  metafor's output; the pipeline writes "full"), except for ``REML`` and
+* ``control`` (``ntxmeta.rma.Control``): ``FULL`` (the default of the
+  functions) converges tau^2 fully; ``METAFOR_DEFAULT`` stops ML/REML/EB
+  where metafor's default control stops (``ntxmeta.rma.metafor_fisher_tau2``).
+  The ``metareg`` section takes it from the spec (``AnalysisData.control``:
+  metafor's default, to reproduce metafor's output, unless the spec says
+  ``"control": "full"`` as the pipeline's do), except for ``REML`` and
   ``REML_tight``, which always converge fully: oracle.R's target for
   ``REML`` is its tight fit;
 * the omnibus test of the moderators QM (chi^2 with m df, or under knha
@@ -37,16 +38,16 @@ around it for a model with moderators:
   with tau2_RE from the intercept-only model of the same estimator on the
   same studies (fitted with the same ``control``); R2 = 0 when tau2_RE is
   identically 0, NA when the intercept-only fit fails. With
-  ``control="metafor"`` both tau^2 are metafor's default-control iterates
-  and the rule applies as written. With ``control="full"`` one artefact of
+  ``control=METAFOR_DEFAULT`` both tau^2 are metafor's default-control iterates
+  and the rule applies as written. With ``control=FULL`` one artefact of
   metafor is reproduced: its ML, REML and EB iterations approach a maximum
   on the boundary from above without reaching it when they start at HE > 0,
   so metafor's tau2_RE is then a tiny eps > 0, not 0, and R2 = 100 when the
   model with moderators has tau2_ME exactly 0 (its HE start is 0). When
   both models sit on the boundary from a positive start, metafor's R2 is a
   ratio of two unconverged iterates that changes with its convergence
-  settings; "full" reports 0, metafor's rule for tau2_RE = 0 (see
-  ``_pseudo_r2``), "metafor" replays its default-control ratio. For a
+  settings; ``FULL`` reports 0, metafor's rule for tau2_RE = 0 (see
+  ``_pseudo_r2``), ``METAFOR_DEFAULT`` replays its default-control ratio. For a
   common-effect model (EE/FE/CE)
   metafor uses instead the adjusted R^2 of the weighted least-squares
   regression (``summary(lm(yi ~ X, weights = 1/vi))$adj.r.squared``)::
@@ -89,7 +90,7 @@ import pandas as pd
 from . import analyse
 from ._common import Interval, MetaError, guarded, t_crit, z_crit
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, CONTROLS, RMAFit, estimate_tau2, rma
+from .rma import COMMON_ALIASES, FULL, Control, RMAFit, estimate_tau2, rma
 
 #: R's ``lm.fit`` tolerance for its pivoted QR (``qr(x, tol = 1e-7)``): a
 #: column whose norm after projection on the columns before it falls below
@@ -113,16 +114,10 @@ WARN_NA = "Studies with NAs omitted from model fitting."
 #: test, always_full). ``REML_tight`` is oracle.R's tightly converged REML
 #: fit, and ``REML`` is compared with it (compare.py's target), so both
 #: converge fully whatever the spec says; the others follow the spec's
-#: ``control`` (see ``section_control``).
+#: ``control`` (``AnalysisData.control``).
 METAREG_FITS = (("REML", "REML", "z", True), ("REML_knha", "REML", "knha", False),
                 ("REML_tight", "REML", "z", True), ("DL", "DL", "z", False),
                 ("EE", "EE", "z", False))
-#: The spec option (``options.control``) choosing how the sections'
-#: ML/REML/EB fits stop, and its default: a spec without it reproduces
-#: metafor's default-control output (oracle.R's references); the pipeline
-#: writes ``"control": "full"`` into its specs to converge fully.
-CONTROL_OPTION = "control"
-SECTION_CONTROL_DEFAULT = "metafor"
 
 
 @dataclass(frozen=True)
@@ -242,11 +237,11 @@ def redundant_columns(X: np.ndarray) -> np.ndarray:
 
 
 def _pseudo_r2(fit: RMAFit, yi: np.ndarray, vi: np.ndarray, method: str, test: str,
-               control: str = "full") -> float:
+               control: Control = FULL) -> float:
     """metafor's R^2 in percent for a model with an intercept and moderators (see module doc).
 
     The intercept-only reference fit uses the same ``control`` as ``fit``
-    (metafor passes its ``control`` on to it). Under ``control="metafor"``
+    (metafor passes its ``control`` on to it). Under ``control=METAFOR_DEFAULT``
     both tau^2 are metafor's own iterates, so its rule applies as written:
     0 when tau2_RE is identically 0, else max(0, 100 (tau2_RE - tau2_ME) /
     tau2_RE), tiny unconverged iterates included.
@@ -266,7 +261,7 @@ def _pseudo_r2(fit: RMAFit, yi: np.ndarray, vi: np.ndarray, method: str, test: s
         tau2_re = rma(yi, vi, method=method, test=test, level=fit.level, control=control).tau2
     except ValueError:
         return np.nan   # metafor: R2 <- NA when the model without moderators fails
-    if control == "metafor":
+    if control.replay:
         return 0.0 if tau2_re == 0 else max(0.0, 100 * (tau2_re - fit.tau2) / tau2_re)
     re_zero = _metafor_exact_zero(method, tau2_re, yi, vi, None)
     if re_zero:
@@ -304,7 +299,7 @@ def _metafor_exact_zero(method: str, tau2: float, yi, vi, X) -> bool:
 
 
 def fit_design(yi, vi, X, names, *, method: str = "REML", test: str = "z",
-               level: float = 95.0, warnings: tuple = (), control: str = "full") -> ModeratorFit:
+               level: float = 95.0, warnings: tuple = (), control: Control = FULL) -> ModeratorFit:
     """Fit ``rma`` with a design matrix the way ``rma.uni`` treats ``mods``.
 
     Parameters
@@ -364,7 +359,7 @@ def fit_design(yi, vi, X, names, *, method: str = "REML", test: str = "z",
 
 
 def meta_regression(yi, vi, moderators, *, method: str = "REML", test: str = "z",
-                    level: float = 95.0, names=None, control: str = "full") -> ModeratorFit:
+                    level: float = 95.0, names=None, control: Control = FULL) -> ModeratorFit:
     """Mixed-effects meta-regression; matches metafor 3.8-1 ``rma(yi, vi, mods = ~ x)``.
 
     Parameters
@@ -382,11 +377,11 @@ def meta_regression(yi, vi, moderators, *, method: str = "REML", test: str = "z"
         Confidence level in percent.
     names : sequence of str, optional
         Moderator names (default "mod", or "mod1", "mod2", ...).
-    control : {"full", "metafor"}
-        "full" converges tau^2 fully (the model's and the pseudo-R^2's
-        intercept-only one); "metafor" stops ML/REML/EB where metafor's
-        default control stops, to reproduce its default output (see
-        ``ntxmeta.rma.metafor_fisher_tau2``).
+    control : Control
+        ``FULL`` converges tau^2 fully (the model's and the pseudo-R^2's
+        intercept-only one); ``METAFOR_DEFAULT`` stops ML/REML/EB where
+        metafor's default control stops, to reproduce its default output
+        (see ``ntxmeta.rma.metafor_fisher_tau2``).
 
     Returns
     -------
@@ -445,33 +440,25 @@ def modfit_dict(res: ModeratorFit) -> dict:
     return d
 
 
-def section_control(data: AnalysisData) -> str:
-    """The spec's ``options.control`` ("metafor" when absent); ValueError if unknown."""
-    control = data.options.get(CONTROL_OPTION, SECTION_CONTROL_DEFAULT)
-    if control not in CONTROLS:
-        raise ValueError(f"options.{CONTROL_OPTION} must be one of {CONTROLS}, got {control!r}")
-    return control
-
-
 def metareg_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     """The ``metareg`` section: REML, REML_knha, REML_tight, DL and EE fits on
     the rows with a finite moderator (None when the analysis has no moderator).
 
     The fits are made as oracle.R made its references: ``REML`` and
     ``REML_tight`` converge fully; the others use the spec's control
-    (``section_control``: metafor's default stopping rule unless the spec
-    says ``"control": "full"``).
+    (``AnalysisData.control``: metafor's default stopping rule unless the
+    spec says ``"control": "full"``).
     """
     if data.moderator is None:
         return None
-    control = section_control(data)
+    control = data.control
     name = data.moderator_name or "mod"
     out: dict = {"moderator": name}
     done: dict = {}
     for key, method, test, always_full in METAREG_FITS:
         if sub is not None and key not in sub:
             continue
-        how = (method, test, "full" if always_full else control)
+        how = (method, test, FULL if always_full else control)
         if how not in done:
             done[how] = guarded(lambda m=method, t=test, c=how[2]: modfit_dict(meta_regression(
                 data.yi, data.vi, data.moderator, method=m, test=t, level=data.level,

@@ -82,7 +82,10 @@ References
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 from scipy import special, stats
@@ -108,6 +111,142 @@ MAX_ITER = 10_000
 LL0_TOL = 1e-12
 #: metafor sets s2w = 0 when the knha residual sum of squares is below this.
 KNHA_EPS = np.finfo(float).eps
+
+
+# --------------------------------------------------------------------------- control
+
+@dataclass(frozen=True)
+class Control:
+    """How the iterative tau^2 estimators (ML, REML, EB) stop: metafor's ``rma(control=)``.
+
+    Attributes
+    ----------
+    threshold : float
+        Stop when the change in tau^2 is at most this (metafor's
+        ``threshold``); relative to max(1, tau^2) when ``replay`` is False.
+    maxiter : int
+        Iteration cap; exceeding it raises ``MetaError`` (metafor: "Fisher
+        scoring algorithm did not converge").
+    tol : float
+        metafor's ll0check: a solution whose log-likelihood is below the
+        one at tau^2 = 0 by more than this is replaced by 0.
+    replay : bool
+        True: run metafor's Fisher scoring step for step (start at max(0,
+        HE), halve steps that would leave [0, inf), absolute ``threshold``),
+        so that the result is what metafor reports with these settings,
+        imprecision included (``metafor_fisher_tau2``). False: this module's
+        fully converging iterations (safeguarded Newton for the
+        intercept-only model, see ``_ml_reml_intercept``), which exist only
+        with the settings of ``FULL``.
+
+    Notes
+    -----
+    One type for every module: the spec's string ``"control": "metafor" |
+    "full"`` is translated to ``METAFOR_DEFAULT`` / ``FULL`` where the spec
+    is read (``ntxmeta.data``), nowhere else.
+    """
+
+    threshold: float
+    maxiter: int
+    tol: float
+    replay: bool
+
+    def matters_for(self, method: str, k: int) -> bool:
+        """Does this control change the fit (only ML/REML/EB with k > 1 iterate it)?"""
+        return self.replay and method in REPLAYED_METHODS and k > 1
+
+
+#: The estimators whose iterations ``Control.replay`` reproduces (metafor's Fisher scoring).
+REPLAYED_METHODS = ("ML", "REML", "EB")
+#: Converge fully (the default of every function and the pipeline's choice):
+#: agrees with metafor's tight fits (control=list(threshold=1e-12)) to ~1e-10.
+FULL = Control(threshold=TAU2_RTOL, maxiter=MAX_ITER, tol=LL0_TOL, replay=False)
+#: metafor 3.8-1's default control: threshold 1e-5, maxiter 100, tol
+#: .Machine$double.eps^0.25, replayed step for step (what its default output shows).
+METAFOR_DEFAULT = Control(threshold=1e-5, maxiter=100, tol=float(np.finfo(float).eps ** 0.25),
+                          replay=True)
+
+
+def _check_control(control) -> Control:
+    if not isinstance(control, Control):
+        raise TypeError(f"control must be a ntxmeta.rma.Control (FULL, METAFOR_DEFAULT, ...), "
+                        f"got {control!r}")
+    if not control.replay and control != FULL:
+        raise ValueError("a non-replayed control converges fully: use FULL, or replay=True "
+                         "to reproduce metafor's Fisher scoring with other settings")
+    return control
+
+
+# --------------------------------------------------------------------------- fit counter
+
+class FitCount:
+    """What ``fit_counter()`` has seen: fits of the engine while it was open.
+
+    Attributes
+    ----------
+    count : int
+        Models whose tau^2 was estimated (``rma`` without ``tau2=``, and
+        ``estimate_tau2``), the expensive part of a fit.
+    by_method : dict
+        ``count`` per (canonical) method name.
+    fixed : int
+        Fits with a given tau^2 (``rma(tau2=)`` and ``RMAFit.with_test``).
+    batch : int
+        Calls of the batch paths (``rma_batch``; the subset fits of
+        ``ntxmeta.diagnostics``), each fitting many models at once.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.by_method: dict[str, int] = {}
+        self.fixed = 0
+        self.batch = 0
+
+    def __repr__(self) -> str:
+        return (f"FitCount(count={self.count}, fixed={self.fixed}, batch={self.batch}, "
+                f"by_method={self.by_method})")
+
+
+_counters: list[FitCount] = []
+_counter_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def fit_counter():
+    """Count the engine's fits inside a ``with`` block (all threads of the process).
+
+    Usage::
+
+        with fit_counter() as fits:
+            analyse(spec)
+        fits.count, fits.by_method["REML"], fits.fixed, fits.batch
+
+    Counters nest: a fit is counted by every counter open at the time.
+    Cost when no counter is open: one truthiness test of a list per fit.
+    """
+    c = FitCount()
+    with _counter_lock:
+        _counters.append(c)
+    try:
+        yield c
+    finally:
+        with _counter_lock:
+            _counters.remove(c)
+
+
+def note_fit(kind: str, method: str = "") -> None:
+    """Tell the open counters about one fit: kind "estimated", "fixed" or "batch"."""
+    if not _counters:
+        return
+    with _counter_lock:
+        for c in _counters:
+            if kind == "estimated":
+                c.count += 1
+                c.by_method[method] = c.by_method.get(method, 0) + 1
+            elif kind == "fixed":
+                c.fixed += 1
+            else:
+                c.batch += 1
 
 
 # --------------------------------------------------------------------------- linear algebra
@@ -279,7 +418,8 @@ def _loglik(method, tau2, y, v, m, X, k, p):
             + base - 0.5 * pr.logdet_xtdx())
 
 
-def estimate_tau2(yi, vi, *, method: str = "REML", X=None, weights=None) -> np.ndarray:
+def estimate_tau2(yi, vi, *, method: str = "REML", X=None, weights=None,
+                  control: Control = FULL) -> np.ndarray:
     """tau^2 by one of metafor's estimators (vectorised over leading dimensions).
 
     Parameters
@@ -292,103 +432,210 @@ def estimate_tau2(yi, vi, *, method: str = "REML", X=None, weights=None) -> np.n
         Design matrix; None is the intercept-only model.
     weights : array_like, shape (..., k), optional
         The weights a_i of GENQ and GENQM (metafor's oracle uses 1/vi).
+    control : Control
+        ``FULL`` (default) or a replayed control such as ``METAFOR_DEFAULT``
+        (one analysis at a time, ML/REML/EB: ``metafor_fisher_tau2``).
 
     Returns
     -------
     ndarray, shape (...)
         tau^2 >= 0.
     """
+    control = _check_control(control)
     y, v, m = _masked(yi, vi)
     X = _design(X, y.shape)
     method = _check_method(method)
+    note_fit("estimated", method)
     k = m.sum(-1)
     p = 1 if X is None else X.shape[-1]
+    if control.replay and method in REPLAYED_METHODS and y.ndim == 1 and m.all() and y.size > 1:
+        return np.asarray(metafor_fisher_tau2(method, y, v, X, control=control))
     return _tau2(method, y, v, m, X, k, p, weights)[0]
 
 
-def _tau2(method, y, v, m, X, k, p, weights):
-    """(tau2, extras) where extras carries what se.tau2 needs."""
-    zero = np.zeros(y.shape[:-1])
-    if method in COMMON_ALIASES:
-        return zero, {}
-    if np.all(k <= 1):
-        return zero, {}
-    fe = _Projection.of(m / v, y, X)
-    if method in ("DL", "HS", "HSk"):
-        q = fe.rss()
-        if method == "DL":
-            t = (q - (k - p)) / fe.tr()
-        elif method == "HS":
-            t = (q - k) / (m / v).sum(-1)
-        else:
-            t = (k / (k - p) * q - k) / (m / v).sum(-1)
-        return np.maximum(t, 0.0), {"proj": fe}
-    if method in ("GENQ", "GENQM"):
-        if weights is None:
-            raise ValueError(f"method={method!r} needs weights (metafor: 'Must specify weights')")
-        a = m * np.where(m > 0, np.asarray(weights, dtype=float), 0.0)
-        pa = _Projection.of(a, y, X)
-        if method == "GENQ":
-            t = (pa.rss() - pa.tr_pv(v)) / pa.tr()
-        else:
-            from .genqm import genqm_tau2  # local: optional, heavier numerics
-            t = genqm_tau2(y, v, m, X, a)
-        return np.maximum(t, 0.0), {"proj": pa}
+def _fe_basis(y, v, m, X, k, p, a):
+    """DL, HS, HSk: the common-effect projection (weights 1/v)."""
+    return {"proj": _Projection.of(m / v, y, X)}
+
+
+def _genq_basis(y, v, m, X, k, p, a):
+    """GENQ, GENQM: the projection with the user weights a."""
+    if a is None:
+        raise ValueError("method GENQ/GENQM needs weights (metafor: 'Must specify weights')")
+    a = m * np.where(m > 0, np.asarray(a, dtype=float), 0.0)
+    return {"proj": _Projection.of(a, y, X), "a": a}
+
+
+def _ols_basis(y, v, m, X, k, p, a):
+    """HE (and the starting value of ML, REML): the unweighted projection and Hedges' estimate."""
     ols = _Projection.of(m, y, X)
-    he = (ols.rss() - ols.tr_pv(v)) / (k - p)
-    if method == "HE":
-        return np.maximum(he, 0.0), {"proj": ols}
-    if method == "SJ":
-        ybar = (m * y).sum(-1) / k
-        t0 = (m * (y - ybar[..., None]) ** 2).sum(-1) / k
-        pr = _Projection.of(m / (v + t0[..., None]), y, X)
-        return np.maximum(t0 * pr.rss() / (k - p), 0.0), {"proj": pr, "tau2_0": t0}
-    if method in ("PM", "PMM", "EB"):
-        # EB's Fisher step (Q k/(k-p) - k)/sum w is 0 exactly where Q(tau^2) = k - p, so
-        # metafor's EB iteration converges to PM's root (or 0); Newton on the convex,
-        # decreasing Q gets there always, where EB's own iteration can oscillate for ever.
+    return {"proj": ols, "he": (ols.rss() - ols.tr_pv(v)) / (k - p)}
+
+
+def _sj_basis(y, v, m, X, k, p, a):
+    """SJ: the projection at the initial estimate tau0^2 = mean((y - ybar)^2)."""
+    ybar = (m * y).sum(-1) / k
+    t0 = (m * (y - ybar[..., None]) ** 2).sum(-1) / k
+    return {"proj": _Projection.of(m / (v + t0[..., None]), y, X), "tau2_0": t0}
+
+
+def _no_basis(y, v, m, X, k, p, a):
+    return {}
+
+
+def _est_dl(ex, y, v, m, X, k, p):
+    pr = ex["proj"]
+    return (pr.rss() - (k - p)) / pr.tr()
+
+
+def _est_hs(ex, y, v, m, X, k, p):
+    return (ex["proj"].rss() - k) / (m / v).sum(-1)
+
+
+def _est_hsk(ex, y, v, m, X, k, p):
+    return (k / (k - p) * ex["proj"].rss() - k) / (m / v).sum(-1)
+
+
+def _est_genq(ex, y, v, m, X, k, p):
+    pa = ex["proj"]
+    return (pa.rss() - pa.tr_pv(v)) / pa.tr()
+
+
+def _est_genqm(ex, y, v, m, X, k, p):
+    from .genqm import genqm_tau2  # local: optional, heavier numerics
+    return genqm_tau2(y, v, m, X, ex["a"])
+
+
+def _est_he(ex, y, v, m, X, k, p):
+    return ex["he"]
+
+
+def _est_sj(ex, y, v, m, X, k, p):
+    t0 = ex["tau2_0"]
+    return t0 * ex["proj"].rss() / (k - p)
+
+
+def _est_q_root(method):
+    """PM, PMM, EB: the root of Q(tau^2) = target.
+
+    EB's Fisher step (Q k/(k-p) - k)/sum w is 0 exactly where Q(tau^2) = k - p,
+    so metafor's EB iteration converges to PM's root (or 0); Newton on the
+    convex, decreasing Q gets there always, where EB's own iteration can
+    oscillate for ever.
+    """
+    def est(ex, y, v, m, X, k, p):
         target = stats.chi2.ppf(0.5, k - p) if method == "PMM" else (k - p)
         if X is None:
-            return _q_root_masked(target, y, v, m, k), {}
-        return _newton_root(y, v, m, X, target), {}
-    if X is None and method in ("ML", "REML"):
-        t = _ml_reml_masked(method, he, y, v, m, k)
-    else:
-        t = _fisher_scoring(method, he, y, v, m, X, k, p)
-    if method in ("ML", "REML"):
+            return _q_root_masked(target, y, v, m, k)
+        return _newton_root(y, v, m, X, target)
+    return est
+
+
+def _est_ml_reml(method):
+    """ML, REML: the maximum from max(0, HE), with metafor's ll0check."""
+    def est(ex, y, v, m, X, k, p):
+        he = ex["he"]
+        if X is None:
+            t = _ml_reml_masked(method, he, y, v, m, k)
+        else:
+            t = _fisher_scoring(method, he, y, v, m, X, k, p)
+        zero = np.zeros(y.shape[:-1])
         ll0 = _loglik(method, zero, y, v, m, X, k, p)
         ll = _loglik(method, t, y, v, m, X, k, p)
-        t = np.where((ll0 - ll > LL0_TOL) & (t > 0), 0.0, t)
-    return t, {}
+        return np.where((ll0 - ll > LL0_TOL) & (t > 0), 0.0, t)
+    return est
+
+
+def _se_hs(t, ex, y, v, m, X, k, p):
+    pr = ex["proj"]
+    return np.sqrt(((2 * (k - p) + 4 * t * pr.tr() + 2 * t**2 * pr.tr_pp()) / (m / v).sum(-1) ** 2))
+
+
+def _se_hsk(t, ex, y, v, m, X, k, p):
+    return _se_hs(t, ex, y, v, m, X, k, p) * (k / (k - p))
+
+
+def _se_he(t, ex, y, v, m, X, k, p):
+    pr = ex["proj"]
+    return np.sqrt((2 * pr.tr_pvpv(v) + 4 * t * pr.tr_pv(v) + 2 * t**2 * (k - p)) / (k - p) ** 2)
+
+
+def _se_dl(t, ex, y, v, m, X, k, p):
+    pr = ex["proj"]
+    return np.sqrt((2 * (k - p) + 4 * t * pr.tr() + 2 * t**2 * pr.tr_pp()) / pr.tr() ** 2)
+
+
+def _se_genq(t, ex, y, v, m, X, k, p):
+    pr = ex["proj"]
+    return np.sqrt((2 * pr.tr_pvpv(v) + 4 * t * pr.tr_pvp(v) + 2 * t**2 * pr.tr_pp()) / pr.tr() ** 2)
+
+
+def _se_sj(t, ex, y, v, m, X, k, p):
+    pr, t0 = ex["proj"], ex["tau2_0"]
+    return np.sqrt(t0**2 / (k - p) ** 2 * (2 * pr.tr_pvpv(v) + 4 * t * pr.tr_pvp(v)
+                                            + 2 * t**2 * pr.tr_pp()))
+
+
+def _se_ml(t, ex, y, v, m, X, k, p):
+    return np.sqrt(2 / ((m / (v + t[..., None])) ** 2).sum(-1))
+
+
+def _se_reml(t, ex, y, v, m, X, k, p):
+    return np.sqrt(2 / _Projection.of(m / (v + t[..., None]), y, X).tr_pp())
+
+
+def _se_q_root(t, ex, y, v, m, X, k, p):   # EB, PM, PMM
+    return np.sqrt(2 * k**2 / (k - p) / (m / (v + t[..., None])).sum(-1) ** 2)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One tau^2 estimator of metafor's ``rma.uni``: its basis, estimate and standard error.
+
+    ``basis(y, v, m, X, k, p, a)`` computes what both formulas need (a
+    projection, Hedges' start value, SJ's tau0^2); ``estimate(basis, ...)``
+    gives tau^2 before the floor at 0; ``se(tau2, basis, ...)`` metafor's
+    se.tau2 at a tau^2 (also a fixed one: metafor evaluates the method's
+    formula at ``rma(tau2=)``'s value). All vectorised over leading dims.
+    """
+
+    basis: Callable
+    estimate: Callable
+    se: Callable
+
+
+#: name -> estimator (formulas in the module docstring; se.tau2 as rma.uni computes it).
+ESTIMATORS: dict[str, Estimator] = {
+    "DL": Estimator(_fe_basis, _est_dl, _se_dl),
+    "HS": Estimator(_fe_basis, _est_hs, _se_hs),
+    "HSk": Estimator(_fe_basis, _est_hsk, _se_hsk),
+    "HE": Estimator(_ols_basis, _est_he, _se_he),
+    "SJ": Estimator(_sj_basis, _est_sj, _se_sj),
+    "ML": Estimator(_ols_basis, _est_ml_reml("ML"), _se_ml),
+    "REML": Estimator(_ols_basis, _est_ml_reml("REML"), _se_reml),
+    "EB": Estimator(_no_basis, _est_q_root("EB"), _se_q_root),
+    "PM": Estimator(_no_basis, _est_q_root("PM"), _se_q_root),
+    "PMM": Estimator(_no_basis, _est_q_root("PMM"), _se_q_root),
+    "GENQ": Estimator(_genq_basis, _est_genq, _se_genq),
+    "GENQM": Estimator(_genq_basis, _est_genqm, _se_genq),
+}
+
+
+def _tau2(method, y, v, m, X, k, p, weights):
+    """(tau2, basis) where the basis carries what se.tau2 needs."""
+    zero = np.zeros(y.shape[:-1])
+    if method in COMMON_ALIASES or np.all(k <= 1):
+        return zero, {}
+    est = ESTIMATORS[method]
+    basis = est.basis(y, v, m, X, k, p, weights)
+    return np.maximum(est.estimate(basis, y, v, m, X, k, p), 0.0), basis
 
 
 def _se_tau2(method, tau2, extras, y, v, m, X, k, p):
     """Standard error of tau^2 as metafor computes it for each estimator."""
-    t = np.maximum(tau2, 0.0)
-    pr = extras.get("proj")
     if method in COMMON_ALIASES:
         return np.full(np.shape(tau2), np.nan)
-    if method in ("HS", "HSk"):
-        se = np.sqrt(((2 * (k - p) + 4 * t * pr.tr() + 2 * t**2 * pr.tr_pp())
-                      / (m / v).sum(-1) ** 2))
-        return se * (k / (k - p)) if method == "HSk" else se
-    if method == "HE":
-        return np.sqrt((2 * pr.tr_pvpv(v) + 4 * t * pr.tr_pv(v) + 2 * t**2 * (k - p)) / (k - p) ** 2)
-    if method == "DL":
-        return np.sqrt((2 * (k - p) + 4 * t * pr.tr() + 2 * t**2 * pr.tr_pp()) / pr.tr() ** 2)
-    if method in ("GENQ", "GENQM"):
-        return np.sqrt((2 * pr.tr_pvpv(v) + 4 * t * pr.tr_pvp(v) + 2 * t**2 * pr.tr_pp())
-                       / pr.tr() ** 2)
-    if method == "SJ":
-        t0 = extras["tau2_0"]
-        return np.sqrt(t0**2 / (k - p) ** 2 * (2 * pr.tr_pvpv(v) + 4 * t * pr.tr_pvp(v)
-                                                + 2 * t**2 * pr.tr_pp()))
-    w = m / (v + tau2[..., None])
-    if method == "ML":
-        return np.sqrt(2 / (w**2).sum(-1))
-    if method == "REML":
-        return np.sqrt(2 / _Projection.of(w, y, X).tr_pp())
-    return np.sqrt(2 * k**2 / (k - p) / w.sum(-1) ** 2)  # EB, PM, PMM
+    return ESTIMATORS[method].se(np.maximum(tau2, 0.0), extras, y, v, m, X, k, p)
 
 
 def _check_method(method: str) -> str:
@@ -850,13 +1097,15 @@ def _q_root_masked(target, y, v, m, k):
     return t.reshape(shape)
 
 
-def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit":
+def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=None,
+                   estimated=False, a=None, control=FULL) -> "RMAFit":
     """``rma`` for X = None without user weights, from weighted sums (same conventions).
 
     Passes over the k studies (each in cache-sized blocks): one at tau^2 =
     0 (common-effect fit, Q, HE, sum log v), one per Newton step for
     REML/ML (usually 3), one at the final tau^2 (sum log(v + tau^2) and the
-    weights). Memory: the weights (a k-vector) plus O(_BLOCK).
+    weights). Memory: the weights (a k-vector) plus O(_BLOCK). ``tau2_fix``:
+    a given tau^2 (no estimation, no ll0check; ``estimated`` as in ``_fit``).
     """
     k = y.size
     c = ysum / k
@@ -869,7 +1118,19 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
     St, tau2, se_tau2, lsum_t = S0, 0.0, np.nan, lsum0
     test_used = test if k > 1 else "z"
     S = None                      # full sums at tau2 (REML/ML: for se.tau2)
-    if k > 1 and method != "EE":
+    fixed = tau2_fix is not None
+    if fixed:
+        tau2 = tau2_fix           # metafor keeps a fixed tau^2 also at k = 1
+        if k == 1:
+            pass
+        elif method == "DL":
+            se_tau2 = float(np.sqrt((2 * (k - 1) + 4 * tau2 * trP0 + 2 * tau2**2 * float(S0.tr_pp()[0]))
+                                    / trP0**2))
+        elif method not in ("REML", "ML", "PM", "PMM", "EB"):
+            m = np.ones(k)
+            extras = ESTIMATORS[method].basis(y, v, m, None, float(k), 1, None)
+            se_tau2 = float(_se_tau2(method, np.float64(tau2), extras, y, v, m, None, float(k), 1))
+    elif k > 1 and method != "EE":
         if method == "DL":
             tau2 = max(0.0, (QE - (k - 1)) / trP0)
             se_tau2 = float(np.sqrt((2 * (k - 1) + 4 * tau2 * trP0 + 2 * tau2**2 * float(S0.tr_pp()[0]))
@@ -897,7 +1158,7 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
             St, xt = row.at(tau2, sums="dl" if mlreml else "basic", log=True, w_out=w)
             S = St if mlreml else None
         lsum_t = xt["lsum"]
-        if mlreml and _ll0_better(method, np.array([tau2]), lsum_t, lsum0, S, S0)[0]:
+        if mlreml and not fixed and _ll0_better(method, np.array([tau2]), lsum_t, lsum0, S, S0)[0]:
             tau2, St, lsum_t, S = 0.0, S0, lsum0, None
     if tau2 == 0:
         row.at(0.0, sums="none", w_out=w, w_scale=100 / float(S0.s1[0]))
@@ -919,11 +1180,13 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level) -> "RMAFit"
         df = float(k - 1)
     return _finish(method, method_in, test_used, level, k, 1, beta, np.array([[s2w / s1]]), df, s2w,
                    tau2, se_tau2, QE, trP0, rss_f, lsum_t, lsum0, np.log(s1), np.log(k),
-                   w, y, v, None)
+                   w, y, v, None, tau2_fixed=fixed and not estimated, weights=a,
+                   control=control)
 
 
 def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_tau2, QE, trP0,
-            rss_f, lsum_t, lsum0, logdet_xtwx, logdet_xtx, weights_pct, y, v, X) -> "RMAFit":
+            rss_f, lsum_t, lsum0, logdet_xtwx, logdet_xtx, weights_pct, y, v, X, *,
+            tau2_fixed=False, weights=None, control=FULL) -> "RMAFit":
     """Tests, intervals, heterogeneity and fit statistics of a fitted model -> RMAFit.
 
     ``vb`` already includes s2w; ``QE``/``trP0`` come from the common-effect
@@ -961,14 +1224,15 @@ def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_ta
         QE, QEp, I2, H2 = 0.0, 1.0, 0.0, 1.0
     if k == 1 or method == "EE":
         se_tau2 = np.nan
-    parms = p + (0 if method == "EE" else 1)
+    parms = p + (0 if method == "EE" or tau2_fixed else 1)   # metafor: no parameter for a fixed tau^2
     fit_ml, fit_reml = _fit_stats(k, p, parms, lsum_t, lsum0, rss_f, logdet_xtwx, logdet_xtx)
     return RMAFit(method=method_in,
                   test=test, level=level, k=k, p=p, beta=beta, se=se, stat=stat,
                   pval=pval, ci_lb=ci_lb, ci_ub=ci_ub, vb=vb, tau2=tau2, se_tau2=se_tau2,
                   I2_pct=float(I2), H2=float(H2), QE=QE, QEdf=k - p, QEp=QEp, s2w=s2w, df=df,
                   QM=QM, QMdf=QMdf, QMp=QMp, weights_pct=weights_pct,
-                  fit_ml=fit_ml, fit_reml=fit_reml, parms=parms, yi=y, vi=v, X=X)
+                  fit_ml=fit_ml, fit_reml=fit_reml, parms=parms, yi=y, vi=v, X=X,
+                  weights=weights, tau2_fixed=tau2_fixed, control=control)
 
 
 # --------------------------------------------------------------------------- results
@@ -1039,6 +1303,28 @@ class RMAFit:
     yi: np.ndarray = field(repr=False)
     vi: np.ndarray = field(repr=False)
     X: np.ndarray | None = field(repr=False, default=None)
+    weights: np.ndarray | None = field(repr=False, default=None)
+    #: True when tau^2 was given (``rma(tau2=)``), not estimated
+    tau2_fixed: bool = False
+    #: the control the fit was made with
+    control: Control = field(repr=False, compare=False, default=FULL)
+
+    def with_test(self, test: str) -> "RMAFit":
+        """The same model with the other test ("z" or "knha"), tau^2 not re-estimated.
+
+        Equals a fresh ``rma(..., test=test)`` with the same data, method,
+        level, design, weights and control (tests/test_rma_api.py checks it
+        bit for bit): estimates, se and intervals follow from tau^2, which
+        does not depend on the test. Cost: one pass over the studies at the
+        known tau^2. A fit with k = 1 stays a z test (as metafor).
+        """
+        if test not in TESTS:
+            raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+        if test == self.test:
+            return self
+        return _fit(self.yi, self.vi, method=self.method, test=test, level=self.level,
+                    X=self.X, weights=self.weights, tau2=self.tau2,
+                    estimated=not self.tau2_fixed, control=self.control)
 
     @property
     def estimate(self) -> float:
@@ -1082,33 +1368,27 @@ def _tcrit_or_nan(level, df):
     return t_crit(level, df) if df > 0 else np.nan
 
 
-#: metafor's default ``control``: Fisher scoring stops at a change in tau^2 of
-#: at most ``threshold`` (1e-5) after at most ``maxiter`` (100) steps, and the
-#: check against tau^2 = 0 uses ``tol`` = .Machine$double.eps^0.25.
-METAFOR_DEFAULT_CONTROL = {"threshold": 1e-5, "maxiter": 100, "tol": np.finfo(float).eps ** 0.25}
-CONTROLS = ("full", "metafor")
+def metafor_fisher_tau2(method: str, y, v, X=None, *, control: Control = METAFOR_DEFAULT) -> float:
+    """ML/REML/EB tau^2 exactly as metafor's Fisher scoring leaves it under ``control``.
 
-
-def metafor_fisher_tau2(method: str, y, v, X=None) -> float:
-    """ML/REML/EB tau^2 exactly as metafor's default control leaves it.
-
-    metafor's Fisher scoring, step for step: start at max(0, HE), halve a
-    step until tau^2 stays >= 0, stop when the change is <= 1e-5 (error
-    after 100 steps: "Fisher scoring algorithm did not converge"), then
-    set tau^2 = 0 if the log-likelihood at 0 is higher by more than
-    ``tol``. The result can be some 1e-3 relative off the maximum when
-    tau^2 is small; ``rma(control="metafor")`` uses it only to reproduce
-    metafor's default-control output, everything else converges fully.
+    metafor 3.8-1 ``rma.uni``, step for step: start at max(0, HE), halve a
+    step until tau^2 stays >= 0, stop when the change is <= ``threshold``
+    (error after ``maxiter`` steps: "Fisher scoring algorithm did not
+    converge"), then set tau^2 = 0 if the log-likelihood at 0 is higher by
+    more than ``tol`` (ML/REML, and only for an iterate above
+    ``threshold``). Under ``METAFOR_DEFAULT`` the result can be some 1e-3
+    relative off the maximum when tau^2 is small; it exists to reproduce
+    metafor's default-control output (the one implementation of it: rma,
+    confint's emulation, bias, metareg and subgroup all call this).
     """
     y = np.asarray(y, dtype=float)
     v = np.asarray(v, dtype=float)
     X = _design(X, y.shape)
     k, p = float(y.size), 1 if X is None else X.shape[1]
     m = np.ones(y.size)
-    ctl = METAFOR_DEFAULT_CONTROL
     ols = _Projection.of(m, y, X)
     t = max(0.0, float((ols.rss() - ols.tr_pv(v)) / (k - p)))
-    for _ in range(ctl["maxiter"] + 1):
+    for _ in range(control.maxiter + 1):
         w = m / (v + t)
         pr = _Projection.of(w, y, X)
         if method == "REML":
@@ -1121,21 +1401,21 @@ def metafor_fisher_tau2(method: str, y, v, X=None) -> float:
         while t + adj < 0:
             adj /= 2
         t, change = t + adj, abs(adj)
-        if change <= ctl["threshold"]:
+        if change <= control.threshold:
             break
     else:
         raise MetaError("Fisher scoring algorithm did not converge.")
-    if method in ("ML", "REML") and t > ctl["threshold"]:
+    if method in ("ML", "REML") and t > control.threshold:
         zero = np.zeros(())
         ll0 = float(_loglik(method, zero, y, v, m, X, k, p))
         ll = float(_loglik(method, np.asarray(t), y, v, m, X, k, p))
-        if ll0 - ll > ctl["tol"]:
+        if ll0 - ll > control.tol:
             t = 0.0
     return max(0.0, t)
 
 
 def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
-        X=None, weights=None, control: str = "full") -> RMAFit:
+        X=None, weights=None, tau2: float | None = None, control: Control = FULL) -> RMAFit:
     """Fit a random- or common-effect model; matches metafor 3.8-1 ``rma()``.
 
     Parameters
@@ -1153,10 +1433,17 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     weights : array_like, shape (k,), optional
         User weights (GENQ/GENQM): the estimate then uses these weights and a
         sandwich variance, as metafor does.
-    control : {"full", "metafor"}
-        "full" (default) converges tau^2 fully. "metafor" stops ML, REML
-        and EB where metafor's default control stops (see
-        ``metafor_fisher_tau2``), to reproduce metafor's default output.
+    tau2 : float, optional
+        A fixed tau^2 >= 0: estimation is skipped, as metafor's ``rma(tau2=)``
+        and PyMARE's ``WeightedLeastSquares(tau2=)``. As metafor then:
+        se.tau2 is the method's formula evaluated at the given tau^2, I^2
+        and H^2 follow from it, the ll0check is not made, and the fit
+        statistics count no parameter for tau^2 (``parms = p``). Ignored
+        (tau^2 = 0) for EE, as metafor ignores it for a common-effect model.
+    control : Control
+        ``FULL`` (default) converges tau^2 fully; ``METAFOR_DEFAULT`` (or
+        another replayed control) stops ML, REML and EB where metafor's
+        Fisher scoring stops (``metafor_fisher_tau2``).
 
     Returns
     -------
@@ -1167,14 +1454,29 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     ValueError
         Empty or mismatched inputs, non-finite values, vi <= 0, unknown
         method or test, a design with fewer studies than coefficients or
-        not of full rank.
+        not of full rank, a negative or non-finite ``tau2``.
+    TypeError
+        ``control`` not a ``Control``.
 
     Notes
     -----
     The intercept-only model without user weights (X = None, weights =
     None) takes a path of weighted sums (``_rma_intercept``): at k = 1e6 a
-    REML fit takes about 30 ms and 60 MB (see bench/README.md).
+    REML fit takes about 30 ms and 60 MB (see bench/README.md). Every fit
+    is seen by ``fit_counter``.
     """
+    if tau2 is not None:
+        tau2 = float(tau2)
+        if not (np.isfinite(tau2) and tau2 >= 0):
+            raise ValueError(f"tau2 must be finite and >= 0, got {tau2!r}")
+    return _fit(yi, vi, method=method, test=test, level=level, X=X, weights=weights,
+                tau2=tau2, estimated=False, control=control)
+
+
+def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -> RMAFit:
+    """``rma``; ``tau2`` given and ``estimated`` True: the value of an earlier
+    estimate (``with_test``), which keeps its parameter count and se.tau2."""
+    control = _check_control(control)
     y = np.asarray(yi, dtype=float)
     v = np.asarray(vi, dtype=float)
     if y.ndim != 1 or v.ndim != 1:
@@ -1204,22 +1506,27 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     a = None if weights is None else np.asarray(weights, dtype=float)
     if a is not None and (a.shape != y.shape or np.any(~np.isfinite(a)) or np.any(a < 0)):
         raise ValueError("weights must be finite, >= 0 and one per study")
-    if control not in CONTROLS:
-        raise ValueError(f"control must be one of {CONTROLS}, got {control!r}")
-    emulate = control == "metafor" and method in ("ML", "REML", "EB") and k > 1
+    fixed = tau2 is not None and method != "EE"
+    note_fit("fixed" if fixed else "estimated", method)
+    # a replayed control takes the general path; so does with_test of such a fit
+    # (the same arithmetic as a fresh fit, to the bit)
+    emulate = control.matters_for(method, k) and (not fixed or estimated)
     if X is None and a is None and sums_finite and not emulate:
-        return _rma_intercept(y, v, ysum, vsum, method, method_in, test, level)
+        return _rma_intercept(y, v, ysum, vsum, method, method_in, test, level,
+                              tau2 if fixed else None, estimated, a, control)
     m = np.ones(k)
-    if k == 1:
+    test_used = test if k > 1 else "z"
+    if fixed:
+        extras = ESTIMATORS[method].basis(y, v, m, X, float(k), p, a) if k > 1 else {}
+    elif k == 1:
         tau2, extras = 0.0, {}
-        test_used = "z"
     elif emulate:
-        tau2, extras = metafor_fisher_tau2(method, y, v, X), {}
-        test_used = test
+        tau2, extras = metafor_fisher_tau2(method, y, v, X, control=control), {}
     else:
         t, extras = _tau2(method, y, v, m, X, float(k), p, a)
         tau2 = float(t)
-        test_used = test
+    if method == "EE":
+        tau2 = 0.0
     w = 1.0 / (v + tau2)
     pr = _Projection.of(w, y, X)
     user_w = method in ("GENQ", "GENQM") and a is not None
@@ -1254,7 +1561,8 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     return _finish(method, method_in, test_used, level, k, p, beta, vb, df, s2w, tau2, se_tau2,
                    QE, trP0, rss_f, float(np.log(v + tau2).sum()), float(np.log(v).sum()),
                    float(pr.logdet_xtdx()), float(_Projection.of(m, y, X).logdet_xtdx()),
-                   100 * wts / wts.sum(), y, v, X)
+                   100 * wts / wts.sum(), y, v, X, tau2_fixed=fixed and not estimated,
+                   weights=a, control=control)
 
 
 def _omnibus(beta, vb, p, df, k):
@@ -1374,6 +1682,7 @@ def rma_batch(yi, vi, *, method: str = "REML", test: str = "z", level: float = 9
         raise ValueError("GENQ/GENQM need per-analysis weights; use rma()")
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    note_fit("batch")
     n_rows, n_cols = y.shape
     out = {f: np.empty(n_rows) for f in BatchFit.ARRAYS}
     step = max(1, _BATCH_CHUNK // max(n_cols, 1))

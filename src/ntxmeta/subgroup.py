@@ -31,11 +31,11 @@ k >= m).
 
 Every ML/REML/EB fit (per level, the ones whose estimates feed Q between,
 the mixed-effects model and the intercept-only fit of its pseudo-R^2)
-takes ``control``: "full" (the functions' default) converges fully,
-"metafor" stops where metafor's default control stops. The section takes
-it from the spec's ``options.control`` (``ntxmeta.metareg.section_control``,
-default "metafor": oracle.R made these references with the default control
-and no tight twin; the pipeline writes "full").
+takes ``control`` (``ntxmeta.rma.Control``): ``FULL`` (the functions'
+default) converges fully, ``METAFOR_DEFAULT`` stops where metafor's default
+control stops. The section takes it from the spec (``AnalysisData.control``:
+metafor's default, since oracle.R made these references with the default
+control and no tight twin, unless the spec says "full" as the pipeline's do).
 
 Why written here: the fits are ``ntxmeta.rma`` (per level) and
 ``ntxmeta.metareg.fit_design`` (the factor model); statsmodels and pymare
@@ -61,8 +61,8 @@ import numpy as np
 from . import analyse
 from ._common import MetaError, guarded
 from .data import AnalysisData
-from .metareg import INTERCEPT, ModeratorFit, fit_design, modfit_dict, section_control
-from .rma import RMAFit, rma
+from .metareg import INTERCEPT, ModeratorFit, fit_design, modfit_dict
+from .rma import FULL, Control, RMAFit, rma
 from .sections import fit_dict
 
 #: Coefficient name prefix of a non-reference level (oracle.R: sub("^fgrp", "group=")).
@@ -160,7 +160,7 @@ def group_design(labels: np.ndarray, levels: tuple) -> tuple[np.ndarray, list]:
 
 
 def mixed_effects_fit(yi, vi, labels, levels, *, method: str, test: str,
-                      level: float, control: str = "full") -> ModeratorFit:
+                      level: float, control: Control = FULL) -> ModeratorFit:
     """``rma(yi, vi, mods = ~ factor(group))`` on rows that all have a label
     (``control`` as ``ntxmeta.rma.rma``, also for the pseudo-R^2)."""
     X, names = group_design(np.asarray(labels, dtype=object), levels)
@@ -181,7 +181,7 @@ def q_between(estimates, ses, levels) -> QBetween:
 
 
 def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
-                      level: float = 95.0, control: str = "full") -> SubgroupAnalysis:
+                      level: float = 95.0, control: Control = FULL) -> SubgroupAnalysis:
     """Per-level fits, the mixed-effects subgroup test and Q between; matches
     metafor 3.8-1 ``rma(..., subset = group == L)``, ``rma(yi, vi, mods = ~
     factor(group))`` and ``rma(yi = b, sei = se, method = "FE")``.
@@ -196,11 +196,11 @@ def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
         As ``ntxmeta.rma.rma``; used for the per-level fits and the
         mixed-effects model. Q between always uses the z-test SEs of the
         per-level fits of ``method`` (as oracle.R).
-    control : {"full", "metafor"}
+    control : Control
         How every ML/REML/EB fit stops (per level, the ones whose estimates
-        feed Q between, the mixed-effects model and its pseudo-R^2): "full"
-        converges fully, "metafor" stops where metafor's default control
-        stops (``ntxmeta.rma.metafor_fisher_tau2``).
+        feed Q between, the mixed-effects model and its pseudo-R^2): ``FULL``
+        converges fully, ``METAFOR_DEFAULT`` stops where metafor's default
+        control stops (``ntxmeta.rma.metafor_fisher_tau2``).
 
     Returns
     -------
@@ -253,13 +253,13 @@ def _q_between_dict(q: QBetween) -> dict:
 def subgroup_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     """The ``subgroup`` section as oracle.R writes it (None without a subgroup column).
 
-    Every fit uses the spec's control (``ntxmeta.metareg.section_control``):
+    Every fit uses the spec's control (``AnalysisData.control``):
     metafor's default stopping rule, as the oracle's references (which
     have no tight twin here), unless the spec says ``"control": "full"``.
     """
     if data.group is None:
         return None
-    control = section_control(data)
+    control = data.control
     g, used, levels = subgroup_rows(data.yi, data.vi, data.group)
     y, v, lab = data.yi[used], data.vi[used], g[used]
     lvl = data.level
