@@ -22,8 +22,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 
+# Snakemake's report is rebuilt only when an output is newer than it (a
+# re-run with nothing changed rewrites no file).
+SMK_REPORT := results/snakemake_report.html
 report: run
-	$(BIN)/snakemake --cores $(CORES) --report results/snakemake_report.html
+	@if [ ! -f $(SMK_REPORT) ] || [ -n "$$(find results data/processed -type f -newer $(SMK_REPORT) ! -name '.*' -print -quit)" ]; then \
+	  $(BIN)/snakemake --cores $(CORES) --report $(SMK_REPORT); \
+	else echo "$(SMK_REPORT) is up to date"; fi
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

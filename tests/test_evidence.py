@@ -28,7 +28,11 @@ import pandas as pd
 import pytest
 
 from ntxmeta import evidence as ev
-from ntxmeta.analyse import load_result
+from ntxmeta._common import Interval
+from ntxmeta.analysis import run_plan
+from ntxmeta.config import resolve
+from ntxmeta.plan import Config
+from ntxmeta.result import AnalysisResult, Heterogeneity, Pooled, Scale, Test
 from ntxmeta.rma import rma
 
 FIX = Path(__file__).parent / "fixtures" / "oracle"
@@ -55,12 +59,23 @@ def bcg_effects(case: str = "bcg_RR") -> pd.DataFrame:
         "derived": np.where(trial % 5 == 0, "True", "False")})
 
 
-def with_meta(case: str, **meta) -> dict:
-    res = load_result(FIX / case / "out.json")
-    res["name"] = case
-    res["analysis"] = {"title": case, "measure": res["measure"], "method": "REML", "test": "z",
-                       "level": 95, "k_used": res["k_used"], "status": "pooled", **meta}
-    return res
+def config(analyses: dict, **top) -> Config:
+    blocks = {n: {"title": n, "measure": "RR", "filters": {"indication": ["alcohol"]}, **a}
+              for n, a in analyses.items()}
+    return Config.from_resolved(resolve({"analyses": blocks, **top}))
+
+
+def sensitivity(eff, block=None, defaults=None, subsets=None) -> pd.DataFrame:
+    """The sensitivity table of an analysis whose rows are ``eff``, through the pool step."""
+    cfg = config({"x": {"measure": "RR", **(block or {})}}, defaults=defaults or {},
+                 sensitivity=subsets or {})
+    return ev.sensitivity_table(run_plan(cfg.analyses["x"], eff))
+
+
+def bcg_result(case: str = "bcg_RR", **block) -> AnalysisResult:
+    """The pool step's result on a vendored case (equal to metafor: tests/test_analysis.py)."""
+    cfg = config({case: {"measure": "RR", "main": True, "subgroup": "alloc", **block}})
+    return run_plan(cfg.analyses[case], bcg_effects(case))
 
 
 def by_variant(table: pd.DataFrame) -> dict:
@@ -76,7 +91,7 @@ def close(a, b, rel):
 
 def test_sensitivity_rows_equal_metafor_on_bcg():
     ref = raw_json("bcg_RR")
-    rows = by_variant(ev.sensitivity_table(bcg_effects(), {"measure": "RR"}, {}, name="bcg"))
+    rows = by_variant(sensitivity(bcg_effects()))
     expected = {
         "main": ref["rma_tight"]["REML"], "tau2_REML": ref["rma_tight"]["REML"],
         "tau2_DL": ref["rma"]["DL"], "tau2_PM": ref["rma_tight"]["PM"],
@@ -106,7 +121,7 @@ def test_sensitivity_rows_equal_metafor_on_bcg():
 def test_leave_one_out_range_is_metafors_extremes():
     loo = raw_json("bcg_RR")["leave1out"]["REML"]
     est = np.array(loo["estimate"])
-    rows = by_variant(ev.sensitivity_table(bcg_effects(), {"measure": "RR"}, {}))
+    rows = by_variant(sensitivity(bcg_effects()))
     for variant, j in (("leave1out_min", int(np.argmin(est))), ("leave1out_max", int(np.argmax(est)))):
         r = rows[variant]
         assert r["k"] == 12
@@ -121,8 +136,7 @@ def test_subset_rows_equal_direct_rma_calls():
     eff = bcg_effects()
     subsets = {"no_alt": {"title": "Without alternate allocation", "exclude": {"subgroup": ["alternate"]}},
                "bad": {"title": "Unknown column", "exclude": {"no_such_column": ["x"]}}}
-    rows = by_variant(ev.sensitivity_table(eff, {"measure": "RR", "method": "DL", "test": "knha"},
-                                           {"method": "REML"}, subsets=subsets))
+    rows = by_variant(sensitivity(eff, {"method": "DL", "test": "knha"}, {"method": "REML"}, subsets))
     yi, vi = eff.yi.to_numpy(), eff.vi.to_numpy()
     masks = {"excl_low_confidence": eff.confidence.to_numpy() != "low",
              "excl_derived": eff.derived.to_numpy() != "True",
@@ -148,7 +162,7 @@ def test_subset_rows_equal_direct_rma_calls():
 def test_config_subsets_that_repeat_a_builtin_row_take_its_place():
     subsets = {"no_low": {"title": "Without rows of low confidence", "exclude": {"confidence": ["low"]}},
                "no_derived": {"title": "Without derived counts", "exclude": {"derived": [True]}}}
-    table = ev.sensitivity_table(bcg_effects(), {"measure": "RR"}, {}, subsets=subsets)
+    table = sensitivity(bcg_effects(), subsets=subsets)
     rows = by_variant(table)
     assert not any(v.startswith("subset_") for v in rows)
     assert rows["excl_low_confidence"]["description"] == "Without rows of low confidence"
@@ -161,22 +175,22 @@ def test_variants_that_cannot_be_fitted_say_why():
     eff["confidence"] = ["low", "high"]
     eff["comparator_type"] = "active"
     eff.loc[0, ["events_treat", "n_treat"]] = np.nan      # a ratio-only row: no arm counts
-    rows = by_variant(ev.sensitivity_table(eff, {"measure": "RR"}, {}))
+    rows = by_variant(sensitivity(eff))
     assert rows["main"]["k"] == 2 and math.isfinite(rows["main"]["estimate"])
     assert rows["excl_low_confidence"]["k"] == 1
     assert "k = 1" in rows["excl_low_confidence"]["note"] and math.isnan(rows["excl_low_confidence"]["estimate"])
     assert rows["placebo_only"]["k"] == 0 and rows["placebo_only"]["note"] == "not computed: no rows"
     assert "k = 1" in rows["common_MH"]["note"]            # one row left with counts
-    assert "leave-one-out needs k >= 3 (k = 2)" in rows["leave1out_min"]["note"]
+    assert "leave1out_min" not in rows                     # leave-one-out needs k >= 3
     # with both rows' counts, MH runs and notes nothing
-    full = by_variant(ev.sensitivity_table(bcg_effects("bcg_k2_RR"), {"measure": "RR"}, {}))
+    full = by_variant(sensitivity(bcg_effects("bcg_k2_RR")))
     assert full["common_MH"]["note"] == "" and full["common_MH"]["k"] == 2
 
 
 def test_mh_on_part_of_the_rows_says_so():
     eff = bcg_effects()
     eff.loc[[0, 5], "events_ctrl"] = np.nan
-    r = by_variant(ev.sensitivity_table(eff, {"measure": "RR"}, {}))["common_MH"]
+    r = by_variant(sensitivity(eff))["common_MH"]
     assert r["k"] == 11 and r["note"] == "11 of 13 pooled rows have arm counts; the others are left out"
 
 
@@ -186,7 +200,7 @@ def test_continuous_analysis_has_no_binary_rows_and_no_back_transform():
     eff = pd.DataFrame({"label": d.source, "data_type": "continuous", "yi": ref["escalc"]["yi"],
                         "vi": ref["escalc"]["vi"], "confidence": "high", "derived": False,
                         "comparator_type": "placebo"})
-    rows = by_variant(ev.sensitivity_table(eff, {"measure": "SMD"}, {}))
+    rows = by_variant(sensitivity(eff, {"measure": "SMD"}))
     assert "common_MH" not in rows and "common_Peto" not in rows
     assert close(rows["main"]["estimate"], ref["rma_tight"]["REML"]["estimate"], TIGHT)
     assert close(rows["tau2_DL"]["ci_lb"], ref["rma"]["DL"]["ci.lb"], TIGHT)
@@ -206,17 +220,27 @@ def constructed(measure: str, est: float, lb: float, ub: float, *, pi=(math.nan,
                         "events_ctrl": [e for e, _ in risks], "n_ctrl": [n for _, n in risks],
                         "yi": [0.1] * k, "vi": [0.2] * k,
                         "confidence": ["low" if x else "high" for x in low]})
-    fit = {"method": "REML", "test": "z", "k": k, "estimate": est, "ci.lb": lb, "ci.ub": ub,
-           "tau2": 0.1, "I2": i2, "weights_pct": list(weights)[:k],
-           "predict": {"pi.lb": pi[0], "pi.ub": pi[1]}}
-    res = {"name": "x", "analysis": {"title": "X", "measure": measure, "method": "REML", "test": "z",
-                                     "k_used": k, "status": "pooled"},
-           "rma": {"REML": fit}}
-    return eff, res
+    return eff, hand_result(measure, est, lb, ub, pi=pi, i2=i2, k=k,
+                            events=int(eff.events_treat.sum() + eff.events_ctrl.sum()),
+                            weights=tuple(weights)[:k])
 
 
-def sof(eff, res, **analysis):
-    return ev.sof_row("x", eff, res, {"title": "X", "main": True, **analysis})
+def hand_result(measure, est, lb, ub, *, pi=(math.nan, math.nan), i2=0.0, k=3, events=None,
+                weights=None, used=None, **fields) -> AnalysisResult:
+    """A result made by hand: the numbers a SoF row is computed from, and nothing else."""
+    pooled = Pooled(model="REML", test="z", level=95.0, k=k, estimate=est, se=math.nan,
+                    ci=Interval(lb, ub), test_stat=Test("z", math.nan, math.nan),
+                    pi=Interval(*pi), heterogeneity=Heterogeneity(math.nan, k - 1, math.nan, 0.1,
+                                                                  math.nan, math.sqrt(0.1), i2, math.nan))
+    base = dict(name="x", title="X", measure=measure, scale=Scale.of(measure), method="REML",
+                test="z", level=95.0, status="pooled", k_rows=k, k_used=k, participants=0,
+                events=events, main=pooled, common=None,
+                weights_pct=weights or (100.0 / k,) * k, used=used or (True,) * k)
+    return AnalysisResult(**{**base, **fields})
+
+
+def sof(eff, res, indications=()):
+    return ev.sof_row(res, eff, indications)
 
 
 def test_sof_by_hand_rr_through_zero():
@@ -277,18 +301,17 @@ def test_sof_by_hand_or_and_rd_and_harm():
 def test_acr_is_the_median_of_the_pooled_control_arms():
     risks = ((1, 10), (3, 10), (6, 10), (9, 10))          # even k: (0.3 + 0.6) / 2
     eff, _ = constructed("RR", 0, 0, 0, risks=risks, low=(False,) * 4, weights=(25,) * 4)
-    assert ev.assumed_control_risk(eff) == pytest.approx(0.45)
-    eff.loc[3, "vi"] = np.nan                            # not pooled: left out -> median(0.1, 0.3, 0.6)
-    assert ev.assumed_control_risk(eff) == pytest.approx(0.3)
+    every = np.ones(4, dtype=bool)
+    assert ev.assumed_control_risk(eff, every) == pytest.approx(0.45)
+    assert ev.assumed_control_risk(eff, every & (np.arange(4) != 3)) == pytest.approx(0.3)  # not pooled
     eff[["events_ctrl", "n_ctrl"]] = np.nan              # ratio-only rows: no ACR, no absolute effect
-    assert math.isnan(ev.assumed_control_risk(eff))
+    assert math.isnan(ev.assumed_control_risk(eff, every))
 
 
 def test_sof_on_bcg_against_the_standard_library():
-    eff, res = bcg_effects(), with_meta("bcg_RR")
-    ref = raw_json("bcg_RR")["rma"]["REML"]
-    cfg = {"analyses": {"bcg_RR": {"title": "BCG", "measure": "RR", "main": True,
-                                   "filters": {"indication": ["alcohol"]}}}}
+    eff, res = bcg_effects(), bcg_result()
+    ref = raw_json("bcg_RR")["rma_tight"]["REML"]
+    cfg = config({"bcg_RR": {"title": "BCG", "main": True}})
     r = ev.summary_of_findings({"bcg_RR": eff}, {"bcg_RR": res}, cfg).iloc[0]
     acr = statistics.median(c / n for c, n in zip(eff.events_ctrl, eff.n_ctrl))
     rr, lb, ub = ref["exp"]["estimate"], ref["exp"]["ci.lb"], ref["exp"]["ci.ub"]
@@ -300,7 +323,7 @@ def test_sof_on_bcg_against_the_standard_library():
     assert r["events"] == eff.events_treat.sum() + eff.events_ctrl.sum() >= 300
     assert r["imprecision"] == "no"
     assert r["inconsistency"].startswith("yes: I\u00b2 = 92% (> 50%)")
-    egger_p = raw_json("bcg_RR")["regtest"]["rma_REML"]["pval"]
+    egger_p = json.loads((FIX.parent / "bias_tight" / "bcg_RR.json").read_text())["regtest"]["rma_REML"]["pval"]
     assert r["small_study_effects"] == f"no: Egger p = {egger_p:.3f}"
     w = np.array(ref["weights_pct"])
     assert r["low_confidence_weight_pct"] == pytest.approx(w[eff.confidence == "low"].sum() / w.sum() * 100)
@@ -308,26 +331,31 @@ def test_sof_on_bcg_against_the_standard_library():
 
 
 def test_sof_small_study_flag_fires_below_ten_percent():
-    eff, res = bcg_effects(), with_meta("bcg_RR")
-    res["regtest"]["rma_REML"]["pval"] = 0.04
-    r = ev.sof_row("bcg", eff, res, {"measure": "RR"})
-    assert r["small_study_effects"] == "yes: Egger p = 0.040 < 0.10"
-    del res["regtest"]
-    assert ev.sof_row("bcg", eff, res, {})["small_study_effects"].startswith("not available (no regtest")
+    import dataclasses
+    eff, res = bcg_effects(), bcg_result()
+    egger = dataclasses.replace(res.small_study.egger, pval=0.04)
+    res4 = dataclasses.replace(res, small_study=dataclasses.replace(res.small_study, egger=egger))
+    assert ev.sof_row(res4, eff)["small_study_effects"] == "yes: Egger p = 0.040 < 0.10"
+    refused = dataclasses.replace(res, small_study=dataclasses.replace(res.small_study, egger=None,
+                                                                      note="simulated refusal"))
+    assert ev.sof_row(refused, eff)["small_study_effects"] == "not available (simulated refusal)"
 
 
 def test_sof_continuous_and_unpooled_rows():
     d = pd.read_csv(FIX / "normand1999_SMD" / "data.csv")
+    ref = raw_json("normand1999_SMD")
     eff = pd.DataFrame({"study_id": d.source, "label": d.source, "data_type": "continuous",
-                        "n_treat": d.n1i, "n_ctrl": d.n2i, "yi": 0.0, "vi": 0.1, "confidence": "high"})
-    res = with_meta("normand1999_SMD")
-    r = ev.sof_row("smd", eff, res, {"filters": {"indication": ["alcohol"]}})
-    assert r["measure"] == "SMD" and r["estimate"] == pytest.approx(res["rma"]["REML"]["estimate"])
+                        "n_treat": d.n1i, "n_ctrl": d.n2i, "yi": ref["escalc"]["yi"],
+                        "vi": ref["escalc"]["vi"], "confidence": "high"})
+    res = run_plan(config({"smd": {"measure": "SMD"}}).analyses["smd"], eff)
+    r = ev.sof_row(res, eff, ("alcohol",))
+    assert r["measure"] == "SMD"
+    assert r["estimate"] == pytest.approx(ref["rma_tight"]["REML"]["estimate"], rel=TIGHT)
     assert math.isnan(r["acr_per_1000"]) and r["nnt_kind"] == "" and math.isnan(r["events"])
     assert r["participants"] == d.n1i.sum() + d.n2i.sum() >= 400
-    single = with_meta("single_GEN", status="no pooled estimate: a single study (k = 1)")
-    eff1 = pd.DataFrame({"study_id": ["a"], "yi": [0.2], "vi": [0.1]})
-    r = ev.sof_row("one", eff1, single, {})
+    eff1 = pd.DataFrame({"study_id": ["a"], "label": ["a"], "yi": [0.2], "vi": [0.1]})
+    single = run_plan(config({"one": {"measure": "GEN"}}).analyses["one"], eff1)
+    r = ev.sof_row(single, eff1)
     assert math.isnan(r["estimate"]) and r["status"].startswith("no pooled estimate: a single study")
     assert r["imprecision"] == "not assessed" and r["small_study_effects"] == "not assessed (k < 10)"
 
@@ -335,17 +363,17 @@ def test_sof_continuous_and_unpooled_rows():
 def test_sof_order_and_main_selection():
     eff_a, res_a = constructed("RR", 0.0, -0.1, 0.1)
     eff_b = eff_a.assign(indication="alcohol")
-    cfg = {"analyses": {"b_opioid": {"title": "B", "measure": "RR", "main": True},
-                        "c_side": {"title": "C", "measure": "RR"},
-                        "a_alcohol": {"title": "A", "measure": "RR", "main": True}}}
+    blocks = {"b_opioid": {"main": True, "filters": {"indication": ["opioid"]}},
+              "c_side": {"filters": {"indication": ["opioid"]}},
+              "a_alcohol": {"main": True}}
     effects = {"b_opioid": eff_a, "c_side": eff_a, "a_alcohol": eff_b}
     results = {n: res_a for n in effects}
-    table = ev.summary_of_findings(effects, results, cfg)
-    assert list(table.analysis) == ["a_alcohol", "b_opioid"]       # alcohol first; c_side not main
+    table = ev.summary_of_findings(effects, results, config(blocks))
+    assert list(table.analysis) == ["a_alcohol", "b_opioid"]      # alcohol first; c_side not main
     assert list(table.columns) == list(ev.SOF_COLUMNS)
-    for n in cfg["analyses"]:
-        cfg["analyses"][n]["main"] = False                          # none main: all are summarised
-    assert len(ev.summary_of_findings(effects, results, cfg)) == 3
+    for b in blocks.values():
+        b["main"] = False                                         # none main: all are summarised
+    assert len(ev.summary_of_findings(effects, results, config(blocks))) == 3
 
 
 @pytest.mark.parametrize("ard, lb, ub, expected", [
@@ -368,64 +396,52 @@ def test_nnt_of_missing_difference_is_empty():
 
 
 def test_subgroup_table_carries_metafors_numbers():
-    ref = raw_json("bcg_RR")["subgroup"]
-    table = ev.subgroup_table({"bcg": with_meta("bcg_RR", subgroup="alloc")})
+    ref = json.loads((FIX.parent / "metafor_tight" / "bcg_RR.json").read_text())["subgroup"]
+    table = ev.subgroup_table({"bcg": bcg_result()})
     levels = table[table.row == "level"].set_index("level")
     assert list(levels.index) == ref["levels"]
     for lev in ref["levels"]:
         fit = ref["by_level"][lev]["REML"]
         assert levels.loc[lev, "k"] == fit["k"]
-        assert close(levels.loc[lev, "estimate"], math.exp(fit["estimate"]), 1e-12)
-        assert close(levels.loc[lev, "ci_ub"], math.exp(fit["ci.ub"]), 1e-12)
-        assert close(levels.loc[lev, "I2_pct"], fit["I2"], 1e-12)
+        assert close(levels.loc[lev, "estimate"], math.exp(fit["estimate"]), TIGHT)
+        assert close(levels.loc[lev, "ci_ub"], math.exp(fit["ci.ub"]), TIGHT)
+        assert close(levels.loc[lev, "I2_pct"], fit["I2"], TIGHT)
     test = table[table.row == "test"].iloc[0]
     me = ref["mixed_effects"]["REML"]
-    assert close(test["statistic"], me["QM"], 1e-12) and test["df"] == "2"
-    assert close(test["pval"], me["QMp"], 1e-12)
+    assert close(test["statistic"], me["QM"], TIGHT) and test["df"] == "2"
+    assert close(test["pval"], me["QMp"], TIGHT)
     qb = table[table.row == "Q_between"].iloc[0]
-    assert close(qb["statistic"], ref["Q_between"]["from_REML_subgroup_estimates"]["Q"], 1e-12)
+    q = ref["Q_between"]["from_REML_subgroup_estimates"]
+    assert close(qb["statistic"], q["Q"], TIGHT)
+    assert close(qb["I2_pct"], max(0.0, 100 * (q["Q"] - q["df"]) / q["Q"]), TIGHT)  # RevMan's I^2
     assert table.subgroup.unique().tolist() == ["alloc"]
-    # the pipeline's result names the effects column "subgroup": the config says what it is
-    res = with_meta("bcg_RR")
-    res["subgroup"]["column"] = "subgroup"
-    named = ev.subgroup_table({"bcg": res}, {"analyses": {"bcg": {"subgroup": "allocation"}}})
-    assert named.subgroup.unique().tolist() == ["allocation"]
 
 
-def test_subgroup_table_under_knha_other_methods_and_errors():
-    ref = raw_json("bcg_RR")["subgroup"]
-    knha = ev.subgroup_table([with_meta("bcg_RR", test="knha")])
+def test_subgroup_table_under_knha_and_refusals():
+    ref = json.loads((FIX.parent / "metafor_tight" / "bcg_RR.json").read_text())["subgroup"]
+    knha = ev.subgroup_table({"bcg": bcg_result(test="knha")})
     test = knha[knha.row == "test"].iloc[0]
-    assert close(test["statistic"], ref["mixed_effects"]["REML_knha"]["QM"], 1e-12)
-    assert test["df"] == "2, 10" and "(F test)" in test["note"]
+    assert close(test["statistic"], ref["mixed_effects"]["REML_knha"]["QM"], TIGHT)
+    assert "(F test)" in test["note"]
     lev = knha[(knha.row == "level") & (knha.level == "random")].iloc[0]
-    assert close(lev["ci_lb"], math.exp(ref["by_level"]["random"]["REML_knha"]["ci.lb"]), 1e-12)
-    pm = ev.subgroup_table({"bcg": with_meta("bcg_RR", method="PM")})   # no PM fits: REML shown
-    assert (pm[pm.row == "level"].note == "REML random effects, z test").all()
-    k3 = ev.subgroup_table({"k3": with_meta("bcg_k3_RR")})
-    assert k3[k3.row == "test"].note.iloc[0] == (
-        "not available: contrasts can be applied only to factors with 2 or more levels")
-    no_sub = with_meta("bcg_RR")
-    del no_sub["subgroup"]
-    assert ev.subgroup_table({"x": no_sub}).empty
+    assert close(lev["ci_lb"], math.exp(ref["by_level"]["random"]["REML_knha"]["ci.lb"]), TIGHT)
+    k3 = ev.subgroup_table({"k3": bcg_result("bcg_k3_RR")})
+    assert k3[k3.row == "test"].note.iloc[0].startswith("not available: ")
+    assert ev.subgroup_table({"x": bcg_result(subgroup=None)}).empty
 
 
 def test_small_study_table():
     ref = raw_json("bcg_RR")
-    table = ev.small_study_table({"bcg": with_meta("bcg_RR"), "k3": with_meta("bcg_k3_RR")}).set_index("analysis")
+    bias = json.loads((FIX.parent / "bias_tight" / "bcg_RR.json").read_text())
+    table = ev.small_study_table({"bcg": bcg_result(), "k3": bcg_result("bcg_k3_RR")}).set_index("analysis")
     b = table.loc["bcg"]
     assert b["assessed"] and b["k"] == 13 and b["note"] == ""
-    assert close(b["egger_z"], ref["regtest"]["rma_REML"]["stat"], 1e-12)
-    assert close(b["egger_limit"], math.exp(ref["regtest"]["rma_REML"]["limit_estimate"]), 1e-12)
-    assert close(b["egger_classic_p"], ref["regtest"]["lm_classic_egger"]["pval"], 1e-12)
+    assert close(b["egger_z"], bias["regtest"]["rma_REML"]["stat"], TIGHT)
+    assert close(b["egger_limit"], math.exp(bias["regtest"]["rma_REML"]["limit_estimate"]), TIGHT)
+    assert close(b["egger_classic_p"], ref["regtest"]["lm_classic_egger"]["pval"], TIGHT)
     assert b["egger_classic_df"] == 11
-    assert close(b["begg_p"], ref["ranktest"]["default"]["pval"], 1e-12)
-    assert b["trimfill_k0"] == ref["trimfill"]["REML"]["k0"] and b["trimfill_side"] == "right"
-    assert close(b["trimfill_estimate"], math.exp(ref["trimfill"]["REML"]["estimate"]), 1e-12)
+    assert close(b["begg_p"], ref["ranktest"]["default"]["pval"], TIGHT)
+    assert b["trimfill_k0"] == bias["trimfill"]["REML"]["k0"] and b["trimfill_side"] == "right"
+    assert close(b["trimfill_estimate"], math.exp(bias["trimfill"]["REML"]["estimate"]), TIGHT)
     s = table.loc["k3"]
     assert not s["assessed"] and s["note"] == "not assessed (k < 10)" and math.isnan(s["egger_p"])
-    partial = with_meta("bcg_RR")
-    del partial["ranktest"]
-    partial["trimfill"]["REML"] = {"error": "did not converge"}
-    n = ev.small_study_table({"p": partial}).iloc[0]["note"]
-    assert n == "Begg: no ranktest.default in the result; trim-and-fill: did not converge"

@@ -1,44 +1,91 @@
-"""Pipeline steps on constructed inputs: failure isolation, k = 0 and k = 1 analyses."""
+"""Pipeline steps on constructed inputs: the effects step fits nothing, pool writes a typed result."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
-import pandas as pd
+import json
 
-from ntxmeta import analyse
-from ntxmeta.pipeline import EFFECT_COLUMNS, pool
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntxmeta.config import resolve
+from ntxmeta.pipeline import EFFECT_COLUMNS, analysis_spec, effects_table, pool, write_pool
+from ntxmeta.plan import Config
+from ntxmeta.result import read_result
 from ntxmeta.tables import summary_table
 
-
-def effects_frame(rows):
-    frame = pd.DataFrame([{c: np.nan for c in EFFECT_COLUMNS} | r for r in rows])
-    frame["data_type"] = "binary"
-    return frame
-
-
 ROWS = [dict(row_id=f"r{i}", study_id=f"S{i}", label=f"Study {i}", year=2000 + i,
-             events_treat=e1, n_treat=n1, events_ctrl=e2, n_ctrl=n2)
+             events_treat=e1, n_treat=n1, events_ctrl=e2, n_ctrl=n2, data_type="binary",
+             formulation="oral")
         for i, (e1, n1, e2, n2) in enumerate([(10, 50, 20, 50), (5, 40, 9, 41), (30, 100, 28, 99)])]
-ANALYSIS = {"title": "t", "measure": "RR", "filters": {}}
 
 
-def test_failure_in_one_section_is_reported_and_others_survive(monkeypatch):
-    def broken(data, sub):
-        raise ZeroDivisionError("simulated")
-    monkeypatch.setitem(analyse.SECTIONS, "broken_section", broken)
-    result, _ = pool(effects_frame(ROWS), "a", ANALYSIS, {}, "x.csv")
-    assert result["broken_section"] == {"error": "internal failure: ZeroDivisionError: simulated",
-                                        "failed": True}
-    assert "FAILED sections: broken_section" in result["analysis"]["status"]
-    assert result["rma"]["REML"]["k"] == 3  # the other sections are there
-    row = summary_table([result]).iloc[0]
-    assert "FAILED" in row["status"] and np.isfinite(row["estimate"])
+def plan(**over):
+    block = {"title": "t", "measure": "RR", "filters": {"indication": ["alcohol"]}, **over}
+    return Config.from_resolved(resolve({"analyses": {"a": block}})).analyses["a"]
+
+
+def rows_frame(rows=ROWS):
+    return pd.DataFrame(rows)
+
+
+def test_effects_table_is_escalc_and_fits_no_model(monkeypatch):
+    import ntxmeta.rma as rma_module
+
+    def no_fit(*a, **k):
+        raise AssertionError("the effects step must not fit a model")
+    monkeypatch.setattr(rma_module, "rma", no_fit)
+    eff = effects_table(rows_frame(), plan(subgroup="formulation"))
+    assert "weight_pct" not in eff.columns and list(eff.columns[:len(EFFECT_COLUMNS)]) == list(EFFECT_COLUMNS)
+    # log RR and its variance from the 2x2 table, by hand
+    a, n1, c, n2 = 10, 50, 20, 50
+    assert eff["yi"][0] == pytest.approx(np.log((a / n1) / (c / n2)), rel=1e-14)
+    assert eff["vi"][0] == pytest.approx(1 / a - 1 / n1 + 1 / c - 1 / n2, rel=1e-14)
+    assert list(eff["subgroup"]) == ["oral"] * 3
+
+
+def test_pool_writes_the_typed_result_and_its_oracle_spec(tmp_path):
+    p = plan()
+    eff = effects_table(rows_frame(), p)
+    eff_csv = tmp_path / "effects.csv"
+    eff.to_csv(eff_csv, index=False)
+    out = tmp_path / "results" / "a"
+    write_pool(eff_csv, p, out / "result.json", out / "spec.json")
+    res = read_result(out / "result.json")
+    assert res.name == "a" and res.k_used == 3 and res.main.k == 3 and res.scale.log
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["measure"] == "RR" and spec["options"]["transf"] == "exp"
+    assert spec["columns"] == {"ai": "events_treat", "n1i": "n_treat", "ci": "events_ctrl",
+                               "n2i": "n_ctrl"}
+
+
+def test_generic_log_ratio_rows_are_shown_as_ratios_everywhere():
+    """A GEN analysis of reported ratios: one scale, decided once (the result's)."""
+    rows = [dict(row_id=f"g{i}", study_id=f"G{i}", label=f"G {i}", year=2010 + i,
+                 data_type="ratio", log_ratio=lr, var_log_ratio=v)
+            for i, (lr, v) in enumerate([(-0.3, 0.04), (0.1, 0.09), (-0.2, 0.05)])]
+    p = plan(measure="GEN")
+    eff = effects_table(rows_frame(rows), p)
+    res, spec = pool(eff, p, "x.csv")
+    assert res.scale.log and res.scale.name == "Ratio" and spec["options"]["transf"] == "exp"
+    row = summary_table([res]).iloc[0]
+    assert row["measure"] == "Ratio"
+    assert row["estimate"] == pytest.approx(np.exp(res.main.estimate), rel=1e-15)
+    assert row["ci_lb"] == pytest.approx(np.exp(res.main.ci.low), rel=1e-15)
 
 
 def test_empty_and_single_study_analyses_say_why():
-    empty, _ = pool(effects_frame(ROWS).iloc[:0], "e", ANALYSIS, {}, "x.csv")
-    assert empty["analysis"]["status"].startswith("no pooled estimate: no usable rows")
-    single, _ = pool(effects_frame(ROWS[:1]), "s", ANALYSIS, {}, "x.csv")
-    assert "single study" in single["analysis"]["status"]
-    # k = 1: the estimate is the study's own log RR (metafor's k = 1 convention)
-    assert single["rma"]["REML"]["estimate"] == pytest.approx(np.log((10 / 50) / (20 / 50)), rel=1e-12)
+    p = plan()
+    empty, _ = pool(effects_table(rows_frame().iloc[:0], p), p, "x.csv")
+    assert empty.status.startswith("no pooled estimate: no usable rows")
+    single, _ = pool(effects_table(rows_frame().iloc[:1], p), p, "x.csv")
+    assert "single study" in single.status and single.main is None
+    row = summary_table([single]).iloc[0]
+    assert row["k"] == 1 and np.isnan(row["estimate"])
+
+
+def test_spec_reproduces_the_analysis_options():
+    p = plan(method="DL", test="knha", level=90, subgroup="formulation", moderators=["year"])
+    eff = effects_table(rows_frame(), p)
+    spec = analysis_spec(p, eff, "effects.csv")
+    assert spec["options"]["level"] == 90.0 and spec["subgroup"] == "subgroup"
+    assert spec["moderator"] == "year"

@@ -3,7 +3,7 @@
     ntxmeta analyse SPEC.json --out RESULT.json [--only rma.REML,common.EE]
     ntxmeta validate [--config config/config.yaml]
     ntxmeta ingest   --out data/processed/comparisons.csv
-    ntxmeta effects  --analysis NAME --out data/processed/effects/NAME.csv
+    ntxmeta effects  --analysis NAME [--comparisons CSV] --out data/processed/effects/NAME.csv
     ntxmeta pool     --analysis NAME --effects EFFECTS.csv --out RESULT.json --spec SPEC.json
     ntxmeta summary  RESULT.json ... --csv summary.csv --md summary.md
 
@@ -25,9 +25,14 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args):
-    from .config import load_config
-    return load_config(args.config)
+def _plan(args):
+    """The plan of ``--analysis`` in the (validated) config."""
+    from .plan import Config
+    config = Config.load(args.config)
+    if args.analysis not in config.analyses:
+        raise ValueError(f"no analysis {args.analysis!r} in {args.config}; "
+                         f"analyses are {', '.join(config.names)}")
+    return config.analyses[args.analysis]
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -45,14 +50,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_effects(args: argparse.Namespace) -> int:
-    from .workflow import effects, preflight
-    effects(preflight(args.config), args.analysis, args.out)
+    from .workflow import effects
+    effects(args.comparisons, _plan(args), args.out)
     return 0
 
 
 def _cmd_pool(args: argparse.Namespace) -> int:
     from .workflow import pool
-    pool(args.effects, _config(args), args.analysis, args.out, args.spec)
+    pool(args.effects, _plan(args), args.out, args.spec)
     return 0
 
 
@@ -81,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ingest)
     p = sub.add_parser("effects", parents=[config], help="effect sizes of one analysis")
     p.add_argument("--analysis", required=True)
+    p.add_argument("--comparisons", default="data/processed/comparisons.csv",
+                   help="the ingest step's output")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_effects)
-    p = sub.add_parser("pool", parents=[config], help="all models of one analysis")
+    p = sub.add_parser("pool", parents=[config], help="every model one analysis asks for")
     p.add_argument("--analysis", required=True)
     p.add_argument("--effects", required=True)
     p.add_argument("--out", required=True, help="result JSON")

@@ -2,15 +2,13 @@
 
 Every table is a :class:`pandas.DataFrame` in a fixed row and column order,
 built from the pipeline's outputs (the effects table of an analysis and its
-``result.json`` under metafor's key paths). No statistic is computed here
-that the engine already offers: pooled fits come from
-:func:`ntxmeta.rma.rma`, Mantel-Haenszel and Peto fits from
-:func:`ntxmeta.binary.mantel_haenszel` and :func:`ntxmeta.binary.peto`,
-leave-one-out fits from :func:`ntxmeta.diagnostics.leave1out`, and subgroup
-and small-study numbers from the result sections.
-What is written here is the arithmetic of presentation: back-transforms,
-absolute effects from a relative effect and an assumed control risk, the
-number needed to treat and the flags of a summary-of-findings table.
+typed :class:`~ntxmeta.result.AnalysisResult`). No model is fitted here:
+every pooled number, sensitivity variant, subgroup and small-study test was
+computed once by ``pool`` (:mod:`ntxmeta.analysis`). What is written here is
+the arithmetic of presentation: back-transforms (the result's one
+``Scale``), absolute effects from a relative effect and an assumed control
+risk, the number needed to treat and the flags of a summary-of-findings
+table.
 
 Conventions
 -----------
@@ -82,20 +80,14 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .binary import mantel_haenszel, peto
-from .diagnostics import leave1out
-from .pipeline import RATIO_MEASURES, analysis_options
-from .rma import rma
+from .analysis import SMALL_STUDY_MIN_K, model_words
+from .plan import Config
+from .result import AnalysisResult, Pooled
 
 #: Binary measures that Mantel-Haenszel pools (metafor ``rma.mh``).
 MH_MEASURES = ("RR", "OR", "RD")
 #: Measures with an assumed control risk and absolute effects.
 ABSOLUTE_MEASURES = ("RR", "OR", "RD")
-#: Estimators compared in the sensitivity table (Cochrane Handbook 10.10.4.1:
-#: REML is the default, DL the classic, PM the recommended alternative).
-SENSITIVITY_METHODS = ("REML", "DL", "PM")
-#: Fewest studies for a funnel-plot-based test (Sterne et al. 2011).
-SMALL_STUDY_MIN_K = 10
 #: Egger's test is read at the 10 % level (Egger et al. 1997; Sterne 2011).
 EGGER_ALPHA = 0.10
 #: GRADE optimal information size rules of thumb (Guyatt 2011, GRADE 6).
@@ -135,16 +127,6 @@ SMALL_STUDY_COLUMNS = ("analysis", "k", "assessed", "egger_z", "egger_p", "egger
 # --------------------------------------------------------------------------- small helpers
 
 
-def _num(x: Any) -> float:
-    """A float, or NaN for anything that is not a finite-or-infinite number."""
-    if isinstance(x, (list, tuple)):
-        x = x[0] if x else math.nan
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
     """A numeric column as floats (NaN where missing or not a number)."""
     if name not in frame:
@@ -159,332 +141,56 @@ def _text(frame: pd.DataFrame, name: str) -> pd.Series:
     return frame[name].astype(object).where(frame[name].notna(), "").astype(str).str.strip().str.lower()
 
 
-def _truthy(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A yes/no column (bool, or text true/yes/1) as a bool array; missing is False."""
-    return _text(frame, name).isin(("true", "yes", "1", "1.0")).to_numpy()
-
-
-def _section(result: Mapping | None, *path: str) -> tuple[Mapping | None, str | None]:
-    """The sub-dictionary at ``path``, or None and why it is not there."""
-    node: Any = result
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None, f"no {'.'.join(path)} in the result"
-        node = node[key]
-    if isinstance(node, Mapping) and "error" in node:
-        return None, str(node["error"])
-    return (node, None) if isinstance(node, Mapping) else (None, f"{'.'.join(path)} is not a section")
-
-
-def is_ratio(measure: str, fit: Mapping | None = None, transf: str | None = None) -> bool:
-    """Whether estimates are shown back-transformed with exp (RR, OR, ROM, or an ``exp`` fit)."""
-    if transf is not None:
-        return transf == "exp"
-    return measure in RATIO_MEASURES or (isinstance(fit, Mapping) and "exp" in fit)
-
-
-def natural(x: float, ratio: bool) -> float:
-    """exp(x) for ratio measures, x otherwise (NaN stays NaN)."""
-    return math.exp(x) if ratio and math.isfinite(x) else x
-
-
-def null_value(ratio: bool) -> float:
-    """No effect on the displayed scale: 1 for ratios, 0 for differences."""
-    return 1.0 if ratio else 0.0
-
-
 def _crosses(lb: float, ub: float, null: float) -> bool:
     """An interval that includes ``null`` (its limits both finite)."""
     return math.isfinite(lb) and math.isfinite(ub) and lb <= null <= ub
 
 
-def _fmt(x: float, digits: int = 2) -> str:
-    return "NA" if not math.isfinite(x) else f"{x:.{digits}f}"
-
-
-def main_fit(result: Mapping) -> tuple[Mapping | None, str | None]:
-    """The main model's section of a result: ``rma[_knha].<method>`` from its metadata."""
-    meta = result.get("analysis", {})
-    method, test = meta.get("method", "REML"), meta.get("test", "z")
-    return _section(result, "rma_knha" if test == "knha" else "rma", method)
-
-
-def _fit_key(meta: Mapping) -> str:
-    """The key of the main model in sections keyed REML/DL/EE[_knha] (subgroups)."""
-    return meta.get("method", "REML") + ("_knha" if meta.get("test", "z") == "knha" else "")
-
-
-def _names(items: Mapping | Iterable[Mapping]) -> dict[str, Mapping]:
-    """Results keyed by analysis name (a mapping as given, or a list of results with "name")."""
-    if isinstance(items, Mapping):
-        return dict(items)
-    return {r["name"]: r for r in items}
-
-
-def used_rows(effects: pd.DataFrame) -> np.ndarray:
-    """Rows that enter the models: finite yi and vi (as the pipeline and metafor's na.omit)."""
-    yi, vi = _column(effects, "yi"), _column(effects, "vi")
-    return np.isfinite(yi) & np.isfinite(vi) & (vi > 0)
+def _shown(result: AnalysisResult, fit: Pooled | None) -> tuple[float, float, float]:
+    """Estimate and CI of a fit on the result's shown scale (NaN when there is no fit)."""
+    if fit is None:
+        return math.nan, math.nan, math.nan
+    show = result.scale.show
+    return float(show(fit.estimate)), float(show(fit.ci.low)), float(show(fit.ci.high))
 
 
 # --------------------------------------------------------------------------- sensitivity
 
 
-def _row(variant: str, description: str, model: str, measure: str, k: int, *,
-         estimate=math.nan, ci=(math.nan, math.nan), pval=math.nan, tau2=math.nan,
-         i2=math.nan, note: str = "") -> dict:
-    return {"variant": variant, "description": description, "model": model, "measure": measure,
-            "k": int(k), "estimate": estimate, "ci_lb": ci[0], "ci_ub": ci[1], "pval": pval,
-            "tau2": tau2, "I2_pct": i2, "note": note}
+def sensitivity_table(result: AnalysisResult) -> pd.DataFrame:
+    """The sensitivity variants of one analysis (``result.variants``), one row each.
 
-
-def _model_name(method: str, test: str) -> str:
-    if method in ("EE", "FE", "CE"):
-        return "common effect, inverse variance"
-    return f"{method} random effects, {'Hartung-Knapp' if test == 'knha' else 'z test'}"
-
-
-def _k_note(k: int) -> str | None:
-    if k == 0:
-        return "not computed: no rows"
-    if k == 1:
-        return "not computed: a single study (k = 1), nothing to pool"
-    return None
-
-
-def _rma_row(variant: str, description: str, yi: np.ndarray, vi: np.ndarray, *, method: str,
-             test: str, level: float, measure: str, ratio: bool, note: str = "") -> dict:
-    """One sensitivity row from an ``rma()`` fit (or a note saying why there is none)."""
-    model = _model_name(method, test)
-    k = int(yi.size)
-    why = _k_note(k)
-    if why:
-        return _row(variant, description, model, measure, k, note=why)
-    try:
-        fit = rma(yi, vi, method=method, test=test, level=level)
-    except ValueError as exc:
-        return _row(variant, description, model, measure, k, note=f"not computed: {exc}")
-    return _row(variant, description, model, measure, k,
-                estimate=natural(fit.estimate, ratio),
-                ci=(natural(fit.ci.low, ratio), natural(fit.ci.high, ratio)),
-                pval=float(fit.pval[0]), tau2=fit.tau2, i2=fit.I2_pct, note=note)
-
-
-def _binary_row(variant: str, description: str, fitter: Callable, effects: pd.DataFrame,
-                used: np.ndarray, *, measure: str, level: float, label: str) -> dict:
-    """A Mantel-Haenszel or Peto row from the arm counts of the pooled rows."""
-    cells = [_column(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
-    has = used & np.all([np.isfinite(c) for c in cells], axis=0)
-    k = int(has.sum())
-    note = "" if k == used.sum() else (
-        f"{k} of {int(used.sum())} pooled rows have arm counts; the others are left out")
-    why = _k_note(k)
-    if why:
-        return _row(variant, description, label, measure, k,
-                    note=why if k else "not computed: no row has arm counts")
-    a, n1, c, n2 = (x[has] for x in cells)
-    try:
-        fit = fitter(a, ci=c, n1i=n1, n2i=n2, level=level)
-    except ValueError as exc:
-        return _row(variant, description, label, measure, k, note=f"not computed: {exc}")
-    ratio = fit.ratio
-    return _row(variant, description, label, measure, k,
-                estimate=natural(fit.estimate, ratio),
-                ci=(natural(fit.ci.low, ratio), natural(fit.ci.high, ratio)), pval=fit.pval,
-                tau2=0.0, i2=fit.heterogeneity.I2_pct, note=note)
-
-
-def _exclude_mask(effects: pd.DataFrame, filters: Mapping[str, list]) -> tuple[np.ndarray, list[str]]:
-    """Rows matching every filter of a config ``exclude`` block; the filter keys not in the table."""
-    hit = np.ones(len(effects), dtype=bool)
-    missing = []
-    for col, values in filters.items():
-        if col not in effects:
-            missing.append(col)
-            hit &= False
-            continue
-        wanted = {str(v).strip().lower() for v in values}
-        hit &= _text(effects, col).isin(wanted).to_numpy()
-    return hit, missing
-
-
-#: Sensitivity subsets every analysis gets: variant -> (title, exclude filters).
-#: A config ``sensitivity`` subset with the same filters replaces one of them.
-BUILTIN_EXCLUSIONS = {
-    "excl_low_confidence": ("Without low-confidence rows", {"confidence": ["low"]}),
-    "excl_derived": ("Without derived rows", {"derived": [True]}),
-}
-
-
-def _filter_key(filters: Mapping[str, list]) -> tuple:
-    """A filter block in canonical form (columns sorted, values as lower-case text)."""
-    return tuple(sorted((str(c), tuple(sorted(str(v).strip().lower() for v in vals)))
-                        for c, vals in filters.items()))
-
-
-def ratio_scale(measure: str, effects: pd.DataFrame, transf: str | None = None) -> bool:
-    """Whether an analysis is shown back-transformed with exp.
-
-    ``transf`` ("exp" or "none", the spec option the pipeline wrote) decides
-    when given; otherwise the pipeline's rule (``pipeline.analysis_spec``):
-    ratio measures (RR, OR, ROM), and generic analyses whose rows are all
-    log ratios taken from reported ratios and CIs.
+    Rows in the order ``pool`` computed them: the main model; tau^2 by REML,
+    DL and PM; Wald z and Hartung-Knapp; the common-effect inverse-variance,
+    Mantel-Haenszel and Peto models; the main model without low-confidence
+    rows, without derived rows, on placebo-controlled rows only, on each
+    config subset; the leave-one-out range. ``estimate``, ``ci_lb``,
+    ``ci_ub`` on the shown scale (RR, not log RR); ``tau2`` on the analysis
+    scale; ``note`` says when a variant could not be computed.
     """
-    if transf is not None:
-        return transf == "exp"
-    kinds = set(_text(effects, "data_type"))
-    return measure in RATIO_MEASURES or (len(effects) > 0 and kinds == {"ratio"})
-
-
-def sensitivity_table(effects: pd.DataFrame, analysis: Mapping, defaults: Mapping | None = None, *,
-                      name: str | None = None, subsets: Mapping[str, Mapping] | None = None,
-                      transf: str | None = None) -> pd.DataFrame:
-    """Sensitivity analyses of one analysis, one row per variant.
-
-    Rows, in this order: the main model; tau^2 by REML, DL and PM (main
-    test); Wald z and Hartung-Knapp (main estimator); the common-effect
-    inverse-variance model; Mantel-Haenszel (the analysis's measure, or OR
-    for a generic one) and Peto's OR when the outcome is binary; the main
-    model without low-confidence rows, without derived rows, and on
-    placebo-controlled rows only; one row per config ``sensitivity`` subset;
-    and the leave-one-out range: the lowest and the highest pooled estimate
-    when one study is left out, naming that study.
-
-    Parameters
-    ----------
-    effects : DataFrame
-        ``data/processed/effects/{analysis}.csv``: ``yi``, ``vi``, arm counts,
-        ``confidence``, ``derived``, ``comparator_type``, ``label``.
-    analysis : mapping
-        The analysis's config block (``measure``, optional model options).
-    defaults : mapping, optional
-        The config's ``defaults``.
-    name : str, optional
-        Written into the ``analysis`` column.
-    subsets : mapping, optional
-        The config's ``sensitivity`` block: ``{key: {title, exclude: filters}}``.
-        A subset whose filters are those of a built-in row (``BUILTIN_EXCLUSIONS``)
-        gives that row its title instead of a second, identical row.
-    transf : {"exp", "none"}, optional
-        Show estimates back-transformed; default: see :func:`ratio_scale`.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``SENSITIVITY_COLUMNS``; ``estimate``, ``ci_lb``, ``ci_ub`` on
-        the natural scale (RR, not log RR); ``tau2`` on the analysis scale
-        (0 for common-effect models); ``I2_pct`` in percent; ``note`` says
-        when a variant could not be computed, or left rows out.
-
-    Notes
-    -----
-    Each fit is a direct :func:`ntxmeta.rma.rma` (or ``mantel_haenszel`` /
-    ``peto``) call, so a row equals metafor 3.8-1's ``rma()``, ``rma.mh()``,
-    ``rma.peto()`` on the same rows; the leave-one-out rows equal the
-    extremes of ``leave1out(fit)`` (:func:`ntxmeta.diagnostics.leave1out`).
-    Edge cases: k = 0 or 1 rows are kept with a note; leave-one-out needs
-    k >= 3 (each fit keeps k - 1 >= 2 studies). Cost: about 12 O(k) fits
-    and one batched leave-one-out.
-    """
-    defaults = defaults or {}
-    opts = analysis_options(dict(analysis), dict(defaults))
-    method, test, level = opts["method"], opts["test"], float(opts["level"])
-    measure = str(analysis["measure"])
-    ratio = ratio_scale(measure, effects, transf or analysis.get("transf"))
-    used = used_rows(effects)
-    yi_all, vi_all = _column(effects, "yi"), _column(effects, "vi")
-
-    def fit_rows(mask, variant, description, *, m=method, t=test, note=""):
-        sel = used & mask
-        if note == "" and sel.sum() == used.sum() and mask is not everything:
-            note = "same rows as the main model"
-        return _rma_row(variant, description, yi_all[sel], vi_all[sel], method=m, test=t,
-                        level=level, measure=measure, ratio=ratio, note=note)
-
-    everything = np.ones(len(effects), dtype=bool)
-    rows = [fit_rows(everything, "main", "Main model")]
-    same = "same model as the main model"
-    rows += [fit_rows(everything, f"tau2_{m}", f"tau\u00b2 estimator {m}", m=m,
-                      note=same if m == method else "") for m in SENSITIVITY_METHODS]
-    rows += [fit_rows(everything, f"test_{t}", "Hartung-Knapp test" if t == "knha" else "Wald z test",
-                      t=t, note=same if t == test else "") for t in ("z", "knha")]
-    rows.append(fit_rows(everything, "common_EE", "Common effect (inverse variance)", m="EE", t="z"))
-    if (_text(effects, "data_type") == "binary").any():
-        mh_measure = measure if measure in MH_MEASURES else "OR"
-
-        def mh(*args, **kw):
-            return mantel_haenszel(*args, measure=mh_measure, **kw)
-
-        rows.append(_binary_row("common_MH", f"Mantel-Haenszel {mh_measure}", mh, effects, used,
-                                measure=mh_measure, level=level,
-                                label="common effect, Mantel-Haenszel"))
-        rows.append(_binary_row("common_Peto", "Peto odds ratio", peto, effects, used,
-                                measure="OR (Peto)", level=level, label="common effect, Peto"))
-    subsets = dict(subsets or {})
-    same_as = {_filter_key(s.get("exclude", {})): key for key, s in sorted(subsets.items())}
-    for variant, (title, filters) in BUILTIN_EXCLUSIONS.items():
-        # a config subset with the same filter takes this place (with its title), not a second row
-        key = same_as.get(_filter_key(filters))
-        # derived may be spelt True/yes/1: read it as a yes/no column
-        hit = _truthy(effects, "derived") if variant == "excl_derived" else _exclude_mask(effects, filters)[0]
-        rows.append(fit_rows(~hit, variant, str(subsets.pop(key).get("title", title)) if key else title))
-    placebo = _text(effects, "comparator_type").eq("placebo").to_numpy()
-    rows.append(fit_rows(placebo, "placebo_only", "Placebo-controlled rows only"))
-    for key, subset in sorted(subsets.items()):
-        hit, missing = _exclude_mask(effects, subset.get("exclude", {}))
-        note = (f"filter column(s) {', '.join(missing)} not in the effects table: nothing excluded"
-                if missing else "")
-        rows.append(fit_rows(~hit, f"subset_{key}", str(subset.get("title", key)), note=note))
-    rows += _leave_one_out_rows(effects, used, method=method, test=test, level=level,
-                                measure=measure, ratio=ratio)
-    out = pd.DataFrame(rows)
-    out.insert(0, "analysis", name or analysis.get("title", ""))
-    return out[list(SENSITIVITY_COLUMNS)]
-
-
-def _leave_one_out_rows(effects: pd.DataFrame, used: np.ndarray, *, method: str, test: str,
-                        level: float, measure: str, ratio: bool) -> list[dict]:
-    """Lowest and highest pooled estimate with one study left out (metafor ``leave1out``).
-
-    The fits come from :func:`ntxmeta.diagnostics.leave1out` (all k subsets
-    at once, fully converged like :func:`ntxmeta.rma.rma`).
-    """
-    idx = np.flatnonzero(used)
-    model = _model_name(method, test)
-    if idx.size < 3:
-        note = f"not computed: leave-one-out needs k >= 3 (k = {idx.size})"
-        k = max(idx.size - 1, 0)
-        return [_row("leave1out_min", "Leave-one-out: lowest estimate", model, measure, k, note=note),
-                _row("leave1out_max", "Leave-one-out: highest estimate", model, measure, k, note=note)]
-    labels = (effects["label"].astype(str).to_numpy()[idx] if "label" in effects
-              else np.array([str(i + 1) for i in idx]))
-    try:
-        loo = leave1out(_column(effects, "yi")[idx], _column(effects, "vi")[idx], method=method,
-                        test=test, level=level)
-    except ValueError as exc:
-        note = f"not computed: {exc}"
-        return [_row(v, f"Leave-one-out: {w} estimate", model, measure, idx.size - 1, note=note)
-                for v, w in (("leave1out_min", "lowest"), ("leave1out_max", "highest"))]
-    out = []
-    # argmin/argmax take the first of tied studies: deterministic, in table order
-    for variant, word, j in (("leave1out_min", "lowest", int(np.nanargmin(loo.estimate))),
-                             ("leave1out_max", "highest", int(np.nanargmax(loo.estimate)))):
-        out.append(_row(variant, f"Leave-one-out: {word} estimate (without {labels[j]})", model,
-                        measure, int(loo.k[j]), estimate=natural(float(loo.estimate[j]), ratio),
-                        ci=(natural(float(loo.ci_lb[j]), ratio), natural(float(loo.ci_ub[j]), ratio)),
-                        pval=float(loo.pval[j]), tau2=float(loo.tau2[j]), i2=float(loo.I2_pct[j])))
-    return out
+    rows = []
+    for v in result.variants:
+        est, lb, ub = _shown(result, v.fit)
+        het = v.fit.heterogeneity if v.fit is not None else None
+        measure = "OR (Peto)" if v.name == "common_Peto" else (
+            v.description.split()[-1] if v.name == "common_MH" else result.scale.name)
+        rows.append({"analysis": result.title, "variant": v.name, "description": v.description,
+                     "model": v.model, "measure": measure, "k": v.k, "estimate": est,
+                     "ci_lb": lb, "ci_ub": ub,
+                     "pval": v.fit.test_stat.pval if v.fit is not None else math.nan,
+                     "tau2": het.tau2 if het else math.nan,
+                     "I2_pct": het.i2_pct if het else math.nan, "note": v.note})
+    return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
 
 
 # --------------------------------------------------------------------------- summary of findings
 
 
-def assumed_control_risk(effects: pd.DataFrame) -> float:
+def assumed_control_risk(effects: pd.DataFrame, used: np.ndarray) -> float:
     """Median control-arm risk ``events_ctrl / n_ctrl`` over the pooled rows with counts.
 
     NaN when no pooled row has control-arm counts (ratio-only data).
     """
-    used = used_rows(effects)
     e, n = _column(effects, "events_ctrl"), _column(effects, "n_ctrl")
     ok = used & np.isfinite(e) & np.isfinite(n) & (n > 0)
     return float(np.median(e[ok] / n[ok])) if ok.any() else math.nan
@@ -544,8 +250,7 @@ def number_needed_to_treat(ard: float, ard_lb: float, ard_ub: float) -> tuple[st
     return kind, nnt, ci
 
 
-def _indication(name: str, analysis: Mapping, effects: pd.DataFrame | None) -> str:
-    filt = (analysis.get("filters") or {}).get("indication")
+def _indication(filt: tuple, effects: pd.DataFrame | None) -> str:
     if filt:
         return ", ".join(str(v) for v in filt)
     if effects is not None and "indication" in effects:
@@ -559,69 +264,60 @@ def _indication_key(ind: str) -> tuple:
     return (INDICATION_ORDER.index(ind) if ind in INDICATION_ORDER else len(INDICATION_ORDER), ind)
 
 
-def _egger_flag(result: Mapping, k: int, method: str) -> tuple[str, float]:
-    """Small-study flag text and Egger's p (rma-based regtest of the main estimator)."""
-    if k < SMALL_STUDY_MIN_K:
-        return NOT_ASSESSED, math.nan
-    reg, why = _section(result, "regtest", f"rma_{method}")
-    if reg is None:
-        reg, why = _section(result, "regtest", "rma_REML")
-    if reg is None:
-        return f"not available ({why})", math.nan
-    p = _num(reg.get("pval"))
+def _egger_flag(result: AnalysisResult) -> str:
+    """Small-study flag text (rma-based Egger test of the main estimator)."""
+    ss = result.small_study
+    if ss is None or not ss.assessed:
+        return NOT_ASSESSED
+    if ss.egger is None:
+        return f"not available ({ss.note or 'Egger test refused'})"
+    p = ss.egger.pval
     if not math.isfinite(p):
-        return "not available (Egger p is NA)", p
+        return "not available (Egger p is NA)"
     if p < EGGER_ALPHA:
-        return f"yes: Egger p = {p:.3f} < {EGGER_ALPHA:.2f}", p
-    return f"no: Egger p = {p:.3f}", p
+        return f"yes: Egger p = {p:.3f} < {EGGER_ALPHA:.2f}"
+    return f"no: Egger p = {p:.3f}"
 
 
-def _low_confidence_weight(effects: pd.DataFrame, fit: Mapping) -> float:
-    """Percent of the main model's weight on low-confidence rows.
-
-    Per-row weights from the fit (``weights_pct``, one entry per effects row,
-    NaN for rows not used), else the effects table's ``weight_pct``.
-    """
-    w = np.asarray([_num(x) for x in fit.get("weights_pct", [])], dtype=float)
-    if w.size != len(effects):
-        w = _column(effects, "weight_pct")
+def _low_confidence_weight(effects: pd.DataFrame, result: AnalysisResult) -> float:
+    """Percent of the main model's weight on low-confidence rows."""
+    w = np.asarray(result.weights_pct, dtype=float)
     low = _text(effects, "confidence").eq("low").to_numpy()
     ok = np.isfinite(w)
     return float(w[ok & low].sum() / w[ok].sum() * 100) if ok.any() and w[ok].sum() > 0 else math.nan
 
 
-def sof_row(name: str, effects: pd.DataFrame, result: Mapping, analysis: Mapping) -> dict:
+def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = ()) -> dict:
     """One summary-of-findings row for one analysis (see the module docstring)."""
-    meta = result.get("analysis", {})
-    measure = str(meta.get("measure", analysis.get("measure", "")))
-    used = used_rows(effects)
+    measure = result.measure
+    used = np.asarray(result.used, dtype=bool)
+    if used.size != len(effects):
+        raise ValueError(f"{result.name}: result has {used.size} rows, effects table {len(effects)}; "
+                         "re-run the pool step")
     n = _column(effects, "n_treat") + _column(effects, "n_ctrl")
-    ev = _column(effects, "events_treat") + _column(effects, "events_ctrl")
-    binary = measure in ABSOLUTE_MEASURES or (_text(effects, "data_type")[used] == "binary").all()
+    binary = result.events is not None
     row: dict = {c: math.nan for c in SOF_COLUMNS}
     studies = effects.loc[used, "study_id"].nunique() if "study_id" in effects else int(used.sum())
-    row.update(indication=_indication(name, analysis, effects), analysis=name,
-               outcome=meta.get("title", analysis.get("title", name)), measure=measure,
-               k=int(used.sum()), studies=int(studies),
+    row.update(indication=_indication(indications, effects), analysis=result.name,
+               outcome=result.title, measure=result.scale.name, k=result.k_used,
+               studies=int(studies),
                participants=float(np.nansum(n[used])) if np.isfinite(n[used]).any() else math.nan,
-               events=float(np.nansum(ev[used])) if binary and np.isfinite(ev[used]).any() else math.nan,
-               nnt_kind="", nnt_ci="", status=meta.get("status", ""))
-    fit, why = main_fit(result)
-    if fit is None or not _num(fit.get("k")) >= 2:
-        reason = meta.get("status") or why or "no pooled estimate"
+               events=float(result.events) if binary else math.nan,
+               nnt_kind="", nnt_ci="", status=result.status)
+    fit = result.main
+    if fit is None:
         row.update(imprecision="not assessed", inconsistency="not assessed",
-                   small_study_effects=NOT_ASSESSED if row["k"] < SMALL_STUDY_MIN_K else "not assessed",
-                   status=reason if reason != "pooled" else "no pooled estimate (k < 2)")
+                   small_study_effects=NOT_ASSESSED if row["k"] < SMALL_STUDY_MIN_K else "not assessed")
         return row
-    ratio = is_ratio(measure, fit)
-    null = null_value(ratio)
-    est, lb, ub = (natural(_num(fit.get(k)), ratio) for k in ("estimate", "ci.lb", "ci.ub"))
-    pred = fit.get("predict", {}) if isinstance(fit.get("predict"), Mapping) else {}
-    pi_lb, pi_ub = (natural(_num(pred.get(k)), ratio) for k in ("pi.lb", "pi.ub"))
-    i2, tau2 = _num(fit.get("I2")), _num(fit.get("tau2"))
+    scale = result.scale
+    null = scale.null
+    est, lb, ub = _shown(result, fit)
+    pi_lb, pi_ub = ((float(scale.show(fit.pi.low)), float(scale.show(fit.pi.high)))
+                    if fit.pi is not None else (math.nan, math.nan))
+    i2, tau2 = fit.heterogeneity.i2_pct, fit.heterogeneity.tau2
     row.update(estimate=est, ci_lb=lb, ci_ub=ub, pi_lb=pi_lb, pi_ub=pi_ub, I2_pct=i2, tau2=tau2)
     if measure in ABSOLUTE_MEASURES:
-        acr = assumed_control_risk(effects)
+        acr = assumed_control_risk(effects, used)
         cr = [corresponding_risk(acr, x, measure) for x in (est, lb, ub)]
         ard = [c - acr for c in cr]
         kind, nnt, nnt_ci = number_needed_to_treat(*ard)
@@ -629,53 +325,40 @@ def sof_row(name: str, effects: pd.DataFrame, result: Mapping, analysis: Mapping
                    cr_ub_per_1000=cr[2] * PER, ard_per_1000=ard[0] * PER,
                    ard_lb_per_1000=ard[1] * PER, ard_ub_per_1000=ard[2] * PER,
                    nnt_kind=kind, nnt=nnt, nnt_ci=nnt_ci)
-    # imprecision
+    null_txt = "1" if scale.log else "0"
     why_imp = []
     if _crosses(lb, ub, null):
-        why_imp.append(f"CI includes {'1' if ratio else '0'}")
+        why_imp.append(f"CI includes {null_txt}")
     if binary and math.isfinite(row["events"]) and row["events"] < OIS_EVENTS:
         why_imp.append(f"{row['events']:.0f} events (< {OIS_EVENTS})")
     if not binary and math.isfinite(row["participants"]) and row["participants"] < OIS_PARTICIPANTS:
         why_imp.append(f"{row['participants']:.0f} participants (< {OIS_PARTICIPANTS})")
     row["imprecision"] = "yes: " + "; ".join(why_imp) if why_imp else "no"
-    # inconsistency
     why_inc = []
     if math.isfinite(i2) and i2 > I2_INCONSISTENCY_PCT:
         why_inc.append(f"I\u00b2 = {i2:.0f}% (> {I2_INCONSISTENCY_PCT:.0f}%)")
     if _crosses(pi_lb, pi_ub, null) and not _crosses(lb, ub, null):
-        why_inc.append(f"prediction interval includes {'1' if ratio else '0'} (the CI does not)")
+        why_inc.append(f"prediction interval includes {null_txt} (the CI does not)")
     row["inconsistency"] = "yes: " + "; ".join(why_inc) if why_inc else "no"
-    row["small_study_effects"] = _egger_flag(result, row["k"], meta.get("method", "REML"))[0]
-    row["low_confidence_weight_pct"] = _low_confidence_weight(effects, fit)
+    row["small_study_effects"] = _egger_flag(result)
+    row["low_confidence_weight_pct"] = _low_confidence_weight(effects, result)
     return row
 
 
 def summary_of_findings(effects_by_analysis: Mapping[str, pd.DataFrame],
-                        results_by_analysis: Mapping[str, Mapping], config: Mapping) -> pd.DataFrame:
+                        results: Mapping[str, AnalysisResult], config: Config) -> pd.DataFrame:
     """Summary-of-findings table: one row per main analysis, grouped by indication.
 
-    Parameters
-    ----------
-    effects_by_analysis : mapping of str to DataFrame
-        Effects table of each analysis.
-    results_by_analysis : mapping of str to dict
-        ``result.json`` of each analysis (as read by ``ntxmeta.analyse.load_result``).
-    config : mapping
-        The project config; analyses with ``main: true`` are summarised
-        (all analyses when none is marked main).
-
-    Returns
-    -------
-    DataFrame
-        Columns ``SOF_COLUMNS``, rows ordered by indication (alcohol, opioid,
-        stimulant, gambling, then others) and then by config order. Relative
-        effects and PIs on the natural scale; risks and differences per 1000;
-        ``nnt`` rounded up; flags as text ("no", or "yes: <why>").
+    Analyses with ``main: true`` are summarised (all analyses when none is
+    marked main). Rows ordered by indication (alcohol, opioid, stimulant,
+    gambling, then others) and then by name. Relative effects and PIs on the
+    shown scale; risks and differences per 1000; ``nnt`` rounded up; flags
+    as text ("no", or "yes: <why>").
     """
-    analyses = config.get("analyses", {})
-    names = [n for n in analyses if n in results_by_analysis]
-    main = [n for n in names if analyses[n].get("main")]
-    rows = [sof_row(n, effects_by_analysis.get(n, pd.DataFrame()), results_by_analysis[n], analyses[n])
+    names = [n for n in config.analyses if n in results]
+    main = [n for n in names if config.analyses[n].main]
+    rows = [{**sof_row(results[n], effects_by_analysis.get(n, pd.DataFrame()),
+                       config.analyses[n].filter_values("indication")), "analysis": n}
             for n in (main or names)]
     order = {n: i for i, n in enumerate(names)}
     rows.sort(key=lambda r: (_indication_key(r["indication"]), order[r["analysis"]]))
@@ -685,142 +368,153 @@ def summary_of_findings(effects_by_analysis: Mapping[str, pd.DataFrame],
 # --------------------------------------------------------------------------- subgroups
 
 
-def subgroup_table(results: Mapping[str, Mapping] | Iterable[Mapping],
-                   config: Mapping | None = None) -> pd.DataFrame:
-    """Per-subgroup fits and the tests for subgroup differences of every analysis with subgroups.
+def subgroup_table(results: Mapping[str, AnalysisResult]) -> pd.DataFrame:
+    """Per-subgroup estimates and the tests for subgroup differences of every analysis with subgroups.
 
-    For each analysis whose result has a ``subgroup`` section: one ``level``
-    row per subgroup (k, estimate and CI on the natural scale, tau^2, I^2
-    from ``subgroup.by_level.<L>.<method>[_knha]``), then a ``test`` row
-    with the mixed-effects test (QM, df, p of ``subgroup.mixed_effects``,
-    a common tau^2; an F test under knha) and a ``Q_between`` row with the
-    RevMan-style Q between separate subgroup estimates
-    (``subgroup.Q_between.from_<method>_subgroup_estimates``). Sections that
-    are missing or ``{"error": ...}`` give a row with the reason in ``note``.
-    Analyses in name order, levels in the result's order (C-locale sorted).
-    The ``subgroup`` column names the comparisons column that defines the
-    subgroups: the analysis's ``subgroup`` key in ``config`` when given.
+    For each analysis with subgroups: one ``level`` row per subgroup (k,
+    estimate and CI on the shown scale, tau^2, I^2), then a ``test`` row with
+    the mixed-effects test (QM with a common tau^2; F under knha) and a
+    ``Q_between`` row with RevMan's test for subgroup differences (Q between
+    the separate subgroup estimates). Analyses in name order.
     """
-    analyses = (config or {}).get("analyses", {})
     rows = []
-    for name, res in sorted(_names(results).items()):
-        sg, why = _section(res, "subgroup")
+    for name, res in sorted(results.items()):
+        sg = res.subgroups
         if sg is None:
             continue
-        meta = res.get("analysis", {})
-        key = _fit_key(meta)
-        main, _ = main_fit(res)
-        ratio = is_ratio(str(meta.get("measure", "")), main)
-        column = str(analyses.get(name, {}).get("subgroup") or meta.get("subgroup") or sg.get("column", ""))
-        levels = list(sg.get("levels", [])) or sorted((sg.get("by_level") or {}).keys())
-        for lev in levels:
-            lev_sec = (sg.get("by_level") or {}).get(lev, {})
-            lev_key = key if key in lev_sec else key.replace(meta.get("method", "REML"), "REML", 1)
-            fit, why = _section(sg, "by_level", lev, lev_key)
-            base = {"analysis": name, "subgroup": column, "level": str(lev), "row": "level",
-                    "k": _num(lev_sec.get("k") if isinstance(lev_sec, Mapping) else math.nan)}
-            if fit is None:
-                rows.append({**base, "note": f"no fit: {why}"})
+        for lev in sg.levels:
+            base = {"analysis": name, "subgroup": sg.column, "level": lev.level, "row": "level",
+                    "k": lev.k}
+            if lev.fit is None:
+                rows.append({**base, "note": f"no fit: {lev.note or 'not computed'}"})
                 continue
-            rows.append({**base, "k": _num(fit.get("k")),
-                         "estimate": natural(_num(fit.get("estimate")), ratio),
-                         "ci_lb": natural(_num(fit.get("ci.lb")), ratio),
-                         "ci_ub": natural(_num(fit.get("ci.ub")), ratio),
-                         "tau2": _num(fit.get("tau2")), "I2_pct": _num(fit.get("I2")),
-                         "note": _model_name(fit.get("method", ""), fit.get("test", "z"))})
-        me_key = key if key in (sg.get("mixed_effects") or {}) else key.replace(
-            meta.get("method", "REML"), "REML", 1)   # the oracle layout: REML, DL, EE (+ _knha)
-        test, why = _section(sg, "mixed_effects", me_key)
-        base = {"analysis": name, "subgroup": column, "level": "Test for subgroup differences"}
-        if test is None:
-            rows.append({**base, "row": "test", "note": f"not available: {why}"})
+            est, lb, ub = _shown(res, lev.fit)
+            rows.append({**base, "estimate": est, "ci_lb": lb, "ci_ub": ub,
+                         "tau2": lev.fit.heterogeneity.tau2, "I2_pct": lev.fit.heterogeneity.i2_pct,
+                         "note": model_words(lev.fit.model, lev.fit.test)})
+        base = {"analysis": name, "subgroup": sg.column, "level": "Test for subgroup differences"}
+        me = sg.mixed_effects
+        if me is None:
+            rows.append({**base, "row": "test", "note": f"not available: {sg.note or 'not computed'}"})
         else:
-            stat = "F" if test.get("test") == "knha" else "QM"
-            dfs = test.get("QMdf", [math.nan])
-            dfs = [_num(d) for d in (dfs if isinstance(dfs, list) else [dfs])]
-            df_txt = ", ".join(f"{d:.0f}" for d in dfs if math.isfinite(d))
-            rows.append({**base, "row": "test", "k": _num(test.get("k")),
-                         "statistic": _num(test.get("QM")), "df": df_txt,
-                         "pval": _num(test.get("QMp")),
-                         "note": f"mixed-effects model, common tau\u00b2 ({stat} test)"})
-        q_method = meta.get("method", "REML")
-        if f"from_{q_method}_subgroup_estimates" not in (sg.get("Q_between") or {}):
-            q_method = "REML"   # the oracle layout has REML, DL and EE only
-        qb, why = _section(sg, "Q_between", f"from_{q_method}_subgroup_estimates")
-        note_src = f"from {q_method} subgroup estimates"
-        base = {"analysis": name, "subgroup": column, "level": "Q between subgroups"}
-        if qb is None:
-            rows.append({**base, "row": "Q_between", "note": f"not available: {why}"})
+            rows.append({**base, "row": "test", "k": res.k_used, "statistic": me.statistic,
+                         "df": f"{me.df:.0f}", "pval": me.pval,
+                         "note": f"mixed-effects model, common tau\u00b2 "
+                                 f"({'F' if res.test == 'knha' else 'QM'} test)"})
+        base = {"analysis": name, "subgroup": sg.column, "level": "Q between subgroups"}
+        if sg.between is None:
+            rows.append({**base, "row": "Q_between", "note": f"not available: {sg.note or 'not computed'}"})
         else:
-            rows.append({**base, "row": "Q_between", "statistic": _num(qb.get("Q")),
-                         "df": f"{_num(qb.get('df')):.0f}", "pval": _num(qb.get("pval")),
-                         "note": f"RevMan-style, separate tau\u00b2 per subgroup, {note_src}"})
+            rows.append({**base, "row": "Q_between", "statistic": sg.between.statistic,
+                         "df": f"{sg.between.df:.0f}", "pval": sg.between.pval,
+                         "I2_pct": sg.between_i2_pct,
+                         "note": f"RevMan-style, separate tau\u00b2 per subgroup, from "
+                                 f"{res.method} subgroup estimates"})
     return pd.DataFrame(rows, columns=list(SUBGROUP_COLUMNS))
 
 
 # --------------------------------------------------------------------------- small-study effects
 
 
-def small_study_row(name: str, res: Mapping) -> dict:
+def small_study_row(name: str, res: AnalysisResult) -> dict:
     """Egger (rma and classic), Begg and trim-and-fill of one analysis, or why not."""
-    meta = res.get("analysis", {})
-    method = meta.get("method", "REML")
-    main, _ = main_fit(res)
-    k_used = _num(meta.get("k_used", main.get("k") if main else 0))
-    k = int(k_used) if math.isfinite(k_used) else 0
     row: dict = {c: math.nan for c in SMALL_STUDY_COLUMNS}
+    k = res.k_used
     row.update(analysis=name, k=k, assessed=k >= SMALL_STUDY_MIN_K, trimfill_side="", note="")
-    if k < SMALL_STUDY_MIN_K:
-        row["note"] = NOT_ASSESSED
+    ss = res.small_study
+    if k < SMALL_STUDY_MIN_K or ss is None:
+        row["note"] = NOT_ASSESSED if k < SMALL_STUDY_MIN_K else "not computed"
         return row
-    ratio = is_ratio(str(meta.get("measure", "")), main)
-    notes = []
-    reg_key = f"rma_{method}" if f"rma_{method}" in (res.get("regtest") or {}) else "rma_REML"
-    reg, why = _section(res, "regtest", reg_key)
-    if reg is None:
-        notes.append(f"Egger: {why}")
-    else:
-        row.update(egger_z=_num(reg.get("stat")), egger_p=_num(reg.get("pval")),
-                   egger_limit=natural(_num(reg.get("limit_estimate")), ratio))
-        if reg_key != f"rma_{method}":
-            notes.append(f"Egger from a REML fit ({method} not available)")
-    lm, why = _section(res, "regtest", "lm_classic_egger")
-    if lm is None:
-        notes.append(f"classic Egger: {why}")
-    else:
-        row.update(egger_classic_t=_num(lm.get("stat")), egger_classic_df=_num(lm.get("df")),
-                   egger_classic_p=_num(lm.get("pval")))
-    rk, why = _section(res, "ranktest", "default")
-    if rk is None:
-        notes.append(f"Begg: {why}")
-    else:
-        row.update(begg_tau=_num(rk.get("tau")), begg_p=_num(rk.get("pval")))
-    tf_key = method if method in (res.get("trimfill") or {}) else "REML"
-    tf, why = _section(res, "trimfill", tf_key)
-    if tf is None:
-        notes.append(f"trim-and-fill: {why}")
-    else:
-        row.update(trimfill_k0=_num(tf.get("k0")), trimfill_side=str(tf.get("side", "")),
-                   trimfill_estimate=natural(_num(tf.get("estimate")), ratio),
-                   trimfill_ci_lb=natural(_num(tf.get("ci.lb")), ratio),
-                   trimfill_ci_ub=natural(_num(tf.get("ci.ub")), ratio))
-        if tf_key != method:
-            notes.append(f"trim-and-fill with REML ({method} not available)")
-    row["note"] = "; ".join(notes)
+    show = res.scale.show
+    if ss.egger is not None:
+        row.update(egger_z=ss.egger.statistic, egger_p=ss.egger.pval,
+                   egger_limit=float(show(ss.egger_limit)))
+    if ss.egger_classic is not None:
+        row.update(egger_classic_t=ss.egger_classic.statistic, egger_classic_df=ss.egger_classic.df,
+                   egger_classic_p=ss.egger_classic.pval)
+    if ss.begg is not None:
+        row.update(begg_tau=ss.begg.statistic, begg_p=ss.begg.pval)
+    if ss.trimfill is not None:
+        est, lb, ub = _shown(res, ss.trimfill.fit)
+        row.update(trimfill_k0=ss.trimfill.k0, trimfill_side=ss.trimfill.side,
+                   trimfill_estimate=est, trimfill_ci_lb=lb, trimfill_ci_ub=ub)
+    row["note"] = ss.note
     return row
 
 
-def small_study_table(results: Mapping[str, Mapping] | Iterable[Mapping]) -> pd.DataFrame:
+def small_study_table(results: Mapping[str, AnalysisResult]) -> pd.DataFrame:
     """Small-study effects of every analysis (name order), "not assessed (k < 10)" below k = 10.
 
-    Egger's regression test as metafor's ``regtest(fit)`` (mixed-effects
-    model on the standard error, z test; ``regtest.rma_<method>``) and the
-    classic weighted-lm Egger test (``regtest.lm_classic_egger``, t with
-    k - 2 df); Begg's rank correlation (``ranktest.default``: Kendall tau,
-    exact p unless ties); trim-and-fill (``trimfill.<method>``: L0 estimator,
-    k0 filled studies on the side metafor chose, the adjusted estimate and
-    CI on the natural scale). ``egger_limit`` is the limit estimate (the
-    effect as the standard error goes to 0).
+    Egger's regression test as metafor's ``regtest(fit)`` (z test), the
+    classic weighted-lm Egger test (t with k - 2 df), Begg's rank
+    correlation (Kendall tau), trim and fill (L0: k0 filled studies, the
+    adjusted estimate and CI on the shown scale). ``egger_limit`` is the
+    limit estimate (the effect as the standard error goes to 0).
     """
-    rows = [small_study_row(n, r) for n, r in sorted(_names(results).items())]
+    rows = [small_study_row(n, r) for n, r in sorted(results.items())]
     return pd.DataFrame(rows, columns=list(SMALL_STUDY_COLUMNS))
+
+
+# --------------------------------------------------------------------------- the tables step
+
+#: The four evidence tables: file stem -> Markdown digits per column.
+TABLE_DIGITS = {
+    "summary_of_findings": {"k": 0, "studies": 0, "participants": 0, "events": 0, "I2_pct": 0,
+                            "tau2": 4, "acr_per_1000": 0, "cr_per_1000": 0, "cr_lb_per_1000": 0,
+                            "cr_ub_per_1000": 0, "ard_per_1000": 0, "ard_lb_per_1000": 0,
+                            "ard_ub_per_1000": 0, "nnt": 0, "low_confidence_weight_pct": 1},
+    "sensitivity": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1},
+    "subgroups": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1, "statistic": 2},
+    "small_study_effects": {"k": 0, "egger_z": 2, "egger_p": 4, "egger_classic_t": 2,
+                            "egger_classic_df": 0, "egger_classic_p": 4, "begg_tau": 3,
+                            "begg_p": 4, "trimfill_k0": 0},
+}
+
+
+def analysis_order(config: Config, results: Mapping[str, AnalysisResult],
+                   effects: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Analyses by indication (alcohol, opioid, stimulant, gambling, others) and then name."""
+    names = [n for n in config.analyses if n in results]
+    pos = {n: i for i, n in enumerate(names)}
+    ind = {n: _indication(config.analyses[n].filter_values("indication"), effects.get(n))
+           for n in names}
+    return sorted(names, key=lambda n: (_indication_key(ind[n]), pos[n]))
+
+
+def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, AnalysisResult],
+                    config: Config) -> dict[str, pd.DataFrame]:
+    """The four evidence tables, keyed by file stem (sensitivity rows in report order)."""
+    order = analysis_order(config, results, effects)
+    sens = [sensitivity_table(results[n]).assign(analysis=n) for n in order]
+    sens_frame = (pd.concat(sens, ignore_index=True) if sens
+                  else pd.DataFrame(columns=list(SENSITIVITY_COLUMNS)))
+    return {
+        "summary_of_findings": summary_of_findings(effects, results, config),
+        "sensitivity": sens_frame,
+        "subgroups": subgroup_table(results),
+        "small_study_effects": small_study_table(results),
+    }
+
+
+def _text_as_object(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as ``object`` dtype, so that ``tables.safe_frame`` neutralises
+    formula cells whatever the pandas version (pandas >= 3 gives text its ``str`` dtype)."""
+    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+    return frame.astype({c: object for c in text})
+
+
+def write_evidence_tables(effects_paths: Mapping[str, str], result_paths: Mapping[str, str],
+                          config: Config, outputs: Mapping[str, tuple[str, str]]) -> None:
+    """The tables step: the four evidence tables as CSV and Markdown, at the given paths.
+
+    ``effects_paths`` and ``result_paths`` map analysis names to files;
+    ``outputs`` maps each table stem of :data:`TABLE_DIGITS` to its (csv, md) paths.
+    """
+    from .pipeline import read_effects
+    from .result import read_result
+    from .tables import write_table
+    effects = {n: read_effects(p) for n, p in effects_paths.items()}
+    results = {n: read_result(p) for n, p in result_paths.items()}
+    for stem, frame in evidence_tables(effects, results, config).items():
+        csv, md = outputs[stem]
+        write_table(_text_as_object(frame), csv, md, digits=TABLE_DIGITS[stem])

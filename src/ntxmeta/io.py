@@ -18,6 +18,9 @@ from pathlib import Path
 
 #: Suffix of every temporary file (``.gitignore`` and the tests look for it).
 TMP_SUFFIX = ".tmp"
+#: Float format of every generated CSV: 10 significant digits, enough to
+#: recompute any pooled number to 1e-8 and short enough to diff.
+CSV_FLOAT = "%.10g"
 
 
 @contextmanager

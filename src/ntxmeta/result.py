@@ -85,6 +85,8 @@ class Scale:
 class Test:
     """A test statistic: ``name`` is "z", "t", "Q", "QM", "Chi2", "tau" (Kendall)..."""
 
+    __test__ = False  # not a pytest test class
+
     name: str
     statistic: float
     pval: float

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analyse import load_result
-from .io import atomic_path, write_text
-from .pipeline import CSV_FLOAT, headline
+from .analysis import model_words
+from .io import CSV_FLOAT, atomic_path, write_text
+from .result import AnalysisResult, read_result
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -39,20 +39,27 @@ def safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def summary_table(results: list[dict]) -> pd.DataFrame:
-    """One row per analysis: k, participants, pooled estimate (natural scale), CI, PI, tau2, I2, p."""
+def summary_table(results: list[AnalysisResult]) -> pd.DataFrame:
+    """One row per analysis: k, participants, pooled estimate, CI, PI (shown scale), tau2, I2, p.
+
+    ``measure`` is the shown scale's name ("RR"; "Ratio" for a generic
+    analysis of log ratios, shown as ratios like everywhere else).
+    """
     rows = []
-    for res in sorted(results, key=lambda r: r["name"]):
-        meta = res["analysis"]
-        h = headline(res)
-        model = f"{meta['method']} random effects, {'Hartung-Knapp' if meta['test'] == 'knha' else 'Wald z'}"
-        rows.append({"analysis": res["name"], "title": meta["title"], "measure": meta["measure"],
-                     "k": meta.get("k_used", 0), "participants": meta.get("participants", 0),
-                     "estimate": h.get("estimate", np.nan), "ci_lb": h.get("ci_lb", np.nan),
-                     "ci_ub": h.get("ci_ub", np.nan), "pi_lb": h.get("pi_lb", np.nan),
-                     "pi_ub": h.get("pi_ub", np.nan), "tau2": h.get("tau2", np.nan),
-                     "I2_pct": h.get("I2_pct", np.nan), "pval": h.get("pval", np.nan),
-                     "model": model, "status": meta["status"]})
+    for res in sorted(results, key=lambda r: r.name):
+        m, show = res.main, res.scale.show
+        row = {"analysis": res.name, "title": res.title, "measure": res.scale.name,
+               "k": res.k_used, "participants": res.participants,
+               "model": model_words(res.method, res.test), "status": res.status}
+        if m is not None:
+            pi = m.pi
+            row.update(estimate=float(show(m.estimate)), ci_lb=float(show(m.ci.low)),
+                       ci_ub=float(show(m.ci.high)),
+                       pi_lb=float(show(pi.low)) if pi else np.nan,
+                       pi_ub=float(show(pi.high)) if pi else np.nan,
+                       tau2=m.heterogeneity.tau2, I2_pct=m.heterogeneity.i2_pct,
+                       pval=m.test_stat.pval)
+        rows.append(row)
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
@@ -86,6 +93,6 @@ def write_table(frame: pd.DataFrame, csv_path: str | Path, md_path: str | Path,
 
 
 def write_summary(result_paths: list[str | Path], csv_path: str | Path, md_path: str | Path) -> None:
-    results = [load_result(p) for p in result_paths]
+    results = [read_result(p) for p in result_paths]
     write_table(summary_table(results), csv_path, md_path,
                 digits={"tau2": 4, "pval": 4, "I2_pct": 1, "k": 0, "participants": 0})

@@ -22,28 +22,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import normalise as nm
-from .config import check_inputs, raw_data_glob
-from .pipeline import effects_table, write_csv, write_pool
-from .select import CanonicalColumns, select_rows, selection_digest
-from .validate import ValidationError
-
-COMPARISONS = Path("data/processed/comparisons.csv")
+from .plan import Config
 
 
 @dataclass(frozen=True)
 class Preflight:
     """Validated configuration, the normalised comparisons and a digest per analysis."""
 
-    config: dict
+    config: Config
     comparisons: pd.DataFrame
     digests: dict
-    texts: CanonicalColumns  # of comparisons, for the effects jobs' selections
     raw_files: list[Path]    # the tables read: the config's raw_data glob
 
     @property
     def analyses(self) -> list[str]:
-        return sorted(self.config["analyses"])
+        return self.config.names
 
 
 def raw_files(pattern: str, root: str | Path = ".") -> list[Path]:
@@ -58,18 +51,22 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     with the messages on stderr, and no traceback, stops Snakemake before it
     schedules a job, so nothing is written.
     """
+    from .config import check_inputs, raw_data_glob
+    from .select import CanonicalColumns, selection_digest
+    from .validate import ValidationError
     pattern = raw_data_glob(config_path)
     raw = raw_files(pattern, root)
     try:
-        _, comparisons, config = check_inputs(raw, config_path, raw_where=pattern)
+        _, comparisons, resolved = check_inputs(raw, config_path, raw_where=pattern)
     except ValidationError as err:
         print(str(err), file=sys.stderr)
         print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)
         raise SystemExit(1) from None
+    config = Config.from_resolved(resolved)
     texts = CanonicalColumns(comparisons)
-    digests = {name: selection_digest(comparisons, {**config.get("defaults", {}), **a}, texts)
-               for name, a in config["analyses"].items()}
-    return Preflight(config, comparisons, digests, texts, raw)
+    digests = {name: selection_digest(comparisons, plan.selection, texts)
+               for name, plan in config.analyses.items()}
+    return Preflight(config, comparisons, digests, raw)
 
 
 @contextmanager
@@ -92,23 +89,51 @@ def logged(path: str | Path, step: str):
         fh.write(f"{step}: done\n")
 
 
+# --------------------------------------------------------------------------- the steps
+# Each step reads only the files of the step before it (paths given by the
+# rule's input and output) and writes its outputs atomically.
+
 def ingest(pf: Preflight, out: str | Path) -> None:
     """data/raw/*.csv -> data/processed/comparisons.csv (validated when the Snakefile was read)."""
-    nm.write_comparisons(pf.comparisons, out)
+    from .normalise import write_comparisons
+    write_comparisons(pf.comparisons, out)
 
 
-def effects(pf: Preflight, analysis: str, out: str | Path) -> None:
-    """Validated comparisons -> data/processed/effects/{analysis}.csv."""
-    a = pf.config["analyses"][analysis]
-    rows = select_rows(pf.comparisons, a, texts=pf.texts)
-    write_csv(effects_table(rows, a, pf.config.get("defaults", {})), out)
+_comparisons_lock = threading.Lock()
+_comparisons_cache: dict = {}
 
 
-def pool(effects_csv: str | Path, config: dict, analysis: str, result_json: str | Path,
-         spec_json: str | Path) -> None:
-    """effects -> results/analyses/{analysis}/result.json and spec.json."""
-    write_pool(effects_csv, analysis, config["analyses"][analysis], config.get("defaults", {}),
-               result_json, spec_json)
+def read_comparisons_cached(path: str | Path):
+    """``comparisons.csv`` and its canonical columns, parsed once per process and file version.
+
+    The effects jobs of one run all read the same file; with hundreds of
+    analyses parsing it once matters. The key is (path, mtime, size).
+    """
+    from .normalise import read_comparisons
+    from .select import CanonicalColumns
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    with _comparisons_lock:
+        if key not in _comparisons_cache:
+            _comparisons_cache.clear()
+            table = read_comparisons(path)
+            _comparisons_cache[key] = (table, CanonicalColumns(table))
+        return _comparisons_cache[key]
+
+
+def effects(comparisons_csv: str | Path, plan, out: str | Path) -> None:
+    """comparisons.csv + one analysis plan -> data/processed/effects/{analysis}.csv (no model fit)."""
+    from .pipeline import effects_table, write_csv
+    from .select import select_rows
+    table, texts = read_comparisons_cached(comparisons_csv)
+    rows = select_rows(table, plan.selection, texts=texts)
+    write_csv(effects_table(rows, plan), out)
+
+
+def pool(effects_csv: str | Path, plan, result_json: str | Path, spec_json: str | Path) -> None:
+    """effects -> results/analyses/{analysis}/result.json (typed result) and spec.json."""
+    from .pipeline import write_pool
+    write_pool(effects_csv, plan, result_json, spec_json)
 
 
 def summary(result_jsons, csv_path, md_path) -> None:
@@ -121,29 +146,27 @@ def summary(result_jsons, csv_path, md_path) -> None:
 FIGURES = ("forest", "funnel", "cumulative", "leave_one_out")
 
 
-def figures(kinds: list[str], effects_csv, result_json, config: dict, analysis: str,
-            png_paths: list, moderator: str | None = None) -> None:
+def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
+            moderator: str | None = None) -> None:
     """effects + result -> results/figures/{kind}/{analysis}[__{moderator}].png and .svg.
 
     One figure per kind in ``kinds`` (see :data:`FIGURES`, and ``bubble``),
     saved at the matching path of ``png_paths`` and beside it as SVG; the
-    two input files are read once.
+    two input files are read once. Formatting only: every number drawn is
+    in the result.
     """
     from . import plots
-    from .analyse import load_result
+    from .pipeline import read_effects
+    from .result import read_result
     from .style import save_figure
-    effects = pd.read_csv(effects_csv, keep_default_na=True)
-    result = load_result(result_json)
-    a = config["analyses"][analysis]
-    meta = result["analysis"]
-    common = dict(measure=a["measure"], transf=result_transf(result), method=meta["method"],
-                  title=a.get("title", analysis))
+    eff = read_effects(effects_csv)
+    result = read_result(result_json)
     draw = {
-        "forest": lambda: plots.forest(effects, result, test=meta["test"], **common),
-        "funnel": lambda: plots.funnel(effects, result, **common),
-        "cumulative": lambda: plots.cumulative(result, effects=effects, **common),
-        "leave_one_out": lambda: plots.leave_one_out(result, **common),
-        "bubble": lambda: plots.bubble(effects, result, moderator, test=meta["test"], **common),
+        "forest": lambda: plots.forest(eff, result),
+        "funnel": lambda: plots.funnel(eff, result),
+        "cumulative": lambda: plots.cumulative(result, effects=eff),
+        "leave_one_out": lambda: plots.leave_one_out(result),
+        "bubble": lambda: plots.bubble(eff, result, moderator),
     }
     for kind, png_path in zip(kinds, png_paths, strict=True):
         if kind not in draw:
@@ -152,9 +175,24 @@ def figures(kinds: list[str], effects_csv, result_json, config: dict, analysis: 
         save_figure(ax.figure, str(Path(png_path).with_suffix("")), crop=kind not in plots.LAID_OUT)
 
 
-def result_transf(result: dict) -> str:
-    """The back-transformation the analysis reports in (its spec's ``transf``)."""
-    return result.get("spec", {}).get("options", {}).get("transf", "none")
+def by_analysis(paths, kind: str) -> dict[str, str]:
+    """Paths keyed by analysis: ``effects/{analysis}.csv`` (stem) or ``{analysis}/result.json`` (folder)."""
+    return {(Path(p).stem if kind == "effects" else Path(p).parent.name): str(p) for p in paths}
+
+
+def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict) -> None:
+    """Effects + results -> the four evidence tables (results/tables/*.csv, .md)."""
+    from .evidence import write_evidence_tables
+    write_evidence_tables(by_analysis(effects_paths, "effects"), by_analysis(result_paths, "results"),
+                          config, outputs)
+
+
+def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
+           out: str | Path) -> None:
+    """Results, effects, tables and figures -> results/report.html (computes nothing)."""
+    from .report import write_report
+    write_report(by_analysis(result_paths, "results"), by_analysis(effects_paths, "effects"),
+                 table_paths, list(map(str, figure_paths)), config, out)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -220,36 +258,36 @@ def _exit_with_parent(parent: int) -> None:
 
 # --------------------------------------------------------------------------- rule adapters
 # One call per rule's run: block (Snakemake's linter asks for short run
-# directives); each logs its step and calls the step function above.
+# directives); each logs its step and calls the step function above with
+# the rule's own input and output paths.
 
 def rule_ingest(pf: Preflight, output, log: str) -> None:
     with logged(log, "ingest"):
         ingest(pf, output[0])
 
 
-def rule_effects(pf: Preflight, output, wildcards, log: str) -> None:
+def rule_effects(pf: Preflight, input, output, wildcards, log: str) -> None:
     with logged(log, "effects"):
-        effects(pf, wildcards.analysis, output[0])
+        effects(input.comparisons, pf.config.analyses[wildcards.analysis], output[0])
 
 
-def rule_pool(input, output, wildcards, log: str, config: dict) -> None:
+def rule_pool(pf: Preflight, input, output, wildcards, log: str) -> None:
     with logged(log, "pool"):
-        offload(pool, str(input[0]), dict(config), wildcards.analysis, str(output.result),
+        offload(pool, str(input[0]), pf.config.analyses[wildcards.analysis], str(output.result),
                 str(output.spec))
 
 
-def rule_figures(input, output, wildcards, log: str, config: dict) -> None:
+def rule_figures(input, output, log: str) -> None:
     """The figures of :data:`FIGURES` for one analysis (outputs ``{kind}_png``, ``{kind}_svg``)."""
     pngs = [str(output[f"{kind}_png"]) for kind in FIGURES]
     with logged(log, "figures"):
-        offload(figures, list(FIGURES), str(input.effects), str(input.result), dict(config),
-                wildcards.analysis, pngs)
+        offload(figures, list(FIGURES), str(input.effects), str(input.result), pngs)
 
 
-def rule_bubble(input, output, wildcards, log: str, config: dict) -> None:
+def rule_bubble(input, output, wildcards, log: str) -> None:
     with logged(log, "bubble"):
-        offload(figures, ["bubble"], str(input.effects), str(input.result), dict(config),
-                wildcards.analysis, [str(output.png)], wildcards.moderator)
+        offload(figures, ["bubble"], str(input.effects), str(input.result), [str(output.png)],
+                wildcards.moderator)
 
 
 def rule_summary(input, output, log: str) -> None:
@@ -257,23 +295,25 @@ def rule_summary(input, output, log: str) -> None:
         summary(input, output.csv, output.md)
 
 
-def bubble_targets(config: dict) -> list[tuple[str, str]]:
+def bubble_targets(config: Config) -> list[tuple[str, str]]:
     """(analysis, moderator) pairs that get a bubble plot: every configured moderator."""
-    return [(name, m) for name, a in sorted(config["analyses"].items())
-            for m in (a.get("moderators") or [])]
+    return [(name, m) for name in config.names for m in config.analyses[name].moderators]
 
 
-def rule_evidence_tables(input, log: str, config: dict) -> None:
-    from .report import write_evidence_tables
+#: Table stems of the evidence_tables rule, in its output order.
+EVIDENCE_TABLES = ("summary_of_findings", "sensitivity", "subgroups", "small_study_effects")
+
+
+def rule_evidence_tables(pf: Preflight, input, output, log: str) -> None:
+    outputs = {stem: (str(output[f"{stem}_csv"]), str(output[f"{stem}_md"]))
+               for stem in EVIDENCE_TABLES}
     with logged(log, "evidence_tables"):
-        offload(write_evidence_tables, list(map(str, input.effects)), list(map(str, input.results)),
-                dict(config), "results/tables")
+        offload(evidence_tables, list(map(str, input.effects)), list(map(str, input.results)),
+                pf.config, outputs)
 
 
-def rule_report(input, output, log: str, config: dict) -> None:
-    # The report computes the evidence tables itself (from the same inputs):
-    # it runs beside rule evidence_tables instead of after it.
-    from .report import write_report
+def rule_report(pf: Preflight, input, output, log: str) -> None:
+    tables = {stem: str(input[f"{stem}"]) for stem in EVIDENCE_TABLES}
     with logged(log, "report"):
-        offload(write_report, list(map(str, input.effects)), list(map(str, input.results)),
-                "results/figures", dict(config), str(output[0]))
+        offload(report, list(map(str, input.results)), list(map(str, input.effects)), tables,
+                list(map(str, input.figures)), pf.config, str(output[0]))

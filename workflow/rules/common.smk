@@ -48,7 +48,7 @@ def analysis_effects(wildcards):
 
 
 def figure_files(wildcards):
-    pairs = ntx.bubble_targets(config)
+    pairs = ntx.bubble_targets(PREFLIGHT.config)
     return expand(
         "results/figures/{kind}/{analysis}.{ext}",
         kind=ntx.FIGURES,
@@ -73,3 +73,8 @@ def all_outputs(wildcards):
         ]
         + rules.evidence_tables.output
     )
+
+
+def evidence_table_csvs(wildcards):
+    """The CSV of each evidence table, named by its stem (the report reads them)."""
+    return {stem: f"results/tables/{stem}.csv" for stem in ntx.EVIDENCE_TABLES}

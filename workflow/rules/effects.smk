@@ -1,9 +1,9 @@
 rule effects:
-    # No file input: the rows come from the comparisons validated and
-    # normalised when the workflow was parsed (PREFLIGHT), and the selection
-    # digest (params) re-runs exactly the analyses whose rows or options
-    # changed. A file input on comparisons.csv would re-run every analysis
-    # whenever any row changed.
+    # comparisons.csv is ancient(): it changes whenever any row changes, so
+    # its time stamp would re-run every analysis. The selection digest
+    # (params) re-runs exactly the analyses whose rows or options changed.
+    input:
+        comparisons=ancient("data/processed/comparisons.csv"),
     output:
         "data/processed/effects/{analysis}.csv",
     log:
@@ -11,4 +11,4 @@ rule effects:
     params:
         digest=selection_digest,
     run:
-        ntx.rule_effects(PREFLIGHT, output, wildcards, log[0])
+        ntx.rule_effects(PREFLIGHT, input, output, wildcards, log[0])

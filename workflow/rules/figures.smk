@@ -34,7 +34,7 @@ rule figures:
     log:
         "logs/figures/{analysis}.log",
     run:
-        ntx.rule_figures(input, output, wildcards, log[0], config)
+        ntx.rule_figures(input, output, log[0])
 
 
 rule bubble:
@@ -51,4 +51,4 @@ rule bubble:
     log:
         "logs/figures/bubble/{analysis}__{moderator}.log",
     run:
-        ntx.rule_bubble(input, output, wildcards, log[0], config)
+        ntx.rule_bubble(input, output, wildcards, log[0])

@@ -9,4 +9,4 @@ rule pool:
     params:
         digest=selection_digest,
     run:
-        ntx.rule_pool(input, output, wildcards, log[0], config)
+        ntx.rule_pool(PREFLIGHT, input, output, wildcards, log[0])

@@ -1,7 +1,8 @@
 rule report:
     input:
-        effects=analysis_effects,
+        unpack(evidence_table_csvs),
         results=analysis_results,
+        effects=analysis_effects,
         figures=figure_files,
     output:
         report(
@@ -12,4 +13,4 @@ rule report:
     log:
         "logs/report.log",
     run:
-        ntx.rule_report(input, output, log[0], config)
+        ntx.rule_report(PREFLIGHT, input, output, log[0])

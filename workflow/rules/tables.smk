@@ -19,15 +19,19 @@ rule evidence_tables:
         effects=analysis_effects,
         results=analysis_results,
     output:
-        report(
-            multiext("results/tables/summary_of_findings", ".csv", ".md"),
+        summary_of_findings_csv=report(
+            "results/tables/summary_of_findings.csv",
             caption="../report/summary_of_findings.rst",
             category="Tables",
         ),
-        multiext("results/tables/sensitivity", ".csv", ".md"),
-        multiext("results/tables/subgroups", ".csv", ".md"),
-        multiext("results/tables/small_study_effects", ".csv", ".md"),
+        summary_of_findings_md="results/tables/summary_of_findings.md",
+        sensitivity_csv="results/tables/sensitivity.csv",
+        sensitivity_md="results/tables/sensitivity.md",
+        subgroups_csv="results/tables/subgroups.csv",
+        subgroups_md="results/tables/subgroups.md",
+        small_study_effects_csv="results/tables/small_study_effects.csv",
+        small_study_effects_md="results/tables/small_study_effects.md",
     log:
         "logs/tables/evidence.log",
     run:
-        ntx.rule_evidence_tables(input, log[0], config)
+        ntx.rule_evidence_tables(PREFLIGHT, input, output, log[0])
