@@ -403,8 +403,10 @@ def check_config(path: str | Path, comparisons: pd.DataFrame | None = None
     if data is None:
         return None, problems
     report = _Reporter(name, lines)
-    _schema_problems(data, report, _value_problems(data, report))
-    usable = _check_meaning(data, report)
+    bad_values = _value_problems(data, report)
+    _schema_problems(data, report, bad_values)
+    usable = {a for a in _check_meaning(data, report)
+              if not any(p[:2] == ("analyses", a) for p in bad_values)}
     if comparisons is not None and isinstance(data.get("analyses"), dict):
         _check_selections(data, usable, comparisons, report)
     problems = sorted(problems + report.problems, key=lambda p: (p.line or 0, p.column or ""))

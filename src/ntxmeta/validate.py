@@ -121,6 +121,11 @@ class Problem:
         return escaped(line)
 
 
+def count_line(n: int) -> str:
+    """The last line of a report: how many problems, and that nothing ran."""
+    return f"ntxmeta: {n} problem(s) found; nothing was run."
+
+
 class ValidationError(ValueError):
     """Raised with every problem found; ``str(err)`` is one line per problem."""
 
@@ -221,15 +226,15 @@ def _char_name(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
-def text_problem(text: str, *, identifier: bool = False, prose: bool = False) -> str | None:
-    """Why a text cannot be taken as written, or None.
+def first_hidden(text: str, *, identifier: bool = False, prose: bool = False
+                 ) -> tuple[int, str, str] | None:
+    """(position from 1, character, what it is) of the first character refused in ``text``.
 
     Refused everywhere: control characters (NUL, form feed, vertical tab, ESC,
     DEL, C1; an SVG or XML file cannot hold them) and characters that cannot
     be seen (zero-width spaces and joiners, bidirectional controls, the BOM,
     unassigned code points). ``prose`` texts may hold line breaks and tabs;
-    others may not. ``identifier`` texts (compared between rows) also take
-    no space at either end and no space other than U+0020.
+    others may not. ``identifier`` texts also take no space other than U+0020.
     """
     for i, ch in enumerate(text, 1):
         if prose and ch in "\t\n\r":
@@ -237,23 +242,35 @@ def text_problem(text: str, *, identifier: bool = False, prose: bool = False) ->
         cat = unicodedata.category(ch)
         if cat == "Cc" or cat in ("Zl", "Zp"):
             what = "line break" if ch in "\n\r" or cat in ("Zl", "Zp") else "control character"
-            return (f"{what} {_char_name(ch)} at character {i}; delete it (figures, tables and "
-                    "reports cannot hold it)")
-        if _hidden(ch) and not (cat == "Zs" and not identifier):
-            return (f"invisible character {_char_name(ch)} at character {i}; delete it (it makes "
-                    "two equal-looking texts differ)")
+            return i, ch, what
+        if _hidden(ch) and (identifier or cat != "Zs"):
+            return i, ch, "invisible character"
+    return None
+
+
+def text_problem(text: str, *, identifier: bool = False, prose: bool = False) -> str | None:
+    """Why a text cannot be taken as written (see ``first_hidden``), or None.
+
+    ``identifier`` texts (compared between rows) also take no space at either end.
+    """
+    found = first_hidden(text, identifier=identifier, prose=prose)
+    if found:
+        i, ch, what = found
+        why = ("figures, tables and reports cannot hold it" if what != "invisible character"
+               else "it makes two equal-looking texts differ")
+        return f"{what} {_char_name(ch)} at character {i}; delete it ({why})"
     if identifier and text != text.strip():
-        return "space at the start or end; delete it (ids are compared exactly)"
+        return "space at the start or end; delete it (an id is written the same way in every row)"
     return None
 
 
 def identity(text: str) -> str:
-    """The form in which two identifiers are compared: NFKC, case-folded, spaces collapsed.
+    """The form in which two identifiers are compared: NFKC, case-folded, without spaces.
 
-    ``Latt2002``, ``latt2002``, ``Latt 2002 `` and a full-width ``Ｌａｔｔ2002``
-    are one trial; the rows must say so (or differ in another way).
+    ``Latt2002``, ``latt2002``, ``Latt 2002`` and a full-width ``Ｌａｔｔ2002``
+    are one trial; two rows of it must differ in another way.
     """
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 # --------------------------------------------------------------------------- reading
@@ -418,9 +435,11 @@ def _check_header(header: list[str], columns: list[str], name: str,
     renamed = set()
     for col in dict.fromkeys(c for c in header if c not in columns):
         close = difflib.get_close_matches(col, missing, n=1, cutoff=SIMILARITY)
-        hidden = text_problem(col, identifier=True)
+        hidden = first_hidden(col, identifier=True)
         if hidden:
-            msg = f"unknown column: {hidden}" + (f" (did you mean '{close[0]}'?)" if close else "")
+            i, ch, what = hidden
+            msg = (f"unknown column: it holds the {what} {_char_name(ch)} at character {i}"
+                   + (f" (did you mean '{close[0]}'?)" if close else "") + "; delete it")
             renamed.update(close)
         elif close:
             renamed.add(close[0])
@@ -893,6 +912,6 @@ def main(raw_paths: Iterable[str | Path], config_path: str | Path | None = None,
             check_inputs(raw_paths, config_path)
     except ValidationError as err:
         print(err.report(), file=out)
-        print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=out)
+        print(count_line(len(err.problems)), file=out)
         return 1
     return 0
