@@ -709,6 +709,12 @@ class _RowChecker:
             e, n = f"events_{arm}", f"n_{arm}"
             if e in typed and n in typed and not {e, n} & bad and typed[e] > typed[n]:
                 report(e, f"larger than {n} = {typed[n]}; events cannot exceed the arm size")
+            sd = f"sd_{arm}"
+            if sd in typed and typed.get(n) == 1 and not {sd, n} & bad:
+                # the SMD's small-sample correction has n_treat + n_ctrl - 2 degrees of
+                # freedom: with one participant per arm the row dropped out of pooling
+                report(n, f"1, but the row gives {sd}: an SD needs at least 2 participants; "
+                       "check the arm size")
         lo, hi, est = (typed.get(c) for c in ("ratio_ci_low", "ratio_ci_high", "ratio"))
         ci_ok = not {"ratio_ci_low", "ratio_ci_high", "ratio"} & bad
         if ci_ok and lo is not None and hi is not None:
