@@ -27,6 +27,7 @@ minute on two cores instead of two.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,8 +98,17 @@ def expected_config(case: Path, as_name: str) -> str:
     return text.replace(case.name, as_name)
 
 
+#: The line of a capped report that counts the problems it does not show.
+NOT_SHOWN = re.compile(r": (\d+) more problem\(s\) of .* not shown; ")
+
+
 def count_line(report: str) -> str:
-    return f"ntxmeta: {len(report.splitlines())} problem(s) found; nothing was run.\n"
+    """The count a report ends with: its lines, plus the problems its capped lines count."""
+    n = 0
+    for line in report.splitlines():
+        hidden = NOT_SHOWN.search(line)
+        n += int(hidden.group(1)) if hidden else 1
+    return f"ntxmeta: {n} problem(s) found; nothing was run.\n"
 
 
 def _run_validate(job):

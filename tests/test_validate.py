@@ -8,14 +8,15 @@ their wording is the contract that users and the end-to-end test rely on.
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ntxmeta.validate import (Problem, ValidationError, check_raw, main, parse_number,
-                              validate_raw)
+from ntxmeta.validate import (MAX_MAGNITUDE, MIN_MAGNITUDE, Problem, ValidationError, check_raw,
+                              main, parse_number, validate_raw)
 
 HERE = Path(__file__).parent
 MALFORMED = HERE / "malformed"
@@ -137,9 +138,18 @@ def test_integers_parse_as_written(n):
     assert parse_number(f" {n} ", integer=True) == (n, None)
 
 
+@given(st.floats(min_value=MIN_MAGNITUDE, max_value=MAX_MAGNITUDE) | st.just(0.0),
+       st.booleans())
+def test_plain_decimal_numbers_in_range_parse_as_written(x, negative):
+    x = -x if negative else x
+    plain = format(Decimal(repr(x)), "f")  # repr's digits, never in scientific notation
+    assert parse_number(plain, integer=False) == (x, None)
+
+
 @given(st.floats(allow_nan=False, allow_infinity=False, width=64))
-def test_floats_parse_as_written(x):
-    assert parse_number(repr(x), integer=False) == (x, None)
+def test_any_float_is_read_or_refused_with_a_reason(x):
+    value, why = parse_number(repr(x), integer=False)
+    assert (value == x and why is None) or (value is None and why)
 
 
 def test_empty_cell_is_missing_not_a_problem():

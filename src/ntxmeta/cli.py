@@ -1,7 +1,7 @@
 """The ``ntxmeta`` command line: each pipeline step can be run by hand.
 
     ntxmeta analyse SPEC.json --out RESULT.json [--only rma.REML,common.EE]
-    ntxmeta validate [--config config/config.yaml]
+    ntxmeta validate [--config config/config.yaml] [--all]
     ntxmeta ingest   --out data/processed/comparisons.csv
     ntxmeta effects  --analysis NAME [--comparisons CSV] --out data/processed/effects/NAME.csv
     ntxmeta pool     --analysis NAME --effects EFFECTS.csv --out RESULT.json --spec SPEC.json
@@ -35,8 +35,25 @@ def _plan(args):
     return config.analyses[args.analysis]
 
 
+def _validate_all(config: str) -> int:
+    """Every problem, uncapped (``ValidationError.report(limit=None)``); the exit code."""
+    from .config import check_inputs, raw_data_glob
+    from .validate import ValidationError, count_line
+    from .workflow import raw_files
+    pattern = raw_data_glob(config)
+    try:
+        check_inputs(raw_files(pattern), config, raw_where=pattern)
+    except ValidationError as err:
+        print(err.report(limit=None), file=sys.stderr)
+        print(count_line(len(err.problems)), file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .workflow import preflight
+    if args.all and _validate_all(args.config):
+        return 1
     pf = preflight(args.config)
     print(f"ntxmeta validate: data/raw and {args.config} are valid "
           f"({len(pf.comparisons)} comparisons, {len(pf.analyses)} analyses)")
@@ -80,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default="config/config.yaml", help="config YAML")
     p = sub.add_parser("validate", parents=[config], help="check data/raw and the config")
+    p.add_argument("--all", action="store_true",
+                   help="list every problem (by default the first 20 of each column of each "
+                        "file are listed and the rest counted)")
     p.set_defaults(func=_cmd_validate)
     p = sub.add_parser("ingest", parents=[config], help="data/raw -> comparisons.csv")
     p.add_argument("--out", default="data/processed/comparisons.csv")

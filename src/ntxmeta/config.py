@@ -20,6 +20,7 @@ analysis then reports why it has no pooled estimate).
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
@@ -30,16 +31,57 @@ import yaml
 from .normalise import comparison_columns, normalise, outcome_table, resolve_rules
 from .select import CanonicalColumns, filter_mask
 from .validate import (Problem, ValidationError, check_raw, did_you_mean, load_schema,
-                       one_of)
+                       one_of, text_problem)
 
 #: Keys that are about running, not science: they belong on the command line.
 OPERATIONAL_KEYS = ("cores", "threads", "jobs", "resources", "executor", "profile", "mem_mb",
                     "tmpdir", "conda")
 #: The six model options shared by ``defaults`` and each analysis.
 MODEL_OPTIONS = ("method", "test", "level", "add", "to", "drop00")
+#: Deepest nesting of mappings and lists accepted in the config. The schema
+#: needs 5 (analyses.NAME.filters.COLUMN.[values]); PyYAML's composer recurses
+#: once per level and raises RecursionError near a thousand.
+MAX_DEPTH = 20
 
 
 # --------------------------------------------------------------------------- YAML
+
+class UnsafeYAML(yaml.YAMLError):
+    """YAML that is refused before it is built: anchors, aliases, nesting too deep."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _guard(text: str) -> None:
+    """Refuse anchors and aliases (``&a``, ``*a``, ``<<: *a``) and nesting deeper than MAX_DEPTH.
+
+    Read from PyYAML's event stream, which is parsed without recursion and
+    without building anything: a kilobyte of nested aliases ("billion
+    laughs") would otherwise expand to gigabytes, and a deep nesting would
+    exhaust the composer's recursion. The config needs neither.
+    """
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise UnsafeYAML(line, "YAML anchors and aliases (&name, *name, <<: *name) are not "
+                             "allowed; write each value out in full")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise UnsafeYAML(line, f"nested more than {MAX_DEPTH} levels deep; the config "
+                                 "needs at most 5 (see config/README.md)")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load`` of config text after ``_guard``; raises ``yaml.YAMLError``."""
+    _guard(text)
+    return yaml.safe_load(text)
+
 
 def _line_map(node: yaml.Node, path: tuple = (), lines: dict | None = None,
               dups: list | None = None) -> tuple[dict, list]:
@@ -72,6 +114,8 @@ def _shown(value) -> str:
     """A value as it would be written in YAML, on one line."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}[str(value)]
     if isinstance(value, (dict, list)):
         return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip()
     return str(value)
@@ -102,8 +146,10 @@ def _read(path: Path, name: str) -> tuple[dict | None, list[Problem], dict]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(name, None, None, None, f"cannot be read as UTF-8 text ({exc})")], {}
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except UnsafeYAML as exc:
+        return None, [Problem(name, exc.line, None, None, exc.message)], {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -125,15 +171,51 @@ def _read(path: Path, name: str) -> tuple[dict | None, list[Problem], dict]:
 
 # --------------------------------------------------------------------------- schema
 
-def _schema_problems(data: dict, report: _Reporter) -> None:
+def _walk(value, path: tuple = ()):
+    """(key path, value) of every scalar of the config, keys included as values of their path."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield path + (key,), key
+            yield from _walk(item, path + (key,))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _walk(item, path + (i,))
+    else:
+        yield path, value
+
+
+def _value_problems(data: dict, report: _Reporter) -> set[tuple]:
+    """Numbers that are not finite (``.nan``, ``.inf``) and texts with hidden characters.
+
+    JSON-schema compares NaN with every bound as false, so ``level: .nan``
+    passed it and blanked every interval. Returns the paths reported, which
+    the schema's own messages then leave alone.
+    """
+    bad = set()
+    for path, value in _walk(data):
+        if isinstance(value, float) and not math.isfinite(value):
+            report(path, "must be a finite number", value)
+            bad.add(path)
+        elif isinstance(value, str) and value.strip(" "):
+            why = text_problem(value)
+            if why:
+                report(path, why, value)
+                bad.add(path)
+    return bad
+
+
+def _schema_problems(data: dict, report: _Reporter, skip: set[tuple] = frozenset()) -> None:
     schema = load_schema("config")
     for err in jsonschema.Draft202012Validator(schema).iter_errors(data):
         path = tuple(err.absolute_path)
         v, limit = err.validator, err.validator_value
+        if path in skip or (isinstance(err.instance, str) and path + (err.instance,) in skip):
+            continue
         if "propertyNames" in err.absolute_schema_path:
             where = "analysis" if path[-1:] == ("analyses",) else "name"
-            report(path + (err.instance,), f"{where} names become file names: use lower case "
-                   "letters, digits and '_', starting with a letter or digit",
+            rule = (f"at most {limit} characters" if v == "maxLength" else "use lower case "
+                    "letters, digits and '_', starting with a letter or digit")
+            report(path + (err.instance,), f"{where} names become file names: {rule}",
                    show_value=False)
         elif v == "additionalProperties":
             known = list(err.schema.get("properties", {}))
@@ -229,7 +311,7 @@ def raw_data_glob(config_path: str | Path) -> str:
     """
     default = load_schema("config")["properties"]["raw_data"]["default"]
     try:
-        data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8-sig"))
+        data = load_yaml(Path(config_path).read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return default
     value = data.get("raw_data") if isinstance(data, dict) else None
@@ -321,8 +403,10 @@ def check_config(path: str | Path, comparisons: pd.DataFrame | None = None
     if data is None:
         return None, problems
     report = _Reporter(name, lines)
-    _schema_problems(data, report)
-    usable = _check_meaning(data, report)
+    bad_values = _value_problems(data, report)
+    _schema_problems(data, report, bad_values)
+    usable = {a for a in _check_meaning(data, report)
+              if not any(p[:2] == ("analyses", a) for p in bad_values)}
     if comparisons is not None and isinstance(data.get("analyses"), dict):
         _check_selections(data, usable, comparisons, report)
     problems = sorted(problems + report.problems, key=lambda p: (p.line or 0, p.column or ""))
@@ -356,7 +440,7 @@ def load_config(path: str | Path, comparisons: pd.DataFrame | None = None) -> di
 def _rules_if_valid(path: str | Path) -> dict | None:
     """The config's resolved pooling rules, or None if they cannot be read (reported elsewhere)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8-sig"))
+        data = load_yaml(Path(path).read_text(encoding="utf-8-sig"))
         return resolve_rules(data.get("rules") if isinstance(data, dict) else None)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError):
         return None

@@ -4,13 +4,15 @@ A run killed at any point leaves either the old file or the new one, never
 a half-written file that a later run would take as complete.
 
 A kill (SIGKILL, power loss) can leave the temporary file itself behind:
-``.{name}.{pid}.{random}.tmp``. The next write of the same target removes
+``.{name}.{pid}.{random}.tmp`` (a name too long for the file system's
+255-byte limit once so dressed is cut and given a digest: ``temp_prefix``). The next write of the same target removes
 the temporary files of that target whose writing process no longer runs,
 so a re-run after a kill leaves no litter beside the outputs it rewrites.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
@@ -21,6 +23,25 @@ TMP_SUFFIX = ".tmp"
 #: Float format of every generated CSV: 10 significant digits, enough to
 #: recompute any pooled number to 1e-8 and short enough to diff.
 CSV_FLOAT = "%.10g"
+#: Longest target name (UTF-8 bytes) kept whole in a temporary name: NAME_MAX
+#: (255 bytes on ext4, XFS, APFS, NTFS) less the dot, a process id (up to
+#: 10 digits), mkstemp's 8 random characters, the dots and TMP_SUFFIX.
+TEMP_NAME_BYTES = 200
+
+
+def temp_prefix(path: str | Path) -> str:
+    """``.{name}.{pid}.``-style prefix of the temporary files of ``path``, without the pid.
+
+    A target name longer than ``TEMP_NAME_BYTES`` is cut there (on a whole
+    character) and followed by ``~`` and 12 hex digits of its SHA-256, so the
+    temporary name stays within the file system's limit whenever the target's does.
+    """
+    name = Path(path).name
+    raw = name.encode("utf-8")
+    if len(raw) > TEMP_NAME_BYTES:
+        cut = raw[:TEMP_NAME_BYTES - 13].decode("utf-8", "ignore")
+        name = f"{cut}~{hashlib.sha256(raw).hexdigest()[:12]}"
+    return f".{name}."
 
 
 @contextmanager
@@ -34,7 +55,7 @@ def atomic_path(path: str | Path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TMP_SUFFIX,
+    fd, tmp = tempfile.mkstemp(prefix=f"{temp_prefix(path)}{os.getpid()}.", suffix=TMP_SUFFIX,
                                dir=path.parent)
     os.close(fd)
     try:
@@ -62,7 +83,7 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     if os.name == "nt":
         return []
     path = Path(path)
-    prefix = f".{path.name}."
+    prefix = temp_prefix(path)
     removed = []
     for cand in path.parent.glob(f"{glob.escape(prefix)}*{TMP_SUFFIX}"):
         pid = cand.name[len(prefix):-len(TMP_SUFFIX)].split(".", 1)[0]

@@ -120,6 +120,10 @@ _RC = {
     "text.hinting": "no_hinting",
     "svg.hashsalt": SVG_HASHSALT,
     "path.simplify": False,
+    # Labels and titles are data (trial labels, analysis titles), never
+    # mathtext: a '$' or a backslash in them is printed as written instead of
+    # being parsed (an unbalanced '$' raised ValueError mid-run).
+    "text.parse_math": False,
 }
 
 _RC_LOCK = threading.RLock()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,15 +72,28 @@ def _fmt(x, digits=2):
     return str(x)
 
 
+#: Characters that Markdown reads as syntax in a table cell (links and images
+#: ``[..](..)``, ``![..](..)``, emphasis, code, strike-through, the cell
+#: separator, and the backslash that escapes them all).
+MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]()!~|])")
+#: Line breaks and control characters, which would end or corrupt a table row.
+LINE_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+def escape_markdown(text: str) -> str:
+    """Text as literal Markdown: HTML escaped (<, >, &), syntax backslash-escaped, one line."""
+    text = html.escape(LINE_BREAKS.sub(" ", text), quote=False)
+    return MARKDOWN_SYNTAX.sub(r"\\\1", text)
+
+
 def to_markdown(frame: pd.DataFrame, digits: dict | None = None) -> str:
-    """A GitHub-flavoured Markdown table; markup (<, >, &) and pipes in text are escaped."""
+    """A GitHub-flavoured Markdown table; every cell's text through ``escape_markdown``."""
     digits = digits or {}
-    head = "| " + " | ".join(frame.columns) + " |"
+    head = "| " + " | ".join(escape_markdown(str(c)) for c in frame.columns) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
     lines = [head, sep]
     for _, row in frame.iterrows():
-        cells = [html.escape(_fmt(neutralise(row[c]), digits.get(c, 2)), quote=False)
-                 .replace("|", "\\|").replace("\n", " ") for c in frame.columns]
+        cells = [escape_markdown(_fmt(neutralise(row[c]), digits.get(c, 2))) for c in frame.columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -37,8 +37,11 @@ import datetime
 import difflib
 import functools
 import io
+import math
+import os
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,6 +58,28 @@ MISSING_WORDS = {"n/a", "na", "nan", "none", "null", "-", "--", "?", "missing", 
                  "not reported", "unknown"}
 #: Similarity cut-off for "did you mean" (difflib ratio; 0.6 is its default).
 SIMILARITY = 0.6
+#: Largest size of a number in a raw table. No trial reports a count, mean or
+#: ratio beyond it; a count above it would not fit pandas' Int64 after the
+#: float parse, and a mean or SD beyond it overflows its square in the effect
+#: size (SMD, its variance), so such a row would later drop out or crash.
+MAX_MAGNITUDE = 1e9
+#: Smallest size of a number other than 0: its square (a variance) stays a
+#: normal float, never a subnormal one or 0 (1e-320 squared is 0).
+MIN_MAGNITUDE = 1e-9
+#: A number as the raw tables write it: ASCII digits, an optional sign and a
+#: decimal point; no exponent, digit separator or other script's digits.
+PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
+#: Columns that identify a row, a trial or a cluster: compared between rows,
+#: so they take no spaces at either end and no line break or tab.
+IDENTIFIER_COLUMNS = ("row_id", "study_id", "cluster_id")
+#: Columns of prose copied from the source: line breaks and tabs are allowed.
+PROSE_COLUMNS = ("author", "population", "comparator", "formulation_detail", "dose_detail",
+                 "source_url_or_ref", "quote", "derived")
+#: Problems shown per file and column (or config key) before the rest are
+#: counted; ``ntxmeta validate --all`` prints them all.
+SHOWN_PER_RULE = 20
+#: Longest value shown in a message (the rest is cut; the length is said).
+SHOWN_CHARS = 120
 
 
 @dataclass(frozen=True)
@@ -85,12 +110,20 @@ class Problem:
     kind: str = "column"
 
     def __str__(self) -> str:
+        """One line; characters a reader cannot see are escaped, a long value is cut."""
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         if self.column is None:
-            return f"{where}: {self.message}"
-        if self.value is None:
-            return f"{where}: {self.kind} '{self.column}': {self.message}"
-        return f"{where}: {self.kind} '{self.column}' = '{self.value}': {self.message}"
+            line = f"{where}: {self.message}"
+        elif self.value is None:
+            line = f"{where}: {self.kind} '{self.column}': {self.message}"
+        else:
+            line = f"{where}: {self.kind} '{self.column}' = '{shown(self.value)}': {self.message}"
+        return escaped(line)
+
+
+def count_line(n: int) -> str:
+    """The last line of a report: how many problems, and that nothing ran."""
+    return f"ntxmeta: {n} problem(s) found; nothing was run."
 
 
 class ValidationError(ValueError):
@@ -98,11 +131,29 @@ class ValidationError(ValueError):
 
     def __init__(self, problems: Iterable[Problem]):
         self.problems = list(problems)
-        super().__init__(self.report())
+        super().__init__()
 
-    def report(self) -> str:
-        """All problems, one line each."""
-        return "\n".join(str(p) for p in self.problems)
+    def report(self, limit: int | None = SHOWN_PER_RULE) -> str:
+        """The problems, one line each: the first ``limit`` of each file and column.
+
+        A million bad rows would print a hundred megabytes; beyond ``limit``
+        problems of one column (or config key) of one file, one line counts
+        the rest and says how to see them all (``ntxmeta validate --all``,
+        which passes ``limit=None``).
+        """
+        seen: dict[tuple, int] = {}
+        lines = []
+        for p in self.problems:
+            rule = (p.file, p.column)
+            seen[rule] = seen.get(rule, 0) + 1
+            if limit is None or seen[rule] <= limit:
+                lines.append(str(p))
+        for (file, column), n in seen.items():
+            if limit is not None and n > limit:
+                where = f"column '{column}'" if column is not None else "the file"
+                lines.append(escaped(f"{file}: {n - limit} more problem(s) of {where} not shown; "
+                                     "run 'ntxmeta validate --all' to list every one"))
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.report()
@@ -135,6 +186,93 @@ def one_of(choices: Iterable[str]) -> str:
     return ", ".join(str(c) for c in choices)
 
 
+# --------------------------------------------------------------------------- text
+
+#: Characters that show as blank or nothing but are not a category C or Z
+#: code point: Hangul fillers, the Mongolian vowel separator, the combining
+#: grapheme joiner.
+_FILLERS = frozenset("\u034f\u115f\u1160\u180e\u3164\uffa0")
+_SHORT_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _hidden(ch: str) -> bool:
+    """A character a reader cannot see: control, format (zero-width), unassigned, odd space."""
+    cat = unicodedata.category(ch)
+    return cat[0] == "C" or cat in ("Zl", "Zp") or (cat == "Zs" and ch != " ") or ch in _FILLERS
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else (f"\\u{code:04x}" if code < 0x10000
+                                                 else f"\\U{code:08x}")
+
+
+def escaped(text: str) -> str:
+    """``text`` with every character a reader cannot see escaped (``\\x00``, ``\\u200b``)."""
+    return "".join(_escape_char(ch) if _hidden(ch) else ch for ch in text)
+
+
+def shown(text: str) -> str:
+    """A value as quoted in a message: escaped, and cut after ``SHOWN_CHARS`` characters."""
+    if len(text) > SHOWN_CHARS:
+        return f"{escaped(text[:SHOWN_CHARS])}... ({len(text)} characters)"
+    return escaped(text)
+
+
+def _char_name(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+
+
+def first_hidden(text: str, *, identifier: bool = False, prose: bool = False
+                 ) -> tuple[int, str, str] | None:
+    """(position from 1, character, what it is) of the first character refused in ``text``.
+
+    Refused everywhere: control characters (NUL, form feed, vertical tab, ESC,
+    DEL, C1; an SVG or XML file cannot hold them) and characters that cannot
+    be seen (zero-width spaces and joiners, bidirectional controls, the BOM,
+    unassigned code points). ``prose`` texts may hold line breaks and tabs;
+    others may not. ``identifier`` texts also take no space other than U+0020.
+    """
+    for i, ch in enumerate(text, 1):
+        if prose and ch in "\t\n\r":
+            continue
+        cat = unicodedata.category(ch)
+        if cat == "Cc" or cat in ("Zl", "Zp"):
+            what = "line break" if ch in "\n\r" or cat in ("Zl", "Zp") else "control character"
+            return i, ch, what
+        if _hidden(ch) and (identifier or cat != "Zs"):
+            return i, ch, "invisible character"
+    return None
+
+
+def text_problem(text: str, *, identifier: bool = False, prose: bool = False) -> str | None:
+    """Why a text cannot be taken as written (see ``first_hidden``), or None.
+
+    ``identifier`` texts (compared between rows) also take no space at either end.
+    """
+    found = first_hidden(text, identifier=identifier, prose=prose)
+    if found:
+        i, ch, what = found
+        why = ("figures, tables and reports cannot hold it" if what != "invisible character"
+               else "it makes two equal-looking texts differ")
+        return f"{what} {_char_name(ch)} at character {i}; delete it ({why})"
+    if identifier and text != text.strip():
+        return "space at the start or end; delete it (an id is written the same way in every row)"
+    return None
+
+
+def identity(text: str) -> str:
+    """The form in which two identifiers are compared: NFKC, case-folded, without spaces.
+
+    ``Latt2002``, ``latt2002``, ``Latt 2002`` and a full-width ``Ｌａｔｔ2002``
+    are one trial; two rows of it must differ in another way.
+    """
+    return "".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
 # --------------------------------------------------------------------------- reading
 
 @dataclass(frozen=True)
@@ -143,12 +281,68 @@ class _Row:
     cells: dict
 
 
+#: Byte-order marks of the encodings that are refused by name (UTF-32 first:
+#: its little-endian mark begins with UTF-16's).
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+              (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+#: Bytes looked at to recognise UTF-16/32 without a BOM by its NUL bytes.
+_SNIFF_BYTES = 4096
+
+
+def _wide_encoding(data: bytes) -> str | None:
+    """'UTF-16' or 'UTF-32' (with how it was recognised) if the bytes are so encoded, else None.
+
+    Without a byte-order mark, text in these encodings that is mostly ASCII
+    has a NUL byte at every second (UTF-16) or three in every four (UTF-32)
+    places; a few stray NULs in UTF-8 text are left to the cell checks.
+    """
+    for bom, enc in _WIDE_BOMS:
+        if data.startswith(bom):
+            return f"{enc} (it starts with a {enc} byte-order mark)"
+    head = data[:_SNIFF_BYTES - _SNIFF_BYTES % 4]
+    if len(head) < 4 or b"\x00" not in head:
+        return None
+    nul = [head[k::4].count(0) / len(head[k::4]) for k in range(4)]
+    many = [f > 0.5 for f in nul]
+    if sum(many) == 3:
+        return "UTF-32 (three in four of its bytes are NUL)"
+    if many in ([False, True, False, True], [True, False, True, False]):
+        return "UTF-16 (every second byte is NUL)"
+    return None
+
+
+def outside_project(path: str | Path, root: str | Path | None = None) -> Path | None:
+    """Where a path of the project really leads, if that is outside the project; else None.
+
+    A path written inside ``root`` (default: the current folder, the project
+    root of every command) that resolves elsewhere is a symbolic link out of
+    the project. A path given outside ``root`` is the caller's choice and is
+    not judged.
+    """
+    root = Path(os.path.abspath(root if root is not None else os.curdir))
+    if not Path(os.path.abspath(path)).is_relative_to(root):
+        return None
+    real = Path(path).resolve()
+    return None if real.is_relative_to(root.resolve()) else real
+
+
 def _decode(path: Path, name: str, problems: list[Problem]) -> str | None:
     """The file's text (BOM stripped), or None after recording why it is unreadable."""
+    real = outside_project(path)
+    if real is not None:
+        problems.append(Problem(name, None, None, None,
+                                f"a link to a file outside the project ({real}); it is not read: "
+                                "copy the table into the project folder instead"))
+        return None
     try:
         data = path.read_bytes()
     except OSError as exc:
         problems.append(Problem(name, None, None, None, f"cannot be read ({exc.strerror})"))
+        return None
+    wide = _wide_encoding(data)
+    if wide:
+        problems.append(Problem(name, 1, None, None, f"not UTF-8 text: the file is {wide}; "
+                                "save it as UTF-8 (Excel: 'CSV UTF-8')"))
         return None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -181,7 +375,13 @@ def _records(text: str, name: str, problems: list[Problem]
             if any(f.strip() for f in fields):
                 out.append((start, fields))
     except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
+        if "field larger than field limit" in str(exc):
+            limit = csv.field_size_limit()
+            msg = (f"a cell of {_longest_cell(text, end + 1)} characters, more than the "
+                   f"{limit} a cell may hold: shorten it (keep long texts in the source), or "
+                   "close the double quote that runs on from this line")
+            line = end + 1
+        elif "unexpected end of data" in str(exc):
             msg = ("a double quote opened on this line is never closed; close it, and double "
                    "any quote inside a quoted text (\"\")")
             line = end + 1
@@ -192,6 +392,30 @@ def _records(text: str, name: str, problems: list[Problem]
         problems.append(Problem(name, line, None, None, msg))
         return out, False
     return out, True
+
+
+_QUOTED_CELL = re.compile(r'"((?:[^"]+|"")*)"?')
+_BARE_CELL = re.compile(r"[^,\r\n]*")
+
+
+def _longest_cell(text: str, line: int) -> int:
+    """Characters in the longest cell of the record that starts on physical line ``line``.
+
+    Used when the csv module gives up on a cell over its field-size limit
+    without saying how long it is.
+    """
+    pos = 0
+    for _ in range(line - 1):
+        pos = text.find("\n", pos) + 1
+    longest = 0
+    while True:
+        quoted = text.startswith('"', pos)
+        m = (_QUOTED_CELL if quoted else _BARE_CELL).match(text, pos)
+        cell = m.group(1).replace('""', '"') if quoted else m.group(0)
+        longest, pos = max(longest, len(cell)), m.end()
+        if not text.startswith(",", pos):
+            return longest
+        pos += 1
 
 
 def _check_header(header: list[str], columns: list[str], name: str,
@@ -211,7 +435,13 @@ def _check_header(header: list[str], columns: list[str], name: str,
     renamed = set()
     for col in dict.fromkeys(c for c in header if c not in columns):
         close = difflib.get_close_matches(col, missing, n=1, cutoff=SIMILARITY)
-        if close:
+        hidden = first_hidden(col, identifier=True)
+        if hidden:
+            i, ch, what = hidden
+            msg = (f"unknown column: it holds the {what} {_char_name(ch)} at character {i}"
+                   + (f" (did you mean '{close[0]}'?)" if close else "") + "; delete it")
+            renamed.update(close)
+        elif close:
             renamed.add(close[0])
             msg = f"unknown column (did you mean '{close[0]}'?); rename it"
         else:
@@ -261,8 +491,55 @@ def read_rows(path: Path, columns: list[str], problems: list[Problem],
 
 # --------------------------------------------------------------------------- cells
 
+def _plain(value: float) -> str:
+    """A number written out in plain decimal digits (``2.6e1`` -> ``26``)."""
+    text = f"{value:.15f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
+
+
+def _not_plain(s: str) -> str | None:
+    """Why a cell that looks like a number is not written as a plain decimal one, or None."""
+    if any(ch.isdigit() and not ch.isascii() for ch in s):
+        digits = "".join(str(unicodedata.digit(ch)) if ch.isdigit() else ch for ch in s)
+        return (f"not a plain decimal number: it has digits that are not ASCII 0-9 (full-width "
+                f"or another script's); type it as {digits}")
+    if re.fullmatch(r"[+-]?\d+(_\d+)+(\.\d+)?", s, re.ASCII):
+        return f"not a plain decimal number: '_' between digits; write {s.replace('_', '')}"
+    base = re.fullmatch(r"[+-]?0([xob])[0-9a-f_]+", s.lower())
+    if base:
+        kind = {"x": "hexadecimal", "o": "octal", "b": "binary"}[base.group(1)]
+        try:
+            return f"not a plain decimal number: {kind} notation; write it in decimal ({int(s, 0)})"
+        except ValueError:
+            return f"not a number ({kind}-like); write it in decimal digits"
+    if re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)e[+-]?\d+", s.lower(), re.ASCII):
+        value = float(s)
+        if not MIN_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE and value != 0:
+            return _magnitude(value)
+        return f"not a plain decimal number: scientific notation; write {_plain(value)}"
+    return None
+
+
+def _magnitude(value: float) -> str | None:
+    """Why a number is too large or too small for the effect-size arithmetic, or None."""
+    size = abs(value)
+    if size > MAX_MAGNITUDE:
+        return (f"too large: at most {MAX_MAGNITUDE:.0f} (no trial reports more, and larger "
+                "numbers overflow the effect-size arithmetic); check the number")
+    if 0 < size < MIN_MAGNITUDE:
+        return (f"too small: a number other than 0 is at least {_plain(MIN_MAGNITUDE)} "
+                "(its square would underflow in the variance); check the number")
+    return None
+
+
 def parse_number(text: str, *, integer: bool) -> tuple[float | int | None, str | None]:
     """A cell as a number: (value, None), (None, None) if empty, or (None, why not).
+
+    Only plain decimal numbers are read: ASCII digits, an optional sign and
+    decimal point (``12``, ``-0.5``, ``.69``). Python's ``float`` would also
+    take ``6_3`` (63), full-width digits, ``2.6e1``, ``inf`` and ``nan``; each
+    is refused with the plain way to write it. Sizes are bounded by
+    ``MAX_MAGNITUDE`` and, other than 0, ``MIN_MAGNITUDE``.
 
     Parameters
     ----------
@@ -274,25 +551,31 @@ def parse_number(text: str, *, integer: bool) -> tuple[float | int | None, str |
     s = text.strip()
     if not s:
         return None, None
-    lead = re.match(r"^[+-]?\d+(?:\.\d+)?", s)
     if s.lower() in MISSING_WORDS:
         return None, "not a number; leave the cell empty for a missing value"
-    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s):
-        return None, f"not a number; write it without thousands separators ({s.replace(',', '')})"
-    if re.fullmatch(r"[+-]?\d+,\d+", s):
-        return None, f"not a number; use '.' as the decimal mark ({s.replace(',', '.')})"
-    if s.endswith("%"):
-        return None, ("not a number; write the number without '%' (percentages go in "
-                      "percent_treat and percent_ctrl)")
-    try:
-        value = float(s)
-    except ValueError:
+    if not PLAIN_NUMBER.fullmatch(s):
+        lead = re.match(r"[+-]?\d+(?:\.\d+)?(?![\w.])", s, re.ASCII)
+        if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", s, re.ASCII):
+            return None, (f"not a number; write it without thousands separators "
+                          f"({s.replace(',', '')})")
+        if re.fullmatch(r"[+-]?\d+,\d+", s, re.ASCII):
+            return None, f"not a number; use '.' as the decimal mark ({s.replace(',', '.')})"
+        if s.endswith("%"):
+            return None, ("not a number; write the number without '%' (percentages go in "
+                          "percent_treat and percent_ctrl)")
+        if s.lower().lstrip("+-") in ("inf", "infinity"):
+            return None, "not a finite number"
+        why = _not_plain(s)
+        if why:
+            return None, why
         if lead:
             return None, (f"not a number; write the number alone ({lead.group(0)}) and keep the "
                           "rest in quote or derived")
         return None, "not a number"
-    if value != value or value in (float("inf"), float("-inf")):
-        return None, "not a finite number"
+    value = float(s)
+    why = _magnitude(value)
+    if why:
+        return None, why
     if integer:
         if not value.is_integer():
             return None, "must be a whole number (a count of participants)"
@@ -331,14 +614,18 @@ class _RowChecker:
         typed: dict = {}
         for col in self.columns:
             text = cells.get(col, "")
-            if col in self.numeric:
+            why = text_problem(text, identifier=col in IDENTIFIER_COLUMNS,
+                               prose=col in PROSE_COLUMNS) if text.strip(" ") else None
+            if why:
+                report(col, why)
+            elif col in self.numeric:
                 value, why = parse_number(text, integer=self.numeric[col] == "integer")
                 if why:
                     report(col, why)
                 elif value is not None:
                     typed[col] = value
             elif text.strip():
-                typed[col] = text
+                typed[col] = unicodedata.normalize("NFC", text)
         for col in self.schema["required"]:
             if col not in typed and col not in bad:
                 enum = self.props[col].get("enum")
@@ -422,11 +709,20 @@ class _RowChecker:
             e, n = f"events_{arm}", f"n_{arm}"
             if e in typed and n in typed and not {e, n} & bad and typed[e] > typed[n]:
                 report(e, f"larger than {n} = {typed[n]}; events cannot exceed the arm size")
+            sd = f"sd_{arm}"
+            if sd in typed and typed.get(n) == 1 and not {sd, n} & bad:
+                # the SMD's small-sample correction has n_treat + n_ctrl - 2 degrees of
+                # freedom: with one participant per arm the row dropped out of pooling
+                report(n, f"1, but the row gives {sd}: an SD needs at least 2 participants; "
+                       "check the arm size")
         lo, hi, est = (typed.get(c) for c in ("ratio_ci_low", "ratio_ci_high", "ratio"))
         ci_ok = not {"ratio_ci_low", "ratio_ci_high", "ratio"} & bad
         if ci_ok and lo is not None and hi is not None:
             if lo > hi:
                 report("ratio_ci_low", f"above ratio_ci_high = {hi:g}; swap the two limits")
+            elif not math.log(hi) > math.log(lo):  # equal, or too close to give a variance
+                report("ratio_ci_high", f"equal to ratio_ci_low = {lo:g}: a CI of zero width "
+                       "gives the ratio no variance; check the two limits")
             elif est is not None and not lo <= est <= hi:
                 report("ratio", f"outside its 95% CI ({lo:g} to {hi:g}); check the three numbers")
         year = typed.get("year")
@@ -435,10 +731,13 @@ class _RowChecker:
 
 
 def _key(typed: dict) -> tuple:
-    """What makes a comparison unique: trial, outcome, subgroup, time and arms."""
+    """What makes a comparison unique: trial, outcome, subgroup, time and arms.
+
+    Texts are compared by ``identity`` (case, spacing and Unicode forms aside).
+    """
     cols = ("study_id", "outcome", "subgroup", "genotype", "followup_weeks", "formulation",
             "dose_mg", "comparator")
-    return tuple(typed.get(c) for c in cols)
+    return tuple(identity(v) if isinstance(v, str) else v for v in map(typed.get, cols))
 
 
 def _check_across_rows(rows: list[tuple[str, int, dict]]) -> list[Problem]:
@@ -450,11 +749,11 @@ def _check_across_rows(rows: list[tuple[str, int, dict]]) -> list[Problem]:
     for name, line, t in rows:
         rid = t.get("row_id")
         if rid is not None:
-            if rid in first_id:
-                out.append(Problem(name, line, "row_id", rid,
-                                   f"already used at {first_id[rid]}; give each row its own id"))
+            if identity(rid) in first_id:
+                out.append(Problem(name, line, "row_id", rid, f"already used at "
+                                   f"{first_id[identity(rid)]}; give each row its own id"))
             else:
-                first_id[rid] = f"{name}:{line}"
+                first_id[identity(rid)] = f"{name}:{line}"
         key = _key(t)
         if key in first_key:
             out.append(Problem(name, line, "study_id", t.get("study_id", ""),
@@ -619,6 +918,6 @@ def main(raw_paths: Iterable[str | Path], config_path: str | Path | None = None,
             check_inputs(raw_paths, config_path)
     except ValidationError as err:
         print(err.report(), file=out)
-        print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=out)
+        print(count_line(len(err.problems)), file=out)
         return 1
     return 0
