@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -102,3 +103,41 @@ def alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def write_when_orphaned(target: str) -> None:
+    """A step that notices its run has ended and tries to write anyway (as a slow figure would)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(0.001)
+    from ntxmeta.io import write_text
+    write_text(target, "written after the run was killed\n")
+
+
+def test_a_worker_puts_no_output_in_place_after_the_run_is_killed(tmp_path):
+    """The worker's write is refused at the rename (io's commit guard), not only by the 0.5 s watch."""
+    target = tmp_path / "figure.svg"
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, sys, threading, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from ntxmeta import workflow
+        from test_workers import write_when_orphaned
+        if __name__ == "__main__":
+            workflow.use_workers(2)
+            print(workflow.offload(os.getpid), flush=True)
+            threading.Thread(target=workflow.offload,
+                             args=(write_when_orphaned, {str(target)!r})).start()
+            time.sleep(600)
+    """))
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdout.readline()
+        time.sleep(1.0)  # the step has started and waits
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        time.sleep(3 * workflow.ORPHAN_CHECK_S + 1)
+        assert not target.exists(), "a worker wrote an output after its run was killed"
+    finally:
+        if proc.poll() is None:
+            proc.kill()

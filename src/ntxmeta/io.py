@@ -44,6 +44,19 @@ def temp_prefix(path: str | Path) -> str:
     return f".{name}."
 
 
+#: Called before every rename onto a target; raises to refuse the write.
+#: A worker process sets it to "the run that started me is still alive"
+#: (``ntxmeta.workflow``): a worker whose run was SIGKILLed never puts an
+#: output in place, even one it was in the middle of writing.
+_commit_guard = None
+
+
+def set_commit_guard(guard) -> None:
+    """Install ``guard()`` (raises to refuse) before each atomic rename of this process."""
+    global _commit_guard
+    _commit_guard = guard
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
@@ -61,6 +74,8 @@ def atomic_path(path: str | Path):
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
+        if _commit_guard is not None:
+            _commit_guard()
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

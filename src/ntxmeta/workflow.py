@@ -248,11 +248,18 @@ def _exit_with_parent(parent: int) -> None:
     A run killed with SIGKILL cannot stop its workers; each would otherwise
     finish its step and write outputs after the run is gone.
     """
+    from .io import set_commit_guard
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(ORPHAN_CHECK_S)
         os._exit(1)
 
+    def parent_alive() -> None:
+        if os.getppid() != parent:
+            os._exit(1)  # the run is gone: put nothing in place
+
+    set_commit_guard(parent_alive)
     threading.Thread(target=watch, name="ntxmeta-orphan-check", daemon=True).start()
 
 
