@@ -13,6 +13,14 @@ one trial row is added to ``data/raw/alcohol.csv`` (a copy of Latt 2002
 under a new id, so it belongs to ``aud_relapse_rr`` only); the analyses
 whose jobs ran are listed, to show that only that one re-ran.
 
+``compare``: the cold run of this working tree against another commit
+(``--against REV``, default ``HEAD~1``: ``git archive`` of it into a
+temporary folder, its ``src/`` first on PYTHONPATH), alternating the two
+``--repeat`` times on the same machine in the same run, and this tree once
+more with ``NTXMETA_WORKERS=0`` (every step in the Snakemake process, no
+worker processes): medians and the ratios, so a change of speed and what
+the worker processes buy are measured, not assumed.
+
 ``registry``: the synthetic registry of ``bench/make_registry.py`` (10,000
 trials in 200 analyses by default), the whole workflow, figures included,
 then a re-run with nothing changed.
@@ -119,11 +127,11 @@ class Run:
                                                          f"   FAILED ({self.status}), see {self.log}"))
 
 
-def timed(name: str, cmd: list[str], cwd: Path, log: Path) -> Run:
+def timed(name: str, cmd: list[str], cwd: Path, log: Path, env: dict | None = None) -> Run:
     """Run ``cmd`` in ``cwd``, output to ``log``; measure it with ``os.wait4``."""
     with open(log, "w", encoding="utf-8") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env)
         sampler = TreeMemory(proc.pid) if os.path.isdir("/proc/self") else None
         if sampler:
             sampler.start()
@@ -137,9 +145,9 @@ def timed(name: str, cmd: list[str], cwd: Path, log: Path) -> Run:
     return Run(name, wall, usage.ru_utime + usage.ru_stime, peak, proc.returncode, log)
 
 
-def snakemake(name: str, project: Path, extra: list[str], *args: str) -> Run:
-    log = project / f"bench_{name.replace(' ', '_')}.log"
-    return timed(name, SNAKEMAKE + ["--cores", "2", *extra, *args], project, log)
+def snakemake(name: str, project: Path, extra: list[str], *args: str, env: dict | None = None) -> Run:
+    log = project / f"bench_{name.replace(' ', '_').replace('/', '_')}.log"
+    return timed(name, SNAKEMAKE + ["--cores", "2", *extra, *args], project, log, env)
 
 
 def analyses_run(log: Path) -> set[str]:
@@ -214,6 +222,47 @@ def bench_naltrexone(args, extra: list[str]) -> int:
     return 1 if failed else 0
 
 
+def tree_at(rev: str, dest: Path) -> Path:
+    """The files of commit ``rev`` (``git archive``) in ``dest``."""
+    archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def bench_compare(args, extra: list[str]) -> int:
+    """Cold runs of this tree, of ``--against`` and of this tree without worker processes."""
+    runs: dict[str, list[Run]] = {}
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="ntxmeta-cmp-") as tmp:
+        old = tree_at(args.against, Path(tmp) / "old")
+        trees = {f"this tree": (ROOT, {}), f"{args.against}": (old, {}),
+                 "this tree, NTXMETA_WORKERS=0": (ROOT, {"NTXMETA_WORKERS": "0"})}
+        for rep in range(args.repeat):
+            for name, (tree, env_more) in trees.items():
+                project = Path(tmp) / f"run{rep}_{len(runs.get(name, []))}_{abs(hash(name))}"
+                project.mkdir()
+                for part in ("Snakefile", "workflow", "config", "data/raw", "profiles"):
+                    src = tree / part
+                    if src.is_dir():
+                        shutil.copytree(src, project / part)
+                    else:
+                        shutil.copy2(src, project / part)
+                env = {**os.environ, "PYTHONPATH": str(tree / "src"), **env_more}
+                r = snakemake(name, project, extra, env=env)
+                runs.setdefault(name, []).append(r)
+                failed += r.status != 0
+                print(f"[{rep + 1}] {r.line()}", flush=True)
+    print(f"\nmedians over {args.repeat} repeat(s); {machine()}")
+    med = {n: (statistics.median(r.wall for r in rs), statistics.median(r.cpu for r in rs))
+           for n, rs in runs.items()}
+    base_wall, base_cpu = med["this tree"]
+    for name, (wall, cpu) in med.items():
+        print(f"  {name:<32} wall {wall:7.2f} s ({wall / base_wall:4.2f}x this tree)   "
+              f"cpu {cpu:7.2f} s ({cpu / base_cpu:4.2f}x)")
+    return 1 if failed else 0
+
+
 def bench_registry(args, extra: list[str]) -> int:
     tmp = Path(args.dest) if args.dest else Path(tempfile.mkdtemp(prefix="ntxmeta-registry-"))
     try:
@@ -252,8 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seed", type=int, default=make_registry.DEFAULT_SEED)
     r.add_argument("--dest", help="folder for the registry copy (kept); default a temporary one")
     r.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    c = sub.add_parser("compare", help="cold run: this tree vs another commit, and without workers")
+    c.add_argument("--against", default="HEAD~1", help="commit to compare with")
+    c.add_argument("--repeat", type=int, default=3)
     args = p.parse_args(argv)
-    return bench_naltrexone(args, extra) if args.which == "naltrexone" else bench_registry(args, extra)
+    bench = {"naltrexone": bench_naltrexone, "registry": bench_registry, "compare": bench_compare}
+    return bench[args.which](args, extra)
 
 
 if __name__ == "__main__":

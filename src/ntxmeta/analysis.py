@@ -152,12 +152,14 @@ class _Parts:
             return None
 
 
-def status_of(k_used: int, failed=()) -> str:
+def status_of(k_used: int, failed=(), pooled: bool = True) -> str:
     """Why an analysis has, or has no, pooled estimate."""
     if k_used == 0:
         text = "no pooled estimate: no usable rows after the pooling rules"
     elif k_used == 1:
         text = "no pooled estimate: a single study (k = 1); its own estimate is shown"
+    elif not pooled:
+        text = "no pooled estimate: the main model failed"
     else:
         text = "pooled"
     if failed:
@@ -309,9 +311,18 @@ def _subgroups(plan, effects, used, yi, vi, o) -> Subgroups | None:
     mixed = None
     if sa.mixed_effects is not None:
         f = sa.mixed_effects.fit
-        mixed = Test("QM", float(f.QM), float(f.QMp), float(np.atleast_1d(f.QMdf)[0]))
+        mixed = _omnibus(f)
     note = "; ".join(v for k, v in sa.refusals.items() if k in ("mixed_effects", "q_between"))
     return Subgroups(plan.subgroup, tuple(levels), between, i2, mixed, note)
+
+
+def _omnibus(fit) -> Test:
+    """The omnibus test of the moderators: QM (chi^2, z tests) or F (df1, df2) under knha."""
+    dfs = [float(d) for d in np.atleast_1d(fit.QMdf) if d is not None and np.isfinite(float(d))]
+    if fit.df is None:
+        return Test("QM", float(fit.QM), float(fit.QMp), dfs[0] if dfs else None)
+    return Test("F", float(fit.QM), float(fit.QMp), dfs[0] if dfs else None,
+                dfs[1] if len(dfs) > 1 else None)
 
 
 def _metaregression(effects, used, yi, vi, moderator, o) -> MetaRegression:
@@ -343,8 +354,7 @@ def _metaregression(effects, used, yi, vi, moderator, o) -> MetaRegression:
         pr = reg.predict(grid)
         line = RegressionLine(tuple(map(float, grid)), tuple(map(float, pr.pred)),
                               tuple(map(float, pr.ci.low)), tuple(map(float, pr.ci.high)))
-    qmdf = np.atleast_1d(f.QMdf)
-    qm = Test("QM" if f.df is None else "F", float(f.QM), float(f.QMp), float(qmdf[0]))
+    qm = _omnibus(f)
     qe = Test("QE", float(f.QE), float(f.QEp), float(f.QEdf))
     return MetaRegression(moderator, o.method, o.test, o.level, k, coefs, float(f.tau2),
                           float(reg.R2_pct), qm, qe, line, empty["x"],
@@ -441,7 +451,7 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     binary = k_used > 0 and (_text(effects, "data_type")[used] == "binary").all()
     return AnalysisResult(
         name=plan.name, title=plan.title, measure=plan.measure, scale=scale, method=o.method,
-        test=o.test, level=o.level, status=status_of(k_used, parts.failed),
+        test=o.test, level=o.level, status=status_of(k_used, parts.failed, main is not None),
         k_rows=int(len(effects)), k_used=k_used,
         participants=int(np.nan_to_num(n)) if k_used else 0,
         events=int(ev) if binary and np.isfinite(ev) else None,

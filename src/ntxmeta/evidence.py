@@ -397,10 +397,10 @@ def subgroup_table(results: Mapping[str, AnalysisResult]) -> pd.DataFrame:
         if me is None:
             rows.append({**base, "row": "test", "note": f"not available: {sg.note or 'not computed'}"})
         else:
+            dfs = ", ".join(f"{d:.0f}" for d in (me.df, me.df2) if d is not None)
             rows.append({**base, "row": "test", "k": res.k_used, "statistic": me.statistic,
-                         "df": f"{me.df:.0f}", "pval": me.pval,
-                         "note": f"mixed-effects model, common tau\u00b2 "
-                                 f"({'F' if res.test == 'knha' else 'QM'} test)"})
+                         "df": dfs, "pval": me.pval,
+                         "note": f"mixed-effects model, common tau\u00b2 ({me.name} test)"})
         base = {"analysis": name, "subgroup": sg.column, "level": "Q between subgroups"}
         if sg.between is None:
             rows.append({**base, "row": "Q_between", "note": f"not available: {sg.note or 'not computed'}"})

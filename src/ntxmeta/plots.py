@@ -2,16 +2,26 @@
 
 Every function takes plain data, never file paths:
 
-- ``effects``: a DataFrame with one row per study (``label``, ``year``,
-  ``subgroup``, ``yi``, ``vi``, ``sei``, ``ci_lb``, ``ci_ub`` on the analysis
-  scale, ``weight_pct``, arm-level columns and ``confidence``);
-- ``result``: the analysis result laid out under metafor's key paths
-  (``result["rma"]["REML"]["ci.lb"]``, ...); any section may be
-  ``{"error": "..."}`` and is then shown as such, not hidden;
-- keyword options: ``measure``, ``transf`` (``"exp"`` shows ratio measures
-  on their natural scale with a log axis; default: ``"exp"`` for RR, OR and
-  ROM), ``method`` (default ``"REML"``), ``test`` (``"z"`` or ``"knha"``
-  for the forest and bubble plots), ``title`` and ``favours``.
+- ``result``: the :class:`~ntxmeta.result.AnalysisResult` of the analysis
+  (``results/analyses/{analysis}/result.json`` read with
+  :func:`~ntxmeta.result.read_result`). Every number in it is on the
+  analysis scale; ``result.scale`` says how to show it (``scale.show``, a
+  log axis when ``scale.log``, ``scale.null``, ``scale.name``,
+  ``scale.axis_label``). The title is ``result.title``; the model is
+  ``result.method`` / ``Pooled.model`` and ``result.test``.
+- ``effects``: the analysis's effects table
+  (``data/processed/effects/{analysis}.csv``), one row per study in the
+  order of ``result.weights_pct`` and ``result.used``: ``label``, ``year``,
+  ``subgroup``, ``yi``, ``vi``, ``sei``, ``ci_lb``, ``ci_ub`` (analysis
+  scale), arm-level columns and ``confidence``.
+
+The plots compute no statistic: every estimate, interval, test, weight,
+fitted line and trim-and-fill study is read from the result; what is done
+here is formatting and geometry (the funnel's significance contours and
+pseudo-confidence limits around the main estimate, marker areas
+proportional to weights, sums of the arm counts shown in subtotal rows).
+A part the result does not have (``None``) is said on the figure, with
+its reason when the result gives one (``note``, ``status``, ``failed``).
 
 Each function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
 habit 12); with ``ax=None`` it makes its own Agg-backed Figure, sized to its
@@ -27,7 +37,7 @@ Those columns sit outside the Axes: when you pass your own ``ax``, leave
 room on both sides of it.
 
 Conventions: a ratio below 1 (or a difference below 0) favours naltrexone
-(DESIGN.md), so ``favours[0]`` is written left of the line of no effect.
+(DESIGN.md), so ``FAVOURS[0]`` is written left of the line of no effect.
 
 References
 ----------
@@ -38,6 +48,9 @@ References
    presenting prediction intervals in meta-analysis. BMJ Open 2016;6:e010247.
 3. Viechtbauer W. Conducting meta-analyses in R with the metafor package.
    J Stat Softw 2010;36(3) (forest, funnel, cumul, leave1out, regplot).
+4. Higgins JPT et al. (eds). Cochrane Handbook for Systematic Reviews of
+   Interventions, version 6.4, 2023, section 10.11.3.1 (RevMan's test for
+   subgroup differences and its I^2).
 """
 from __future__ import annotations
 
@@ -53,25 +66,21 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Polygon
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
-from scipy import stats
 
 from . import style
+from ._common import z_crit
 from .data import make_unique
+from .result import AnalysisResult, MetaRegression, Pooled, Scale, Series, SubgroupLevel, Test
 from .style import save_figure
 
 __all__ = ["forest", "funnel", "cumulative", "leave_one_out", "bubble", "save_figure"]
 
-RATIO_MEASURES = ("RR", "OR", "ROM")
-MEASURE_NAMES = {
-    "RR": "Risk ratio",
-    "OR": "Odds ratio",
-    "RD": "Risk difference",
-    "SMD": "Standardised mean difference",
-    "MD": "Mean difference",
-    "ROM": "Ratio of means",
-    "GEN": "Effect size",
-}
 FAVOURS = ("naltrexone", "control")
+#: Estimators of a common-effect model (no tau^2, no prediction interval).
+COMMON_MODELS = {"EE": "", "FE": "", "CE": "", "MH": "Mantel-Haenszel", "Peto": "Peto"}
+#: Words of a code-like subgroup level ("xr_injection") written in capitals
+#: when the level is shown ("XR injection", not "Xr injection").
+ACRONYMS = frozenset({"xr", "iv", "im", "sc", "aud", "oud", "ntx", "oprm1", "gp", "er", "sr"})
 
 #: Table geometry, in inches. A row of 0.19 in fits 8 pt text with air.
 ROW_IN = 0.19
@@ -90,8 +99,10 @@ NOTE_MAX_IN = 4.2          # notes (heterogeneity, tests, errors) wrap beyond th
 NOTE_INDENT = "    "
 AXIS_PAD_ROWS = 0.4        # space between the last row and the x axis, in rows
 AXIS_SPACE_IN = 0.62       # below the table: tick labels, favours labels, axis label
-#: Squares: side in points for the largest weight, and the least side so that
-#: a study with a tiny weight stays visible. Area is proportional to weight.
+#: Squares: side in points for the largest weight of the analysis, and the
+#: least side so that a study with a tiny weight stays visible. Area is
+#: proportional to the study's weight in the overall model, in every block:
+#: a study alone in its subgroup is as big as its overall weight says.
 SQUARE_MAX_PT = 10.0
 SQUARE_MIN_PT = 2.5
 POINT_PT = 4.0
@@ -110,7 +121,8 @@ CI_OVERHANG = 1.0
 NULL_MARGIN = 0.08
 MAX_TICKS = 7
 #: Prediction intervals are drawn for k >= 3 only: with fewer studies tau^2
-#: is not estimable in any useful sense (IntHout et al. 2016).
+#: is not estimable in any useful sense (IntHout et al. 2016; the result
+#: has no ``pi`` then either).
 PI_MIN_K = 3
 #: Significance contours of the funnel plot (two-sided p against no effect)
 #: and the shade of the region inside each, outermost first: p >= 0.10 is
@@ -121,22 +133,29 @@ FUNNEL_GRID = 200
 FUNNEL_MARKER_PT = 5.0
 FUNNEL_SIZE_IN = (6.0, 3.6)
 FUNNEL_RECT = (0.1, 0.14, 0.52, 0.78)
-#: Bubble plot: area in pt^2 of the heaviest study, margins as a fraction
+FUNNEL_LEGEND_CHARS = 34
+#: Bubble plot: area in pt^2 of the most precise study, margins as a fraction
 #: of the data range, and the wrap width of the summary line.
 BUBBLE_MAX_PT2 = 400.0
 BUBBLE_PAD = 0.06
-BUBBLE_GRID = 200
 BUBBLE_NOTE_CHARS = 80
-BUBBLE_TITLE_PAD_PT = 26.0
+BUBBLE_NOTE_OFFSET_PT = 6.0   # summary text above the plot
+BUBBLE_LINE_PT = 1.25 * style.SMALL_SIZE  # height of one summary line
+BUBBLE_TITLE_GAP_PT = 4.0     # between the summary and the title
 BUBBLE_SIZE_IN = (5.0, 4.0)
 BUBBLE_RECT = (0.13, 0.12, 0.83, 0.7)
 MINUS = "\u2212"
 DASH = "\u2013"
+TAU2 = "\u03c4\u00b2"
+I2 = "I\u00b2"
+#: How a test's name is printed.
+TEST_NAMES = {"Chi2": "Chi\u00b2", "tau": "Kendall's \u03c4"}
 
-# Row kinds of the table engine.
-STUDY, POINT, DIAMOND, PI, HEADING, NOTE, BLANK = (
-    "study", "point", "diamond", "pi", "heading", "note", "blank")
-_GRAPHIC_KINDS = (STUDY, POINT, DIAMOND, PI)
+# Row kinds of the table engine. EXCLUDED: a study row that does not enter
+# the models (``result.used`` False): its CI is drawn in grey, without a square.
+STUDY, EXCLUDED, POINT, DIAMOND, PI, HEADING, NOTE, BLANK = (
+    "study", "excluded", "point", "diamond", "pi", "heading", "note", "blank")
+_GRAPHIC_KINDS = (STUDY, EXCLUDED, POINT, DIAMOND, PI)
 
 
 # --------------------------------------------------------------------------
@@ -144,29 +163,11 @@ _GRAPHIC_KINDS = (STUDY, POINT, DIAMOND, PI)
 
 
 def _num(x: Any) -> float:
-    """A result value as float: metafor's "NA"/"NaN"/"Inf" strings and None become floats.
-
-    A list (``QMdf = [2, "NA"]``) gives its first entry.
-    """
-    if isinstance(x, (list, tuple)):
-        return _num(x[0]) if x else math.nan
-    if x is None:
+    """A table cell as float (NaN for None, text and missing values)."""
+    try:
+        return float(x)
+    except (TypeError, ValueError):
         return math.nan
-    if isinstance(x, str):
-        return {"Inf": math.inf, "-Inf": -math.inf}.get(x, math.nan)
-    return float(x)
-
-
-def _section(result: Mapping, *path: str) -> tuple[Mapping | None, str | None]:
-    """Follow ``path`` into the result: ``(section, None)`` or ``(None, reason)``."""
-    node: Any = result
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None, "not computed"
-        node = node[key]
-        if isinstance(node, Mapping) and "error" in node:
-            return None, str(node["error"])
-    return node, None
 
 
 def _minus(text: str) -> str:
@@ -178,12 +179,12 @@ def _fmt(x: float, digits: int = 2) -> str:
     return _minus(f"{x:.{digits}f}") if math.isfinite(x) else DASH
 
 
-def _fmt_p(p: float) -> str:
+def _fmt_p(p: float, letter: str = "p") -> str:
     if not math.isfinite(p):
-        return f"p = {DASH}"
+        return f"{letter} = {DASH}"
     if p < 0.001:
-        return "p < 0.001"
-    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+        return f"{letter} < 0.001"
+    return f"{letter} = {p:.3f}" if p < 0.01 else f"{letter} = {p:.2f}"
 
 
 def _fmt_small(x: float) -> str:
@@ -197,83 +198,106 @@ def _fmt_small(x: float) -> str:
     return "< 0.001" if x < 0.001 else _fmt(x, 3)
 
 
+def _is(name: str, value: str) -> str:
+    """'name = value', or 'name < 0.001' when the value is a bound."""
+    return f"{name} {value}" if value[:1] in "<>" else f"{name} = {value}"
+
+
+def _fmt_df(df: float) -> str:
+    return f"{df:.0f}" if abs(df - round(df)) < 1e-9 else f"{df:.2f}"
+
+
 def _fmt_count(x: float) -> str:
     return f"{x:.0f}" if math.isfinite(x) else ""
+
+
+def _test_text(t: Test, letter: str = "p") -> str:
+    """'z = -3.78 (p < 0.001)', 't = -2.10, df = 11 (p = 0.06)', 'QM = 1.35, df = 2 (p = 0.51)'."""
+    name = TEST_NAMES.get(t.name, t.name)
+    df = f", df = {_fmt_df(t.df)}" if t.df is not None and math.isfinite(t.df) else ""
+    return f"{name} = {_fmt(t.statistic)}{df} ({_fmt_p(t.pval, letter)})"
 
 
 def _capital(word: str) -> str:
     return word[:1].upper() + word[1:]
 
 
-@dataclass(frozen=True)
-class _Scale:
-    """How analysis-scale numbers are shown: identity, or exp on a log axis."""
+def _level_label(level: str) -> str:
+    """A subgroup level for a reader: 'xr_injection' -> 'XR injection', 'oral' -> 'Oral'.
 
-    measure: str
-    log: bool
-
-    @property
-    def null(self) -> float:
-        return 1.0 if self.log else 0.0
-
-    @property
-    def short(self) -> str:
-        if self.measure == "GEN":
-            return "Ratio" if self.log else "Effect"
-        return self.measure
-
-    @property
-    def axis_label(self) -> str:
-        name = MEASURE_NAMES.get(self.measure, self.measure)
-        return f"{name} (log scale)" if self.log else name
-
-    def show(self, y: Any) -> Any:
-        """Analysis scale -> displayed value."""
-        return np.exp(y) if self.log else y
-
-    def effect(self, est: float, lb: float, ub: float, digits: int = 2) -> str:
-        """'0.49 [0.34, 0.70]' on the displayed scale."""
-        est, lb, ub = (float(self.show(v)) for v in (est, lb, ub))
-        return f"{_fmt(est, digits)} [{_fmt(lb, digits)}, {_fmt(ub, digits)}]"
+    Underscores become spaces and the first letter a capital; words of a
+    lower-case code that are acronyms (:data:`ACRONYMS`) are written in
+    capitals. A level that has capitals of its own keeps them.
+    """
+    words = str(level).replace("_", " ").split(" ")
+    if str(level) == str(level).lower():
+        words = [w.upper() if w in ACRONYMS else w for w in words]
+    return _capital(" ".join(words))
 
 
-def _scale(measure: str, transf: str | None) -> _Scale:
-    measure = measure.upper()
-    if transf is None:
-        transf = "exp" if measure in RATIO_MEASURES else "none"
-    if transf not in ("exp", "none", "identity"):
-        raise ValueError(f"transf must be 'exp', 'none' or None, got {transf!r}")
-    return _Scale(measure, transf == "exp")
+def _effect(scale: Scale, est: float, lb: float, ub: float, digits: int = 2) -> str:
+    """'0.49 [0.34, 0.70]' on the shown scale."""
+    est, lb, ub = (float(scale.show(v)) for v in (est, lb, ub))
+    return f"{_fmt(est, digits)} [{_fmt(lb, digits)}, {_fmt(ub, digits)}]"
 
 
-def _model_name(method: str) -> str:
-    if method in ("EE", "FE", "CE"):
-        return "Common-effect model"
-    return f"Random-effects model ({method})"
+def _model_name(model: str) -> str:
+    """'Random-effects model (REML)', 'Common-effect model', 'Common-effect model (Peto)'."""
+    if model in COMMON_MODELS:
+        how = COMMON_MODELS[model]
+        return f"Common-effect model ({how})" if how else "Common-effect model"
+    return f"Random-effects model ({model})"
 
 
-def _heterogeneity(fit: Mapping) -> str:
+def _model_words(model: str, test: str) -> str:
+    """The model of a table's rows in running text, with the test when it is Hartung-Knapp."""
+    name = _model_name(model)
+    return name[:1].lower() + name[1:] + (", Hartung-Knapp CI" if test == "knha" else "")
+
+
+def _failure(result: AnalysisResult, part: str) -> str | None:
+    """The message of a part that failed unexpectedly (``result.failed``), if any."""
+    for entry in result.failed:
+        name, _, message = entry.partition(": ")
+        if name == part:
+            return message
+    return None
+
+
+def _no_pool_reason(result: AnalysisResult) -> str:
+    """Why the result has no main estimate, from ``failed`` or ``status``."""
+    failed = _failure(result, "main")
+    if failed:
+        return failed
+    return result.status.removeprefix("no pooled estimate: ") or "not computed"
+
+
+def _missing_reason(result: AnalysisResult, part: str) -> str:
+    """Why an optional part of the result is None."""
+    failed = _failure(result, part)
+    if failed:
+        return failed
+    if result.main is None:
+        return _no_pool_reason(result)
+    return "not computed"
+
+
+def _heterogeneity(fit: Pooled) -> str | None:
     """'Heterogeneity: tau^2 = ..; I^2 = ..%; Q = .., df = .. (p ..)' of one fit."""
-    k = int(_num(fit.get("k")))
-    if k < 2:
-        return f"Heterogeneity: not applicable (k = {k})"
-    return (f"Heterogeneity: \u03c4\u00b2 = {_fmt_small(_num(fit.get('tau2')))}; "
-            f"I\u00b2 = {_fmt(_num(fit.get('I2')), 0)}%; "
-            f"Q = {_fmt(_num(fit.get('QE')))}, df = {_fmt(_num(fit.get('QEdf')), 0)} "
-            f"({_fmt_p(_num(fit.get('QEp')))})")
+    het = fit.heterogeneity
+    if fit.k < 2:
+        return f"Heterogeneity: not applicable (k = {fit.k})"
+    if het is None:
+        return None
+    tau2 = "" if fit.model in COMMON_MODELS else _is(TAU2, _fmt_small(het.tau2)) + "; "
+    return (f"Heterogeneity: {tau2}{I2} = {_fmt(het.i2_pct, 0)}%; "
+            f"Q = {_fmt(het.q)}, df = {het.q_df} ({_fmt_p(het.q_pval)})")
 
 
-def _overall_test(fit: Mapping) -> str:
-    """'Test for overall effect: z = .. (p ..)', or 't = .., df = ..' for Knapp-Hartung."""
-    p = _fmt_p(_num(fit.get("pval")))
-    if fit.get("test", "z") == "z":
-        return f"Test for overall effect: z = {_fmt(_num(fit.get('zval')))} ({p})"
-    return f"Test for overall effect: t = {_fmt(_num(fit.get('tval')))}, df = {_fmt(_num(fit.get('df')), 0)} ({p})"
-
-
-def _interval(fit: Mapping) -> tuple[float, float, float]:
-    """(estimate, ci.lb, ci.ub) of a fit."""
-    return _num(fit.get("estimate")), _num(fit.get("ci.lb")), _num(fit.get("ci.ub"))
+def _overall_test(fit: Pooled) -> str:
+    """'Test for overall effect: z = .. (p ..)', or 't = .., df = ..' for Hartung-Knapp."""
+    how = " (Hartung-Knapp)" if fit.test == "knha" else ""
+    return f"Test for overall effect{how}: {_test_text(fit.test_stat)}"
 
 
 # --------------------------------------------------------------------------
@@ -311,7 +335,7 @@ class _Row:
 class _Table:
     cols: tuple[_Col, ...]
     rows: tuple[_Row, ...]
-    scale: _Scale
+    scale: Scale
     title: str | None = None
     favours: tuple[str, str] = FAVOURS
     band: tuple[float, float, float] | None = None  # (est, lb, ub): shaded reference
@@ -359,7 +383,7 @@ def _measure(table: _Table) -> _Layout:
     def run(cols: Sequence[_Col]) -> float:
         return sum(widths[c.key] for c in cols) + COL_GAP_IN * max(len(cols) - 1, 0)
 
-    for name in {c.group for c in table.cols if c.group}:  # a group header wider than its columns
+    for name in sorted({c.group for c in table.cols if c.group}):  # a group header wider than its columns
         members = [c for c in table.cols if c.group == name]
         extra = style.text_width_in(name, _row_font(HEADING)) - run(members)
         for c in members:
@@ -382,7 +406,7 @@ def _measure(table: _Table) -> _Layout:
 
 
 def _nice_limits(lo: float, hi: float, log: bool) -> list[float]:
-    """Ticks (displayed scale) whose first and last enclose [lo, hi] (analysis scale)."""
+    """Ticks (shown scale) whose first and last enclose [lo, hi] (analysis scale)."""
     if log:  # 1-2-5 ticks; if too many, the evenly spaced 1-3, then decades
         a, b = math.exp(lo) * (1 + 1e-9), math.exp(hi) * (1 - 1e-9)
         for mantissas in ((1, 2, 5), (1, 3), (1,)):
@@ -407,7 +431,7 @@ def _axis_ticks(table: _Table) -> list[float]:
     for row in table.rows:
         if row.kind in (DIAMOND, PI):
             core += [row.est, row.lb, row.ub]
-        elif row.kind in (STUDY, POINT):
+        elif row.kind in (STUDY, EXCLUDED, POINT):
             core.append(row.est)
             wide += [row.lb, row.ub]
     if table.band is not None:
@@ -426,18 +450,24 @@ def _tick_label(v: float) -> str:
     return _minus(f"{v:g}")
 
 
-def _draw_interval(ax: Axes, y: float, lb: float, ub: float, lim: tuple[float, float]) -> None:
+def _draw_interval(ax: Axes, y: float, lb: float, ub: float, lim: tuple[float, float],
+                   color: str = style.INK) -> None:
     """A CI line clipped to the axis, with an arrowhead where it runs off."""
     lo, hi = lim
     a, b = max(lb, lo), min(ub, hi)
     if a < b:
-        ax.plot([a, b], [y, y], color=style.INK, lw=style.LINE_WIDTH, solid_capstyle="butt")
+        ax.plot([a, b], [y, y], color=color, lw=style.LINE_WIDTH, solid_capstyle="butt")
     for beyond, edge, marker in ((lb < lo, lo, "<"), (ub > hi, hi, ">")):
         if beyond:
-            ax.plot([edge], [y], marker=marker, ms=ARROW_PT, color=style.INK, clip_on=False, lw=0)
+            ax.plot([edge], [y], marker=marker, ms=ARROW_PT, color=color, clip_on=False, lw=0)
 
 
-def _draw_graphic(ax: Axes, y: float, row: _Row, scale: _Scale, lim: tuple[float, float]) -> None:
+def _square_side(area: float) -> float:
+    """Side in points of a study's square: area proportional to its weight."""
+    return max(SQUARE_MIN_PT, SQUARE_MAX_PT * math.sqrt(max(area, 0.0)))
+
+
+def _draw_graphic(ax: Axes, y: float, row: _Row, scale: Scale, lim: tuple[float, float]) -> None:
     est, lb, ub = (float(scale.show(v)) for v in (row.est, row.lb, row.ub))
     if not math.isfinite(est) and row.kind != PI:
         return
@@ -445,8 +475,10 @@ def _draw_graphic(ax: Axes, y: float, row: _Row, scale: _Scale, lim: tuple[float
     if row.kind == STUDY:
         _draw_interval(ax, y, lb, ub, lim)
         if inside:
-            side = max(SQUARE_MIN_PT, SQUARE_MAX_PT * math.sqrt(max(row.area, 0.0)))
-            ax.plot([est], [y], marker="s", ms=side, mfc=style.INK, mec=style.INK, mew=0, lw=0)
+            ax.plot([est], [y], marker="s", ms=_square_side(row.area), mfc=style.INK, mec=style.INK,
+                    mew=0, lw=0, gid="study-square")
+    elif row.kind == EXCLUDED:  # not pooled: its CI in grey, no square
+        _draw_interval(ax, y, lb, ub, lim, color=style.MID)
     elif row.kind == POINT:
         _draw_interval(ax, y, lb, ub, lim)
         if inside:
@@ -455,7 +487,8 @@ def _draw_graphic(ax: Axes, y: float, row: _Row, scale: _Scale, lim: tuple[float
         xs = np.clip([lb, est, ub, est], *lim)
         h = DIAMOND_HALF_ROWS
         ax.add_patch(Polygon(np.column_stack([xs, [y, y - h, y, y + h]]), closed=True,
-                             facecolor=style.INK, edgecolor=style.INK, lw=style.THIN_LINE))
+                             facecolor=style.INK, edgecolor=style.INK, lw=style.THIN_LINE,
+                             gid="diamond"))
     elif row.kind == PI:
         _draw_interval(ax, y, lb, ub, lim)
         ends = [v for v in (lb, ub) if lim[0] <= v <= lim[1]]
@@ -555,7 +588,16 @@ def _has(effects: pd.DataFrame, col: str) -> bool:
     return col in effects.columns and effects[col].notna().any()
 
 
-def _arm_columns(effects: pd.DataFrame, favours: tuple[str, str]) -> list[_Col]:
+def _check_rows(effects: pd.DataFrame, result: AnalysisResult) -> None:
+    """The effects table must be the one the result was computed from (same rows)."""
+    n = len(effects)
+    if len(result.weights_pct) != n or len(result.used) != n:
+        raise ValueError(f"{result.name}: the effects table has {n} rows but the result has "
+                         f"{len(result.weights_pct)} weights and {len(result.used)} used flags; "
+                         "re-run the pool step on this effects table")
+
+
+def _arm_columns(effects: pd.DataFrame) -> list[_Col]:
     """Arm-level columns: events and totals (binary) or mean, SD and total (continuous)."""
     if _has(effects, "events_treat"):
         fields = (("events", "Events"), ("n", "Total"))
@@ -564,7 +606,7 @@ def _arm_columns(effects: pd.DataFrame, favours: tuple[str, str]) -> list[_Col]:
     else:
         return []
     return [_Col(f"{f}_{arm}", header, "left", group=_capital(name))
-            for arm, name in (("treat", favours[0]), ("ctrl", favours[1]))
+            for arm, name in (("treat", FAVOURS[0]), ("ctrl", FAVOURS[1]))
             for f, header in fields]
 
 
@@ -577,17 +619,22 @@ def _decimals(values: pd.Series) -> int:
     return 2
 
 
+def _year_text(year: Any) -> str:
+    if year is None or (isinstance(year, float) and math.isnan(year)):
+        return ""
+    return str(int(year)) if isinstance(year, (int, float, np.number)) else str(year)
+
+
 def _study_label(rec: Mapping) -> str:
     label = str(rec.get("label") or rec.get("study_id") or "")
-    year = rec.get("year")
-    if year is not None and not (isinstance(year, float) and math.isnan(year)):
-        year = str(int(year)) if isinstance(year, (int, float, np.number)) else str(year)
-        if year not in label:
-            label = f"{label} {year}"
+    year = _year_text(rec.get("year"))
+    if year and year not in label:
+        label = f"{label} {year}"
     return label
 
 
 LOW_CONFIDENCE_MARK = " \u2020"
+NOT_POOLED = "not pooled"
 
 
 def _label_cell(text: str, mark: str = "") -> str:
@@ -595,319 +642,360 @@ def _label_cell(text: str, mark: str = "") -> str:
     return style.fit_text(text, LABEL_MAX_IN - style.text_width_in(mark, prop), prop) + mark
 
 
-def _study_rows(effects: pd.DataFrame, arm_cols: Sequence[_Col], scale: _Scale) -> list[_Row]:
+@dataclass(frozen=True)
+class _Studies:
+    """The effects table with the result's per-row weights and used flags."""
+
+    effects: pd.DataFrame
+    weights: np.ndarray   # percent of the overall model, NaN where not used
+    used: np.ndarray      # bool
+    wmax: float           # the largest overall weight (NaN if none)
+
+    @classmethod
+    def of(cls, effects: pd.DataFrame, result: AnalysisResult) -> "_Studies":
+        _check_rows(effects, result)
+        weights = np.asarray(result.weights_pct, dtype=float)
+        used = np.asarray(result.used, dtype=bool)
+        finite = weights[used & np.isfinite(weights)]
+        return cls(effects.reset_index(drop=True), weights, used,
+                   float(finite.max()) if finite.size else math.nan)
+
+
+def _study_rows(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col],
+                scale: Scale) -> list[_Row]:
+    """One row per effects row in ``rows``; squares scaled by the overall weights."""
+    effects = studies.effects
     digits = {c.key: _decimals(effects[c.key]) for c in arm_cols}
-    wmax = pd.to_numeric(effects.get("weight_pct"), errors="coerce").max() if "weight_pct" in effects else math.nan
-    rows = []
-    for rec in effects.to_dict("records"):
+    out = []
+    for i in rows:
+        rec = effects.iloc[i].to_dict()
         mark = LOW_CONFIDENCE_MARK if str(rec.get("confidence", "")).lower() == "low" else ""
         cells = {"label": _label_cell(_study_label(rec), mark)}
         for c in arm_cols:
-            cells[c.key] = _fmt(_num(rec.get(c.key)), digits[c.key]) if math.isfinite(_num(rec.get(c.key))) else ""
+            v = _num(rec.get(c.key))
+            cells[c.key] = _fmt(v, digits[c.key]) if math.isfinite(v) else ""
         yi, lb, ub = (_num(rec.get(k)) for k in ("yi", "ci_lb", "ci_ub"))
-        weight = _num(rec.get("weight_pct"))
-        cells["effect"] = scale.effect(yi, lb, ub) if math.isfinite(yi) else "not estimable"
-        cells["weight"] = f"{weight:.1f}%" if math.isfinite(weight) else ""
-        area = weight / wmax if math.isfinite(weight) and wmax > 0 else 0.0
-        rows.append(_Row(STUDY, cells, yi, lb, ub, area))
-    return rows
-
-
-def _totals(effects: pd.DataFrame, arm_cols: Sequence[_Col]) -> dict[str, str]:
-    """Summed events and totals of a block of studies (not means or SDs)."""
-    out = {}
-    for c in arm_cols:
-        if c.key.split("_")[0] in ("events", "n"):
-            out[c.key] = _fmt_count(pd.to_numeric(effects[c.key], errors="coerce").sum(min_count=1))
-    if _has(effects, "weight_pct"):
-        out["weight"] = f"{pd.to_numeric(effects['weight_pct'], errors='coerce').sum():.1f}%"
+        cells["effect"] = _effect(scale, yi, lb, ub) if math.isfinite(yi) else "not estimable"
+        weight = studies.weights[i]
+        if studies.used[i]:
+            cells["weight"] = f"{weight:.1f}%" if math.isfinite(weight) else ""
+            area = weight / studies.wmax if math.isfinite(weight) and studies.wmax > 0 else 0.0
+            out.append(_Row(STUDY, cells, yi, lb, ub, area))
+        else:
+            cells["weight"] = NOT_POOLED
+            out.append(_Row(EXCLUDED, cells, yi, lb, ub, 0.0))
     return out
 
 
-def _summary_rows(fit: Mapping | None, reason: str | None, label: str, extra: Mapping[str, str],
-                  scale: _Scale, *, with_pi: bool) -> list[_Row]:
+def _totals(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col]) -> dict[str, str]:
+    """Summed events and totals (not means or SDs) and weights of the pooled rows of a block."""
+    pooled = [i for i in rows if studies.used[i]]
+    block = studies.effects.iloc[pooled]
+    out = {}
+    for c in arm_cols:
+        if c.key.split("_")[0] in ("events", "n"):
+            out[c.key] = _fmt_count(pd.to_numeric(block[c.key], errors="coerce").sum(min_count=1))
+    weights = studies.weights[pooled]
+    if np.isfinite(weights).any():
+        out["weight"] = f"{np.nansum(weights):.1f}%"
+    return out
+
+
+def _summary_rows(fit: Pooled | None, reason: str, label: str, extra: Mapping[str, str],
+                  scale: Scale, *, with_pi: bool) -> list[_Row]:
     """Diamond, prediction interval and heterogeneity note of one pooled fit."""
     if fit is None:
-        return _notes(f"{label}: no pooled estimate ({reason})")
-    if _num(fit.get("k")) == 1:  # the study's own estimate is already on its row
+        return _notes(f"{label}: no pooled estimate ({reason or 'not computed'})")
+    if fit.k == 1:  # the study's own estimate is already on its row
         return _notes(f"{label}: not pooled (a single study)")
-    est, lb, ub = _interval(fit)
-    rows = [_Row(DIAMOND, {"label": label, **extra, "effect": scale.effect(est, lb, ub)}, est, lb, ub)]
-    pred = fit.get("predict") or {}
-    pi_lb, pi_ub = _num(pred.get("pi.lb")), _num(pred.get("pi.ub"))
-    if with_pi and _num(fit.get("k")) >= PI_MIN_K and math.isfinite(pi_lb) and math.isfinite(pi_ub):
-        text = f"[{_fmt(float(scale.show(pi_lb)))}, {_fmt(float(scale.show(pi_ub)))}]"
-        rows.append(_Row(PI, {"label": "Prediction interval", "effect": text}, est, pi_lb, pi_ub))
-    rows += _notes(_heterogeneity(fit))
+    rows = [_Row(DIAMOND, {"label": label, **extra,
+                           "effect": _effect(scale, fit.estimate, fit.ci.low, fit.ci.high)},
+                 fit.estimate, fit.ci.low, fit.ci.high)]
+    pi = fit.pi
+    if with_pi and pi is not None and fit.k >= PI_MIN_K and math.isfinite(pi.low) and math.isfinite(pi.high):
+        text = f"[{_fmt(float(scale.show(pi.low)))}, {_fmt(float(scale.show(pi.high)))}]"
+        rows.append(_Row(PI, {"label": "Prediction interval", "effect": text}, fit.estimate, pi.low, pi.high))
+    het = _heterogeneity(fit)
+    return rows + (_notes(het) if het else [])
+
+
+def _groups(effects: pd.DataFrame, column: str) -> list[str]:
+    """Each row's subgroup level as the result spells it (str of the value); "" where none.
+
+    The effects table's ``subgroup`` column is the one ``pool`` groups by;
+    ``column`` (the config's subgroup column) is read when it is absent.
+    """
+    col = "subgroup" if "subgroup" in effects else column
+    if col not in effects:
+        return [""] * len(effects)
+    out = []
+    for v in effects[col]:
+        missing = v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
+        out.append("" if missing else str(v))
+    return out
+
+
+def _subgroup_rows(studies: _Studies, result: AnalysisResult, arm_cols: Sequence[_Col],
+                   scale: Scale) -> list[_Row]:
+    """Per level: heading, studies, subtotal and heterogeneity; studies of no level last."""
+    sub = result.subgroups
+    groups = _groups(studies.effects, sub.column)
+    fits: dict[str, SubgroupLevel] = {lev.level: lev for lev in sub.levels}
+    present = set(groups) - {""}
+    order = [lev.level for lev in sub.levels if lev.level in present]
+    order += sorted(present - set(order)) + ([""] if "" in groups else [])
+    rows: list[_Row] = []
+    for level in order:
+        members = [i for i, g in enumerate(groups) if g == level]
+        heading = _level_label(level) if level else "No subgroup"
+        rows += [_Row(HEADING, {"label": _label_cell(heading)}),
+                 *_study_rows(studies, members, arm_cols, scale)]
+        if level in fits:
+            lev = fits[level]
+            rows += _summary_rows(lev.fit, lev.note, f"Subtotal (k = {lev.k})",
+                                  _totals(studies, members, arm_cols), scale, with_pi=False)
+        elif level:
+            rows += _notes("Not in the subgroup analysis (no row of this level was pooled)")
+        else:
+            rows += _notes("Not in the subgroup analysis (no subgroup given)")
+        rows.append(_Row(BLANK))
     return rows
 
 
-def _subgroups(effects: pd.DataFrame) -> pd.Series:
-    """Each study's subgroup as text; "" where it has none."""
-    return effects["subgroup"].astype(object).where(effects["subgroup"].notna(), "").astype(str).str.strip()
+def _note_part(note: str, part: str) -> str:
+    """The reason for one part in a note of '<part>: <reason>; ...' entries (else the note)."""
+    for entry in note.split("; "):
+        name, sep, reason = entry.partition(": ")
+        if sep and name == part:
+            return reason
+    return note or "not computed"
 
 
-def _subgroup_levels(effects: pd.DataFrame, result: Mapping) -> list[str] | None:
-    """Subgroup levels to draw as blocks, in the result's order, or None for a plain forest."""
-    if not _has(effects, "subgroup"):
-        return None
-    present = set(_subgroups(effects)) - {""}
-    by_level, _ = _section(result, "subgroup", "by_level")
-    if not present or by_level is None:
-        return None
-    listed = [str(v) for v in (result["subgroup"].get("levels") or sorted(by_level))]
-    return [v for v in listed if v in present] + sorted(present - set(listed))
-
-
-def _subgroup_block(effects: pd.DataFrame, level: str, result: Mapping, fit_key: str,
-                    arm_cols: Sequence[_Col], scale: _Scale) -> list[_Row]:
-    """Heading, studies, subtotal and heterogeneity of one subgroup ("" : studies without one)."""
-    block = effects[_subgroups(effects) == level]
-    heading = _capital(level.replace("_", " ")) if level else "No subgroup"
-    rows = [_Row(HEADING, {"label": _label_cell(heading)}), *_study_rows(block, arm_cols, scale)]
-    if level:
-        fit, reason = _section(result, "subgroup", "by_level", level, fit_key)
-        label = f"Subtotal (k = {len(block)})"
-        rows += _summary_rows(fit, reason, label, _totals(block, arm_cols), scale, with_pi=False)
+def _subgroup_tests(result: AnalysisResult) -> list[str]:
+    """RevMan's test for subgroup differences, then the mixed-effects QM as a footnote."""
+    sub = result.subgroups
+    if sum(1 for lev in sub.levels if lev.k > 0) < 2:
+        return ["Test for subgroup differences: not applicable (one subgroup)"]
+    if sub.between is None:
+        out = [f"Test for subgroup differences: not available ({_note_part(sub.note, 'q_between')})"]
     else:
-        rows += _notes("Not in the subgroup analysis (no subgroup given)")
-    return rows + [_Row(BLANK)]
-
-
-def _subgroup_test(result: Mapping, fit_key: str, n_levels: int) -> str:
-    if n_levels < 2:
-        return "Test for subgroup differences: not applicable (one subgroup)"
-    test, reason = _section(result, "subgroup", "mixed_effects", fit_key)
-    if test is None:
-        return f"Test for subgroup differences: not available ({reason})"
-    qmdf = test.get("QMdf")  # [m, "NA"] for z tests, [m, k - p] for F tests
-    df_text = ", ".join(_fmt(d, 0) for d in map(_num, qmdf if isinstance(qmdf, list) else [qmdf]) if math.isfinite(d))
-    stat = "QM" if test.get("test", "z") == "z" else "F"
-    return (f"Test for subgroup differences: {stat} = {_fmt(_num(test.get('QM')))}, "
-            f"df = {df_text} ({_fmt_p(_num(test.get('QMp')))})")
-
-
-def _fit_keys(method: str, test: str) -> tuple[str, str]:
-    """(section of the main model, key of a fit inside subgroup/metareg) for a test:
-    ``rma``/``REML`` for z tests, ``rma_knha``/``REML_knha`` for Knapp-Hartung."""
-    if test not in ("z", "knha"):
-        raise ValueError(f"test must be 'z' or 'knha', got {test!r}")
-    return ("rma", method) if test == "z" else ("rma_knha", f"{method}_knha")
+        out = [f"Test for subgroup differences: {_test_text(sub.between, 'P')}, "
+               f"{I2} = {_fmt(sub.between_i2_pct, 0)}%"]
+    if sub.mixed_effects is None:
+        out.append("Mixed-effects model (one common \u03c4\u00b2): not available "
+                   f"({_note_part(sub.note, 'mixed_effects')})")
+    else:
+        out.append(f"Mixed-effects model (one common \u03c4\u00b2): {_test_text(sub.mixed_effects)}")
+    return out
 
 
 @style.styled()  # texts are measured under the figure style (rcParams are global)
-def forest(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
-           method: str = "REML", test: str = "z", title: str | None = None,
-           favours: tuple[str, str] = FAVOURS, ax: Axes | None = None) -> Axes:
+def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
     """Forest plot with study table, pooled diamond, prediction interval and tests.
 
     Columns: study label with year (cut with an ellipsis if long; a dagger
     marks low-confidence rows); arm-level data (events and totals, or mean,
-    SD and total per arm); the effect and its 95% CI on the displayed scale
-    (RR, not log RR, when ``transf="exp"``); the weight in percent. Squares
-    have an area proportional to the weight; CIs that leave the axis end in
-    an arrow. Below the studies: the pooled diamond, the prediction interval
-    as a whisker line under it (k >= 3), heterogeneity (tau^2, I^2, Q, df, p)
-    and the test for the overall effect. When ``effects`` has a ``subgroup``
-    column and the result has ``subgroup.by_level``, studies come in blocks
-    with a header, a subtotal diamond and heterogeneity each (studies with no
-    subgroup last, without a subtotal), and the test for subgroup
-    differences (QM, df, p of metafor's mixed-effects model) is given last.
-    A single study (k = 1) is not drawn as a pooled diamond. A section that is ``{"error": ...}`` is written out as
-    "no pooled estimate (<reason>)". The figure's height grows with the rows.
+    SD and total per arm); the effect and its CI on the shown scale (RR, not
+    log RR, when ``result.scale.log``); the weight in percent
+    (``result.weights_pct``). Squares have an area proportional to the
+    study's weight in the overall model, in subgroup blocks too; rows that
+    do not enter the models (``result.used`` False) have no square, their CI
+    in grey and "not pooled" as their weight. CIs that leave the axis end in
+    an arrow.
+
+    Below the studies: the diamond of ``result.main`` ("Random-effects model
+    (REML)", "Common-effect model" for EE) with its arm totals, the
+    prediction interval ``main.pi`` as a whisker line under it (k >= 3),
+    heterogeneity (tau^2, I^2, Q, df, p of ``main.heterogeneity``) and the
+    test for the overall effect (``main.test_stat``: "z = .." or
+    "t = .., df = .." with Hartung-Knapp). Without a main estimate the
+    status says why (``result.status``, or the failure of the main model).
+
+    With ``result.subgroups``, studies come in blocks per level (in the
+    result's order; studies with no subgroup last, without a subtotal), each
+    with a heading, a subtotal diamond (``SubgroupLevel.fit``) and its
+    heterogeneity; a level of one study is not pooled. Then RevMan's test for
+    subgroup differences (``subgroups.between``: Chi², df, P, and I² of it)
+    and, as a footnote, the mixed-effects QM (``subgroups.mixed_effects``).
+    The figure's height grows with the rows.
 
     Parameters
     ----------
     effects : DataFrame
-        One row per study (see module docstring); rows are drawn in order.
-    result : mapping
-        Result under metafor's key paths; uses ``rma.<method>``,
-        ``subgroup.by_level.<level>.<method>`` and ``subgroup.mixed_effects.<method>``
-        (``rma_knha`` and ``<method>_knha`` when ``test="knha"``), and
-        ``analysis.status`` to say why there is no model at all.
-    measure : str
-        RR, OR, RD, SMD, MD, ROM or GEN.
-    transf : {"exp", "none"} or None
-        None: "exp" for RR, OR, ROM.
-    method : str
-        Which fit of each section to show (metafor's ``method``).
-    test : {"z", "knha"}
-        z tests, or the Knapp-Hartung fits (t and F tests).
-    title : str, optional
-    favours : (str, str)
-        Who is favoured left and right of the line of no effect.
+        The analysis's effects table, one row per study, in the result's
+        row order (see module docstring); rows are drawn in order.
+    result : AnalysisResult
     ax : Axes, optional
         Draw here; the text columns go outside it, so leave room.
 
     Returns
     -------
     Axes
+
+    Raises
+    ------
+    ValueError
+        When ``effects`` does not have one row per entry of ``result.weights_pct``.
     """
-    scale = _scale(measure, transf)
-    model, fit_key = _fit_keys(method, test)
-    arm_cols = _arm_columns(effects, favours)
-    fit, reason = _section(result, model, method)
-    level = _num((fit or {}).get("level", 95))
+    scale = result.scale
+    studies = _Studies.of(effects, result)
+    arm_cols = _arm_columns(studies.effects)
     cols = (_Col("label", "Study", "left", align="left"), *arm_cols,
-            _Col("effect", f"{scale.short} [{level:.0f}% CI]", "right"), _Col("weight", "Weight", "right"))
-    levels = _subgroup_levels(effects, result)
+            _Col("effect", f"{scale.name} [{result.level:.0f}% CI]", "right"),
+            _Col("weight", "Weight", "right"))
+    every = range(len(studies.effects))
     rows: list[_Row] = []
-    if levels is None:
-        rows += _study_rows(effects, arm_cols, scale) + [_Row(BLANK)]
+    if result.subgroups is None:
+        rows += _study_rows(studies, every, arm_cols, scale) + [_Row(BLANK)]
     else:
-        unassigned = [""] if (_subgroups(effects) == "").any() else []
-        for lev in levels + unassigned:
-            rows += _subgroup_block(effects, lev, result, fit_key, arm_cols, scale)
-    k = int(_num(fit.get("k"))) if fit else len(effects)
-    status = (result.get("analysis") or {}).get("status", "")
-    if fit is None and reason == "not computed" and status:  # the pipeline says why
-        reason = status.removeprefix("no pooled estimate: ")
-    rows += _summary_rows(fit, reason, f"{_model_name(method)}, k = {k}", _totals(effects, arm_cols),
-                          scale, with_pi=True)
-    if fit is not None and k > 1:
-        rows += _notes(_overall_test(fit))
-    if levels is not None:
-        rows += _notes(_subgroup_test(result, fit_key, len(levels)))
+        rows += _subgroup_rows(studies, result, arm_cols, scale)
+    main = result.main
+    model = main.model if main is not None else result.method
+    k = main.k if main is not None else result.k_used
+    rows += _summary_rows(main, _no_pool_reason(result), f"{_model_name(model)}, k = {k}",
+                          _totals(studies, every, arm_cols), scale, with_pi=True)
+    if main is not None and main.k > 1:
+        rows += _notes(_overall_test(main))
+    if result.subgroups is not None:
+        for line in _subgroup_tests(result):
+            rows += _notes(line)
     if "confidence" in effects and (effects["confidence"].astype(str).str.lower() == "low").any():
         rows += _notes(f"{LOW_CONFIDENCE_MARK.strip()} low-confidence data")
-    return _draw_table(_Table(tuple(cols), tuple(rows), scale, title, favours), ax)
+    return _draw_table(_Table(tuple(cols), tuple(rows), scale, result.title or None), ax)
 
 
 # --------------------------------------------------------------------------
 # cumulative and leave-one-out forests
 
 
-def _sequence_rows(sec: Mapping, labels: Sequence[str], scale: _Scale, extra: Sequence[Mapping[str, str]]) -> list[_Row]:
-    """POINT rows from metafor's cumul/leave1out arrays (estimate, ci.lb, ci.ub, I2, tau2)."""
-    est, lb, ub, i2, tau2 = ([_num(v) for v in sec.get(key, [])] for key in ("estimate", "ci.lb", "ci.ub", "I2", "tau2"))
+def _sequence_rows(series: Series, scale: Scale, extra: Sequence[Mapping[str, str]]) -> list[_Row]:
+    """POINT rows of a series (estimate, CI, I^2, tau^2 of each fit)."""
     rows = []
-    for j, label in enumerate(labels):
-        cells = {"label": _label_cell(label), **extra[j], "effect": scale.effect(est[j], lb[j], ub[j]),
-                 "i2": f"{_fmt(i2[j], 0)}%" if j < len(i2) and math.isfinite(i2[j]) else DASH,
-                 "tau2": _fmt_small(tau2[j]) if j < len(tau2) else DASH}
-        rows.append(_Row(POINT, cells, est[j], lb[j], ub[j]))
+    for j, label in enumerate(series.labels):
+        est, lb, ub = series.estimate[j], series.ci_low[j], series.ci_high[j]
+        i2, tau2 = series.i2_pct[j], series.tau2[j]
+        cells = {"label": _label_cell(label), **extra[j], "effect": _effect(scale, est, lb, ub),
+                 "i2": f"{_fmt(i2, 0)}%" if math.isfinite(i2) else DASH, "tau2": _fmt_small(tau2)}
+        rows.append(_Row(POINT, cells, est, lb, ub))
     return rows
 
 
-def _sequence_cols(first: str, scale: _Scale, level: float, left: Sequence[_Col] = ()) -> tuple[_Col, ...]:
+def _sequence_cols(first: str, scale: Scale, level: float, left: Sequence[_Col] = ()) -> tuple[_Col, ...]:
     return (_Col("label", first, "left", align="left"), *left,
-            _Col("effect", f"{scale.short} [{level:.0f}% CI]", "right"),
-            _Col("i2", "I\u00b2", "right"), _Col("tau2", "\u03c4\u00b2", "right"))
+            _Col("effect", f"{scale.name} [{level:.0f}% CI]", "right"),
+            _Col("i2", I2, "right"), _Col("tau2", TAU2, "right"))
 
 
-def _years_by_slab(effects: pd.DataFrame | None) -> dict[str, str]:
-    """Study label (made unique as metafor's slab) -> year, when the effects table has both."""
+def _years_by_label(effects: pd.DataFrame | None) -> dict[str, str]:
+    """Study label (as given, and made unique as metafor's slab) -> year."""
     if effects is None or not _has(effects, "year") or "label" not in effects:
         return {}
-    slabs = make_unique([str(v) for v in effects["label"]])
-    return {s: _fmt_count(_num(y)) for s, y in zip(slabs, effects["year"])}
+    labels = [str(v) for v in effects["label"]]
+    years = [_year_text(y) for y in effects["year"]]
+    out: dict[str, str] = {}
+    for names in (make_unique(labels), labels):
+        for name, year in zip(names, years):
+            out.setdefault(name, year)
+    return out
 
 
 @style.styled()  # texts are measured under the figure style (rcParams are global)
-def cumulative(result: Mapping, *, measure: str, transf: str | None = None, method: str = "REML",
-               title: str | None = None, favours: tuple[str, str] = FAVOURS,
-               effects: pd.DataFrame | None = None, ax: Axes | None = None) -> Axes:
+def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
+               ax: Axes | None = None) -> Axes:
     """Cumulative forest: the pooled estimate as studies are added in order of year.
 
-    Row j shows the fit on the first j studies (metafor ``cumul(fit,
-    order=year)``), with its CI, I^2 and tau^2; a dashed line marks the
-    final estimate. An error section is shown as a note.
+    Row j is ``result.cumulative`` fit j (the first ``k[j]`` studies, metafor
+    ``cumul(fit, order=year)``), with its CI, I^2 and tau^2; a dashed line
+    marks the final estimate, and a note names the model of the rows. A
+    missing series is said, with its reason.
 
     Parameters
     ----------
-    result : mapping
-        Uses ``cumul.<method>`` (slab, estimate, ci.lb, ci.ub, I2, tau2) and
-        ``rma.<method>`` for the final estimate.
-    measure, transf, method, title, favours
-        As in :func:`forest`.
+    result : AnalysisResult
     effects : DataFrame, optional
-        When given with ``label`` and ``year``, a year column is added
-        (labels matched to metafor's unique slabs) unless the labels carry
-        the year already.
+        When given with ``label`` and ``year``, a year column is added (by
+        study label) unless the labels carry the year already.
     ax : Axes, optional
 
     Returns
     -------
     Axes
     """
-    scale = _scale(measure, transf)
-    sec, reason = _section(result, "cumul", method)
-    fit, _ = _section(result, "rma", method)
-    level = _num((fit or {}).get("level", 95))
-    years = _years_by_slab(effects)
-    if all(year in slab for slab, year in years.items()):  # labels such as "Anton 1999" say it already
+    scale = result.scale
+    series = result.cumulative
+    labels = series.labels if series is not None else ()
+    years = _years_by_label(effects)
+    if all(year in label for label, year in years.items()):  # labels such as "Anton 1999" say it already
         years = {}
-    labels = [str(s) for s in (sec or {}).get("slab", [])]
     year_col = (_Col("year", "Year", "left"),) if years else ()
-    extra = [{"year": years.get(s, ""), "k": str(j + 1)} for j, s in enumerate(labels)]
-    cols = _sequence_cols("Study added", scale, level, (*year_col, _Col("k", "k", "left")))
-    if sec is None:
-        rows = _notes(f"Cumulative meta-analysis not available ({reason})")
+    cols = _sequence_cols("Study added", scale, result.level, (*year_col, _Col("k", "k", "left")))
+    if series is None:
+        rows = _notes(f"Cumulative meta-analysis not available ({_missing_reason(result, 'cumulative')})")
+        band = None
     else:
-        rows = _sequence_rows(sec, labels, scale, extra)
-    band = (rows[-1].est,) * 3 if sec is not None and labels else None  # final estimate, no band
-    return _draw_table(_Table(cols, tuple(rows), scale, title, favours, band), ax)
+        extra = [{"year": years.get(s, ""), "k": str(k)} for s, k in zip(labels, series.k)]
+        rows = _sequence_rows(series, scale, extra)
+        band = (series.estimate[-1],) * 3 if labels else None  # final estimate, no band
+        rows += [_Row(BLANK), *_notes(f"Each row: {_model_words(series.model, series.test)}")]
+    return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, FAVOURS, band), ax)
 
 
 @style.styled()  # texts are measured under the figure style (rcParams are global)
-def leave_one_out(result: Mapping, *, measure: str, transf: str | None = None, method: str = "REML",
-                  title: str | None = None, favours: tuple[str, str] = FAVOURS,
-                  ax: Axes | None = None) -> Axes:
+def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
     """Leave-one-out forest: the pooled estimate with each study omitted in turn.
 
-    Each row is the fit without that study (metafor ``leave1out``), with its
-    CI, I^2 and tau^2. The estimate from all studies is drawn as a diamond at
-    the bottom and as a shaded band (its CI) with a dashed line through the
-    rows, so that an influential study stands out as a row outside the band.
+    Each row is ``result.leave_one_out`` fit j (without that study, metafor
+    ``leave1out``), with its CI, I^2 and tau^2. The main estimate
+    (``result.main``) is drawn as a diamond at the bottom and as a shaded
+    band (its CI) with a dashed line through the rows, so that an
+    influential study stands out as a row outside the band.
 
     Parameters
     ----------
-    result : mapping
-        Uses ``leave1out.<method>`` and ``rma.<method>``.
-    measure, transf, method, title, favours, ax
-        As in :func:`forest`.
+    result : AnalysisResult
+    ax : Axes, optional
 
     Returns
     -------
     Axes
     """
-    scale = _scale(measure, transf)
-    sec, reason = _section(result, "leave1out", method)
-    fit, fit_reason = _section(result, "rma", method)
-    level = _num((fit or {}).get("level", 95))
-    cols = _sequence_cols("Study omitted", scale, level)
+    scale = result.scale
+    series = result.leave_one_out
+    cols = _sequence_cols("Study omitted", scale, result.level)
     rows: list[_Row] = []
-    if sec is None:
-        rows += _notes(f"Leave-one-out analysis not available ({reason})")
+    if series is None:
+        rows += _notes(f"Leave-one-out analysis not available ({_missing_reason(result, 'leave_one_out')})")
     else:
-        labels = [str(s) for s in sec.get("slab", [])]
-        rows += _sequence_rows(sec, labels, scale, [{}] * len(labels))
+        rows += _sequence_rows(series, scale, [{}] * len(series.labels))
     rows.append(_Row(BLANK))
-    k = int(_num(fit.get("k"))) if fit else 0
+    main = result.main
     band = None
-    if fit is not None:
-        est, lb, ub = _interval(fit)
-        cells = {"label": f"All studies (k = {k})", "effect": scale.effect(est, lb, ub),
-                 "i2": f"{_fmt(_num(fit.get('I2')), 0)}%", "tau2": _fmt_small(_num(fit.get("tau2")))}
-        rows.append(_Row(DIAMOND, cells, est, lb, ub))
-        band = (est, lb, ub)
+    if main is not None:
+        het = main.heterogeneity
+        cells = {"label": f"All studies (k = {main.k})",
+                 "effect": _effect(scale, main.estimate, main.ci.low, main.ci.high),
+                 "i2": f"{_fmt(het.i2_pct, 0)}%" if het is not None else DASH,
+                 "tau2": _fmt_small(het.tau2) if het is not None else DASH}
+        rows.append(_Row(DIAMOND, cells, main.estimate, main.ci.low, main.ci.high))
+        band = (main.estimate, main.ci.low, main.ci.high)
     else:
-        rows += _notes(f"All studies: no pooled estimate ({fit_reason})")
-    return _draw_table(_Table(cols, tuple(rows), scale, title, favours, band), ax)
+        rows += _notes(f"All studies: no pooled estimate ({_no_pool_reason(result)})")
+    if series is not None:
+        rows += _notes(f"Each row: {_model_words(series.model, series.test)}")
+    return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, FAVOURS, band), ax)
 
 
 # --------------------------------------------------------------------------
 # funnel and bubble plots
 
 
-def _finite(effects: pd.DataFrame, *cols: str) -> list[np.ndarray]:
-    """Columns as float arrays, keeping rows where all of them are finite."""
-    arrays = [pd.to_numeric(effects[c], errors="coerce").to_numpy(dtype=float) for c in cols]
-    keep = np.logical_and.reduce([np.isfinite(a) for a in arrays])
-    return [a[keep] for a in arrays]
+def _column(effects: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in effects:
+        return np.full(len(effects), np.nan)
+    return pd.to_numeric(effects[col], errors="coerce").to_numpy(dtype=float)
 
 
-def _set_effect_axis(ax: Axes, which: str, scale: _Scale, lo: float, hi: float) -> None:
+def _set_effect_axis(ax: Axes, which: str, scale: Scale, lo: float, hi: float) -> None:
     """Scale, nice ticks and limits of the x or y effect axis, from analysis-scale limits."""
     ticks = _nice_limits(lo, hi, scale.log)
     axis = getattr(ax, f"{which}axis")
@@ -922,30 +1010,38 @@ def _figure_ax(ax: Axes | None, width_in: float, height_in: float, rect: tuple[f
     return style.new_axes(width_in, height_in, rect) if ax is None else ax
 
 
+def _wrap(text: str, width: int = FUNNEL_LEGEND_CHARS) -> str:
+    return textwrap.fill(text, width)
+
+
+def _text_handle(text: str) -> Line2D:
+    """A legend entry that is only words."""
+    return Line2D([], [], lw=0, label=_wrap(text))
+
+
 @style.styled()  # texts are measured under the figure style (rcParams are global)
-def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str | None = None,
-           method: str = "REML", title: str | None = None, ax: Axes | None = None) -> Axes:
+def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
     """Contour-enhanced funnel plot (Peters et al. 2008) with trim-and-fill studies.
 
-    Each study is a filled circle at its effect (x) and standard error (y,
-    inverted, 0 at the top). The background is shaded by the two-sided p
-    value a study at that point would have against no effect: white for
-    p >= 0.10, then darker greys for 0.05-0.10, 0.01-0.05 and p < 0.01, so
-    that missing studies in the white region suggest publication bias and
-    missing studies in the grey regions suggest other causes. A solid line
-    marks the pooled estimate with dashed pseudo-95% limits around it;
-    studies imputed by trim and fill (``trimfill.<method>``: ``yi_all``,
-    ``vi_all``, ``filled``) are open circles, with the adjusted estimate as
-    a dotted line. A missing or failed trim and fill is said in the legend.
+    Each pooled study (``result.used``) is a filled circle at its effect (x,
+    ``yi``) and standard error (y, ``sei``, inverted, 0 at the top). The
+    background is shaded by the two-sided p value a study at that point
+    would have against no effect: white for p >= 0.10, then darker greys for
+    0.05-0.10, 0.01-0.05 and p < 0.01, so that missing studies in the white
+    region suggest publication bias and missing studies in the grey regions
+    suggest other causes. A solid line marks the main estimate
+    (``result.main``) with dashed pseudo-confidence limits around it (at
+    ``result.level``). Studies imputed by trim and fill
+    (``result.small_study.trimfill.filled_yi``/``filled_vi``) are open
+    circles, with the adjusted estimate (``trimfill.fit``) as a dotted line.
+    A missing trim and fill, a missing main estimate and an asymmetry
+    assessment skipped for few studies are said in the legend.
 
     Parameters
     ----------
     effects : DataFrame
-        Uses ``yi`` and ``sei``.
-    result : mapping
-        Uses ``rma.<method>`` and ``trimfill.<method>``.
-    measure, transf, method, title
-        As in :func:`forest`.
+        Uses ``yi`` and ``sei`` (``vi`` when there is no ``sei``).
+    result : AnalysisResult
     ax : Axes, optional
         The legend goes to the right of it.
 
@@ -953,17 +1049,18 @@ def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     -------
     Axes
     """
-    scale = _scale(measure, transf)
-    yi, sei = _finite(effects, "yi", "sei")
-    fit, fit_reason = _section(result, "rma", method)
-    tf, tf_reason = _section(result, "trimfill", method)
-    filled_yi = filled_se = np.array([])
-    if tf is not None and tf.get("filled") is not None:
-        mask = np.array([bool(f) for f in tf["filled"]])
-        filled_yi = np.array([_num(v) for v in tf["yi_all"]])[mask]
-        filled_se = np.sqrt(np.array([_num(v) for v in tf["vi_all"]])[mask])
+    _check_rows(effects, result)
+    scale = result.scale
+    yi = _column(effects, "yi")
+    sei = _column(effects, "sei") if "sei" in effects else np.sqrt(_column(effects, "vi"))
+    keep = np.asarray(result.used, dtype=bool) & np.isfinite(yi) & np.isfinite(sei)
+    yi, sei = yi[keep], sei[keep]
+    small = result.small_study
+    tf = small.trimfill if small is not None else None
+    filled_yi = np.asarray(tf.filled_yi if tf else (), dtype=float)
+    filled_se = np.sqrt(np.asarray(tf.filled_vi if tf else (), dtype=float))
     se_max = FUNNEL_SE_HEADROOM * max([*sei, *filled_se, 1e-3])
-    z_edge = stats.norm.isf(FUNNEL_CONTOURS[0][0] / 2)
+    z_edge = z_crit(100 * (1 - FUNNEL_CONTOURS[0][0]))
     lo = min([-z_edge * se_max, *yi, *filled_yi])
     hi = max([z_edge * se_max, *yi, *filled_yi])
     ax = _figure_ax(ax, *FUNNEL_SIZE_IN, FUNNEL_RECT)
@@ -973,7 +1070,7 @@ def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     ax.set_facecolor(style.SHADE)
     handles = [Patch(facecolor=style.SHADE, label=f"p < {FUNNEL_CONTOURS[0][0]:.2f}")]
     for i, (p, shade) in enumerate(FUNNEL_CONTOURS):  # outermost first: inner regions paint over
-        z = stats.norm.isf(p / 2)
+        z = z_crit(100 * (1 - p))
         ax.fill_betweenx(se, scale.show(-z * se), scale.show(z * se), color=shade, lw=0, zorder=0)
         upper = FUNNEL_CONTOURS[i + 1][0] if i + 1 < len(FUNNEL_CONTOURS) else None
         label = f"{p:.2f} \u2264 p < {upper:.2f}" if upper else f"p \u2265 {p:.2f}"
@@ -981,14 +1078,17 @@ def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
     handles.reverse()
     for patch in handles:
         patch.set(edgecolor=style.MID, lw=style.THIN_LINE)
-    if fit is not None:
-        est = _num(fit.get("estimate"))
-        crit = stats.norm.isf((1 - _num(fit.get("level", 95)) / 100) / 2)
+    main = result.main
+    if main is not None:
+        est = main.estimate
+        crit = z_crit(result.level)
         ax.plot(scale.show(np.array([est, est])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH)
         for sign in (-1, 1):
             ax.plot(scale.show(est + sign * crit * se), se, color=style.INK, lw=style.THIN_LINE, ls="--")
-        handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, label=f"Pooled estimate ({method})"))
-        handles.append(Line2D([], [], color=style.INK, lw=style.THIN_LINE, ls="--", label="Pseudo 95% limits"))
+        handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH,
+                              label=_wrap(f"Pooled estimate ({main.model}): {_fmt(float(scale.show(est)))}")))
+        handles.append(Line2D([], [], color=style.INK, lw=style.THIN_LINE, ls="--",
+                              label=f"Pseudo {result.level:.0f}% limits"))
     ax.plot(scale.show(yi), sei, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
             mew=style.THIN_LINE, zorder=3)
     handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
@@ -999,138 +1099,133 @@ def funnel(effects: pd.DataFrame, result: Mapping, *, measure: str, transf: str 
         handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER, mec=style.INK,
                               label=f"Imputed by trim and fill ({filled_yi.size})"))
     if tf is not None:
-        adj = _num(tf.get("estimate"))
+        adj = tf.fit.estimate
         ax.plot(scale.show(np.array([adj, adj])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH, ls=":")
         handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, ls=":",
                               label=f"Trim-and-fill estimate: {_fmt(float(scale.show(adj)))}"))
     else:
-        handles.append(Line2D([], [], lw=0, label=_wrap(f"Trim and fill not available ({tf_reason})")))
-    if fit is None:
-        handles.append(Line2D([], [], lw=0, label=_wrap(f"No pooled estimate ({fit_reason})")))
+        reason = (small.note if small is not None and small.note else _missing_reason(result, "small_study"))
+        handles.append(_text_handle(f"Trim and fill not available ({reason})"))
+    if small is not None and not small.assessed:
+        handles.append(_text_handle(f"Asymmetry {small.note}" if small.note else "Asymmetry not assessed"))
+    if main is None:
+        handles.append(_text_handle(f"No pooled estimate ({_no_pool_reason(result)})"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
               handlelength=1.6)
     ax.set_xlabel(scale.axis_label)
     ax.set_ylabel("Standard error")
     ax.set_axisbelow(False)
-    if title:
-        ax.set_title(title, loc="left", fontweight="bold")
+    if result.title:
+        ax.set_title(result.title, loc="left", fontweight="bold")
     return ax
 
 
-def _wrap(text: str, width: int = 34) -> str:
-    return textwrap.fill(text, width)
+_INTERCEPTS = ("intrcpt", "intercept", "(Intercept)")
 
 
-def _metareg_vcov(reg: Mapping, x: np.ndarray, vi: np.ndarray) -> np.ndarray:
-    """Covariance of (intercept, slope): ``reg["vcov"]`` if given, else metafor's
-    ``s2w * (X' W X)^-1`` with ``W = diag(1 / (vi + tau2))`` (``s2w`` = 1 for z tests)."""
-    if reg.get("vcov") is not None:
-        return np.array([[_num(v) for v in row] for row in reg["vcov"]])
-    w = 1.0 / (vi + _num(reg.get("tau2")))
-    xtwx = np.array([[w.sum(), (w * x).sum()], [(w * x).sum(), (w * x * x).sum()]])
-    s2w = _num(reg.get("s2w", 1.0))
-    return (s2w if math.isfinite(s2w) else 1.0) * np.linalg.inv(xtwx)
-
-
-def _metareg_line(reg: Mapping, moderator: str, x: np.ndarray, vi: np.ndarray,
-                  grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fitted line and its CI over ``grid`` (analysis scale) from an intercept + slope model."""
-    coef = reg["coefficients"]
-    names = list(coef["names"])
-    if len(names) != 2 or moderator not in names:
-        raise ValueError(f"bubble plot needs a model of intercept + {moderator}, got {names}")
-    b = np.array([_num(v) for v in coef["estimate"]])
-    order = [1 - names.index(moderator), names.index(moderator)]  # (intercept, slope)
-    b = b[order]
-    vcov = _metareg_vcov(reg, x, vi)
-    df = _num(coef.get("df"))
-    q = 1 - (1 - _num(reg.get("level", 95)) / 100) / 2
-    crit = stats.t.ppf(q, df) if math.isfinite(df) else stats.norm.ppf(q)
-    fitted = b[0] + b[1] * grid
-    se = np.sqrt(vcov[0, 0] + 2 * grid * vcov[0, 1] + grid ** 2 * vcov[1, 1])
-    return fitted, fitted - crit * se, fitted + crit * se
-
-
-def _metareg_summary(reg: Mapping, moderator: str, scale: _Scale) -> str:
-    """Two lines: the slope with CI and p (on the analysis scale), then tau^2 and R^2."""
-    coef = reg["coefficients"]
-    j = list(coef["names"]).index(moderator)
-    est, lb, ub, p = (_num(coef[key][j]) for key in ("estimate", "ci.lb", "ci.ub", "pval"))
-    on = f" (log {scale.short})" if scale.log else ""
-    r2 = _num(reg.get("R2"))
-    return (f"Slope{on} {_fmt(est, 3)} per unit of {moderator} "
-            f"({_fmt(_num(reg.get('level', 95)), 0)}% CI {_fmt(lb, 3)} to {_fmt(ub, 3)}), {_fmt_p(p)}\n"
-            f"Residual \u03c4\u00b2 = {_fmt_small(_num(reg.get('tau2')))}"
-            + (f"; R\u00b2 = {_fmt(r2, 0)}%" if math.isfinite(r2) else ""))
+def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
+    """Lines: the slope with CI and p (analysis scale); QM, residual tau^2 and R^2; notes."""
+    slope = next((c for c in reg.coefficients if c.name == reg.moderator), None)
+    if slope is None:
+        others = [c for c in reg.coefficients if c.name not in _INTERCEPTS]
+        slope = others[0] if len(others) == 1 else None
+    lines = []
+    if slope is not None:
+        on = f" (log {scale.name})" if scale.log else ""
+        lines.append(f"Slope{on} {_fmt(slope.estimate, 3)} per unit of {reg.moderator} "
+                     f"({reg.level:.0f}% CI {_fmt(slope.ci.low, 3)} to {_fmt(slope.ci.high, 3)}), "
+                     f"{_fmt_p(slope.test_stat.pval)}")
+    fit = [] if reg.qm is None else [_test_text(reg.qm)]
+    fit.append(f"residual {_is(TAU2, _fmt_small(reg.tau2))}" if fit else
+               _capital(f"residual {_is(TAU2, _fmt_small(reg.tau2))}"))
+    if math.isfinite(reg.r2_pct):
+        fit.append(f"R\u00b2 = {_fmt(reg.r2_pct, 0)}%")
+    lines.append("; ".join(fit))
+    how = "Hartung-Knapp" if reg.test == "knha" else "z tests"
+    lines.append(f"Mixed-effects meta-regression ({reg.model}, {how}), k = {reg.k}"
+                 + (f"; {reg.note}" if reg.note else ""))
+    return "\n".join(lines)
 
 
 @style.styled()  # texts are measured under the figure style (rcParams are global)
-def bubble(effects: pd.DataFrame, result: Mapping, moderator: str | None = None, *, measure: str,
-           transf: str | None = None, method: str = "REML", test: str = "z", title: str | None = None,
+def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
            ax: Axes | None = None) -> Axes:
     """Meta-regression bubble plot: effect against a moderator, with the fitted line.
 
-    Each study is an open circle whose area is proportional to its weight in
-    the meta-regression, ``1 / (vi + tau2)`` with the residual tau^2. The
-    fitted line and its CI band come from ``metareg.<method>.coefficients``
-    (intercept and slope) and the coefficients' covariance: ``vcov`` when the
-    result has it, else rebuilt as metafor does, ``s2w (X'WX)^-1``. The slope,
-    its CI and p, the residual tau^2 and R^2 are written above the plot. An
-    error section leaves the studies drawn and says why there is no line.
+    Each study is an open circle at its moderator value
+    (``MetaRegression.x``, NaN for rows not in the regression) and effect
+    (``effects.yi``); its area is proportional to its precision ``1 / vi``,
+    scaled to the most precise study. The fitted line and its CI band are
+    ``result.regression(moderator).line``. The slope with its CI and p, QM,
+    the residual tau^2 and R^2 are written above the plot. A regression
+    that was not computed leaves the studies drawn and says why
+    (``MetaRegression.note``).
 
     Parameters
     ----------
     effects : DataFrame
-        Uses ``yi``, ``vi`` and the moderator column.
-    result : mapping
-        Uses ``metareg_by.<moderator>.<method>`` when present (the pipeline
-        fits one model per moderator), else ``metareg.<method>`` (and
-        ``metareg.moderator`` when ``moderator`` is None).
-    moderator : str, optional
-        Column of ``effects`` and coefficient name in the model.
-    measure, transf, method, test, title
-        As in :func:`forest`.
+        Uses ``yi`` and ``vi``; one row per entry of ``MetaRegression.x``.
+    result : AnalysisResult
+    moderator : str
+        A moderator of the result's meta-regressions.
     ax : Axes, optional
 
     Returns
     -------
     Axes
+
+    Raises
+    ------
+    ValueError
+        When the result has no meta-regression on ``moderator``, or
+        ``effects`` has not one row per entry of its ``x``.
     """
-    scale = _scale(measure, transf)
-    moderator = moderator or (result.get("metareg") or {}).get("moderator")
-    if not moderator or moderator not in effects:
-        raise ValueError(f"bubble plot: moderator {moderator!r} is not a column of the effects table")
-    x, yi, vi = _finite(effects, moderator, "yi", "vi")
-    by = "metareg_by" in result and moderator in result["metareg_by"]  # one model per moderator
-    reg, reason = _section(result, *(("metareg_by", moderator) if by else ("metareg",)), _fit_keys(method, test)[1])
+    scale = result.scale
+    reg = result.regression(moderator)
+    if reg is None:
+        known = ", ".join(r.moderator for r in result.metaregression) or "none"
+        raise ValueError(f"bubble plot: {result.name} has no meta-regression on {moderator!r} "
+                         f"(moderators: {known})")
+    if len(reg.x) != len(effects):
+        raise ValueError(f"bubble plot: the effects table has {len(effects)} rows, the meta-regression "
+                         f"on {moderator!r} has {len(reg.x)}; re-run the pool step")
+    x = np.asarray(reg.x, dtype=float)
+    yi, vi = _column(effects, "yi"), _column(effects, "vi")
+    keep = np.isfinite(x) & np.isfinite(yi) & np.isfinite(vi) & (vi > 0)
+    x, yi, vi = x[keep], yi[keep], vi[keep]
     ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT)
-    tau2 = _num(reg.get("tau2")) if reg is not None else 0.0
-    w = 1.0 / (vi + (tau2 if math.isfinite(tau2) else 0.0))
-    grid = np.linspace(x.min(), x.max(), BUBBLE_GRID)
     span = [*yi]
-    note = f"No meta-regression line ({reason})"
-    if reg is not None:
-        try:
-            fitted, lb, ub = _metareg_line(reg, moderator, x, vi, grid)
-        except ValueError as exc:  # a model with other coefficients: say so on the plot
-            reg, note = None, f"No meta-regression line ({exc})"
-    if reg is not None:
-        span += [*lb, *ub]
-        ax.fill_between(grid, scale.show(lb), scale.show(ub), color=style.FAINT, lw=0, zorder=0)
-        ax.plot(grid, scale.show(fitted), color=style.INK, lw=style.LINE_WIDTH * 1.5, zorder=2)
-        note = _metareg_summary(reg, moderator, scale)
-    ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
-               edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
+    line = reg.line
+    if line is not None:
+        span += [v for v in (*line.ci_low, *line.ci_high) if math.isfinite(v)]
+        ax.fill_between(line.x, scale.show(np.asarray(line.ci_low)), scale.show(np.asarray(line.ci_high)),
+                        color=style.FAINT, lw=0, zorder=0)
+        ax.plot(line.x, scale.show(np.asarray(line.pred)), color=style.INK, lw=style.LINE_WIDTH * 1.5,
+                zorder=2)
+    if reg.coefficients:
+        note = _metareg_summary(reg, scale)
+        if line is None:
+            note = "No fitted line (the model has more than one slope)\n" + note
+    else:
+        note = f"No meta-regression line ({reg.note or 'not computed'})"
+    if x.size:
+        w = 1.0 / vi
+        ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
+                   edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
     ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
+    span = span or [0.0]
     pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)
     _set_effect_axis(ax, "y", scale, min(span) - pad, max(span) + pad)
-    xpad = BUBBLE_PAD * (x.max() - x.min() or 1.0)
-    ax.set_xlim(x.min() - xpad, x.max() + xpad)
+    xs = [*x, *(line.x if line is not None else ())] or [0.0]
+    xpad = BUBBLE_PAD * (max(xs) - min(xs) or 1.0)
+    ax.set_xlim(min(xs) - xpad, max(xs) + xpad)
     ax.set_xlabel(moderator)
     ax.set_ylabel(scale.axis_label)
-    ax.annotate("\n".join(_wrap(line, BUBBLE_NOTE_CHARS) for line in note.split("\n")), xy=(0, 1), xycoords="axes fraction", xytext=(0, 6),
-                textcoords="offset points", ha="left", va="bottom", fontsize=style.SMALL_SIZE,
-                color=style.DARK, parse_math=False)
-    if title:
-        ax.set_title(title, loc="left", fontweight="bold", pad=BUBBLE_TITLE_PAD_PT)
+    note = "\n".join(_wrap(line_, BUBBLE_NOTE_CHARS) for line_ in note.split("\n"))
+    ax.annotate(note, xy=(0, 1), xycoords="axes fraction", xytext=(0, BUBBLE_NOTE_OFFSET_PT),
+                textcoords="offset points",
+                ha="left", va="bottom", fontsize=style.SMALL_SIZE, color=style.DARK, parse_math=False)
+    if result.title:
+        ax.set_title(result.title, loc="left", fontweight="bold",
+                     pad=BUBBLE_NOTE_OFFSET_PT + BUBBLE_LINE_PT * (note.count("\n") + 1) + BUBBLE_TITLE_GAP_PT)
     return ax

@@ -91,6 +91,7 @@ class Test:
     statistic: float
     pval: float
     df: float | None = None
+    df2: float | None = None   # the denominator df of an F test
 
 
 @dataclass(frozen=True)
