@@ -223,3 +223,11 @@ def test_fits_per_analysis_at_most_half_of_the_oracle_layout():
     assert new.count <= old.count / 2, (new.count, old.count)
     # 87 rma() calls per analysis at 54dfb7b (the pool step before typed results)
     assert new.count <= 87 / 2
+
+
+def test_participants_count_the_rows_that_report_arm_sizes():
+    eff = bcg_effects()
+    eff.loc[0, "n_treat"] = np.nan
+    res = run_plan(bcg_plan(), eff)
+    data = pd.read_csv(CASE / "data.csv")
+    assert res.participants == data["n1i"][1:].sum() + data["n2i"].sum()

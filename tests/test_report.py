@@ -1,18 +1,29 @@
-"""The HTML report and the evidence-table files.
+"""The HTML report: it shows the run's files, escaped, and computes nothing.
 
-* hostile study labels, quotes, sources and config titles are shown as text
-  (no element, attribute or script can be injected);
-* the page is self-contained: no script, no external resource, a CSP;
+* hostile study labels, quotes, sources, config titles and table cells are
+  shown as text (no element, attribute or script can be injected);
+* the page is self-contained: no script, no external resource, a CSP; the
+  figures are the files it is given (not a folder it globs), embedded, or
+  linked once they are larger in all than the inline budget;
+* numbers are those of the inputs: the statistics block and the study
+  weights of the typed result, on its scale (a ratio analysis shows
+  ``exp`` of its estimate, checked with ``math.exp``, not with the report's
+  own formatting); the evidence tables are the CSV files (a cell edited in
+  a file shows up on the page, a formula-safety quote is taken off); no
+  fitting function runs while the page is made;
 * it renders in headless Chromium without console errors or requests
-  beyond the page itself, and shows the expected headings (a tiny Chrome
-  DevTools Protocol client over ``--remote-debugging-pipe``, so no
-  third-party driver is needed); a control page with a console error
-  proves that the detector can fail;
-* output is deterministic, and the tables are written as CSV and Markdown
-  with formula-looking cells neutralised.
+  beyond the page itself (and its linked figures), and shows the expected
+  headings (a tiny Chrome DevTools Protocol client over
+  ``--remote-debugging-pipe``, so no third-party driver is needed); a
+  control page with a console error proves that the detector can fail;
+* output is deterministic.
 
-Fixtures: the vendored metafor case ``bcg_RR`` (13 BCG trials) dressed up as
-an analysis (its ``data.csv`` as arm counts, its ``out.json`` as the result).
+Fixtures are real pipeline outputs made in the test: small effects tables
+(BCG trials as a risk-ratio analysis with a subgroup, a moderator, two
+config sensitivity subsets and one unusable row; three reported ratios as
+a generic analysis shown as ratios; a single continuous study) pooled by
+``ntxmeta.analysis.run_plan``, the evidence tables written by
+``ntxmeta.evidence.write_evidence_tables``, figures drawn with matplotlib.
 Chromium: Debian's ``chromium`` package (CI installs it: ``apt-get install -y
 chromium``); the browser tests are skipped, saying why, only when it is absent.
 """
@@ -21,7 +32,9 @@ from __future__ import annotations
 import base64
 import fcntl
 import json
+import math
 import os
+import re
 import select
 import shutil
 import time
@@ -33,25 +46,46 @@ import pandas as pd
 import pytest
 
 from ntxmeta import report as rp
-from ntxmeta.analyse import dumps, load_result
+from ntxmeta.analysis import run_plan
+from ntxmeta.config import resolve
+from ntxmeta.evidence import TABLE_DIGITS, write_evidence_tables
+from ntxmeta.pipeline import EFFECT_COLUMNS, read_effects, write_csv
+from ntxmeta.plan import Config
+from ntxmeta.result import read_result
 
 FIX = Path(__file__).parent / "fixtures" / "oracle"
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
+FORMULA = '=HYPERLINK("http://x.example.org")'
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Seconds to wait for Chromium to answer a command or load the page.
 CDP_TIMEOUT_S = 60.0
 #: After the load event, how long to keep listening for late console errors.
 SETTLE_S = 0.5
+MINUS = "\u2212"
+TITLE_RR = "Return to heavy drinking"
+TITLE_GEN = f"Opioid relapse {SCRIPT}"
 
 
 # --------------------------------------------------------------------------- fixtures
 
 
+def effects_frame(columns: dict) -> pd.DataFrame:
+    """An effects table with every column of ``EFFECT_COLUMNS`` (NaN where not given), extras after."""
+    n = len(next(iter(columns.values())))
+    frame = pd.DataFrame({c: columns.get(c, [np.nan] * n) for c in EFFECT_COLUMNS})
+    for c, v in columns.items():
+        if c not in frame:
+            frame[c] = v
+    return frame
+
+
 def bcg_effects() -> pd.DataFrame:
-    """bcg_RR as a pipeline effects table, with hostile text in the labels, quotes and sources."""
+    """The 13 BCG trials as log risk ratios (by hand), hostile text, and a 14th row without numbers."""
     d = pd.read_csv(FIX / "bcg_RR" / "data.csv")
-    ref = load_result(FIX / "bcg_RR" / "out.json")
+    a, n1, c, n2 = (d[x].to_numpy(dtype=float) for x in ("ai", "n1i", "ci", "n2i"))
+    yi = np.log((a / n1) / (c / n2))
+    vi = 1 / a - 1 / n1 + 1 / c - 1 / n2
     k = len(d)
     labels = list(d.author)
     labels[0] = f"Aronson {SCRIPT}"
@@ -61,56 +95,73 @@ def bcg_effects() -> pd.DataFrame:
     quotes[2] = IMG
     sources = ["PMID 1345133 (https://pubmed.example.org/1345133)"] * k
     sources[1] = f'javascript:alert(1) {IMG} https://x.example.org/a"onmouseover=alert(1)'
-    return pd.DataFrame({
-        "row_id": [f"BCG{i:02d}" for i in d.trial], "study_id": d.author, "label": labels,
-        "year": d.year, "subgroup": d.alloc, "indication": "alcohol", "outcome": "relapse",
-        "comparator_type": np.where(d.trial % 3 == 0, "active", "placebo"),
-        "formulation": "oral", "genotype": "", "dose_mg": 50, "followup_weeks": 12,
-        "data_type": "binary", "events_treat": d.ai, "n_treat": d.n1i, "events_ctrl": d.ci,
-        "n_ctrl": d.n2i, "yi": ref["escalc"]["yi"], "vi": ref["escalc"]["vi"],
-        "sei": ref["escalc"]["sei"], "ci_lb": ref["escalc"]["ci.lb"], "ci_ub": ref["escalc"]["ci.ub"],
-        "weight_pct": ref["rma"]["REML"]["weights_pct"],
-        "confidence": np.where(d.trial % 4 == 0, "low", "high"), "derived": d.trial % 5 == 0,
-        "flipped": False, "source": sources, "quote": quotes,
-        "derived_text": ["yes: arm sizes from percentages <b>"] + [""] * (k - 1)})
+    trial = d.trial.to_numpy()
+    cols = {
+        "row_id": [f"BCG{t:02d}" for t in trial], "study_id": list(d.author), "label": labels,
+        "year": list(d.year), "subgroup": list(d.alloc), "indication": ["alcohol"] * k,
+        "outcome": ["relapse"] * k,
+        "comparator_type": list(np.where(trial % 3 == 0, "active", "placebo")),
+        "formulation": ["oral"] * k, "dose_mg": [50] * k, "followup_weeks": [12] * k,
+        "data_type": ["binary"] * k, "events_treat": list(a), "n_treat": list(n1),
+        "events_ctrl": list(c), "n_ctrl": list(n2), "yi": list(yi), "vi": list(vi),
+        "sei": list(np.sqrt(vi)), "ci_lb": list(yi - 1.959963984540054 * np.sqrt(vi)),
+        "ci_ub": list(yi + 1.959963984540054 * np.sqrt(vi)),
+        "confidence": list(np.where(trial % 4 == 0, "low", "high")),
+        "derived": list(trial % 5 == 0), "flipped": [False] * k,
+        "derived_text": ["yes: arm sizes from percentages <b>"] + [""] * (k - 1),
+        "source": sources, "quote": quotes, "ablat": list(d.ablat.astype(float))}
+    frame = effects_frame(cols)
+    unusable = {c: np.nan for c in frame.columns}
+    unusable.update(row_id="BCG99", study_id="Unusable", label="Unusable trial", year=1990,
+                    subgroup="random", indication="alcohol", data_type="binary",
+                    confidence="high", derived=False, flipped=False, source="s", quote="q",
+                    derived_text="")
+    return pd.concat([frame, pd.DataFrame([unusable])], ignore_index=True)
 
 
-def bcg_result(title: str = "Return to heavy drinking") -> dict:
-    res = load_result(FIX / "bcg_RR" / "out.json")
-    res["name"] = "aud_heavy"
-    res["analysis"] = {"title": title, "measure": "RR", "method": "REML", "test": "z", "level": 95,
-                       "k_used": 13, "participants": 357347, "status": "pooled"}
-    return res
+#: Three reported ratios (log ratio, its variance) of a generic analysis: shown as ratios.
+GEN_LOG_RATIOS = ((0.405, 0.040), (0.262, 0.090), (0.531, 0.061))
 
 
-def bcg_config(title: str = "Return to heavy drinking") -> dict:
-    return {"defaults": {"method": "REML", "test": "z"},
-            "analyses": {"aud_heavy": {"title": title, "measure": "RR", "main": True,
-                                       "subgroup": "alloc", "filters": {"indication": ["alcohol"]}},
-                         "oud_small": {"title": f"Opioid relapse {SCRIPT}", "measure": "RR",
-                                       "main": True, "filters": {"indication": ["opioid"]}}},
-            "sensitivity": {"no_alt": {"title": f"Without {IMG}", "exclude": {"subgroup": ["alternate"]}}}}
+def gen_effects() -> pd.DataFrame:
+    k = len(GEN_LOG_RATIOS)
+    y = [r[0] for r in GEN_LOG_RATIOS]
+    v = [r[1] for r in GEN_LOG_RATIOS]
+    return effects_frame({
+        "row_id": [f"G{i}" for i in range(k)], "study_id": [f"g{i}" for i in range(k)],
+        "label": ["Oslin 2003", "Anton 2008", "Ray 2012"], "year": [2003, 2008, 2012],
+        "indication": ["opioid"] * k, "data_type": ["ratio"] * k, "log_ratio": y,
+        "var_log_ratio": v, "yi": y, "vi": v,
+        "ci_lb": [a - 1.959963984540054 * math.sqrt(b) for a, b in zip(y, v)],
+        "ci_ub": [a + 1.959963984540054 * math.sqrt(b) for a, b in zip(y, v)],
+        "confidence": ["high"] * k, "derived": [False] * k, "flipped": [False] * k,
+        "source": ["s"] * k, "quote": ["q"] * k, "derived_text": [""] * k})
 
 
-def small_case() -> tuple[pd.DataFrame, dict]:
-    """bcg_k3_RR (k = 3) as a second analysis: no small-study assessment, one subgroup level."""
-    d = pd.read_csv(FIX / "bcg_k3_RR" / "data.csv")
-    ref = load_result(FIX / "bcg_k3_RR" / "out.json")
-    eff = pd.DataFrame({"row_id": [f"K3{i}" for i in range(len(d))], "study_id": d.author,
-                        "label": d.author, "year": d.year, "indication": "opioid",
-                        "comparator_type": "placebo", "data_type": "binary",
-                        "events_treat": d.ai, "n_treat": d.n1i, "events_ctrl": d.ci, "n_ctrl": d.n2i,
-                        "yi": ref["escalc"]["yi"], "vi": ref["escalc"]["vi"],
-                        "ci_lb": ref["escalc"]["ci.lb"], "ci_ub": ref["escalc"]["ci.ub"],
-                        "confidence": "high", "derived": False, "flipped": False,
-                        "source": "s", "quote": "q"})
-    ref["name"] = "oud_small"
-    ref["analysis"] = {"title": f"Opioid relapse {SCRIPT}", "measure": "RR", "method": "REML",
-                       "test": "z", "level": 95, "k_used": 3, "participants": 1000, "status": "pooled"}
-    return eff, ref
+def one_effects() -> pd.DataFrame:
+    return effects_frame({
+        "row_id": ["S1"], "study_id": ["s1"], "label": ["Grant 2006"], "year": [2006],
+        "indication": ["gambling"], "data_type": ["continuous"], "mean_treat": [10.0],
+        "sd_treat": [4.0], "n_treat": [40], "mean_ctrl": [12.0], "sd_ctrl": [4.5], "n_ctrl": [38],
+        "yi": [-0.46], "vi": [0.053], "ci_lb": [-0.911], "ci_ub": [-0.009], "confidence": ["high"],
+        "derived": [False], "flipped": [False], "source": ["s"], "quote": ["q"],
+        "derived_text": [""]})
 
 
-def write_svg(path: Path) -> None:
+def config() -> Config:
+    return Config.from_resolved(resolve({
+        "analyses": {
+            "aud_heavy": {"title": TITLE_RR, "measure": "RR", "main": True, "subgroup": "alloc",
+                          "moderators": ["ablat"], "filters": {"indication": ["alcohol"]}},
+            "oud_gen": {"title": TITLE_GEN, "measure": "GEN", "main": True,
+                        "filters": {"indication": ["opioid"]}},
+            "gamb_one": {"title": "Gambling severity", "measure": "SMD",
+                         "filters": {"indication": ["gambling"]}}},
+        "sensitivity": {"no_alt": {"title": f"Without {IMG}", "exclude": {"subgroup": ["alternate"]}},
+                        "evil": {"title": FORMULA, "exclude": {"subgroup": ["systematic"]}}}}))
+
+
+def write_svg(path: Path, title: str = "forest", fmt: str = "svg") -> None:
     """A small figure made with matplotlib (independent of ntxmeta.plots)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -118,35 +169,83 @@ def write_svg(path: Path) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.plot([0.3, 0.5, 0.9], [1, 2, 3], "s")
-    ax.set_title("forest")
+    ax.set_title(title)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="svg", metadata={"Date": None})
+    fig.savefig(path, format=fmt, metadata={"Date": None} if fmt == "svg" else {"Software": None})
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> Path:
+    """The pipeline's files for three analyses, made once: effects, results, tables, figures."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = config()
+    for name, frame in (("aud_heavy", bcg_effects()), ("oud_gen", gen_effects()),
+                        ("gamb_one", one_effects())):
+        csv = root / "effects" / f"{name}.csv"
+        write_csv(frame, csv)                       # as the effects step writes it
+        result = run_plan(cfg.analyses[name], read_effects(csv))
+        out = root / "analyses" / name / "result.json"
+        out.parent.mkdir(parents=True)
+        out.write_text(result.to_json(), encoding="utf-8")
+    names = list(cfg.analyses)
+    write_evidence_tables({n: str(root / "effects" / f"{n}.csv") for n in names},
+                          {n: str(root / "analyses" / n / "result.json") for n in names}, cfg,
+                          {s: (str(root / "tables" / f"{s}.csv"), str(root / "tables" / f"{s}.md"))
+                           for s in TABLE_DIGITS})
+    write_svg(root / "figures" / "forest" / "aud_heavy.svg")
+    write_svg(root / "figures" / "forest" / "aud_heavy.png", fmt="png")
+    write_svg(root / "figures" / "funnel" / "aud_heavy.svg", "funnel")
+    write_svg(root / "figures" / "bubble" / "aud_heavy__ablat.svg", "bubble")
+    write_svg(root / "figures" / "forest" / "oud_gen.svg")
+    # on disk but not an input of the step: the report must not find it
+    write_svg(root / "figures" / "cumulative" / "aud_heavy.svg", "stray")
+    return root
 
 
 @pytest.fixture()
-def project(tmp_path: Path) -> dict:
-    """Effects, results and figures on disk as the workflow lays them out."""
-    eff_dir, res_dir, fig_dir = tmp_path / "effects", tmp_path / "analyses", tmp_path / "figures"
-    eff_dir.mkdir()
-    bcg_effects().to_csv(eff_dir / "aud_heavy.csv", index=False)
-    k3_eff, k3_res = small_case()
-    k3_eff.to_csv(eff_dir / "oud_small.csv", index=False)
-    for name, res in (("aud_heavy", bcg_result()), ("oud_small", k3_res)):
-        (res_dir / name).mkdir(parents=True)
-        (res_dir / name / "result.json").write_text(dumps(res))
-    write_svg(fig_dir / "forest" / "aud_heavy.svg")
-    write_svg(fig_dir / "funnel" / "aud_heavy.svg")
-    return {"effects": sorted(eff_dir.glob("*.csv")), "results": sorted(res_dir.glob("*/result.json")),
-            "figures": fig_dir, "config": bcg_config(), "tmp": tmp_path}
+def project(made, tmp_path) -> dict:
+    """A copy of the run's files (a test may edit them) and the report step's arguments."""
+    root = tmp_path / "run"
+    shutil.copytree(made, root)
+    names = list(config().analyses)
+    figures = [root / "figures" / p for p in ("forest/aud_heavy.png", "forest/aud_heavy.svg",
+                                             "funnel/aud_heavy.svg", "bubble/aud_heavy__ablat.svg",
+                                             "forest/oud_gen.svg")]
+    return {"results": {n: root / "analyses" / n / "result.json" for n in names},
+            "effects": {n: root / "effects" / f"{n}.csv" for n in names},
+            "tables": {s: root / "tables" / f"{s}.csv" for s in TABLE_DIGITS},
+            "figures": figures, "config": config(), "tmp": root}
 
 
-def build(project: dict, name: str = "report.html") -> Path:
+def build(project: dict, name: str = "report.html", **kw) -> Path:
     out = project["tmp"] / name
-    rp.write_report(project["effects"], project["results"], project["figures"], project["config"], out)
+    got = rp.write_report(project["results"], project["effects"], project["tables"],
+                          project["figures"], project["config"], out, **kw)
+    assert got == out
     return out
 
 
-# --------------------------------------------------------------------------- HTML structure
+def page_of(project: dict, **kw) -> str:
+    return build(project, **kw).read_text(encoding="utf-8")
+
+
+def article(page: str, name: str) -> str:
+    """The HTML of one analysis's section."""
+    start = page.index(f'<article id="a-{name}">')
+    return page[start:page.index("</article>", start)]
+
+
+def dd(html_text: str, term: str) -> str:
+    """The text of the ``<dd>`` after ``<dt>{term}</dt>`` (term as it is escaped on the page)."""
+    m = re.search(re.escape(f"<dt>{term}</dt><dd>") + "(.*?)</dd>", html_text)
+    assert m, term
+    return m.group(1)
+
+
+def cells(table_html: str) -> list[list[str]]:
+    """The cells of each body row of the first table in ``table_html`` (cells hold no nested table)."""
+    body = table_html.split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in body.split("<tr>")[1:]]
 
 
 class Elements(HTMLParser):
@@ -179,10 +278,18 @@ def parse(text: str) -> Elements:
     return p
 
 
+def fmt(x: float, digits: int = 2) -> str:
+    """A number as the page writes it (true minus sign), from Python's own format."""
+    return f"{x:.{digits}f}".replace("-", MINUS)
+
+
+# --------------------------------------------------------------------------- escaping and structure
+
+
 def test_hostile_text_is_shown_as_text(project):
-    page = build(project).read_text(encoding="utf-8")
+    page = page_of(project)
     # the raw markup never appears; its escaped form does
-    assert SCRIPT not in page and "<img src=x" not in page
+    assert SCRIPT not in page and "<img src=x" not in page and "<b>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in page
     els = parse(page)
@@ -197,40 +304,216 @@ def test_hostile_text_is_shown_as_text(project):
             assert '"' not in attrs["href"] and "<" not in attrs["href"]
     # a javascript: pseudo-URL in a source stays text, never a link
     assert not any(a.get("href", "").lower().startswith("javascript") for t, a in els.tags if t == "a")
-    # hostile config titles (analysis and sensitivity subset) are escaped too
+    # hostile config titles: the analysis (from the result) and a sensitivity subset (from the CSV)
     assert "Opioid relapse &lt;script&gt;" in page
-    assert "Without &quot;&gt;&lt;img" in page
+    assert "Without &quot;&gt;&lt;img" in article(page, "aud_heavy")
 
 
 def test_every_study_row_has_its_source_and_quote(project):
-    page = build(project).read_text(encoding="utf-8")
-    eff = bcg_effects()
-    for rid in eff.row_id:
-        assert f"raw row: {rid}" in page
-    assert page.count("<details><summary>Source</summary>") == len(eff) + len(small_case()[0])
+    page = page_of(project)
+    rows = sum(len(read_effects(p)) for p in project["effects"].values())
+    for p in project["effects"].values():
+        for rid in read_effects(p).row_id:
+            assert f"raw row: {rid}" in page
+    assert page.count("<details><summary>Source</summary>") == rows
     assert "Quote 5: 4 of 123 vaccinated; see &amp; compare" in page
     assert '<a href="https://pubmed.example.org/1345133"' in page
-    assert "how derived: yes: arm sizes from percentages &lt;b&gt;" in page     # when the table has it
+    assert "how derived: yes: arm sizes from percentages &lt;b&gt;" in page
 
 
-def test_page_is_self_contained_and_ordered(project):
-    page = build(project).read_text(encoding="utf-8")
+def test_summary_of_findings_comes_first_then_analyses_in_indication_order(project):
+    page = page_of(project)
     els = parse(page)
     assert ("meta", {"http-equiv": "Content-Security-Policy", "content": rp.CSP}) in els.tags
     assert "default-src 'none'" in rp.CSP
     for tag, attrs in els.tags:    # nothing is fetched: only data: images, no stylesheets or scripts
         assert tag not in ("link", "script", "iframe", "embed", "object")
         assert "src" not in attrs or attrs["src"].startswith("data:")
-    # the summary of findings comes first, then the analyses in indication order
     h = els.headings
     assert h[0] == rp.PAGE_TITLE
-    assert h.index("Summary of findings") < h.index("Return to heavy drinking") < h.index(
-        f"Opioid relapse {SCRIPT}") < h.index("Methods")
-    assert h.index("Alcohol use disorder") < h.index("Opioid use disorder") < h.index("Analyses")
-    # the forest figure is embedded; the missing ones are said to be missing
-    assert page.count("data:image/svg+xml;base64,") == 2
-    assert "Forest plot: not available." in page     # oud_small has no figures
-    assert "not assessed (k &lt; 10)" in page
+    assert h.index("Summary of findings") < h.index("Alcohol use disorder") < h.index(
+        "Opioid use disorder") < h.index("Analyses")
+    assert h.index("Analyses") < h.index(TITLE_RR) < h.index(TITLE_GEN) < h.index(
+        "Gambling severity") < h.index("Methods")
+    sof = page[page.index('id="summary-of-findings"'):page.index('id="analyses"')]
+    assert 'href="#a-aud_heavy"' in sof and 'href="#a-oud_gen"' in sof
+    assert 'href="#a-gamb_one"' not in sof                 # not a main analysis
+    assert page.index('id="summary-of-findings"') < page.index('<article id="a-aud_heavy">')
+    assert rp.esc(rp.METHODS_TEXT[0]) in page
+    # a single study: the status says why there is no pooled estimate
+    one = article(page, "gamb_one")
+    assert 'class="status"' in one and "a single study (k = 1)" in one
+    assert "Forest plot: not available." in one
+    assert "not assessed (k &lt; 10)" in article(page, "oud_gen")
+
+
+# --------------------------------------------------------------------------- numbers from the inputs
+
+
+def test_ratio_analysis_is_shown_as_exp_of_the_result(project):
+    page = page_of(project)
+    for name, label in (("oud_gen", "Pooled ratio (95% CI)"), ("aud_heavy", "Pooled risk ratio (95% CI)")):
+        res = read_result(project["results"][name])
+        assert res.scale.log
+        m = res.main
+        shown = dd(article(page, name), label)
+        assert shown.startswith(f"{math.exp(m.estimate):.2f} ({math.exp(m.ci.low):.2f} to "
+                                f"{math.exp(m.ci.high):.2f})"), shown
+        pi = dd(article(page, name), "95% prediction interval")
+        assert pi == f"{math.exp(m.pi.low):.2f} to {math.exp(m.pi.high):.2f}"
+    # the study rows of the generic analysis: ratios too, not log ratios
+    gen = article(page, "oud_gen")
+    study_rows = cells(gen[gen.index('<table class="studies">'):])
+    assert len(study_rows) == len(GEN_LOG_RATIOS)
+    for row, (y, _v) in zip(study_rows, GEN_LOG_RATIOS):
+        assert row[3].startswith(f"{math.exp(y):.2f} ("), row[3]
+    assert "Ratio (95% CI)" in gen and "Pooled ratio (95% CI)" in gen
+
+
+def test_study_weights_and_pooled_rows_come_from_the_result(project):
+    page = page_of(project)
+    res = read_result(project["results"]["aud_heavy"])
+    assert res.used[-1] is False and sum(res.used) == 13
+    sec = article(page, "aud_heavy")
+    rows = cells(sec[sec.index('<table class="studies">'):])
+    assert len(rows) == len(res.weights_pct) == 14
+    want = [f"{w:.1f}%" if u else "\u2013" for w, u in zip(res.weights_pct, res.used)]
+    assert [r[4] for r in rows] == want
+    assert "not pooled" in rows[-1][0] and not any("not pooled" in r[0] for r in rows[:-1])
+    h = res.main.heterogeneity
+    assert dd(sec, "Heterogeneity").startswith(f"\u03c4\u00b2 = {h.tau2:.4f}, I\u00b2 = {h.i2_pct:.0f}%")
+
+
+def test_metaregression_block_is_the_results_on_its_scale(project):
+    page = page_of(project)
+    res = read_result(project["results"]["aud_heavy"])
+    reg = res.regression("ablat")
+    slope = next(c for c in reg.coefficients if c.name == "ablat")
+    sec = article(page, "aud_heavy")
+    block = sec[sec.index("<h4>Meta-regression</h4>"):]
+    row = cells(block)[0]
+    assert row[0] == "ablat" and row[1] == str(reg.k)
+    assert row[2] == f"{fmt(slope.estimate, 4)} ({fmt(slope.ci.low, 4)} to {fmt(slope.ci.high, 4)})"
+    assert row[3] == (f"{math.exp(slope.estimate):.3f} ({math.exp(slope.ci.low):.3f} to "
+                      f"{math.exp(slope.ci.high):.3f})")
+    assert row[5] == fmt(reg.tau2, 4) and row[6] == f"{reg.r2_pct:.0f}"
+    assert "RR ratio per unit" in block
+
+
+def test_report_fits_nothing(project, monkeypatch):
+    """Every fitting entry point raises while the page is made: the report only reads and formats."""
+    import ntxmeta.analysis
+    import ntxmeta.bias
+    import ntxmeta.binary
+    import ntxmeta.diagnostics
+    import ntxmeta.evidence
+    import ntxmeta.metareg
+    import ntxmeta.rma
+    import ntxmeta.subgroup
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the report step called a fitting function")
+
+    for mod, names in ((ntxmeta.rma, ["rma"]), (ntxmeta.analysis, ["run_plan", "FitCache"]),
+                       (ntxmeta.evidence, ["evidence_tables", "summary_of_findings",
+                                           "sensitivity_table", "subgroup_table",
+                                           "small_study_table", "sof_row", "write_evidence_tables"]),
+                       (ntxmeta.metareg, ["meta_regression"]),
+                       (ntxmeta.bias, ["egger_test", "rank_test", "trim_and_fill"]),
+                       (ntxmeta.diagnostics, ["leave1out", "cumulative"]),
+                       (ntxmeta.subgroup, ["subgroup_analysis"]),
+                       (ntxmeta.binary, ["mantel_haenszel", "peto"])):
+        for n in names:
+            monkeypatch.setattr(mod, n, refuse)
+    page = page_of(project)
+    assert TITLE_RR in page
+    # nor did it keep a reference of its own to one of them
+    assert not {"rma", "run_plan", "evidence_tables", "summary_of_findings", "load_inputs",
+                "write_evidence_tables", "TABLE_DIGITS", "analysis_order"} & set(vars(rp))
+
+
+def test_evidence_tables_are_read_from_their_csv_files(project):
+    tables = project["tables"]
+    sof = pd.read_csv(tables["summary_of_findings"], dtype=str, keep_default_na=False)
+    sof.loc[sof.analysis == "aud_heavy", "estimate"] = "9.87"
+    sof.to_csv(tables["summary_of_findings"], index=False)
+    sens = pd.read_csv(tables["sensitivity"], dtype=str, keep_default_na=False)
+    sens.loc[(sens.analysis == "oud_gen") & (sens.variant == "main"), "note"] = "edited in the CSV <b>"
+    sens.to_csv(tables["sensitivity"], index=False)
+    page = page_of(project)
+    sof_html = page[page.index('id="summary-of-findings"'):page.index('id="analyses"')]
+    assert "RR 9.87" in sof_html
+    assert "edited in the CSV &lt;b&gt;" in article(page, "oud_gen")
+
+
+def test_formula_quote_of_the_csv_is_taken_off(project):
+    written = pd.read_csv(project["tables"]["sensitivity"], dtype=str, keep_default_na=False)
+    assert ("'" + FORMULA) in set(written.description)          # the writer made it safe
+    sec = article(page_of(project), "aud_heavy")
+    assert "=HYPERLINK(&quot;http://x.example.org&quot;)" in sec
+    assert "&#x27;=HYPERLINK" not in sec and "'=HYPERLINK" not in sec
+    assert rp.unneutralise("'-5 rows") == "-5 rows" and rp.unneutralise("'quoted") == "'quoted"
+
+
+def test_a_result_that_does_not_match_its_effects_table_is_refused(project):
+    eff = read_effects(project["effects"]["oud_gen"]).iloc[:2]
+    write_csv(eff, project["effects"]["oud_gen"])
+    with pytest.raises(ValueError, match="oud_gen: result has 3 rows, effects table 2; re-run the pool step"):
+        build(project)
+
+
+def test_a_missing_table_is_refused(project):
+    del project["tables"]["subgroups"]
+    with pytest.raises(ValueError, match="subgroups"):
+        build(project)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_figure_map_prefers_svg_and_reads_bubble_moderators(tmp_path):
+    f = tmp_path / "figures"
+    got = rp.figure_map([f / "forest/a.png", f / "forest/a.svg", f / "funnel/a.png",
+                         f / "bubble/a__dose_mg.svg", f / "bubble/a__dose_mg.png",
+                         f / "bubble/a__year.svg", f / "leave_one_out/b__c.svg",
+                         f / "bubble/b__c__year.svg"], analyses=["a", "b__c"])
+    assert got == {"a": {"forest": f / "forest/a.svg", "funnel": f / "funnel/a.png",
+                         "bubble:dose_mg": f / "bubble/a__dose_mg.svg",
+                         "bubble:year": f / "bubble/a__year.svg"},
+                   "b__c": {"leave_one_out": f / "leave_one_out/b__c.svg",
+                            "bubble:year": f / "bubble/b__c__year.svg"}}
+    assert list(got["a"]) == ["forest", "funnel", "bubble:dose_mg", "bubble:year"]   # page order
+    with pytest.raises(ValueError, match="unknown figure kind 'radar'"):
+        rp.figure_map([f / "radar/a.svg"])
+    with pytest.raises(ValueError, match="not a figure file"):
+        rp.figure_map([f / "forest/a.pdf"])
+
+
+def test_figures_are_the_given_files_embedded_svg_first(project):
+    page = page_of(project)
+    srcs = [a["src"] for t, a in parse(page).tags if t == "img"]
+    # forest, funnel and bubble of aud_heavy, forest of oud_gen; the PNG loses to its SVG,
+    # and the cumulative plot on disk is not an input, so it is not shown
+    assert len(srcs) == 4 and all(s.startswith("data:image/svg+xml;base64,") for s in srcs)
+    stray = base64.b64encode((project["tmp"] / "figures/cumulative/aud_heavy.svg").read_bytes()).decode()
+    assert stray not in page
+    forest = base64.b64encode((project["tmp"] / "figures/forest/aud_heavy.svg").read_bytes()).decode()
+    assert forest in article(page, "aud_heavy")
+    assert "More figures (2)" in article(page, "aud_heavy")
+    assert "are linked, not embedded" not in page
+
+
+def test_figures_above_the_budget_are_linked(project):
+    shown = [p for p in project["figures"] if p.suffix == ".svg"]
+    total = sum(p.stat().st_size for p in shown)
+    at = page_of(project, inline_max_bytes=total)          # at the budget: still embedded
+    assert at.count("data:image/svg+xml;base64,") == 4
+    page = page_of(project, inline_max_bytes=total - 1)    # one byte over: linked
+    els = parse(page)
+    assert "data:image" not in page and "are linked, not embedded" in page
+    assert ("meta", {"http-equiv": "Content-Security-Policy", "content": rp.CSP_LINKED}) in els.tags
+    srcs = sorted(a["src"] for t, a in els.tags if t == "img")
+    assert srcs == sorted(p.relative_to(project["tmp"]).as_posix() for p in shown)
 
 
 def test_report_is_deterministic(project):
@@ -238,35 +521,7 @@ def test_report_is_deterministic(project):
     b = build(project, "b.html").read_bytes()
     assert a == b
     # no date or time of day anywhere in the page
-    import re
     assert not re.search(rb"20\d\d-\d\d-\d\d|\d\d:\d\d:\d\d", a.replace(b"base64,", b"").split(b"<style>")[0])
-
-
-def test_evidence_tables_are_written_as_csv_and_markdown(project):
-    out = project["tmp"] / "tables"
-    written = rp.write_evidence_tables(project["effects"], project["results"], project["config"], out)
-    stems = ["summary_of_findings", "sensitivity", "subgroups", "small_study_effects"]
-    assert sorted(p.name for p in written) == sorted(f"{s}.{e}" for s in stems for e in ("csv", "md"))
-    sof = pd.read_csv(out / "summary_of_findings.csv")
-    assert list(sof.analysis) == ["aud_heavy", "oud_small"]          # alcohol before opioid
-    sens = pd.read_csv(out / "sensitivity.csv")
-    assert set(sens.analysis) == {"aud_heavy", "oud_small"}
-    # the config's hostile title starts with "W", so it is kept as is; a formula would be neutralised
-    assert (sens.description == f"Without {IMG}").any()
-    md = (out / "sensitivity.md").read_text()
-    assert md.startswith("| analysis | variant |")
-    small = pd.read_csv(out / "small_study_effects.csv").set_index("analysis")
-    assert small.loc["oud_small", "note"] == "not assessed (k < 10)"
-    assert small.loc["aud_heavy", "egger_p"] == pytest.approx(0.421784535672228, rel=1e-9)
-
-
-def test_formula_cells_are_neutralised_in_the_tables(project):
-    cfg = bcg_config()
-    cfg["sensitivity"] = {"evil": {"title": "=HYPERLINK(\"http://x\")", "exclude": {"subgroup": ["alternate"]}}}
-    out = project["tmp"] / "tables"
-    rp.write_evidence_tables(project["effects"], project["results"], cfg, out)
-    sens = pd.read_csv(out / "sensitivity.csv")
-    assert (sens.description == "'=HYPERLINK(\"http://x\")").any()
 
 
 # --------------------------------------------------------------------------- headless Chromium
@@ -444,7 +699,7 @@ def test_report_renders_in_chromium_without_errors(project):
     h = seen["headings"]
     assert h[:3] == [rp.PAGE_TITLE, "Contents", "Summary of findings"]
     for expected in ("Alcohol use disorder", "Opioid use disorder", "Analyses",
-                     "Return to heavy drinking", f"Opioid relapse {SCRIPT}", "Methods"):
+                     TITLE_RR, TITLE_GEN, "Gambling severity", "Methods"):
         assert expected in h, (expected, h)
     assert shot.stat().st_size > 10_000       # a page was painted, not a blank
     assert seen["image_widths"] and all(w > 0 for w in seen["image_widths"])
@@ -454,9 +709,7 @@ def test_report_renders_in_chromium_without_errors(project):
 @needs_chromium
 def test_large_figure_sets_are_linked_and_still_shown(project):
     """Over the inline budget the figures are files beside the page: each one loads, none is blocked."""
-    out = project["tmp"] / "report.html"
-    rp.write_report(project["effects"], project["results"], project["figures"], project["config"],
-                    out, inline_max_bytes=0)
+    out = build(project, inline_max_bytes=0)
     page = out.read_text(encoding="utf-8")
     assert "data:image" not in page and "are linked, not embedded" in page
     srcs = [a["src"] for t, a in parse(page).tags if t == "img"]

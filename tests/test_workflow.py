@@ -21,7 +21,7 @@ import pytest
 from scipy import optimize, stats
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_PARTS = ("Snakefile", "workflow", "config", "data/raw", "profiles")
+PROJECT_PARTS = ("Snakefile", "Makefile", "workflow", "config", "data/raw", "profiles")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 pytestmark = pytest.mark.workflow
@@ -204,6 +204,56 @@ def test_malformed_raw_stops_before_any_job(tmp_path):
     assert f"alcohol.csv:2: column 'events_treat' = '{int(n_treat) + 5}'" in proc.stderr
     assert not (dest / "results").exists() or not any((dest / "results").rglob("*.*"))
     assert not (dest / "data/processed").exists() or not any((dest / "data/processed").rglob("*.*"))
+
+
+def snapshot(root: Path) -> dict:
+    """Every file the workflow writes (data/processed, results, logs): modification time and bytes."""
+    out = {}
+    for part in ("data/processed", "results", "logs"):
+        for p in sorted((root / part).rglob("*")):
+            if p.is_file():
+                out[p.relative_to(root).as_posix()] = (p.stat().st_mtime_ns, p.read_bytes())
+    return out
+
+
+def test_second_make_runs_no_job_and_rewrites_no_file(project):
+    """`make` (workflow and Snakemake's report) twice: the second run touches nothing."""
+    make = ["make", f"BIN={Path(sys.executable).parent}", "STAMP=", "CORES=2"]
+    first = subprocess.run(make, cwd=project, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert (project / "results/snakemake_report.html").stat().st_size > 0
+    before = snapshot(project)
+    second = subprocess.run(make, cwd=project, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Nothing to be done" in second.stdout + second.stderr
+    assert jobs_run(second) == []
+    assert "snakemake_report.html is up to date" in second.stdout
+    assert snapshot(project) == before
+
+
+def test_every_output_shows_an_analysis_on_the_same_scale(project):
+    """summary.csv, the summary of findings, the forest plot and the report agree on the scale.
+
+    oprm1_genotype_gen pools reported odds ratios (generic log ratios): every
+    output shows it as a ratio, exp of the pooled log ratio.
+    """
+    from ntxmeta.result import read_result
+    sof = {r["analysis"]: r for r in read_csv(project / "results/tables/summary_of_findings.csv")}
+    summary = {r["analysis"]: r for r in read_csv(project / "results/tables/summary.csv")}
+    report = (project / "results/report.html").read_text(encoding="utf-8")
+    effects = read_csv(project / "data/processed/effects/oprm1_genotype_gen.csv")
+    assert {r["data_type"] for r in effects} == {"ratio"}
+    for name in ("oprm1_genotype_gen", "aud_heavy_drinking_rr", "aud_heavy_drinking_days_smd"):
+        res = read_result(project / f"results/analyses/{name}/result.json")
+        log = name != "aud_heavy_drinking_days_smd"
+        shown = math.exp(res.main.estimate) if log else res.main.estimate
+        assert float(summary[name]["estimate"]) == pytest.approx(shown, rel=1e-9), name
+        if name in sof:
+            assert float(sof[name]["estimate"]) == pytest.approx(shown, rel=1e-9), name
+        text = f"{shown:.2f}".replace("-", "\u2212")
+        forest = (project / f"results/figures/forest/{name}.svg").read_text(encoding="utf-8")
+        assert text in forest, (name, text)
+        assert f"{shown:.2f}" in report or text in report, (name, text)
 
 
 def test_lint_and_format_clean():

@@ -446,14 +446,15 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         regs = tuple(r for r in (parts.run(f"metareg_{m}", _metaregression, effects, used, yi, vi, m, o)
                                  for m in plan.moderators) if r is not None)
         small = parts.run("small_study", _small_study, y, v, o)
-    n = _num(effects, "n_treat")[used].sum() + _num(effects, "n_ctrl")[used].sum()
+    # participants of the pooled rows that report arm sizes (effect-size-only rows add none)
+    n = np.nansum(_num(effects, "n_treat")[used]) + np.nansum(_num(effects, "n_ctrl")[used])
     ev = _num(effects, "events_treat")[used].sum() + _num(effects, "events_ctrl")[used].sum()
     binary = k_used > 0 and (_text(effects, "data_type")[used] == "binary").all()
     return AnalysisResult(
         name=plan.name, title=plan.title, measure=plan.measure, scale=scale, method=o.method,
         test=o.test, level=o.level, status=status_of(k_used, parts.failed, main is not None),
         k_rows=int(len(effects)), k_used=k_used,
-        participants=int(np.nan_to_num(n)) if k_used else 0,
+        participants=int(n),
         events=int(ev) if binary and np.isfinite(ev) else None,
         main=main, common=common, weights_pct=tuple(map(float, weights)),
         used=tuple(bool(u) for u in used), variants=variants, leave_one_out=loo,

@@ -1,21 +1,37 @@
-"""The evidence report: ``results/report.html`` and the evidence tables under ``results/tables/``.
+"""The evidence report: ``results/report.html``, one self-contained page.
 
-Two workflow steps, each reading the pipeline's files and writing its own:
+The report step reads files and computes nothing: every number on the page
+was computed by ``pool`` (:mod:`ntxmeta.analysis`) or by the tables step
+(:mod:`ntxmeta.evidence`), and is only formatted here. Its inputs, all
+given explicitly (the rule's declared inputs; nothing is globbed):
 
-- :func:`write_evidence_tables` writes ``summary_of_findings``,
-  ``sensitivity``, ``subgroups`` and ``small_study_effects`` as ``.csv``
-  and ``.md`` (through :func:`ntxmeta.tables.write_table`, which neutralises
-  spreadsheet formulas);
-- :func:`write_report` writes one self-contained HTML page that a
-  clinician reads top to bottom: the summary of findings first, then each
-  analysis with its forest plot, statistics, study table (every row with its
-  source, quoted sentence and raw row id), sensitivity, subgroup,
-  small-study and meta-regression tables, and the other figures.
+- the typed result of every analysis (``results/analyses/{analysis}/
+  result.json``, :func:`ntxmeta.result.read_result`): the statistics block,
+  the study weights (``weights_pct``, with ``used`` for the rows that were
+  pooled) and the meta-regressions, each shown on the result's one
+  :class:`~ntxmeta.result.Scale` (a ratio analysis as ratios, ``exp`` of
+  its log estimates), as in ``summary.csv`` and the forest plot;
+- the effects table of every analysis (``data/processed/effects/
+  {analysis}.csv``): the study rows, their arm data, effect and CI, and
+  their provenance (source, quote, how derived, raw row id);
+- the four evidence tables as the tables step wrote them (``results/tables/
+  {stem}.csv``, :func:`read_table`): the summary of findings and the
+  sensitivity, subgroup and small-study tables of the page are those files,
+  read back, never recomputed;
+- the figure files of the run (:func:`figure_map`: ``figures/{kind}/
+  {analysis}.svg`` and ``figures/bubble/{analysis}__{moderator}.svg``, SVG
+  preferred over PNG).
+
+The page reads top to bottom for a clinician: the summary of findings
+first, then each analysis with its forest plot, statistics, study table
+(every row with its source, quoted sentence and raw row id), sensitivity,
+subgroup, small-study and meta-regression tables, and the other figures;
+the methods last.
 
 The page is safe to open from anywhere:
 
-- every value from the data or the config passes through :func:`esc`
-  (``html.escape`` with quotes), so a label or quote containing
+- every value from the data, the config or a table passes through
+  :func:`esc` (``html.escape`` with quotes), so a label or quote containing
   ``<script>`` or ``"><img onerror=...>`` is shown as text;
 - there is no JavaScript; disclosures are ``<details>`` elements and
   tooltips ``title`` attributes;
@@ -23,7 +39,7 @@ The page is safe to open from anywhere:
   PNG), where an SVG can run no script and load nothing; when they would
   make the page larger than :data:`INLINE_FIGURES_MAX_BYTES` (hundreds of
   analyses), they are linked instead, by relative path from the page to
-  ``results/figures/`` (still ``<img>``: no script, nothing loaded by an SVG),
+  the figure files (still ``<img>``: no script, nothing loaded by an SVG),
   and the page says so at the top;
 - a Content-Security-Policy (``default-src 'none'``) forbids scripts and
   any request beyond the embedded (or linked) images, as a second line of
@@ -31,8 +47,9 @@ The page is safe to open from anywhere:
 - links to sources are made only from ``http(s)://`` addresses found in
   the source text, escaped, and are followed only when a reader clicks.
 
-Output is deterministic (no dates, sorted or config-ordered rows, fixed
-number formats) and written atomically (:func:`ntxmeta.io.write_text`).
+Output is deterministic (no dates; rows in the tables' order or the
+config's; fixed number formats) and written atomically
+(:func:`ntxmeta.io.write_text`).
 """
 from __future__ import annotations
 
@@ -42,40 +59,38 @@ import math
 import os
 import re
 from pathlib import Path
-from urllib.parse import quote
 from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import evidence as ev
-from .analyse import load_result
+from .analysis import PI_MIN_K, model_words
 from .io import write_text
-from .tables import write_table
+from .plan import AnalysisPlan, Config
+from .result import MEASURE_NAMES, AnalysisResult, MetaRegression, read_result
+from .tables import FORMULA_PREFIXES
 
-#: The four evidence tables: file stem -> Markdown digits per column.
-TABLE_DIGITS = {
-    "summary_of_findings": {"k": 0, "studies": 0, "participants": 0, "events": 0, "I2_pct": 0,
-                            "tau2": 4, "acr_per_1000": 0, "cr_per_1000": 0, "cr_lb_per_1000": 0,
-                            "cr_ub_per_1000": 0, "ard_per_1000": 0, "ard_lb_per_1000": 0,
-                            "ard_ub_per_1000": 0, "nnt": 0, "low_confidence_weight_pct": 1},
-    "sensitivity": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1},
-    "subgroups": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1, "statistic": 2},
-    "small_study_effects": {"k": 0, "egger_z": 2, "egger_p": 4, "egger_classic_t": 2,
-                            "egger_classic_df": 0, "egger_classic_p": 4, "begg_tau": 3,
-                            "begg_p": 4, "trimfill_k0": 0},
-}
-#: Figure kinds under ``results/figures/{kind}/{analysis}.{svg,png}``, in page order.
+#: The evidence tables the page shows, by file stem (the tables step writes them).
+TABLE_STEMS = tuple(ev.TABLE_DIGITS)
+#: The columns each evidence table must have (the tables step's column order).
+TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "sensitivity": ev.SENSITIVITY_COLUMNS,
+                 "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS}
+#: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
 FIGURE_KINDS = ("forest", "funnel", "cumulative", "leave_one_out", "bubble")
+#: Figure file types, preferred first (an SVG stays sharp at any zoom).
+FIGURE_EXTENSIONS = (".svg", ".png")
 FIGURE_TITLES = {"forest": "Forest plot", "funnel": "Contour-enhanced funnel plot",
                  "cumulative": "Cumulative meta-analysis by year",
                  "leave_one_out": "Leave-one-out analysis", "bubble": "Meta-regression (bubble plot)"}
 INDICATION_NAMES = {"alcohol": "Alcohol use disorder", "opioid": "Opioid use disorder",
                     "stimulant": "Stimulant use disorder", "gambling": "Gambling disorder"}
-MEASURE_NAMES = {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference",
-                 "SMD": "Standardised mean difference", "MD": "Mean difference",
-                 "ROM": "Ratio of means", "GEN": "Effect size"}
+#: What a reader calls each shown measure (``Scale.name``: a generic analysis is "Ratio" or "Effect").
+SHOWN_MEASURE_NAMES = {**MEASURE_NAMES, "Ratio": "Ratio", "Effect": "Effect size"}
+CONTINUOUS_MEASURES = ("SMD", "MD", "ROM")
+#: Names of an intercept among meta-regression coefficients (the slope is the other one).
+INTERCEPTS = ("intrcpt", "intercept", "(Intercept)")
 #: p-values below this are written "< 0.001".
 P_FLOOR = 0.001
 MINUS = "\u2212"
@@ -150,9 +165,13 @@ footer { margin-top: 3rem; font-size: .8rem; color: var(--mute); }
 # --------------------------------------------------------------------------- text and numbers
 
 
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def esc(value: Any) -> str:
     """HTML-escape any value (text, number, None) for element content or a quoted attribute."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return ""
     return html.escape(str(value), quote=True)
 
@@ -172,19 +191,41 @@ def tag(name: str, inner: str = "", **attrs: Any) -> str:
     return f"<{name}{_attrs(attrs)}>{inner}</{name}>"
 
 
+def _float(x: Any) -> float:
+    """A cell as a float: numbers as they are, text parsed ("" and non-numbers are NaN)."""
+    if isinstance(x, (bool, np.bool_)):
+        return float(x)
+    if isinstance(x, (int, float, np.integer, np.floating)):
+        return float(x)
+    try:
+        return float(str(x).strip())
+    except ValueError:
+        return math.nan
+
+
+def _text(x: Any) -> str:
+    """A cell as text ("" when missing)."""
+    return "" if _missing(x) else str(x)
+
+
+def _truthy(x: Any) -> bool:
+    return str(x).strip().lower() in ("true", "yes", "1")
+
+
 def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and math.isfinite(float(x))
+    return math.isfinite(_float(x))
 
 
 def num(x: Any, digits: int = 2) -> str:
     """A number with a fixed number of decimals and a true minus sign; "NA" when missing."""
     if isinstance(x, (bool, np.bool_)):
         return str(bool(x))
-    if not _finite(x):
-        if isinstance(x, (int, float, np.integer, np.floating)) and math.isinf(float(x)):
-            return "\u221e" if x > 0 else MINUS + "\u221e"
+    v = _float(x)
+    if not math.isfinite(v):
+        if math.isinf(v):
+            return "\u221e" if v > 0 else MINUS + "\u221e"
         return "NA"
-    text = f"{float(x):.{digits}f}"
+    text = f"{v:.{digits}f}"
     if float(text) == 0:
         text = text.lstrip("-")
     return text.replace("-", MINUS)
@@ -192,9 +233,10 @@ def num(x: Any, digits: int = 2) -> str:
 
 def pval(p: Any) -> str:
     """p formatted for reading: "< 0.001" or three decimals."""
-    if not _finite(p):
+    v = _float(p)
+    if not math.isfinite(v):
         return "NA"
-    return f"< {P_FLOOR}" if p < P_FLOOR else f"{p:.3f}"
+    return f"< {P_FLOOR}" if v < P_FLOOR else f"{v:.3f}"
 
 
 def p_is(p: Any) -> str:
@@ -210,9 +252,14 @@ def interval(est: Any, lb: Any, ub: Any, digits: int = 2) -> str:
     return f"{num(est, digits)} ({num(lb, digits)} to {num(ub, digits)})"
 
 
+def _level(level: float) -> str:
+    """A confidence level as a percent: 95.0 -> "95", 97.5 -> "97.5"."""
+    return f"{float(level):g}"
+
+
 def linkify(text: Any) -> str:
     """Escaped text in which http(s) addresses become links (href escaped too)."""
-    text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+    text = _text(text)
     out, pos = [], 0
     for m in URL_RE.finditer(text):
         url = m.group(0).rstrip(URL_TRAILING)
@@ -244,144 +291,114 @@ def _table(head: Sequence[tuple[str, str]], rows: Iterable[Sequence[str]], capti
 
 
 def _flag(text: Any) -> str:
-    text = "" if text is None or (isinstance(text, float) and math.isnan(text)) else str(text)
+    text = _text(text)
     return tag("span", esc(text), class_="flag-yes" if text.startswith("yes") else None)
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def _keyed(paths: Mapping[str, str | Path] | Sequence[str | Path], kind: str) -> dict[str, Path]:
-    """Paths keyed by analysis name: a mapping as given, or names from the paths.
+def unneutralise(value: Any) -> Any:
+    """A table cell as it was before the tables writer made it formula-safe.
 
-    ``effects``: ``data/processed/effects/{analysis}.csv`` (the file stem);
-    ``results``: ``results/analyses/{analysis}/result.json`` (the folder).
+    :func:`ntxmeta.tables.neutralise` prefixes text starting with ``=``,
+    ``+``, ``-``, ``@``, tab or carriage return with a single quote; this
+    takes that quote back off. (A text that itself began with a quote and a
+    formula character is shown without its quote: the written cell cannot
+    tell the two apart.)
     """
-    if isinstance(paths, Mapping):
-        return {str(k): Path(v) for k, v in paths.items()}
-    out = {}
-    for p in map(Path, paths):
-        out[p.stem if kind == "effects" else p.parent.name] = p
-    return out
+    if isinstance(value, str) and value[:1] == "'" and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
+    return value
 
 
-def _load_config(config: Mapping | str | Path) -> Mapping:
-    if isinstance(config, Mapping):
-        return config
-    return yaml.safe_load(Path(config).read_text(encoding="utf-8"))
+def read_table(path: str | Path, stem: str | None = None) -> pd.DataFrame:
+    """An evidence table as the tables step wrote it: every cell as its text.
 
-
-def load_inputs(effects_paths, result_paths) -> tuple[dict[str, pd.DataFrame], dict[str, dict]]:
-    """Read every effects table and result.json, keyed by analysis name."""
-    effects = {n: pd.read_csv(p, keep_default_na=True) for n, p in _keyed(effects_paths, "effects").items()}
-    results = {}
-    for n, p in _keyed(result_paths, "results").items():
-        res = load_result(p)
-        res.setdefault("name", n)
-        results[n] = res
-    return effects, results
-
-
-def analysis_order(config: Mapping, results: Mapping[str, Mapping],
-                   effects: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Analyses by indication (alcohol, opioid, stimulant, gambling, others) and then config order."""
-    analyses = config.get("analyses", {})
-    names = [n for n in analyses if n in results] + sorted(n for n in results if n not in analyses)
-    pos = {n: i for i, n in enumerate(names)}
-    ind = {n: ev._indication(n, analyses.get(n, {}), effects.get(n)) for n in names}
-    return sorted(names, key=lambda n: (ev._indication_key(ind[n]), pos[n]))
-
-
-def _transf(result: Mapping) -> str | None:
-    """The back-transform the pipeline chose for an analysis (its spec option), if recorded."""
-    spec = result.get("spec")
-    opts = spec.get("options") if isinstance(spec, Mapping) else None
-    return opts.get("transf") if isinstance(opts, Mapping) else None
-
-
-def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, Mapping],
-                    config: Mapping) -> dict[str, pd.DataFrame]:
-    """The four evidence tables (see :mod:`ntxmeta.evidence`), keyed by file stem.
-
-    The sensitivity table covers every analysis with an effects table, in
-    report order.
+    Cells are read as strings (``""`` where empty), so the page shows text
+    as written (a subgroup level "01" stays "01", "NA" stays "NA") and each
+    number is parsed where it is formatted (``%.10g`` in the file); the
+    formula-safety quote is taken off (:func:`unneutralise`). With ``stem``
+    (a key of :data:`TABLE_COLUMNS`) the table must have that table's columns.
     """
-    analyses = config.get("analyses", {})
-    defaults = config.get("defaults", {}) or {}
-    subsets = config.get("sensitivity", {}) or {}
-    order = analysis_order(config, results, effects)
-    sens = [ev.sensitivity_table(effects[n], analyses[n], defaults, name=n, subsets=subsets,
-                                 transf=_transf(results[n]))
-            for n in order if n in effects and n in analyses]
-    sens_frame = (pd.concat(sens, ignore_index=True) if sens
-                  else pd.DataFrame(columns=list(ev.SENSITIVITY_COLUMNS)))
-    return {
-        "summary_of_findings": ev.summary_of_findings(effects, results, config),
-        "sensitivity": sens_frame,
-        "subgroups": ev.subgroup_table(results, config),
-        "small_study_effects": ev.small_study_table(results),
-    }
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    if stem is not None:
+        missing = [c for c in TABLE_COLUMNS[stem] if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: not a {stem} table (missing column(s) {', '.join(missing)}); "
+                             "re-run the tables step")
+    return frame.astype(object).map(unneutralise)
 
 
-def _text_as_object(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text columns as ``object`` dtype.
+def _bubble_analysis(stem: str, analyses: Sequence[str]) -> tuple[str, str]:
+    """(analysis, moderator) of a bubble figure stem ``{analysis}__{moderator}``.
 
-    ``ntxmeta.tables.safe_frame`` neutralises formula cells only in columns
-    whose dtype is ``object``; pandas >= 3 gives text columns its ``str``
-    dtype, which that check misses. Casting here keeps the exports safe
-    whatever the pandas version.
+    The longest known analysis name that prefixes the stem wins (a name may
+    itself contain "__"); without one, the stem is split at its first "__".
     """
-    text = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
-    return frame.astype({c: object for c in text})
+    known = sorted((a for a in analyses if stem.startswith(a + "__")), key=len, reverse=True)
+    if known:
+        return known[0], stem[len(known[0]) + 2:]
+    analysis, sep, moderator = stem.partition("__")
+    if not (sep and analysis and moderator):
+        raise ValueError(f"bubble figure {stem!r}: expected {{analysis}}__{{moderator}}")
+    return analysis, moderator
 
 
-def write_evidence_tables(effects_paths, result_paths, config, out_dir: str | Path) -> list[Path]:
-    """Workflow step: the four evidence tables as CSV and Markdown under ``out_dir``.
+def _figure_order(key: str) -> tuple:
+    kind, _, moderator = key.partition(":")
+    return FIGURE_KINDS.index(kind), moderator
+
+
+def figure_map(paths: Iterable[str | Path], analyses: Sequence[str] = ()
+               ) -> dict[str, dict[str, Path]]:
+    """The figures of a run by analysis: ``{analysis: {kind or "bubble:{moderator}": path}}``.
 
     Parameters
     ----------
-    effects_paths : sequence of path, or mapping of analysis name to path
-        ``data/processed/effects/{analysis}.csv`` (a name is the file stem).
-    result_paths : sequence of path, or mapping of analysis name to path
-        ``results/analyses/{analysis}/result.json`` (a name is the folder).
-    config : mapping, or path of a YAML file (loaded with ``yaml.safe_load``)
-    out_dir : path
-        Usually ``results/tables``.
+    paths : iterable of path
+        Every figure file of the run (PNG and SVG), laid out as
+        ``.../{kind}/{analysis}.{svg,png}`` and
+        ``.../bubble/{analysis}__{moderator}.{svg,png}``.
+    analyses : sequence of str, optional
+        The analysis names, to split a bubble stem whose analysis name
+        contains "__".
 
     Returns
     -------
-    list of Path
-        The eight files written: ``{summary_of_findings, sensitivity,
-        subgroups, small_study_effects}.{csv,md}``.
+    dict
+        Analyses sorted by name; each one's figures in page order
+        (:data:`FIGURE_KINDS`, bubble plots by moderator), the SVG where
+        both files exist.
+
+    Raises
+    ------
+    ValueError
+        A file of another type, or in a folder that is not a figure kind.
     """
-    effects, results = load_inputs(effects_paths, result_paths)
-    tables = evidence_tables(effects, results, _load_config(config))
-    out_dir = Path(out_dir)
-    written = []
-    for stem, frame in tables.items():
-        csv, md = out_dir / f"{stem}.csv", out_dir / f"{stem}.md"
-        write_table(_text_as_object(frame), csv, md, digits=TABLE_DIGITS[stem])
-        written += [csv, md]
-    return written
+    out: dict[str, dict[str, Path]] = {}
+    for p in map(Path, paths):
+        ext = p.suffix.lower()
+        if ext not in FIGURE_EXTENSIONS:
+            raise ValueError(f"{p}: not a figure file ({' or '.join(FIGURE_EXTENSIONS)})")
+        kind = p.parent.name
+        if kind not in FIGURE_KINDS:
+            raise ValueError(f"{p}: unknown figure kind {kind!r} (the report shows "
+                             f"{', '.join(FIGURE_KINDS)}; add a new kind to report.FIGURE_KINDS)")
+        if kind == "bubble":
+            analysis, moderator = _bubble_analysis(p.stem, analyses)
+            key = f"bubble:{moderator}"
+        else:
+            analysis, key = p.stem, kind
+        slot = out.setdefault(analysis, {})
+        old = slot.get(key)
+        if old is None or FIGURE_EXTENSIONS.index(ext) < FIGURE_EXTENSIONS.index(old.suffix.lower()):
+            slot[key] = p
+    return {a: dict(sorted(f.items(), key=lambda kv: _figure_order(kv[0])))
+            for a, f in sorted(out.items())}
 
 
 # --------------------------------------------------------------------------- figures
-
-
-def figure_paths(figure_dir: str | Path, analysis: str) -> dict[str, Path]:
-    """The figures of one analysis that exist: kind -> SVG (preferred) or PNG path."""
-    out = {}
-    for kind in FIGURE_KINDS:
-        # bubble plots are one per moderator: bubble/{analysis}__{moderator}
-        stems = ([p.stem for p in sorted((Path(figure_dir) / kind).glob(f"{analysis}__*.svg"))]
-                 if kind == "bubble" else [analysis])
-        for stem in stems:
-            for ext in ("svg", "png"):
-                p = Path(figure_dir) / kind / f"{stem}.{ext}"
-                if p.is_file():
-                    out[kind if stem == analysis else f"{kind}:{stem.split('__', 1)[1]}"] = p
-                    break
-    return out
 
 
 def embed_image(path: Path, alt: str) -> str:
@@ -406,19 +423,19 @@ def _figure(path: Path | None, kind: str, title: str, link_from: Path | None) ->
     return tag("figure", img + tag("figcaption", esc(what)))
 
 
-# --------------------------------------------------------------------------- sections
+# --------------------------------------------------------------------------- summary of findings
 
 
 def _per_1000(x: Any) -> str:
     """An absolute difference per 1000 in words: "8 fewer", "5 more", "0"."""
     if not _finite(x):
         return "NA"
-    n = round(float(x))
+    n = round(_float(x))
     return "0" if n == 0 else f"{abs(n):,} {'fewer' if n < 0 else 'more'}"
 
 
 def _count(x: Any) -> str:
-    return f"{float(x):,.0f}" if _finite(x) else "NA"
+    return f"{_float(x):,.0f}" if _finite(x) else "NA"
 
 
 #: Column widths of the summary-of-findings tables (percent), the same for every
@@ -426,7 +443,57 @@ def _count(x: Any) -> str:
 SOF_WIDTHS_PCT = (13, 11, 12, 21, 10, 12, 21)
 
 
+def _no_absolute(measure: str) -> str:
+    """Why a pooled row of the summary of findings has no absolute effects."""
+    if measure in ev.ABSOLUTE_MEASURES:
+        return "no control-arm risks"
+    if measure in CONTINUOUS_MEASURES:
+        return "not applicable (continuous outcome)"
+    return "not applicable (no arm-level risks)"
+
+
+def _sof_row(r: Mapping[str, str]) -> list[str]:
+    """The cells of one summary-of-findings row (``r``: the CSV row, text cells)."""
+    measure = _text(r["measure"])
+    outcome = (tag("a", esc(r["outcome"]), href="#" + _anchor(r["analysis"])) +
+               tag("div", esc(SHOWN_MEASURE_NAMES.get(measure, measure)), class_="muted"))
+    pooled = _finite(r["estimate"])
+    k, studies_n = _float(r["k"]), _float(r["studies"])
+    events = f"; {_count(r['events'])} events" if _finite(r["events"]) else ""
+    comparisons = (f" ({num(k, 0)} comparisons)" if math.isfinite(k) and math.isfinite(studies_n)
+                   and k != studies_n else "")
+    studies = esc(f"{num(studies_n, 0)} {'study' if studies_n == 1 else 'studies'}{comparisons}") + \
+        "<br>" + tag("span", esc(f"{_count(r['participants'])} participants{events}"), class_="muted")
+    rel = (esc(f"{measure} {num(r['estimate'])}") + "<br>" +
+           esc(f"({num(r['ci_lb'])} to {num(r['ci_ub'])})") if pooled
+           else tag("span", esc(r["status"]), class_="muted"))
+    if pooled and _finite(r["acr_per_1000"]):
+        absolute = "<br>".join([
+            esc(f"Without naltrexone: {num(r['acr_per_1000'], 0)} per 1000"),
+            esc(f"With naltrexone: {num(r['cr_per_1000'], 0)} per 1000 "
+                f"({num(r['cr_lb_per_1000'], 0)} to {num(r['cr_ub_per_1000'], 0)})"),
+            tag("strong", esc(f"{_per_1000(r['ard_per_1000'])} per 1000")) + " " +
+            esc(f"(from {_per_1000(r['ard_lb_per_1000'])} to {_per_1000(r['ard_ub_per_1000'])})")])
+        nnt = (esc(f"{r['nnt_kind']} {num(r['nnt'], 0)}") + "<br>" +
+               tag("span", esc(f"({r['nnt_ci']})"), class_="muted")) if _text(r["nnt_kind"]) \
+            else "no difference"
+    elif pooled:
+        absolute, nnt = tag("span", esc(_no_absolute(measure)), class_="muted"), DASH
+    else:
+        absolute, nnt = DASH, DASH
+    het = (esc(f"I\u00b2 = {num(r['I2_pct'], 0)}%") + "<br>" +
+           esc(f"PI {num(r['pi_lb'])} to {num(r['pi_ub'])}") if pooled else DASH)
+    low = (f"{num(r['low_confidence_weight_pct'], 0)}%" if _finite(r["low_confidence_weight_pct"])
+           else "NA")
+    flags = tag("ul", "".join(tag("li", esc(f"{name}: ") + _flag(r[key])) for name, key in (
+        ("Imprecision", "imprecision"), ("Inconsistency", "inconsistency"),
+        ("Small-study effects", "small_study_effects"))) +
+        tag("li", esc(f"Weight from low-confidence rows: {low}")), class_="flags")
+    return [outcome, studies, rel, absolute, nnt, het, flags]
+
+
 def _sof_tables(sof: pd.DataFrame) -> str:
+    """The summary of findings (``summary_of_findings.csv``), one table per indication, in its row order."""
     if sof.empty:
         return tag("p", "No analysis has results yet.", class_="muted")
     head = [("Outcome", ""), ("Studies", ""), ("Relative effect (95% CI)", ""),
@@ -434,41 +501,9 @@ def _sof_tables(sof: pd.DataFrame) -> str:
             ("Heterogeneity", ""), ("Flags", "flags")]
     parts = []
     for ind, block in sof.groupby("indication", sort=False):
-        rows = []
-        for r in block.to_dict("records"):
-            outcome = (tag("a", esc(r["outcome"]), href="#" + _anchor(r["analysis"])) +
-                       tag("div", esc(MEASURE_NAMES.get(r["measure"], r["measure"])), class_="muted"))
-            pooled = _finite(r["estimate"])
-            events = f"; {_count(r['events'])} events" if _finite(r["events"]) else ""
-            studies = esc(f"{r['k']} {'study' if r['k'] == 1 else 'studies'}") + "<br>" + tag(
-                "span", esc(f"{_count(r['participants'])} participants{events}"), class_="muted")
-            rel = (esc(f"{r['measure']} {num(r['estimate'])}") + "<br>" +
-                   esc(f"({num(r['ci_lb'])} to {num(r['ci_ub'])})") if pooled
-                   else tag("span", esc(r["status"]), class_="muted"))
-            if pooled and _finite(r["acr_per_1000"]):
-                absolute = "<br>".join([
-                    esc(f"Without naltrexone: {num(r['acr_per_1000'], 0)} per 1000"),
-                    esc(f"With naltrexone: {num(r['cr_per_1000'], 0)} per 1000 "
-                        f"({num(r['cr_lb_per_1000'], 0)} to {num(r['cr_ub_per_1000'], 0)})"),
-                    tag("strong", esc(f"{_per_1000(r['ard_per_1000'])} per 1000")) + " " +
-                    esc(f"(from {_per_1000(r['ard_lb_per_1000'])} to {_per_1000(r['ard_ub_per_1000'])})")])
-                nnt = (esc(f"{r['nnt_kind']} {num(r['nnt'], 0)}") + "<br>" +
-                       tag("span", esc(f"({r['nnt_ci']})"), class_="muted")) if r["nnt_kind"] else "no difference"
-            elif pooled:
-                absolute = tag("span", esc("not applicable (continuous outcome)" if r["measure"] not in ev.ABSOLUTE_MEASURES
-                                           else "no control-arm risks"), class_="muted")
-                nnt = DASH
-            else:
-                absolute, nnt = DASH, DASH
-            het = (esc(f"I\u00b2 = {num(r['I2_pct'], 0)}%") + "<br>" +
-                   esc(f"PI {num(r['pi_lb'])} to {num(r['pi_ub'])}") if pooled else DASH)
-            low = f"{num(r['low_confidence_weight_pct'], 0)}%" if _finite(r["low_confidence_weight_pct"]) else "NA"
-            flags = tag("ul", "".join(tag("li", esc(f"{name}: ") + _flag(r[key])) for name, key in (
-                ("Imprecision", "imprecision"), ("Inconsistency", "inconsistency"),
-                ("Small-study effects", "small_study_effects"))) +
-                tag("li", esc(f"Weight from low-confidence rows: {low}")), class_="flags")
-            rows.append([outcome, studies, rel, absolute, nnt, het, flags])
-        parts.append(tag("h3", esc(indication_name(ind)), id="sof-" + re.sub(r"[^a-z0-9_-]", "-", str(ind).lower())))
+        rows = [_sof_row(r) for r in block.to_dict("records")]
+        parts.append(tag("h3", esc(indication_name(ind)),
+                         id="sof-" + re.sub(r"[^a-z0-9_-]", "-", str(ind).lower())))
         parts.append(_table(head, rows, cls="sof", widths=SOF_WIDTHS_PCT))
     return "".join(parts)
 
@@ -490,61 +525,64 @@ SOF_NOTES = (
 )
 
 
-def _measure_name(measure: str, ratio: bool) -> str:
-    """"Risk ratio", ...; a generic measure on the ratio scale is a "Ratio"."""
-    return "Ratio" if measure == "GEN" and ratio else MEASURE_NAMES.get(measure, measure)
+# --------------------------------------------------------------------------- one analysis
 
 
-def _participants(effects: pd.DataFrame) -> str:
-    """Participants in the pooled rows, or why there is no count."""
-    used = ev.used_rows(effects)
-    n = ev._column(effects, "n_treat") + ev._column(effects, "n_ctrl")
-    ok = used & np.isfinite(n)
-    if not ok.any():
+def _measure_name(result: AnalysisResult) -> str:
+    """"Risk ratio", "Standardised mean difference", "Ratio" (a generic analysis of log ratios)..."""
+    return result.scale.axis_label.removesuffix(" (log scale)")
+
+
+def _participants(result: AnalysisResult) -> str:
+    if result.k_used == 0:
+        return "none (no pooled rows)"
+    if result.participants <= 0:
         return "not reported (effect sizes only)"
-    missing = int(used.sum() - ok.sum())
-    return _count(n[ok].sum()) + (f" (not reported for {missing} of {int(used.sum())} studies)" if missing else "")
+    return _count(result.participants)
 
 
-def _stats_block(result: Mapping, measure: str, effects: pd.DataFrame) -> str:
-    meta = result.get("analysis", {})
-    fit, why = ev.main_fit(result)
-    k = meta.get("k_used", "NA")
-    items = [("Studies (k)", esc(k)), ("Participants", esc(_participants(effects)))]
-    if fit is None or not ev._num(fit.get("k")) >= 2:
-        if str(meta.get("status", "pooled")) == "pooled":     # otherwise the status box says why
-            items.append(("Pooled estimate", esc(f"not available ({why or 'k < 2'})")))
+def _status_box(result: AnalysisResult) -> str:
+    if result.status == "pooled":
+        return ""
+    failed = (tag("ul", "".join(tag("li", esc(f)) for f in result.failed))
+              if result.failed else "")
+    return tag("div", tag("p", esc(result.status)) + failed, class_="status")
+
+
+def _stats_block(result: AnalysisResult) -> str:
+    """k, participants, the pooled estimate (shown scale), PI, heterogeneity, model, common effect."""
+    show = result.scale.show
+    k = f"{result.k_used}" + (f" of {result.k_rows} rows" if result.k_rows != result.k_used else "")
+    items = [("Studies (k)", esc(k)), ("Participants", esc(_participants(result)))]
+    fit = result.main
+    if fit is None:
+        if result.status == "pooled":     # otherwise the status box says why
+            items.append(("Pooled estimate", esc("not available")))
+        return tag("dl", "".join(tag("dt", esc(a)) + tag("dd", b) for a, b in items), class_="stats")
+    level = _level(fit.level)
+    t = fit.test_stat
+    stat = f"{t.name} = {num(t.statistic)}" + (f" (df = {num(t.df, 0)})" if t.df is not None else "")
+    if fit.pi is not None:
+        pi = f"{num(show(fit.pi.low))} to {num(show(fit.pi.high))}"
     else:
-        ratio = ev.is_ratio(measure, fit, _transf(result))
-        nat = [ev.natural(ev._num(fit.get(x)), ratio) for x in ("estimate", "ci.lb", "ci.ub")]
-        pred = fit.get("predict", {}) if isinstance(fit.get("predict"), Mapping) else {}
-        pi = [ev.natural(ev._num(pred.get(x)), ratio) for x in ("pi.lb", "pi.ub")]
-        stat = "t" if fit.get("test") == "knha" else "z"
-        stat_v = ev._num(fit.get("tval" if stat == "t" else "zval"))
-        level = ev._num(fit.get("level", 95))
-        items += [
-            (f"Pooled {_measure_name(measure, ratio).lower()} ({level:.0f}% CI)",
-             esc(interval(*nat)) + esc(f"; {stat} = {num(stat_v)}, {p_is(ev._num(fit.get('pval')))}")),
-            (f"{level:.0f}% prediction interval", esc(f"{num(pi[0])} to {num(pi[1])}")),
-            ("Heterogeneity", esc(f"\u03c4\u00b2 = {num(ev._num(fit.get('tau2')), 4)}, "
-                                  f"I\u00b2 = {num(ev._num(fit.get('I2')), 0)}%, "
-                                  f"Q = {num(ev._num(fit.get('QE')))} (df = {num(ev._num(fit.get('QEdf')), 0)}, "
-                                  f"{p_is(ev._num(fit.get('QEp')))})")),
-            ("Model", esc(ev._model_name(fit.get("method", meta.get("method", "")), fit.get("test", "z")))),
-        ]
-        ci_tau, _ = ev._section(result, "confint", str(fit.get("method", "")))
-        if ci_tau is not None:
-            t2, i2 = ci_tau.get("tau^2", {}), ci_tau.get("I^2(%)", {})
-            items.append(("Uncertainty in heterogeneity (Q-profile)",
-                          esc(f"\u03c4\u00b2 {num(ev._num(t2.get('ci.lb')), 4)} to "
-                              f"{num(ev._num(t2.get('ci.ub')), 4)}; I\u00b2 "
-                              f"{num(ev._num(i2.get('ci.lb')), 0)}% to {num(ev._num(i2.get('ci.ub')), 0)}%")))
-        ee, _ = ev._section(result, "common", "EE")
-        if ee is not None:
-            nat = [ev.natural(ev._num(ee.get(x)), ratio) for x in ("estimate", "ci.lb", "ci.ub")]
-            items.append(("Common-effect estimate", esc(interval(*nat))))
-    body = "".join(tag("dt", esc(a)) + tag("dd", b) for a, b in items)
-    return tag("dl", body, class_="stats")
+        pi = "not computed" + (f" (k < {PI_MIN_K})" if fit.k < PI_MIN_K else "")
+    het = fit.heterogeneity
+    items += [
+        (f"Pooled {_measure_name(result).lower()} ({level}% CI)",
+         esc(interval(show(fit.estimate), show(fit.ci.low), show(fit.ci.high))) +
+         esc(f"; {stat}, {p_is(t.pval)}")),
+        (f"{level}% prediction interval", esc(pi)),
+    ]
+    if het is not None:
+        items.append(("Heterogeneity", esc(
+            f"\u03c4\u00b2 = {num(het.tau2, 4)}, I\u00b2 = {num(het.i2_pct, 0)}%, "
+            f"Q = {num(het.q)} (df = {het.q_df}, {p_is(het.q_pval)})")))
+    items.append(("Model", esc(model_words(fit.model, fit.test))))
+    if result.common is not None:
+        c = result.common
+        items.append(("Common-effect estimate",
+                      esc(interval(show(c.estimate), show(c.ci.low), show(c.ci.high)))))
+    return tag("dl", "".join(tag("dt", esc(a)) + tag("dd", b) for a, b in items), class_="stats")
 
 
 def _arm(r: Mapping, arm: str) -> str:
@@ -557,47 +595,49 @@ def _arm(r: Mapping, arm: str) -> str:
     return DASH
 
 
-def _study_table(effects: pd.DataFrame, result: Mapping, measure: str) -> str:
+def _study_table(result: AnalysisResult, effects: pd.DataFrame) -> str:
+    """One row per effects row: arms, effect and CI (shown scale), the main model's weight, provenance."""
     if effects.empty:
         return tag("p", "No study rows.", class_="muted")
-    fit, _ = ev.main_fit(result)
-    ratio = ev.is_ratio(measure, fit, _transf(result))
-    weights = (fit or {}).get("weights_pct") if fit else None
-    w = ([ev._num(x) for x in weights] if isinstance(weights, list) and len(weights) == len(effects)
-         else list(pd.to_numeric(effects.get("weight_pct", pd.Series(np.nan, index=effects.index)),
-                                 errors="coerce")))
+    show = result.scale.show
+    weights, used = result.weights_pct, result.used
     head = [("Study", ""), ("Naltrexone", "num"), ("Control", "num"),
-            (f"{'Ratio' if measure == 'GEN' and ratio else measure} (95% CI)", "num"), ("Weight", "num"), ("Confidence", ""), ("Source and quote", "")]
+            (f"{result.scale.name} ({_level(result.level)}% CI)", "num"), ("Weight", "num"),
+            ("Confidence", ""), ("Source and quote", "")]
     rows = []
     for i, r in enumerate(effects.to_dict("records")):
-        yi, lb, ub = (ev._num(r.get(c)) for c in ("yi", "ci_lb", "ci_ub"))
-        effect = interval(*(ev.natural(x, ratio) for x in (yi, lb, ub)))
-        year_txt = num(ev._num(r.get("year")), 0) if _finite(ev._num(r.get("year"))) else ""
-        year = f" ({year_txt})" if year_txt and year_txt not in str(r.get("label", "")) else ""
-        quote = "" if pd.isna(r.get("quote")) else str(r.get("quote"))
-        label = tag("span", esc(f"{r.get('label', '')}{year}"), title=quote or None)
+        effect = interval(*(show(_float(r.get(c))) for c in ("yi", "ci_lb", "ci_ub")))
+        year = _float(r.get("year"))
+        year_txt = num(year, 0) if math.isfinite(year) else ""
+        year = f" ({year_txt})" if year_txt and year_txt not in _text(r.get("label")) else ""
+        quote_text = _text(r.get("quote"))
+        label = tag("span", esc(f"{_text(r.get('label'))}{year}"), title=quote_text or None)
         marks = []
-        if str(r.get("derived")).strip().lower() in ("true", "yes", "1"):
+        if not used[i]:
+            marks.append("not pooled (no usable effect size)")
+        if _truthy(r.get("derived")):
             marks.append("numbers derived")
-        if str(r.get("flipped")).strip().lower() in ("true", "yes", "1"):
+        if _truthy(r.get("flipped")):
             marks.append("favourable events flipped to their complement")
         extra = tag("div", esc("; ".join(marks)), class_="muted") if marks else ""
+        derived_text = _text(r.get("derived_text")).strip()
         src = tag("details",
                   tag("summary", "Source") +
-                  tag("blockquote", esc(quote) if quote else tag("span", "no quote recorded", class_="muted")) +
+                  tag("blockquote", esc(quote_text) if quote_text
+                      else tag("span", "no quote recorded", class_="muted")) +
                   tag("div", linkify(r.get("source")), class_="source") +
-                  (tag("div", esc(f"how derived: {r['derived_text']}"), class_="muted source")
-                   if isinstance(r.get("derived_text"), str) and r["derived_text"].strip() else "") +
-                  tag("div", esc(f"raw row: {r.get('row_id', '')}"), class_="muted source"))
-        weight = f"{num(w[i], 1)}%" if i < len(w) and _finite(w[i]) else DASH
-        rows.append([label + extra, esc(_arm(r, "treat")), esc(_arm(r, "ctrl")), esc(effect), esc(weight),
-                     esc(r.get("confidence", "")), src])
+                  (tag("div", esc(f"how derived: {derived_text}"), class_="muted source")
+                   if derived_text else "") +
+                  tag("div", esc(f"raw row: {_text(r.get('row_id'))}"), class_="muted source"))
+        weight = f"{num(weights[i], 1)}%" if used[i] and math.isfinite(weights[i]) else DASH
+        rows.append([label + extra, esc(_arm(r, "treat")), esc(_arm(r, "ctrl")), esc(effect),
+                     esc(weight), esc(r.get("confidence", "")), src])
     return _table(head, rows, cls="studies")
 
 
 def _frame_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -> str:
-    """A table from a DataFrame: (column, header, format); format is "text", "nowrap"
-    (text kept on one line), "p" or a number of decimals."""
+    """A table from a DataFrame of table cells: (column, header, format); format is "text",
+    "nowrap" (text kept on one line), "p" or a number of decimals."""
     head = [(h, {"text": "", "nowrap": "nowrap"}.get(f, "num")) for _, h, f in columns]
     rows = []
     for r in frame.to_dict("records"):
@@ -605,7 +645,7 @@ def _frame_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -
         for col, _, f in columns:
             v = r.get(col)
             if f in ("text", "nowrap"):
-                cells.append(esc("" if v is None or (isinstance(v, float) and math.isnan(v)) else v))
+                cells.append(esc(_text(v)))
             elif f == "p":
                 cells.append(esc(pval(v) if _finite(v) else ""))
             else:
@@ -617,165 +657,139 @@ def _frame_table(frame: pd.DataFrame, columns: Sequence[tuple[str, str, str]]) -
 def _with_interval(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     out["effect"] = [interval(e, a, b) if _finite(e) else "" for e, a, b in
-                     zip(out.estimate, out.ci_lb, out.ci_ub)]
+                     zip(out["estimate"], out["ci_lb"], out["ci_ub"])]
     return out
 
 
-def _sensitivity_block(sens: pd.DataFrame) -> str:
-    if sens.empty:
-        return tag("p", "No sensitivity analyses.", class_="muted")
-    if not sens["estimate"].notna().any():
-        main = sens.iloc[0]
-        return tag("p", esc(f"Not computed: sensitivity analyses need at least two studies "
-                            f"(k = {main['k']})."), class_="muted")
-    frame = _with_interval(sens)
-    return _frame_table(frame, [("description", "Analysis", "text"), ("model", "Model", "text"),
-                                ("measure", "Measure", "nowrap"), ("k", "k", "0"),
-                                ("effect", "Estimate (95% CI)", "nowrap"),
-                                ("tau2", "\u03c4\u00b2", "3"), ("I2_pct", "I\u00b2 (%)", "0"),
-                                ("note", "Note", "text")])
+def _sensitivity_block(sens: pd.DataFrame, result: AnalysisResult) -> str:
+    """The analysis's rows of ``sensitivity.csv``."""
+    if sens.empty or not any(_finite(v) for v in sens["estimate"]):
+        if result.k_used < 2:
+            return tag("p", esc(f"Not computed: sensitivity analyses need at least two studies "
+                                f"(k = {result.k_used})."), class_="muted")
+        if sens.empty:
+            return tag("p", "No sensitivity analyses.", class_="muted")
+    return _frame_table(_with_interval(sens), [
+        ("description", "Analysis", "text"), ("model", "Model", "text"),
+        ("measure", "Measure", "nowrap"), ("k", "k", "0"),
+        ("effect", "Estimate (95% CI)", "nowrap"),
+        ("tau2", "\u03c4\u00b2", "3"), ("I2_pct", "I\u00b2 (%)", "0"), ("note", "Note", "text")])
 
 
 def _subgroup_block(sub: pd.DataFrame) -> str:
+    """The analysis's rows of ``subgroups.csv`` (nothing when it has no subgroups)."""
     if sub.empty:
         return ""
-    frame = _with_interval(sub)
-    col = str(frame["subgroup"].iloc[0])
+    col = _text(sub["subgroup"].iloc[0])
     return tag("h4", esc(f"Subgroups by {col}" if col else "Subgroups")) + _frame_table(
-        frame, [("level", "Subgroup", "text"), ("k", "k", "0"), ("effect", "Estimate (95% CI)", "nowrap"),
-                ("I2_pct", "I\u00b2 (%)", "0"), ("statistic", "Statistic", "2"), ("df", "df", "nowrap"),
-                ("pval", "p", "p"), ("note", "Note", "text")])
+        _with_interval(sub),
+        [("level", "Subgroup", "text"), ("k", "k", "0"), ("effect", "Estimate (95% CI)", "nowrap"),
+         ("I2_pct", "I\u00b2 (%)", "0"), ("statistic", "Statistic", "2"), ("df", "df", "nowrap"),
+         ("pval", "p", "p"), ("note", "Note", "text")])
 
 
-def _small_study_block(row: Mapping) -> str:
-    if not row.get("assessed"):
-        return tag("p", esc(f"Small-study effects: {row.get('note') or ev.NOT_ASSESSED}."), class_="muted")
+def _small_study_block(row: Mapping | None) -> str:
+    """The analysis's row of ``small_study_effects.csv``."""
+    if row is None:
+        return tag("p", "not available", class_="muted")
+    if not _truthy(row.get("assessed")):
+        return tag("p", esc(f"Small-study effects: {_text(row.get('note')) or ev.NOT_ASSESSED}."),
+                   class_="muted")
+    k0 = _float(row["trimfill_k0"])
     items = [
         ("Egger (random-effects regression on SE)", f"z = {num(row['egger_z'])}, {p_is(row['egger_p'])}"),
         ("Egger (classic, weighted regression)",
          f"t = {num(row['egger_classic_t'])} (df = {num(row['egger_classic_df'], 0)}), "
          f"{p_is(row['egger_classic_p'])}"),
         ("Begg rank correlation", f"Kendall \u03c4 = {num(row['begg_tau'], 3)}, {p_is(row['begg_p'])}"),
-        ("Trim-and-fill", f"{num(row['trimfill_k0'], 0)} {'study' if row['trimfill_k0'] == 1 else 'studies'} filled ({row['trimfill_side'] or 'NA'} side); "
-                          f"adjusted estimate {interval(row['trimfill_estimate'], row['trimfill_ci_lb'], row['trimfill_ci_ub'])}"),
+        ("Trim-and-fill",
+         f"{num(k0, 0)} {'study' if k0 == 1 else 'studies'} filled "
+         f"({_text(row['trimfill_side']) or 'NA'} side); adjusted estimate "
+         f"{interval(row['trimfill_estimate'], row['trimfill_ci_lb'], row['trimfill_ci_ub'])}"),
     ]
     body = "".join(tag("dt", esc(a)) + tag("dd", esc(b)) for a, b in items)
-    note = tag("p", esc(row["note"]), class_="notes") if row.get("note") else ""
+    note = tag("p", esc(row["note"]), class_="notes") if _text(row.get("note")) else ""
     return tag("dl", body, class_="stats") + note
 
 
-def _metareg_block(result: Mapping, measure: str) -> str:
-    fits = []
-    by = result.get("metareg_by")
-    if isinstance(by, Mapping) and by:
-        fits = list(by.items())
-    elif isinstance(result.get("metareg"), Mapping):
-        fits = [(result["metareg"].get("moderator", "moderator"), result["metareg"])]
-    if not fits:
+def _slope(reg: MetaRegression):
+    """The moderator's coefficient (by name, else the one coefficient that is no intercept)."""
+    slope = next((c for c in reg.coefficients if c.name == reg.moderator), None)
+    if slope is None:
+        others = [c for c in reg.coefficients if c.name not in INTERCEPTS]
+        slope = others[0] if len(others) == 1 else None
+    return slope
+
+
+def _metareg_block(result: AnalysisResult) -> str:
+    """``result.metaregression``: the slope per moderator (and, for a ratio, per-unit ratio), QM, tau^2, R^2."""
+    if not result.metaregression:
         return ""
-    meta = result.get("analysis", {})
-    key = ev._fit_key(meta)
+    scale = result.scale
+    log = scale.log
     rows = []
-    for mod, sec in fits:
-        fit, why = ev._section(sec, key) if isinstance(sec, Mapping) else (None, "not computed")
-        if fit is None and isinstance(sec, Mapping) and "error" not in sec:
-            fit, why = ev._section(sec, "REML")
-        if fit is None:
-            rows.append([esc(mod), "", "", "", "", "", esc(f"not computed: {why}")])
+    for reg in result.metaregression:
+        slope = _slope(reg)
+        if slope is None:
+            why = reg.note or ("not computed" if not reg.coefficients else "more than one slope")
+            rows.append([esc(reg.moderator), esc(reg.k)] + [""] * (6 if log else 5) +
+                        [esc(model_words(reg.model, reg.test)), esc(why)])
             continue
-        co = fit.get("coefficients", {})
-        i = 1 if len(co.get("estimate", [])) > 1 else 0
-        get = lambda k: ev._num((co.get(k) or [math.nan] * 2)[i]) if isinstance(co.get(k), list) else math.nan  # noqa: E731
-        rows.append([esc(mod), esc(num(fit.get("k"), 0)), esc(num(get("estimate"), 4)),
-                     esc(f"{num(get('ci.lb'), 4)} to {num(get('ci.ub'), 4)}"), esc(pval(get("pval"))),
-                     esc(num(ev._num(fit.get("R2")), 0)), esc(f"{fit.get('method', '')} {fit.get('test', '')}")])
-    head = [("Moderator", ""), ("k", "num"), ("Slope", "num"), ("95% CI", "num"), ("p", "num"),
-            ("R\u00b2 (%)", "num"), ("Model", "")]
-    scale = " (slope on the log scale: exp(slope) is the ratio per unit)" if ev.is_ratio(measure) else ""
-    return tag("h4", "Meta-regression") + tag("p", esc("Change in the effect per unit of the moderator" + scale + "."),
-                                                class_="notes") + _table(head, rows)
+        cells = [esc(reg.moderator), esc(reg.k), esc(interval(slope.estimate, slope.ci.low,
+                                                               slope.ci.high, 4))]
+        if log:
+            cells.append(esc(interval(scale.show(slope.estimate), scale.show(slope.ci.low),
+                                      scale.show(slope.ci.high), 3)))
+        qm = (f"{reg.qm.name} = {num(reg.qm.statistic)} (df = {num(reg.qm.df, 0)})"
+              if reg.qm is not None else "NA")
+        cells += [esc(pval(slope.test_stat.pval)), esc(num(reg.tau2, 4)), esc(num(reg.r2_pct, 0)),
+                  esc(qm), esc(model_words(reg.model, reg.test)), esc(reg.note)]
+        rows.append(cells)
+    level = _level(result.metaregression[0].level)
+    head = [("Moderator", ""), ("k", "num"),
+            (f"Slope{f' (log {scale.name})' if log else ''} ({level}% CI)", "num")]
+    if log:
+        head.append((f"{scale.name} ratio per unit ({level}% CI)", "num"))
+    head += [("p", "num"), ("Residual \u03c4\u00b2", "num"), ("R\u00b2 (%)", "num"),
+             ("Omnibus test", "nowrap"), ("Model", ""), ("Note", "")]
+    note = "Change in the effect per unit of the moderator"
+    if log:
+        note += (f" (slope on the log scale; exp(slope), the {scale.name} ratio per unit, is the "
+                 f"factor by which the {scale.name} changes per unit of the moderator)")
+    return tag("h4", "Meta-regression") + tag("p", esc(note + "."), class_="notes") + _table(head, rows)
 
 
-def _analysis_section(name: str, analysis: Mapping, effects: pd.DataFrame, result: Mapping,
+def _rows_of(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    return table[table["analysis"] == name]
+
+
+def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.DataFrame,
                       tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
                       link_from: Path | None) -> str:
-    meta = result.get("analysis", {})
-    title = str(meta.get("title") or analysis.get("title") or name)
-    measure = str(meta.get("measure") or analysis.get("measure", ""))
-    ind = ev._indication(name, analysis, effects)
-    ratio = ev.is_ratio(measure, ev.main_fit(result)[0], _transf(result))
+    name, title = result.name, result.title
+    ind = ev._indication(plan.filter_values("indication"), effects)
     parts = [tag("h3", esc(title)),
-             tag("p", esc(f"{indication_name(ind)} \u00b7 {_measure_name(measure, ratio)} \u00b7 "
-                          f"analysis '{name}'"), class_="muted")]
-    status = str(meta.get("status", ""))
-    if status and status != "pooled":
-        parts.append(tag("p", esc(status), class_="status"))
-    parts.append(_stats_block(result, measure, effects))
-    parts.append(_figure(figures.get("forest"), "forest", title, link_from))
-    parts.append(tag("h4", "Studies") + _study_table(effects, result, measure))
-    sens = tables["sensitivity"]
-    parts.append(tag("h4", "Sensitivity analyses") + _sensitivity_block(sens[sens["analysis"] == name]))
-    sub = tables["subgroups"]
-    parts.append(_subgroup_block(sub[sub["analysis"] == name]))
-    ss = tables["small_study_effects"]
-    ss_row = ss[ss["analysis"] == name]
+             tag("p", esc(f"{indication_name(ind)} \u00b7 {_measure_name(result)} \u00b7 "
+                          f"analysis '{name}'"), class_="muted"),
+             _status_box(result),
+             _stats_block(result),
+             _figure(figures.get("forest"), "forest", title, link_from),
+             tag("h4", "Studies") + _study_table(result, effects),
+             tag("h4", "Sensitivity analyses") +
+             _sensitivity_block(_rows_of(tables["sensitivity"], name), result),
+             _subgroup_block(_rows_of(tables["subgroups"], name))]
+    ss = _rows_of(tables["small_study_effects"], name)
     parts.append(tag("h4", "Small-study effects") +
-                 (_small_study_block(ss_row.iloc[0].to_dict()) if len(ss_row) else
-                  tag("p", "not available", class_="muted")))
-    parts.append(_metareg_block(result, measure))
-    more = [_figure(figures[k], k.split(":")[0], title, link_from) for k in figures
-            if k.split(":")[0] in FIGURE_KINDS[1:]]
+                 _small_study_block(ss.iloc[0].to_dict() if len(ss) else None))
+    parts.append(_metareg_block(result))
+    more = [_figure(path, key.partition(":")[0], title, link_from) for key, path in figures.items()
+            if key != "forest"]
     if more:
         parts.append(tag("details", tag("summary", esc(f"More figures ({len(more)})")) + "".join(more)))
     return tag("article", "".join(parts), id=_anchor(name))
 
 
-def render_report(effects: Mapping[str, pd.DataFrame], results: Mapping[str, Mapping],
-                  figure_dir: str | Path | None, config: Mapping,
-                  tables: Mapping[str, pd.DataFrame] | None = None, *, page_dir: str | Path = ".",
-                  inline_max_bytes: int | None = None) -> str:
-    """The report page as a string (see the module docstring).
-
-    ``page_dir`` is the folder the page will be written to: figures too
-    large to inline (over ``inline_max_bytes`` in all, default
-    :data:`INLINE_FIGURES_MAX_BYTES`) are linked relative to it.
-    """
-    limit = INLINE_FIGURES_MAX_BYTES if inline_max_bytes is None else inline_max_bytes
-    tables = tables or evidence_tables(effects, results, config)
-    analyses = config.get("analyses", {})
-    order = analysis_order(config, results, effects)
-    figures = {n: figure_paths(figure_dir, n) if figure_dir else {} for n in order}
-    figure_bytes = sum(p.stat().st_size for f in figures.values() for p in f.values())
-    link_from = Path(page_dir) if figure_bytes > limit else None
-    toc = [tag("li", tag("a", "Summary of findings", href="#summary-of-findings"))]
-    toc += [tag("li", tag("a", esc(results[n].get("analysis", {}).get("title")
-                                   or analyses.get(n, {}).get("title") or n), href="#" + _anchor(n)))
-            for n in order]
-    toc.append(tag("li", tag("a", "Methods", href="#methods")))
-    intro = ("A meta-analysis of randomised trials of naltrexone, built by ntxmeta from the trial "
-             "tables in data/raw/ and the analyses in config/config.yaml. Every number below can be "
-             "traced to a quoted sentence of a trial report: open \u201cSource\u201d in any study row.")
-    if link_from is not None:
-        intro += (f" The figures ({figure_bytes / 2**20:,.0f} MB) are linked, not embedded: keep the "
-                  "figures/ folder beside this page.")
-    body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")),
-            tag("nav", tag("h2", "Contents") + tag("ol", "".join(toc)), aria_label="Contents"),
-            tag("section", tag("h2", "Summary of findings", id="summary-of-findings") +
-                _sof_tables(tables["summary_of_findings"]) +
-                tag("div", "".join(tag("p", esc(t)) for t in SOF_NOTES), class_="notes")),
-            tag("section", tag("h2", "Analyses", id="analyses") + "".join(
-                _analysis_section(n, analyses.get(n, {}), effects.get(n, pd.DataFrame()), results[n],
-                                  tables, figures[n], link_from)
-                for n in order)),
-            tag("section", tag("h2", "Methods", id="methods") + "".join(tag("p", esc(t)) for t in METHODS_TEXT)),
-            tag("footer", esc("Generated by ntxmeta. The statistics match R's metafor 3.8-1; "
-                              "the same inputs give the same page byte for byte."))]
-    head = ('<meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" '
-            f'content="{esc(CSP if link_from is None else CSP_LINKED)}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(PAGE_TITLE)}</title><style>{CSS}</style>")
-    return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head>\n<body>\n' + "\n".join(body) + "\n</body></html>\n"
+# --------------------------------------------------------------------------- the page
 
 
 METHODS_TEXT = (
@@ -794,29 +808,116 @@ METHODS_TEXT = (
 )
 
 
-def write_report(effects_paths, result_paths, figure_dir: str | Path | None, config,
-                 out_path: str | Path, *, inline_max_bytes: int | None = None) -> Path:
-    """Workflow step: ``results/report.html`` from the effects, results and figures.
+def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, pd.DataFrame],
+                  tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Mapping[str, Path]],
+                  config: Config, *, page_dir: str | Path = ".",
+                  inline_max_bytes: int | None = None) -> str:
+    """The report page as a string (see the module docstring); formats, computes nothing.
 
     Parameters
     ----------
-    effects_paths : sequence of path, or mapping of analysis name to path
+    results : mapping of analysis name to AnalysisResult
+    effects : mapping of analysis name to DataFrame
+        Each analysis's effects table, one row per entry of its result's
+        ``weights_pct`` and ``used``.
+    tables : mapping of table stem to DataFrame
+        The four tables of :data:`TABLE_STEMS`, as :func:`read_table` reads them.
+    figures : mapping of analysis name to {kind or "bubble:{moderator}": path}
+        As :func:`figure_map` makes it; an analysis without a forest plot
+        says so.
+    config : Config
+        The analyses shown (those with a result), in
+        :func:`ntxmeta.evidence.analysis_order`.
+    page_dir : path
+        The folder the page will be written to: figures too large to inline
+        (over ``inline_max_bytes`` in all, default
+        :data:`INLINE_FIGURES_MAX_BYTES`) are linked relative to it.
+
+    Raises
+    ------
+    ValueError
+        A table missing, or a result whose rows do not match its effects table.
+    """
+    missing = [s for s in TABLE_STEMS if s not in tables]
+    if missing:
+        raise ValueError(f"report: evidence table(s) {', '.join(missing)} not given")
+    limit = INLINE_FIGURES_MAX_BYTES if inline_max_bytes is None else inline_max_bytes
+    order = ev.analysis_order(config, results, effects)
+    frames = {n: effects.get(n, pd.DataFrame()) for n in order}
+    for n in order:
+        if len(results[n].used) != len(frames[n]):
+            raise ValueError(f"{n}: result has {len(results[n].used)} rows, effects table "
+                             f"{len(frames[n])}; re-run the pool step")
+    figs = {n: dict(figures.get(n, {})) for n in order}
+    figure_bytes = sum(p.stat().st_size for f in figs.values() for p in f.values())
+    link_from = Path(page_dir) if figure_bytes > limit else None
+    toc = [tag("li", tag("a", "Summary of findings", href="#summary-of-findings"))]
+    toc += [tag("li", tag("a", esc(results[n].title), href="#" + _anchor(n))) for n in order]
+    toc.append(tag("li", tag("a", "Methods", href="#methods")))
+    intro = ("A meta-analysis of randomised trials of naltrexone, built by ntxmeta from the trial "
+             "tables in data/raw/ and the analyses in config/config.yaml. Every number below can be "
+             "traced to a quoted sentence of a trial report: open \u201cSource\u201d in any study row.")
+    if link_from is not None:
+        intro += (f" The figures ({figure_bytes / 2**20:,.0f} MB) are linked, not embedded: keep the "
+                  "figures/ folder beside this page.")
+    body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")),
+            tag("nav", tag("h2", "Contents") + tag("ol", "".join(toc)), aria_label="Contents"),
+            tag("section", tag("h2", "Summary of findings", id="summary-of-findings") +
+                _sof_tables(tables["summary_of_findings"]) +
+                tag("div", "".join(tag("p", esc(t)) for t in SOF_NOTES), class_="notes")),
+            tag("section", tag("h2", "Analyses", id="analyses") + "".join(
+                _analysis_section(config.analyses[n], results[n], frames[n], tables, figs[n],
+                                  link_from)
+                for n in order)),
+            tag("section", tag("h2", "Methods", id="methods") + "".join(tag("p", esc(t)) for t in METHODS_TEXT)),
+            tag("footer", esc("Generated by ntxmeta. The statistics match R's metafor 3.8-1; "
+                              "the same inputs give the same page byte for byte."))]
+    head = ('<meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" '
+            f'content="{esc(CSP if link_from is None else CSP_LINKED)}">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(PAGE_TITLE)}</title><style>{CSS}</style>")
+    return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head>\n<body>\n' + "\n".join(body) + "\n</body></html>\n"
+
+
+def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | Path],
+                 tables: Mapping[str, str | Path], figures: Sequence[str | Path], config: Config,
+                 out_path: str | Path, *, inline_max_bytes: int | None = None) -> Path:
+    """The report step: ``results/report.html`` from the files of the run (reads, computes nothing).
+
+    Parameters
+    ----------
+    results : mapping of analysis name to path
+        ``results/analyses/{analysis}/result.json`` (:func:`ntxmeta.result.read_result`).
+    effects : mapping of analysis name to path
         ``data/processed/effects/{analysis}.csv``.
-    result_paths : sequence of path, or mapping of analysis name to path
-        ``results/analyses/{analysis}/result.json``.
-    figure_dir : path or None
-        ``results/figures``; figures are looked up as
-        ``{figure_dir}/{forest,funnel,cumulative,leave_one_out,bubble}/{analysis}.svg``
-        (else ``.png``); a missing one is said to be "not available".
-    config : mapping, or path of a YAML file
+    tables : mapping of table stem to path
+        ``results/tables/{stem}.csv`` for each stem of :data:`TABLE_STEMS`
+        (``summary_of_findings``, ``sensitivity``, ``subgroups``,
+        ``small_study_effects``), as the tables step wrote them.
+    figures : sequence of path
+        Every figure file of the run, PNG and SVG (the rule's inputs; see
+        :func:`figure_map`); a missing one is said to be "not available".
+    config : Config
     out_path : path
         Usually ``results/report.html``; written atomically.
     inline_max_bytes : int, optional
         Figures larger than this in all are linked, not embedded (see
         :func:`render_report`).
     """
-    effects, results = load_inputs(effects_paths, result_paths)
-    page = render_report(effects, results, figure_dir, _load_config(config),
+    from .pipeline import read_effects
+    missing = [s for s in TABLE_STEMS if s not in tables]
+    if missing:
+        raise ValueError(f"report: no path for evidence table(s) {', '.join(missing)}")
+    typed = {}
+    for name, path in results.items():
+        res = read_result(path)
+        if res.name != name:
+            raise ValueError(f"{path}: the result of analysis {res.name!r}, given as {name!r}")
+        typed[str(name)] = res
+    page = render_report(typed, {str(n): read_effects(p) for n, p in effects.items()},
+                         {s: read_table(tables[s], s) for s in TABLE_STEMS},
+                         figure_map(figures, list(config.analyses)), config,
                          page_dir=Path(out_path).parent, inline_max_bytes=inline_max_bytes)
     write_text(out_path, page)
     return Path(out_path)
