@@ -83,6 +83,33 @@ def load_yaml(text: str):
     return yaml.safe_load(text)
 
 
+_parsed_cache: dict = {}
+
+
+def _parsed(path: str | Path):
+    """(text, data) of a config file, read and parsed once per file version.
+
+    The raw-data glob, the pooling rules and the full check all need the
+    config before and while it is validated; one read serves the three
+    (keyed by path, modification time and size). Errors are raised again
+    on every call, as the first read raised them.
+    """
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _parsed_cache:
+        _parsed_cache.clear()
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+            _parsed_cache[key] = (text, load_yaml(text), None)
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            _parsed_cache[key] = (None, None, exc)
+    text, data, exc = _parsed_cache[key]
+    if exc is not None:
+        raise exc
+    return text, copy.deepcopy(data)
+
+
 def _line_map(node: yaml.Node, path: tuple = (), lines: dict | None = None,
               dups: list | None = None) -> tuple[dict, list]:
     """Line (1-based) of every key and list item, and keys written twice."""
@@ -142,11 +169,14 @@ class _Reporter:
 def _read(path: Path, name: str) -> tuple[dict | None, list[Problem], dict]:
     """The parsed YAML, its problems, and the line map."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text, data = _parsed(path)
     except (OSError, UnicodeDecodeError) as exc:
         return None, [Problem(name, None, None, None, f"cannot be read as UTF-8 text ({exc})")], {}
+    except yaml.YAMLError:
+        text, data = path.read_text(encoding="utf-8-sig"), None
     try:
-        data = load_yaml(text)
+        if data is None:
+            data = load_yaml(text)  # raises the same error again, for its report below
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except UnsafeYAML as exc:
         return None, [Problem(name, exc.line, None, None, exc.message)], {}
@@ -311,7 +341,7 @@ def raw_data_glob(config_path: str | Path) -> str:
     """
     default = load_schema("config")["properties"]["raw_data"]["default"]
     try:
-        data = load_yaml(Path(config_path).read_text(encoding="utf-8-sig"))
+        _, data = _parsed(config_path)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return default
     value = data.get("raw_data") if isinstance(data, dict) else None
@@ -440,7 +470,7 @@ def load_config(path: str | Path, comparisons: pd.DataFrame | None = None) -> di
 def _rules_if_valid(path: str | Path) -> dict | None:
     """The config's resolved pooling rules, or None if they cannot be read (reported elsewhere)."""
     try:
-        data = load_yaml(Path(path).read_text(encoding="utf-8-sig"))
+        _, data = _parsed(path)
         return resolve_rules(data.get("rules") if isinstance(data, dict) else None)
     except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError):
         return None
