@@ -62,20 +62,22 @@ def model_words(method: str, test: str) -> str:
     return f"{method} random effects, {'Hartung-Knapp' if test == 'knha' else 'z test'}"
 
 
-def _num(frame: pd.DataFrame, col: str) -> np.ndarray:
+def number_column(frame: pd.DataFrame, col: str) -> np.ndarray:
+    """A numeric column of an effects table as floats (NaN where missing or not a number)."""
     if col not in frame:
         return np.full(len(frame), np.nan)
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
 
 
-def _text(frame: pd.DataFrame, col: str) -> pd.Series:
+def text_column(frame: pd.DataFrame, col: str) -> pd.Series:
+    """A text column, lower case and stripped ("" where missing)."""
     if col not in frame:
         return pd.Series([""] * len(frame), index=frame.index)
     return frame[col].astype(object).where(frame[col].notna(), "").astype(str).str.strip().str.lower()
 
 
 def _truthy(frame: pd.DataFrame, col: str) -> np.ndarray:
-    return _text(frame, col).isin({"true", "1", "yes"}).to_numpy()
+    return text_column(frame, col).isin({"true", "1", "yes"}).to_numpy()
 
 
 def _exclude_mask(frame: pd.DataFrame, filters) -> tuple[np.ndarray, list[str]]:
@@ -89,7 +91,7 @@ def _exclude_mask(frame: pd.DataFrame, filters) -> tuple[np.ndarray, list[str]]:
         elif col == "derived":  # a yes/no column, spelt True/yes/1
             hit &= _truthy(frame, col) == (str(values[0]) in ("true", "1", "yes"))
         else:
-            hit &= _text(frame, col).isin(set(values)).to_numpy()
+            hit &= text_column(frame, col).isin(set(values)).to_numpy()
     return hit, missing
 
 
@@ -184,7 +186,7 @@ def _variant(cache: FitCache, used, mask, name, description, method, test, note=
 
 
 def _binary_variant(effects, used, name, description, fitter, measure, level) -> Variant:
-    cells = [_num(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
+    cells = [number_column(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
     has = used & np.all([np.isfinite(c) for c in cells], axis=0)
     k = int(has.sum())
     words = f"common effect, {description.split()[0]}"
@@ -221,7 +223,7 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
                      same if t == o.test else "") for t in ("z", "knha")]
     out.append(_variant(cache, used, every, "common_EE", "Common effect (inverse variance)",
                         "EE", "z"))
-    if (_text(effects, "data_type") == "binary").any():
+    if (text_column(effects, "data_type") == "binary").any():
         from .binary import mantel_haenszel, peto
         mh_measure = plan.measure if plan.measure in ("RR", "OR", "RD") else "OR"
         out.append(_binary_variant(effects, used, "common_MH", f"Mantel-Haenszel {mh_measure}",
@@ -231,7 +233,7 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
     subsets = list(plan.subsets)
     for s in subsets[:2]:  # the built-in ones, first
         out.append(_subset(cache, effects, used, s, o))
-    placebo = _text(effects, "comparator_type").eq("placebo").to_numpy()
+    placebo = text_column(effects, "comparator_type").eq("placebo").to_numpy()
     out.append(_subset_mask(cache, used, placebo, "placebo_only", "Placebo-controlled rows only", o))
     out += [_subset(cache, effects, used, s, o) for s in subsets[2:]]
     if loo is not None and len(loo.estimate) >= 2:
@@ -326,7 +328,7 @@ def _omnibus(fit) -> Test:
 
 
 def _metaregression(effects, used, yi, vi, moderator, o) -> MetaRegression:
-    x = _num(effects, moderator)
+    x = number_column(effects, moderator)
     ok = used & np.isfinite(x)
     k = int(ok.sum())
     empty = dict(coefficients=(), tau2=math.nan, r2_pct=math.nan, qm=None, qe=None, line=None,
@@ -410,10 +412,10 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         default, when every row has ``data_type`` "ratio".
     """
     o = plan.options
-    yi, vi = _num(effects, "yi"), _num(effects, "vi")
+    yi, vi = number_column(effects, "yi"), number_column(effects, "vi")
     used = np.isfinite(yi) & np.isfinite(vi)
     if log_ratio_rows is None:
-        log_ratio_rows = len(effects) > 0 and set(_text(effects, "data_type")) == {"ratio"}
+        log_ratio_rows = len(effects) > 0 and set(text_column(effects, "data_type")) == {"ratio"}
     scale = Scale.of(plan.measure, log_ratio_rows=log_ratio_rows)
     k_used = int(used.sum())
     parts = _Parts()
@@ -439,7 +441,7 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     variants: tuple = ()
     if k_used >= 2:
         loo = parts.run("leave_one_out", _leave_one_out, y, v, used_labels, o)
-        years = _num(effects, "year")[used]
+        years = number_column(effects, "year")[used]
         cum = parts.run("cumulative", _cumulative, y, v, used_labels, years, o)
         variants = parts.run("sensitivity", _variants, plan, effects, cache, used, scale, loo) or ()
         sub = parts.run("subgroups", _subgroups, plan, effects, used, yi, vi, o)
@@ -447,9 +449,9 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
                                  for m in plan.moderators) if r is not None)
         small = parts.run("small_study", _small_study, y, v, o)
     # participants of the pooled rows that report arm sizes (effect-size-only rows add none)
-    n = np.nansum(_num(effects, "n_treat")[used]) + np.nansum(_num(effects, "n_ctrl")[used])
-    ev = _num(effects, "events_treat")[used].sum() + _num(effects, "events_ctrl")[used].sum()
-    binary = k_used > 0 and (_text(effects, "data_type")[used] == "binary").all()
+    n = np.nansum(number_column(effects, "n_treat")[used]) + np.nansum(number_column(effects, "n_ctrl")[used])
+    ev = number_column(effects, "events_treat")[used].sum() + number_column(effects, "events_ctrl")[used].sum()
+    binary = k_used > 0 and (text_column(effects, "data_type")[used] == "binary").all()
     return AnalysisResult(
         name=plan.name, title=plan.title, measure=plan.measure, scale=scale, method=o.method,
         test=o.test, level=o.level, status=status_of(k_used, parts.failed, main is not None),

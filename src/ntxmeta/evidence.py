@@ -80,7 +80,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .analysis import SMALL_STUDY_MIN_K, model_words
+from .analysis import SMALL_STUDY_MIN_K, model_words, number_column, text_column
 from .plan import Config
 from .result import AnalysisResult, Pooled
 
@@ -125,20 +125,6 @@ SMALL_STUDY_COLUMNS = ("analysis", "k", "assessed", "egger_z", "egger_p", "egger
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
-    """A numeric column as floats (NaN where missing or not a number)."""
-    if name not in frame:
-        return np.full(len(frame), np.nan)
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float)
-
-
-def _text(frame: pd.DataFrame, name: str) -> pd.Series:
-    """A text column, lower case and stripped ("" where missing)."""
-    if name not in frame:
-        return pd.Series([""] * len(frame), index=frame.index)
-    return frame[name].astype(object).where(frame[name].notna(), "").astype(str).str.strip().str.lower()
 
 
 def _crosses(lb: float, ub: float, null: float) -> bool:
@@ -191,7 +177,7 @@ def assumed_control_risk(effects: pd.DataFrame, used: np.ndarray) -> float:
 
     NaN when no pooled row has control-arm counts (ratio-only data).
     """
-    e, n = _column(effects, "events_ctrl"), _column(effects, "n_ctrl")
+    e, n = number_column(effects, "events_ctrl"), number_column(effects, "n_ctrl")
     ok = used & np.isfinite(e) & np.isfinite(n) & (n > 0)
     return float(np.median(e[ok] / n[ok])) if ok.any() else math.nan
 
@@ -282,7 +268,7 @@ def _egger_flag(result: AnalysisResult) -> str:
 def _low_confidence_weight(effects: pd.DataFrame, result: AnalysisResult) -> float:
     """Percent of the main model's weight on low-confidence rows."""
     w = np.asarray(result.weights_pct, dtype=float)
-    low = _text(effects, "confidence").eq("low").to_numpy()
+    low = text_column(effects, "confidence").eq("low").to_numpy()
     ok = np.isfinite(w)
     return float(w[ok & low].sum() / w[ok].sum() * 100) if ok.any() and w[ok].sum() > 0 else math.nan
 
@@ -294,7 +280,7 @@ def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = 
     if used.size != len(effects):
         raise ValueError(f"{result.name}: result has {used.size} rows, effects table {len(effects)}; "
                          "re-run the pool step")
-    n = _column(effects, "n_treat") + _column(effects, "n_ctrl")
+    n = number_column(effects, "n_treat") + number_column(effects, "n_ctrl")
     binary = result.events is not None
     row: dict = {c: math.nan for c in SOF_COLUMNS}
     studies = effects.loc[used, "study_id"].nunique() if "study_id" in effects else int(used.sum())

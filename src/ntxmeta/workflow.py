@@ -30,9 +30,10 @@ class Preflight:
     """Validated configuration, the normalised comparisons and a digest per analysis."""
 
     config: Config
-    comparisons: pd.DataFrame
+    comparisons: pd.DataFrame | None   # None in a cluster job (job_preflight)
     digests: dict
     raw_files: list[Path]    # the tables read: the config's raw_data glob
+    config_path: str = "config/config.yaml"
 
     @property
     def analyses(self) -> list[str]:
@@ -66,7 +67,19 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     texts = CanonicalColumns(comparisons)
     digests = {name: selection_digest(comparisons, plan.selection, texts)
                for name, plan in config.analyses.items()}
-    return Preflight(config, comparisons, digests, raw)
+    return Preflight(config, comparisons, digests, raw, str(config_path))
+
+
+def job_preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
+    """What a job submitted to a cluster needs: the config, not the whole preflight.
+
+    The submitting run validated everything before it scheduled a job; a job
+    process (``snakemake --mode remote``) parses the workflow again, and
+    needs only the plans (its inputs are files). ``comparisons`` is None and
+    ``digests`` empty: the ingest job computes the comparisons itself.
+    """
+    config = Config.load(config_path)
+    return Preflight(config, None, {}, raw_files(config.raw_data, root), str(config_path))
 
 
 @contextmanager
@@ -96,6 +109,8 @@ def logged(path: str | Path, step: str):
 def ingest(pf: Preflight, out: str | Path) -> None:
     """data/raw/*.csv -> data/processed/comparisons.csv (validated when the Snakefile was read)."""
     from .normalise import write_comparisons
+    if pf.comparisons is None:  # a cluster job (job_preflight): validate and normalise here
+        pf = preflight(pf.config_path)
     write_comparisons(pf.comparisons, out)
 
 

@@ -7,7 +7,12 @@ from ntxmeta import workflow as ntx
 # the config (its message for invalid YAML names no line): on any problem
 # every message is printed and Snakemake stops before scheduling a job.
 CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
-PREFLIGHT = ntx.preflight(CONFIG_FILE)
+# A job on a cluster node parses the workflow again: it needs the plans only.
+PREFLIGHT = (
+    ntx.job_preflight(CONFIG_FILE)
+    if workflow.remote_exec
+    else ntx.preflight(CONFIG_FILE)
+)
 ANALYSES = PREFLIGHT.analyses
 
 
@@ -35,7 +40,7 @@ wildcard_constraints:
 
 def selection_digest(wildcards):
     """Digest of the rows and options of one analysis (re-run trigger)."""
-    return PREFLIGHT.digests[wildcards.analysis]
+    return PREFLIGHT.digests.get(wildcards.analysis, "")
 
 
 def raw_csvs(wildcards):
