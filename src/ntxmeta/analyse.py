@@ -19,6 +19,7 @@ import numpy as np
 from . import effects as ef
 from .binary import common_binary_section
 from .data import AnalysisData, load_spec
+from .rma import shared_fits
 from .sections import RMA_SECTION_METHODS, common_ee_section, rma_section
 
 Builder = Callable[[AnalysisData, "set[str] | None"], dict]
@@ -86,6 +87,11 @@ def analyse_data(data: AnalysisData, *, only=None, isolate: bool = False) -> dic
     from the section itself.
     """
     _load_extensions()
+    with shared_fits():   # each model estimated once per analysis (ntxmeta.rma.rma_shared)
+        return _analyse_data(data, only, isolate)
+
+
+def _analyse_data(data: AnalysisData, only, isolate: bool) -> dict:
     wanted = _parse_only(only)
     out: dict = {"name": data.name, "measure": data.measure, "k_rows": int(data.yi.size),
                  "k_used": int(data.used.sum())}

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._common import guarded
 from .data import AnalysisData
-from .rma import METHODS, RMAFit, rma
+from .rma import METHODS, RMAFit, rma_shared
 
 #: Methods reported in the ``rma`` and ``rma_knha`` sections, in metafor's order.
 RMA_SECTION_METHODS = ("DL", "REML", "PM", "HE", "SJ", "ML", "EB", "HS", "HSk", "PMM",
@@ -64,11 +64,13 @@ def fit_dict(fit: RMAFit, *, used: np.ndarray | None = None, transf: str = "none
 
 
 def fit_used(data: AnalysisData, method: str, test: str = "z") -> RMAFit:
-    """``rma`` on the rows of an analysis that have an effect size."""
+    """``rma`` on the rows of an analysis that have an effect size, estimated once per
+    analysis and method (``ntxmeta.rma.rma_shared``: the knha fit and confint's
+    fits reuse the z fit's tau^2)."""
     u = data.used
     yi, vi = data.yi[u], data.vi[u]
     weights = 1.0 / vi if method in ("GENQ", "GENQM") else None
-    return rma(yi, vi, method=method, test=test, level=data.level, weights=weights)
+    return rma_shared(yi, vi, method=method, test=test, level=data.level, weights=weights)
 
 
 def rma_section(data: AnalysisData, test: str, methods=RMA_SECTION_METHODS) -> dict:
