@@ -201,7 +201,7 @@ def test_each_estimator_is_estimated_once_per_analysis(case, monkeypatch):
     assert all(n == 1 for n in now.by_method.values()), now.by_method
     monkeypatch.setattr(engine, "_shared", engine.contextvars.ContextVar("off", default=None))
     monkeypatch.setattr(engine, "shared_fits", engine.contextlib.nullcontext)
-    import ntxmeta.analyse as an
+    import ntxmeta.oracle as an
     monkeypatch.setattr(an, "shared_fits", engine.contextlib.nullcontext)
     before = _sections_fits(spec, only)
     assert now.count * 2 <= before.count, (now, before)

@@ -152,11 +152,11 @@ import numpy as np
 import statsmodels.api as sm
 from scipy import stats
 
-from . import analyse
+from . import oracle
 from ._common import Interval, MetaError, as_float_array, guarded
 from .data import AnalysisData
 from .rma import COMMON_ALIASES, FULL, METHODS, Control, RMAFit, estimate_tau2, rma_shared
-from .sections import fit_dict
+from .oracle.sections import fit_dict
 
 MODELS = ("rma", "lm")
 SIDES = ("left", "right")
@@ -661,6 +661,6 @@ def trimfill_section(data: AnalysisData, sub: set[str] | None) -> dict:
             for m in TRIMFILL_KEYS if sub is None or m in sub}
 
 
-analyse.register("regtest", regtest_section)
-analyse.register("ranktest", ranktest_section)
-analyse.register("trimfill", trimfill_section)
+oracle.register("regtest", regtest_section)
+oracle.register("ranktest", ranktest_section)
+oracle.register("trimfill", trimfill_section)

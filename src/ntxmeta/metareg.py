@@ -87,7 +87,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import analyse
+from . import oracle
 from ._common import Interval, MetaError, guarded, t_crit, z_crit
 from .data import AnalysisData
 from .rma import COMMON_ALIASES, FULL, Control, RMAFit, estimate_tau2, rma_shared
@@ -468,4 +468,4 @@ def metareg_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     return out
 
 
-analyse.register("metareg", metareg_section)
+oracle.register("metareg", metareg_section)

@@ -58,12 +58,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import analyse
+from . import oracle
 from ._common import MetaError, guarded
 from .data import AnalysisData
 from .metareg import INTERCEPT, ModeratorFit, fit_design, modfit_dict
 from .rma import FULL, Control, RMAFit, rma_shared
-from .sections import fit_dict
+from .oracle.sections import fit_dict
 
 #: Coefficient name prefix of a non-reference level (oracle.R: sub("^fgrp", "group=")).
 GROUP_PREFIX = "group="
@@ -305,4 +305,4 @@ def _guarded_fit(y, v, method, test, level, control) -> RMAFit | dict:
         return {"error": str(exc)}
 
 
-analyse.register("subgroup", subgroup_section)
+oracle.register("subgroup", subgroup_section)
