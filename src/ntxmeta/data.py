@@ -106,8 +106,10 @@ class AnalysisData:
 
 def make_unique(labels) -> tuple:
     """R's ``make.unique(x, sep=" #")``: later duplicates get " #1", " #2", ..."""
-    seen: dict[str, int] = {}
     taken = set(labels)
+    if len(taken) == len(labels):   # nothing to rename (the common case; 1 s at k = 1e6 otherwise)
+        return tuple(labels)
+    seen: dict[str, int] = {}
     out = []
     for lab in labels:
         if lab not in seen:
@@ -173,7 +175,8 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
                                 sei=get("sei") if "vi" not in cols else None)
     k = len(frame)
     study = spec.get("study")
-    slab = make_unique([str(s) for s in frame[study]] if study else [str(i + 1) for i in range(k)])
+    # row numbers are unique already: make_unique only for a study column
+    slab = make_unique([str(s) for s in frame[study]]) if study else tuple(map(str, range(1, k + 1)))
     year = _numeric(frame, spec["year"], name) if spec.get("year") else None
     moderator = _numeric(frame, spec["moderator"], name) if spec.get("moderator") else None
     group = None

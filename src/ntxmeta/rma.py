@@ -89,7 +89,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from ._common import Interval, MetaError, t_crit, z_crit
 
@@ -525,7 +525,7 @@ def _est_q_root(method):
     oscillate for ever.
     """
     def est(ex, y, v, m, X, k, p):
-        target = stats.chi2.ppf(0.5, k - p) if method == "PMM" else (k - p)
+        target = _chi2_median(k - p) if method == "PMM" else (k - p)
         if X is None:
             return _q_root_masked(target, y, v, m, k)
         return _newton_root(y, v, m, X, target)
@@ -637,6 +637,12 @@ def _se_tau2(method, tau2, extras, y, v, m, X, k, p):
     if method in COMMON_ALIASES:
         return np.full(np.shape(tau2), np.nan)
     return ESTIMATORS[method].se(np.maximum(tau2, 0.0), extras, y, v, m, X, k, p)
+
+
+def _chi2_median(df):
+    """Median of chi^2(df), PMM's target (scipy.stats imported here only: it is slow to load)."""
+    from scipy import stats
+    return stats.chi2.ppf(0.5, df)
 
 
 def _check_method(method: str) -> str:
@@ -1141,7 +1147,7 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=No
             t, S = _ml_reml_intercept(method, np.array([he]), row)
             tau2 = float(t[0])
         elif method in ("PM", "PMM", "EB"):
-            target = stats.chi2.ppf(0.5, k - 1) if method == "PMM" else k - 1
+            target = _chi2_median(k - 1) if method == "PMM" else k - 1
             tau2 = float(_q_root_intercept(np.array([float(target)]), row)[0])
         else:
             m = np.ones(k)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .. import effects as ef
-from ..binary import common_binary_section
 from ..data import AnalysisData, load_spec
 from ..rma import shared_fits
 from .sections import RMA_SECTION_METHODS, common_ee_section, rma_section
@@ -42,6 +43,7 @@ def _common(data: AnalysisData, sub: set[str] | None) -> dict:
     if sub is None or "EE" in sub:
         out["EE"] = common_ee_section(data)
     if data.cells is not None and (sub is None or sub & {"MH", "Peto"}):
+        from ..binary import common_binary_section  # local: scipy.stats, only for MH/Peto
         out.update({key: val for key, val in common_binary_section(data).items()
                     if sub is None or key in sub})
     return out
@@ -70,10 +72,11 @@ def _parse_only(only: str | list[str] | None) -> dict[str, set[str] | None] | No
         return None
     items = only.split(",") if isinstance(only, str) else list(only)
     wanted: dict[str, set[str] | None] = {}
+    known = set(SECTIONS) | set(EXTENSION_SECTIONS)
     for item in (i.strip() for i in items if i.strip()):
         top, _, rest = item.partition(".")
-        if top not in SECTIONS:
-            raise ValueError(f"unknown section {top!r}; sections are {sorted(SECTIONS)}")
+        if top not in known:
+            raise ValueError(f"unknown section {top!r}; sections are {sorted(known)}")
         if not rest:
             wanted[top] = None
         elif wanted.get(top, set()) is not None:
@@ -91,13 +94,13 @@ def analyse_data(data: AnalysisData, *, only=None, isolate: bool = False) -> dic
     of the kind metafor makes (ValueError) is an ordinary ``{"error": ...}``
     from the section itself.
     """
-    _load_extensions()
-    with shared_fits():   # each model estimated once per analysis (ntxmeta.rma.rma_shared)
-        return _analyse_data(data, only, isolate)
-
-
-def _analyse_data(data: AnalysisData, only, isolate: bool) -> dict:
     wanted = _parse_only(only)
+    _load_extensions(None if wanted is None else set(wanted))
+    with shared_fits():   # each model estimated once per analysis (ntxmeta.rma.rma_shared)
+        return _analyse_data(data, wanted, isolate)
+
+
+def _analyse_data(data: AnalysisData, wanted, isolate: bool) -> dict:
     out: dict = {"name": data.name, "measure": data.measure, "k_rows": int(data.yi.size),
                  "k_used": int(data.used.sum())}
     failed = []
@@ -121,19 +124,34 @@ def _analyse_data(data: AnalysisData, only, isolate: bool) -> dict:
     return out
 
 
+#: Output order of the sections (oracle.R's), whatever order their modules were
+#: imported in; sections registered by others follow in registration order.
+SECTION_ORDER = ("escalc", "rma", "rma_knha", "common", "confint", "regtest", "ranktest",
+                 "trimfill", "leave1out", "influence", "cumul", "metareg", "subgroup")
+
+
 def _sections_in_order():
-    return list(SECTIONS.items())
+    rank = {name: i for i, name in enumerate(SECTION_ORDER)}
+    return sorted(SECTIONS.items(), key=lambda kv: rank.get(kv[0], len(rank)))
 
 
 _EXTENSIONS = ("confint", "bias", "diagnostics", "subgroup", "metareg")
+#: The sections each extension module registers: ``--only`` imports only the
+#: modules it needs (confint loads pymare, bias statsmodels: seconds of a run
+#: that asks for ``rma.REML``). tests/test_oracle_adapter.py checks the map.
+EXTENSION_SECTIONS = {"confint": "confint", "regtest": "bias", "ranktest": "bias",
+                      "trimfill": "bias", "leave1out": "diagnostics", "influence": "diagnostics",
+                      "cumul": "diagnostics", "metareg": "metareg", "subgroup": "subgroup"}
 
 
-def _load_extensions() -> None:
-    """Import the modules that register further sections (each calls ``register``)."""
+def _load_extensions(sections: set[str] | None = None) -> None:
+    """Import the modules that register further sections (each calls ``register``):
+    all of them, or those of ``sections``, in ``_EXTENSIONS`` order (the output order)."""
     import importlib
-    import importlib.util
+    needed = None if sections is None else {EXTENSION_SECTIONS[s] for s in sections
+                                            if s in EXTENSION_SECTIONS}
     for mod in _EXTENSIONS:
-        if importlib.util.find_spec(f"ntxmeta.{mod}") is not None:
+        if needed is None or mod in needed:
             importlib.import_module(f"ntxmeta.{mod}")
 
 
@@ -145,13 +163,25 @@ def analyse(spec_path: str | Path, *, only=None) -> dict:
     return out
 
 
-def _jsonable(o):
+#: Float vectors at least this long are written by ``_vector_text`` instead of the
+#: json module (whose encoder costs ~7 us a number: 7 s for the per-study
+#: weights of a 1e6-study analysis); shorter ones are not worth the detour.
+VECTOR_MIN = 64
+
+
+def _jsonable(o, vectors: list | None = None, token: str = ""):
+    """Plain JSON values; with ``vectors``, long float arrays become placeholder strings
+    (``token`` + index) and are collected there for ``_vector_text``."""
     if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
+        return {str(k): _jsonable(v, vectors, token) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
+        return [_jsonable(v, vectors, token) for v in o]
     if isinstance(o, np.ndarray):
-        return [_jsonable(v) for v in o.tolist()]
+        if (vectors is not None and o.ndim == 1 and o.dtype == np.float64
+                and o.size >= VECTOR_MIN):
+            vectors.append(o)
+            return f"{token}{len(vectors) - 1}"
+        return [_jsonable(v, vectors, token) for v in o.tolist()]
     if isinstance(o, (np.bool_, bool)):
         return bool(o)
     if isinstance(o, (np.integer,)):
@@ -166,10 +196,45 @@ def _jsonable(o):
     return o
 
 
+def _vector_text(x: np.ndarray, indent: int) -> str:
+    """A float vector exactly as ``json.dumps(..., indent=1)`` lays out ``_jsonable(x)``
+    on a line indented by ``indent``: ``float.__repr__`` (json's own float format,
+    the shortest round-trip string), "NA"/"Inf"/"-Inf" for non-finite values."""
+    # repr of a list of floats calls float.__repr__ in C: ~10x faster than map()
+    body = repr(x.tolist())[1:-1]
+    if not np.isfinite(x).all():   # list repr spells them nan, inf, -inf
+        body = re.sub(r"(?<![\w.])(-?inf|nan)(?![\w.])",
+                      lambda m: _NON_FINITE_TEXT[m.group(1)], body)
+    sep = ",\n" + " " * (indent + 1)
+    return "[\n" + " " * (indent + 1) + body.replace(", ", sep) + "\n" + " " * indent + "]"
+
+
+_NON_FINITE_TEXT = {"nan": '"NA"', "inf": '"Inf"', "-inf": '"-Inf"'}
+
+
 def dumps(result: dict) -> str:
     """JSON text of a result: metafor's "NA"/"Inf" strings for non-finite numbers,
-    shortest round-trip floats, sorted nowhere (section order is meaningful)."""
-    return json.dumps(_jsonable(result), indent=1, allow_nan=False) + "\n"
+    shortest round-trip floats, sorted nowhere (section order is meaningful).
+
+    Byte for byte ``json.dumps(_jsonable(result), indent=1) + "\n"``; long
+    float vectors are laid out by ``_vector_text`` (tests/test_oracle_adapter.py
+    compares the two).
+    """
+    vectors: list = []
+    token = f"@@ntxmeta-vector-{secrets.token_hex(8)}-"
+    text = json.dumps(_jsonable(result, vectors, token), indent=1, allow_nan=False)
+    if not vectors:
+        return text + "\n"
+    parts, pos = [], 0
+    for m in re.finditer(f'"{re.escape(token)}(\\d+)"', text):
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        indent = 0
+        while text[line_start + indent] == " ":
+            indent += 1
+        parts += [text[pos:m.start()], _vector_text(vectors[int(m.group(1))], indent)]
+        pos = m.end()
+    parts.append(text[pos:])
+    return "".join(parts) + "\n"
 
 
 _NON_FINITE = {"NA": math.nan, "NaN": math.nan, "Inf": math.inf, "-Inf": -math.inf}
