@@ -134,6 +134,25 @@ def _numeric(frame: pd.DataFrame, col: str, spec_name: str) -> np.ndarray:
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
 
 
+def subgroup_labels(column: pd.Series) -> np.ndarray:
+    """Labels of a subgroup column as R's ``factor()`` names its levels; None where missing.
+
+    pandas reads a column of integer codes with an empty cell as floats (1.0,
+    NaN), where R's read.csv keeps integers: such codes are written "1", "2",
+    not "1.0" (metafor's subgroup levels, tests/test_subgroup.py).
+    """
+    values = column.tolist()
+    integral = column.dtype.kind == "f" and all(
+        math.isnan(v) or float(v).is_integer() for v in values)
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        else:
+            out.append(str(int(v)) if integral else str(v))
+    return np.array(out, dtype=object)
+
+
 def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
     """Build ``AnalysisData`` from a data frame and a spec dictionary."""
     name = spec.get("name", "analysis")
@@ -181,9 +200,7 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
     moderator = _numeric(frame, spec["moderator"], name) if spec.get("moderator") else None
     group = None
     if spec.get("subgroup"):
-        sg = frame[spec["subgroup"]]
-        group = np.array([None if (v is None or (isinstance(v, float) and math.isnan(v)))
-                          else str(v) for v in sg], dtype=object)
+        group = subgroup_labels(frame[spec["subgroup"]])
     return AnalysisData(name=name, measure=measure, es=es, slab=slab, level=level,
                         transf=transf, year=year, group=group, moderator=moderator,
                         moderator_name=spec.get("moderator"), subgroup_name=spec.get("subgroup"),
