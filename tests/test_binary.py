@@ -420,3 +420,17 @@ def common_binary_section_from_cells(ai, bi, ci, di):
     frame = pd.DataFrame({"ai": ai, "bi": bi, "ci": ci, "di": di})
     spec = {"measure": "OR", "columns": {c: c for c in ("ai", "bi", "ci", "di")}}
     return common_binary_section(analysis_data(frame, spec))
+
+
+def test_zero_cell_flags_are_na_for_missing_counts():
+    """metafor computes the flags with R's three-valued logic: NA | TRUE is TRUE."""
+    import math as _math
+
+    from ntxmeta import effects as _ef
+    nan = float("nan")
+    ai, bi, ci, di = ([3, nan, 0, nan], [5, 4, 6, 4], [2, 3, nan, 0], [7, 6, 5, nan])
+    es = _ef.binary_effects("RR", ai, bi, ci, di)
+    sec = _ef.escalc_section(es, ["a", "b", "c", "d"], level=95, options={})
+    zc, dz = sec["zero_cell"], sec["double_zero"]
+    assert zc[0] is False and _math.isnan(zc[1]) and zc[2] is True and zc[3] is True
+    assert dz[0] is False and dz[1] is False and _math.isnan(dz[2]) and _math.isnan(dz[3])

@@ -173,3 +173,35 @@ def test_fit_counter_sees_other_threads():
         for t in threads:
             t.join()
     assert fits.count == 4
+
+
+# --------------------------------------------------------------------------- reuse in an analysis
+
+FIXTURES = Path(__file__).parent / "fixtures" / "oracle"
+
+
+def _sections_fits(spec, only):
+    from ntxmeta.analyse import analyse
+    with fit_counter() as fits:
+        analyse(spec, only=only)
+    return fits
+
+
+@pytest.mark.parametrize("case", sorted(p.parent.name for p in FIXTURES.glob("*/spec.json")))
+def test_each_estimator_is_estimated_once_per_analysis(case, monkeypatch):
+    """rma, rma_knha, common and confint ask for 29 fits; 13 estimates serve them.
+
+    Without reuse (``rma_shared`` made a plain ``rma``: every request fits, as
+    before with_test existed) the same sections estimate at least twice as often.
+    """
+    import ntxmeta.rma as engine
+    only = ["rma", "rma_knha", "common", "confint"]
+    spec = FIXTURES / case / "spec.json"
+    now = _sections_fits(spec, only)
+    assert all(n == 1 for n in now.by_method.values()), now.by_method
+    monkeypatch.setattr(engine, "_shared", engine.contextvars.ContextVar("off", default=None))
+    monkeypatch.setattr(engine, "shared_fits", engine.contextlib.nullcontext)
+    import ntxmeta.oracle as an
+    monkeypatch.setattr(an, "shared_fits", engine.contextlib.nullcontext)
+    before = _sections_fits(spec, only)
+    assert now.count * 2 <= before.count, (now, before)

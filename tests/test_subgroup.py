@@ -207,3 +207,15 @@ def test_pandas_labels_work():
     yi, vi, g = _case_arrays("bcg_RR")
     res = sg.subgroup_analysis(pd.Series(yi), pd.Series(vi), pd.Series(g))
     assert res.levels == ("alternate", "random", "systematic")
+
+
+def test_integer_codes_with_a_missing_cell_name_levels_as_r_does():
+    """read.csv keeps 1, 2, NA as integers, so factor() levels are "1", "2" (not "1.0")."""
+    from ntxmeta.data import analysis_data
+    frame = pd.DataFrame({"yi": [0.1, 0.3, 0.2, 0.5, 0.4], "vi": [0.1, 0.2, 0.1, 0.2, 0.1],
+                          "grp": [1, 2, None, 1, 2]})
+    spec = {"measure": "GEN", "columns": {"yi": "yi", "vi": "vi"}, "subgroup": "grp"}
+    data = analysis_data(frame, spec)
+    assert list(data.group) == ["1", "2", None, "1", "2"]
+    labels = analysis_data(frame.assign(grp=[1.5, 2, None, 1.5, 2]), spec).group
+    assert list(labels) == ["1.5", "2.0", None, "1.5", "2.0"]   # not codes: R's as.character

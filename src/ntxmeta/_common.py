@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 
 @dataclass(frozen=True)
@@ -29,13 +29,23 @@ class MetaError(ValueError):
 
 
 def z_crit(level: float) -> float:
-    """Two-sided standard-normal critical value for a level in percent (95 -> 1.96)."""
-    return float(stats.norm.isf((1.0 - level / 100.0) / 2.0))
+    """Two-sided standard-normal critical value for a level in percent (95 -> 1.96).
+
+    ``-scipy.special.ndtri(q)``: what ``scipy.stats.norm.isf(q)`` computes
+    (its ``_isf``), without importing scipy.stats (~0.7 s of a short run).
+    """
+    return float(-special.ndtri((1.0 - level / 100.0) / 2.0))
 
 
 def t_crit(level: float, df: float) -> float:
-    """Two-sided Student-t critical value for a level in percent."""
-    return float(stats.t.isf((1.0 - level / 100.0) / 2.0, df))
+    """Two-sided Student-t critical value for a level in percent.
+
+    ``-scipy.special.stdtrit(df, q)``: ``scipy.stats.t.isf(q, df)``'s ``_isf``
+    (see ``z_crit``); NaN for df <= 0 as scipy.stats gives.
+    """
+    if not df > 0:
+        return float("nan")
+    return float(-special.stdtrit(df, (1.0 - level / 100.0) / 2.0))
 
 
 def guarded(fn: Callable[..., dict], *args: Any, **kwargs: Any) -> dict:

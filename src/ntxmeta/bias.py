@@ -152,11 +152,11 @@ import numpy as np
 import statsmodels.api as sm
 from scipy import stats
 
-from . import analyse
+from . import oracle
 from ._common import Interval, MetaError, as_float_array, guarded
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, FULL, METHODS, Control, RMAFit, estimate_tau2, rma
-from .sections import fit_dict
+from .rma import COMMON_ALIASES, FULL, METHODS, Control, RMAFit, estimate_tau2, rma_shared
+from .oracle.sections import fit_dict
 
 MODELS = ("rma", "lm")
 SIDES = ("left", "right")
@@ -413,7 +413,7 @@ def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = 
                          c, None, warning)
     method = _check_method(method)
     _check_parms(method, k, p)
-    fit = rma(y, v, method=method, test=test, level=level, X=X, control=control)
+    fit = rma_shared(y, v, method=method, test=test, level=level, X=X, control=control)
     c = Coefficients(("intrcpt", "sei"), fit.beta, fit.se, fit.stat, fit.pval, fit.ci_lb,
                      fit.ci_ub, fit.df)
     return EggerTest("rma", "sei", method, float(fit.stat[1]), float(fit.pval[1]), fit.df,
@@ -549,7 +549,7 @@ def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None,
     if side is None:
         X = np.column_stack([np.ones(k), np.sqrt(v0)])
         _check_parms(method, k, 2)
-        slope = rma(y0, v0, method=method, X=X, control=control).beta[1]
+        slope = rma_shared(y0, v0, method=method, X=X, control=control).beta[1]
         side = "right" if slope < 0 else "left"
     elif side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
@@ -571,13 +571,13 @@ def trim_and_fill(yi, vi, *, method: str = "REML", side: str | None = None,
         k0 = max(0, int(round(k0_raw)))
         se_k0 = float(np.maximum(0.0, se_k0))  # NaN stays NaN, as R's max(0, NaN)
     if k0 == 0:
-        fit = rma(y0, v0, method=method, level=level, control=control)
+        fit = rma_shared(y0, v0, method=method, level=level, control=control)
         yi_all, vi_all = y0, v0
     else:
         y_fill = sign * (2 * beta - y[k - k0:])
         yi_all = np.concatenate([y0, y_fill])
         vi_all = np.concatenate([v0, v[k - k0:]])
-        fit = rma(yi_all, vi_all, method=method, level=level, control=control)
+        fit = rma_shared(yi_all, vi_all, method=method, level=level, control=control)
     filled = np.arange(yi_all.size) >= k
     return TrimAndFill(fit, k0, se_k0, side, "L0", yi_all, vi_all, filled, it)
 
@@ -661,6 +661,6 @@ def trimfill_section(data: AnalysisData, sub: set[str] | None) -> dict:
             for m in TRIMFILL_KEYS if sub is None or m in sub}
 
 
-analyse.register("regtest", regtest_section)
-analyse.register("ranktest", ranktest_section)
-analyse.register("trimfill", trimfill_section)
+oracle.register("regtest", regtest_section)
+oracle.register("ranktest", ranktest_section)
+oracle.register("trimfill", trimfill_section)

@@ -18,7 +18,7 @@ from . import __version__
 
 
 def _cmd_analyse(args: argparse.Namespace) -> int:
-    from .analyse import analyse, dumps
+    from .oracle import analyse, dumps
     from .io import write_text
     result = analyse(args.spec, only=args.only)
     write_text(args.out, dumps(result))

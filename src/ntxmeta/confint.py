@@ -101,11 +101,12 @@ from pymare import stats as pymare_stats
 from scipy import optimize, stats
 
 from ._common import Interval, MetaError, guarded
-from .analyse import register
+from .oracle import register
 from .data import AnalysisData
 from .rma import (COMMON_ALIASES, METAFOR_DEFAULT, REPLAYED_METHODS, RMAFit, _loglik, _Projection,
                   _q_at, metafor_fisher_tau2, rma)
-from .sections import fit_used
+from .oracle.keys import CONFINT_ROWS
+from .oracle.sections import fit_used
 
 TYPES = ("QP", "GENQ", "PL")
 #: Estimators whose Q-profile intervals the ``confint`` section reports (oracle.R).
@@ -477,8 +478,8 @@ def _profile_likelihood(fit: RMAFit, tau2_hat: float, alpha: float, tau2_max: fl
 
 # --------------------------------------------------------------------------- section
 
-#: Our field names -> metafor's row names of ``confint()$random``.
-ROW_KEYS = (("tau2", "tau^2"), ("tau", "tau"), ("I2_pct", "I^2(%)"), ("H2", "H^2"))
+#: Our field names -> metafor's row names of ``confint()$random`` (ntxmeta.oracle.keys).
+ROW_KEYS = CONFINT_ROWS
 
 
 def ci_dict(ci: Tau2CI) -> dict:

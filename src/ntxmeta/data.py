@@ -106,8 +106,10 @@ class AnalysisData:
 
 def make_unique(labels) -> tuple:
     """R's ``make.unique(x, sep=" #")``: later duplicates get " #1", " #2", ..."""
-    seen: dict[str, int] = {}
     taken = set(labels)
+    if len(taken) == len(labels):   # nothing to rename (the common case; 1 s at k = 1e6 otherwise)
+        return tuple(labels)
+    seen: dict[str, int] = {}
     out = []
     for lab in labels:
         if lab not in seen:
@@ -130,6 +132,25 @@ def _numeric(frame: pd.DataFrame, col: str, spec_name: str) -> np.ndarray:
     if col not in frame.columns:
         raise ValueError(f"{spec_name}: column '{col}' not in the CSV (has {list(frame.columns)})")
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+
+
+def subgroup_labels(column: pd.Series) -> np.ndarray:
+    """Labels of a subgroup column as R's ``factor()`` names its levels; None where missing.
+
+    pandas reads a column of integer codes with an empty cell as floats (1.0,
+    NaN), where R's read.csv keeps integers: such codes are written "1", "2",
+    not "1.0" (metafor's subgroup levels, tests/test_subgroup.py).
+    """
+    values = column.tolist()
+    integral = column.dtype.kind == "f" and all(
+        math.isnan(v) or float(v).is_integer() for v in values)
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(None)
+        else:
+            out.append(str(int(v)) if integral else str(v))
+    return np.array(out, dtype=object)
 
 
 def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
@@ -173,14 +194,13 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
                                 sei=get("sei") if "vi" not in cols else None)
     k = len(frame)
     study = spec.get("study")
-    slab = make_unique([str(s) for s in frame[study]] if study else [str(i + 1) for i in range(k)])
+    # row numbers are unique already: make_unique only for a study column
+    slab = make_unique([str(s) for s in frame[study]]) if study else tuple(map(str, range(1, k + 1)))
     year = _numeric(frame, spec["year"], name) if spec.get("year") else None
     moderator = _numeric(frame, spec["moderator"], name) if spec.get("moderator") else None
     group = None
     if spec.get("subgroup"):
-        sg = frame[spec["subgroup"]]
-        group = np.array([None if (v is None or (isinstance(v, float) and math.isnan(v)))
-                          else str(v) for v in sg], dtype=object)
+        group = subgroup_labels(frame[spec["subgroup"]])
     return AnalysisData(name=name, measure=measure, es=es, slab=slab, level=level,
                         transf=transf, year=year, group=group, moderator=moderator,
                         moderator_name=spec.get("moderator"), subgroup_name=spec.get("subgroup"),

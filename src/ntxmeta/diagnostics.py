@@ -133,7 +133,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from . import analyse
+from . import oracle
 from ._common import MetaError, guarded
 from .data import AnalysisData
 from .rma import (COMMON_ALIASES, FULL, KNHA_EPS, LL0_TOL, METAFOR_DEFAULT, METHODS, TAU2_RTOL,
@@ -1122,6 +1122,6 @@ def cumul_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     return out
 
 
-analyse.register("leave1out", leave1out_section)
-analyse.register("influence", influence_section)
-analyse.register("cumul", cumul_section)
+oracle.register("leave1out", leave1out_section)
+oracle.register("influence", influence_section)
+oracle.register("cumul", cumul_section)

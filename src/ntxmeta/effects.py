@@ -32,6 +32,7 @@ References
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,6 +67,9 @@ class EffectSizes:
     vi: np.ndarray
     zero_cell: np.ndarray | None = None
     double_zero: np.ndarray | None = None
+    #: where the flag is NA (R's three-valued logic on missing counts)
+    zero_cell_na: np.ndarray | None = None
+    double_zero_na: np.ndarray | None = None
 
     @property
     def sei(self) -> np.ndarray:
@@ -88,6 +92,30 @@ def zero_cell_flags(ai, bi, ci, di) -> tuple[np.ndarray, np.ndarray]:
     zero = (ai == 0) | (bi == 0) | (ci == 0) | (di == 0)
     double = ((ai == 0) & (ci == 0)) | ((bi == 0) & (di == 0))
     return zero, double
+
+
+def zero_cell_na(ai, bi, ci, di) -> tuple[np.ndarray, np.ndarray]:
+    """Where metafor's zero-cell flags are NA: R's ``|`` and ``&`` on missing counts.
+
+    ``zero_cell`` = ai == 0 | bi == 0 | ci == 0 | di == 0 is NA when no known
+    cell is 0 and one is missing (NA | TRUE is TRUE); ``double_zero`` =
+    (ai == 0 & ci == 0) | (bi == 0 & di == 0) is NA when neither pair is
+    known to be both 0 and a pair is not known to be non-zero.
+    """
+    cells = [_f(c) for c in (ai, bi, ci, di)]
+    zero = [c == 0 for c in cells]
+    na = [np.isnan(c) for c in cells]
+    zero_na = ~(zero[0] | zero[1] | zero[2] | zero[3]) & (na[0] | na[1] | na[2] | na[3])
+
+    def pair(i, j):   # (x == 0 & y == 0): TRUE, FALSE or NA
+        true = zero[i] & zero[j]
+        false = (~zero[i] & ~na[i]) | (~zero[j] & ~na[j])
+        return true, ~true & ~false
+
+    t1, n1 = pair(0, 2)
+    t2, n2 = pair(1, 3)
+    double_na = ~(t1 | t2) & (n1 | n2)
+    return zero_na, double_na
 
 
 def binary_effects(measure: str, ai, bi, ci, di, *, add: float = 0.5,
@@ -122,6 +150,7 @@ def binary_effects(measure: str, ai, bi, ci, di, *, add: float = 0.5,
         if np.any(x < 0):
             raise ValueError(f"{name} has negative cell counts (events > arm size?)")
     zero, double = zero_cell_flags(ai, bi, ci, di)
+    zero_na, double_na = zero_cell_na(ai, bi, ci, di)
     if drop00:
         for x in (ai, bi, ci, di):
             x[double] = np.nan
@@ -148,7 +177,7 @@ def binary_effects(measure: str, ai, bi, ci, di, *, add: float = 0.5,
             vi = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
     bad = ~np.isfinite(yi) | ~np.isfinite(vi)
     yi, vi = np.where(bad, np.nan, yi), np.where(bad, np.nan, vi)
-    return EffectSizes(measure, yi, vi, zero, double)
+    return EffectSizes(measure, yi, vi, zero, double, zero_na, double_na)
 
 
 def hedges_correction(m) -> np.ndarray:
@@ -211,6 +240,13 @@ def log_or_from_ci(or_, lower, upper, *, level: float = 95.0) -> tuple[np.ndarra
     return np.log(or_), se**2
 
 
+def _r_logical(flags: np.ndarray, na: np.ndarray | None):
+    """Flags as metafor reports them: NA (NaN here) where R's logic gives NA."""
+    if na is None or not na.any():
+        return flags
+    return [math.nan if n else bool(f) for f, n in zip(flags.tolist(), na.tolist())]
+
+
 def escalc_section(es: EffectSizes, slab, *, level: float, options: dict) -> dict:
     """The ``escalc`` block of a result, under metafor's key names."""
     crit = z_crit(level)
@@ -224,5 +260,6 @@ def escalc_section(es: EffectSizes, slab, *, level: float, options: dict) -> dic
     if es.zero_cell is not None:
         out.update(add=options.get("add", 0.5), to=options.get("to", "only0"),
                    drop00=options.get("drop00", False),
-                   zero_cell=es.zero_cell, double_zero=es.double_zero)
+                   zero_cell=_r_logical(es.zero_cell, es.zero_cell_na),
+                   double_zero=_r_logical(es.double_zero, es.double_zero_na))
     return out

@@ -87,7 +87,6 @@ References
 from __future__ import annotations
 
 import math
-import threading
 from typing import Callable
 
 import numpy as np
@@ -387,32 +386,6 @@ def genqm_tau2(y, v, m, X, a) -> np.ndarray:
     out = np.zeros(batch)
     for idx in np.ndindex(*batch):
         Xi = None if Xa is None else (Xa[idx] if Xa.ndim > 2 else Xa)
-        out[idx] = _genqm_remembered(y[idx], v[idx], a[idx], Xi)
+        out[idx] = _genqm_one(y[idx], v[idx], a[idx], Xi)
     return out
 
-
-#: Estimates remembered by :func:`_genqm_remembered` (per process).
-GENQM_MEMO_SIZE = 16
-_memo: dict[tuple, float] = {}
-_memo_lock = threading.Lock()
-
-
-def _genqm_remembered(y, v, a, X) -> float:
-    """:func:`_genqm_one`, remembered for the last :data:`GENQM_MEMO_SIZE` inputs.
-
-    The estimate does not depend on the test: an analysis's ``rma`` (z) and
-    ``rma_knha`` sections ask for the same GENQM fit, and at ~0.1 s it is
-    the one estimator worth not computing twice. The key is the exact bytes
-    of the inputs, so a remembered value is the value.
-    """
-    key = tuple(z.tobytes() + str(z.shape).encode() for z in (y, v, a)) + (
-        None if X is None else X.tobytes() + str(X.shape).encode(),)
-    with _memo_lock:  # jobs may run as threads of one process
-        if key in _memo:
-            return _memo[key]
-    tau2 = _genqm_one(y, v, a, X)
-    with _memo_lock:
-        while len(_memo) >= GENQM_MEMO_SIZE:
-            _memo.pop(next(iter(_memo)))  # the oldest (dicts keep insertion order)
-        _memo[key] = tau2
-    return tau2

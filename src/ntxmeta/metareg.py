@@ -87,10 +87,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import analyse
+from . import oracle
 from ._common import Interval, MetaError, guarded, t_crit, z_crit
 from .data import AnalysisData
-from .rma import COMMON_ALIASES, FULL, Control, RMAFit, estimate_tau2, rma
+from .rma import COMMON_ALIASES, FULL, Control, RMAFit, estimate_tau2, rma_shared
 
 #: R's ``lm.fit`` tolerance for its pivoted QR (``qr(x, tol = 1e-7)``): a
 #: column whose norm after projection on the columns before it falls below
@@ -258,7 +258,8 @@ def _pseudo_r2(fit: RMAFit, yi: np.ndarray, vi: np.ndarray, method: str, test: s
         r2 = mss / (mss + rss)
         return max(0.0, 100 * (1 - (1 - r2) * (fit.k - 1) / (fit.k - fit.p)))
     try:
-        tau2_re = rma(yi, vi, method=method, test=test, level=fit.level, control=control).tau2
+        tau2_re = rma_shared(yi, vi, method=method, test=test, level=fit.level,
+                             control=control).tau2
     except ValueError:
         return np.nan   # metafor: R2 <- NA when the model without moderators fails
     if control.replay:
@@ -349,7 +350,7 @@ def fit_design(yi, vi, X, names, *, method: str = "REML", test: str = "z",
             raise MetaError(MSG_TOO_FEW)
     if np.any(np.linalg.eigvalsh(X.T @ X) <= EVTOL):
         raise MetaError(MSG_NOT_FULL_RANK)
-    fit = rma(y, v, method=method, test=test, level=level, X=None if int_only else X,
+    fit = rma_shared(y, v, method=method, test=test, level=level, X=None if int_only else X,
               control=control)
     if int_only:   # rma with X=None is the same model; keep the design for predict()
         fit = dataclasses.replace(fit, X=X)
@@ -467,4 +468,4 @@ def metareg_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
     return out
 
 
-analyse.register("metareg", metareg_section)
+oracle.register("metareg", metareg_section)

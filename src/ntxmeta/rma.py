@@ -83,12 +83,13 @@ References
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from ._common import Interval, MetaError, t_crit, z_crit
 
@@ -524,7 +525,7 @@ def _est_q_root(method):
     oscillate for ever.
     """
     def est(ex, y, v, m, X, k, p):
-        target = stats.chi2.ppf(0.5, k - p) if method == "PMM" else (k - p)
+        target = _chi2_median(k - p) if method == "PMM" else (k - p)
         if X is None:
             return _q_root_masked(target, y, v, m, k)
         return _newton_root(y, v, m, X, target)
@@ -636,6 +637,12 @@ def _se_tau2(method, tau2, extras, y, v, m, X, k, p):
     if method in COMMON_ALIASES:
         return np.full(np.shape(tau2), np.nan)
     return ESTIMATORS[method].se(np.maximum(tau2, 0.0), extras, y, v, m, X, k, p)
+
+
+def _chi2_median(df):
+    """Median of chi^2(df), PMM's target (scipy.stats imported here only: it is slow to load)."""
+    from scipy import stats
+    return stats.chi2.ppf(0.5, df)
 
 
 def _check_method(method: str) -> str:
@@ -1140,7 +1147,7 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=No
             t, S = _ml_reml_intercept(method, np.array([he]), row)
             tau2 = float(t[0])
         elif method in ("PM", "PMM", "EB"):
-            target = stats.chi2.ppf(0.5, k - 1) if method == "PMM" else k - 1
+            target = _chi2_median(k - 1) if method == "PMM" else k - 1
             tau2 = float(_q_root_intercept(np.array([float(target)]), row)[0])
         else:
             m = np.ones(k)
@@ -1563,6 +1570,65 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
                    float(pr.logdet_xtdx()), float(_Projection.of(m, y, X).logdet_xtdx()),
                    100 * wts / wts.sum(), y, v, X, tau2_fixed=fixed and not estimated,
                    weights=a, control=control)
+
+
+# --------------------------------------------------------------------------- fits shared within an analysis
+
+_shared: contextvars.ContextVar[dict | None] = contextvars.ContextVar("ntxmeta_shared_fits",
+                                                                     default=None)
+
+
+@contextlib.contextmanager
+def shared_fits():
+    """Within the block, ``rma_shared`` estimates each model once and derives the rest.
+
+    One analysis's sections ask for the same model several times (the
+    ``rma`` and ``rma_knha`` sections, confint's fits, a subgroup level's z
+    and knha fits, the intercept-only fit of a pseudo-R^2, trimfill's fit of
+    the full data). The store lives for the block only (``analyse_data``
+    opens one per analysis), per thread or task (a context variable), so a
+    remembered fit is always one of the same data.
+    """
+    token = _shared.set({})
+    try:
+        yield
+    finally:
+        _shared.reset(token)
+
+
+def _content_key(*arrays) -> tuple:
+    return tuple(None if a is None else (a.shape, np.ascontiguousarray(a).tobytes())
+                 for a in arrays)
+
+
+def rma_shared(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0, X=None,
+               weights=None, control: Control = FULL) -> RMAFit:
+    """``rma`` that reuses the fit of the same model inside ``shared_fits()``.
+
+    The z-test fit is remembered; any test is derived from it by
+    ``RMAFit.with_test`` (bit for bit what a fresh fit gives). The key is
+    the exact bytes of yi, vi, X and weights (~15 ms at k = 1e6, half a
+    REML fit), so that any section's request for the same model on the
+    same studies finds it. Outside ``shared_fits()`` this is ``rma``.
+    The control is part of the key only where it changes the fit.
+    """
+    store = _shared.get()
+    if store is None:
+        return rma(yi, vi, method=method, test=test, level=level, X=X, weights=weights,
+                   control=control)
+    y = np.asarray(yi, dtype=float)
+    canon = _check_method(method)
+    ctl = control if control.matters_for(canon, y.size) else FULL
+    data_key = _content_key(
+        y, np.asarray(vi, dtype=float), None if X is None else np.asarray(X, dtype=float),
+        None if weights is None else np.asarray(weights, dtype=float))
+    k = (data_key, method, float(level), ctl)
+    fit = store.get(k)
+    if fit is None:
+        fit = rma(y, vi, method=method, test="z", level=level, X=X, weights=weights,
+                  control=ctl)
+        store[k] = fit
+    return fit.with_test(test)
 
 
 def _omnibus(beta, vb, p, df, k):

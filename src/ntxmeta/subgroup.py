@@ -58,12 +58,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import analyse
+from . import oracle
 from ._common import MetaError, guarded
 from .data import AnalysisData
 from .metareg import INTERCEPT, ModeratorFit, fit_design, modfit_dict
-from .rma import FULL, Control, RMAFit, rma
-from .sections import fit_dict
+from .rma import FULL, Control, RMAFit, rma_shared
+from .oracle.sections import fit_dict
 
 #: Coefficient name prefix of a non-reference level (oracle.R: sub("^fgrp", "group=")).
 GROUP_PREFIX = "group="
@@ -176,7 +176,7 @@ def q_between(estimates, ses, levels) -> QBetween:
     s = np.asarray(ses, dtype=float)
     if b.size < 2:
         raise MetaError(MSG_FEW_ESTIMATES)
-    fit = rma(b, s**2, method="EE")
+    fit = rma_shared(b, s**2, method="EE")
     return QBetween(Q=fit.QE, df=fit.QEdf, pval=fit.QEp, levels=tuple(levels))
 
 
@@ -223,10 +223,9 @@ def subgroup_analysis(yi, vi, groups, *, method: str = "REML", test: str = "z",
     for lev in levels:
         rows = lab == lev
         ks[lev] = int(rows.sum())
-        fits[lev] = rma(y[rows], v[rows], method=method, test=test, level=level,
-                        control=control)
-        zfit = fits[lev] if fits[lev].test == "z" else rma(y[rows], v[rows], method=method,
-                                                           level=level, control=control)
+        fits[lev] = rma_shared(y[rows], v[rows], method=method, test=test, level=level,
+                               control=control)
+        zfit = fits[lev].with_test("z")   # Q between uses the z-test SEs
         est.append(zfit.estimate)
         se.append(float(zfit.se[0]))
     refusals: dict = {}
@@ -279,7 +278,7 @@ def subgroup_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
                     estimates[m][lev] = (fit.estimate, float(fit.se[0]))
                 if m != "EE":
                     one[m + "_knha"] = guarded(lambda r=rows, m=m: fit_dict(
-                        rma(y[r], v[r], method=m, test="knha", level=lvl, control=control),
+                        rma_shared(y[r], v[r], method=m, test="knha", level=lvl, control=control),
                         transf=data.transf))
             by_level[lev] = one
         if want("by_level"):
@@ -301,9 +300,9 @@ def subgroup_section(data: AnalysisData, sub: set[str] | None) -> dict | None:
 def _guarded_fit(y, v, method, test, level, control) -> RMAFit | dict:
     """``rma`` or metafor's ``{"error": msg}`` when it refuses."""
     try:
-        return rma(y, v, method=method, test=test, level=level, control=control)
+        return rma_shared(y, v, method=method, test=test, level=level, control=control)
     except ValueError as exc:
         return {"error": str(exc)}
 
 
-analyse.register("subgroup", subgroup_section)
+oracle.register("subgroup", subgroup_section)
