@@ -34,6 +34,7 @@ class Preflight:
     digests: dict
     raw_files: list[Path]    # the tables read: the config's raw_data glob
     config_path: str = "config/config.yaml"
+    texts: object = None     # CanonicalColumns of comparisons, shared by the selections
 
     @property
     def analyses(self) -> list[str]:
@@ -67,7 +68,7 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     texts = CanonicalColumns(comparisons)
     digests = {name: selection_digest(comparisons, plan.selection, texts)
                for name, plan in config.analyses.items()}
-    return Preflight(config, comparisons, digests, raw, str(config_path))
+    return Preflight(config, comparisons, digests, raw, str(config_path), texts)
 
 
 def job_preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
@@ -136,12 +137,20 @@ def read_comparisons_cached(path: str | Path):
         return _comparisons_cache[key]
 
 
-def effects(comparisons_csv: str | Path, plan, out: str | Path) -> None:
-    """comparisons.csv + one analysis plan -> data/processed/effects/{analysis}.csv (no model fit)."""
+def effects(comparisons, plan, out: str | Path) -> None:
+    """comparisons + one analysis plan -> data/processed/effects/{analysis}.csv (no model fit).
+
+    ``comparisons`` is the path of comparisons.csv (the command line), or a
+    ``Preflight`` whose validated table is the one ingest writes (the
+    workflow: see ``rule_effects``).
+    """
     from .pipeline import effects_table, write_csv
-    from .select import select_rows
-    table, texts = read_comparisons_cached(comparisons_csv)
-    rows = select_rows(table, plan.selection, texts=texts)
+    from .select import CanonicalColumns, select_rows
+    if isinstance(comparisons, Preflight):
+        table, texts = comparisons.comparisons, comparisons.texts
+    else:
+        table, texts = read_comparisons_cached(comparisons)
+    rows = select_rows(table, plan.selection, texts=texts or CanonicalColumns(table))
     write_csv(effects_table(rows, plan), out)
 
 
@@ -288,9 +297,15 @@ def rule_ingest(pf: Preflight, output, log: str) -> None:
         ingest(pf, output[0])
 
 
-def rule_effects(pf: Preflight, input, output, wildcards, log: str) -> None:
+def rule_effects(pf: Preflight, output, wildcards, log: str) -> None:
+    """The effects job selects from the comparisons validated at parse time (the table
+    ingest writes), not from comparisons.csv: Snakemake never checks the params of a
+    job downstream of a job that runs, so with comparisons.csv as input the selection
+    digest could not re-run just the analyses a new row belongs to."""
+    if pf.comparisons is None:  # a cluster job: validate here (job_preflight has no table)
+        pf = preflight(pf.config_path)
     with logged(log, "effects"):
-        effects(input.comparisons, pf.config.analyses[wildcards.analysis], output[0])
+        effects(pf, pf.config.analyses[wildcards.analysis], output[0])
 
 
 def rule_pool(pf: Preflight, input, output, wildcards, log: str) -> None:
