@@ -236,15 +236,21 @@ _executor: ProcessPoolExecutor | None = None
 _executor_lock = threading.Lock()
 
 
+#: Environment variable that overrides the number of worker processes
+#: (``bench/workflow_bench.py compare`` sets it to 0 to measure what the
+#: workers buy).
+WORKERS_ENV = "NTXMETA_WORKERS"
+
+
 def use_workers(n: int) -> None:
     """Run :func:`offload`-ed steps in ``n`` worker processes (0 or 1: in the caller).
 
     The Snakefile calls it with the cores of a local run; a job submitted to
     a cluster runs in a process of its own and calls it with 0. A pool
-    already started keeps its size.
+    already started keeps its size. ``$NTXMETA_WORKERS``, when set, wins.
     """
     global _workers
-    _workers = int(n)
+    _workers = int(os.environ.get(WORKERS_ENV, n))
 
 
 def offload(fn, *args):

@@ -1,6 +1,4 @@
 # Shared definitions: validation before any job runs, the analyses, input functions.
-import os
-
 from ntxmeta import workflow as ntx
 
 # Validates data/raw/ and config/ now, at parse time, before Snakemake reads
@@ -25,8 +23,6 @@ def local_workers():
     """
     if workflow.remote_exec or workflow.subprocess_exec or not workflow.local_exec:
         return 0
-    if "NTXMETA_WORKERS" in os.environ:  # bench/workflow_bench.py compare: 0 = none
-        return int(os.environ["NTXMETA_WORKERS"])
     return workflow.resource_settings.cores or 0
 
 
