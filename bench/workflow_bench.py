@@ -226,6 +226,7 @@ def tree_at(rev: str, dest: Path) -> Path:
     """The files of commit ``rev`` (``git archive``) in ``dest``."""
     archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, check=True,
                              capture_output=True).stdout
+    dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 

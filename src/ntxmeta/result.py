@@ -303,6 +303,50 @@ def read_result(path) -> AnalysisResult:
     return AnalysisResult.from_json(Path(path).read_text(encoding="utf-8"))
 
 
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of ``result.json``, derived from the dataclasses.
+
+    ``workflow/schemas/result.schema.json`` is this, written out for readers
+    (``tests/test_result_schema.py`` keeps the two equal). Floats may be
+    ``null`` (NaN) or "Inf"/"-Inf"; optional parts are ``null``.
+    """
+    defs: dict = {}
+
+    def of(tp) -> dict:
+        origin = typing.get_origin(tp)
+        if origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            return {"anyOf": [of(args[0]), {"type": "null"}]}
+        if origin is tuple:
+            return {"type": "array", "items": of(typing.get_args(tp)[0])}
+        if dataclasses.is_dataclass(tp):
+            name = tp.__name__
+            if name not in defs:
+                defs[name] = {}  # placeholder against recursion
+                hints = _hints(tp)
+                fields = dataclasses.fields(tp)
+                defs[name] = {
+                    "type": "object", "additionalProperties": False,
+                    "description": (tp.__doc__ or "").strip().split("\n")[0],
+                    "required": [f.name for f in fields],
+                    "properties": {f.name: of(hints[f.name]) for f in fields}}
+            return {"$ref": f"#/$defs/{name}"}
+        if tp is float:
+            return {"anyOf": [{"type": "number"}, {"type": "null"}, {"enum": ["Inf", "-Inf"]}]}
+        if tp is bool:
+            return {"type": "boolean"}
+        if tp is int:
+            return {"type": "integer"}
+        if tp is str:
+            return {"type": "string"}
+        raise TypeError(f"no JSON type for {tp!r}")
+
+    root = of(AnalysisResult)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": "https://ntxmeta.invalid/schemas/result.schema.json",
+            "title": f"ntxmeta analysis result ({SCHEMA})", **root, "$defs": defs}
+
+
 # --------------------------------------------------------------------------- JSON codec
 # Written here rather than taken from a library: the standard library's json
 # has no dataclass support, and the packages that add it (dacite, pydantic,
