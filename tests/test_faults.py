@@ -190,6 +190,33 @@ def test_rerun_after_kill_leaves_no_temporary_files(killed_and_resumed):
 
 # --------------------------------------------------------------------------- atomic writes
 
+@pytest.mark.workflow
+def test_a_failed_rebuild_leaves_the_previous_outputs_as_they_were(tmp_path):
+    """A job that fails (here: on a corrupted input) leaves its previous outputs byte for byte.
+
+    Snakemake deletes a job's outputs before it runs and after it fails; the
+    rules' outputs are ``update()`` (not deleted first) and the profile says
+    ``keep-incomplete`` (not deleted after), while every file is written to a
+    temporary and renamed, so an output is always the old file or the new one.
+    A full disk fails a job the same way (the write raises before the rename).
+    """
+    dest = copy_project(tmp_path)
+    assert run(dest).returncode == 0
+    # one failing job at a time: the report (a table it reads), then a pool job (its effects)
+    for rule, rel, data in (("report", "results/tables/subgroups.csv", b"analysis,bogus\n"),
+                            ("pool", "data/processed/effects/aud_relapse_rr.csv",
+                             b"\xff\xfe not a table\n")):
+        (dest / rel).write_bytes(data)
+        before = {k: v for k, v in outputs(dest).items() if k != rel}
+        proc = said(subprocess.run(SNAKEMAKE + ["--cores", "2"], cwd=dest, capture_output=True,
+                                   text=True, timeout=RUN_TIMEOUT_S))
+        assert proc.returncode != 0
+        assert set(re.findall(r"Error in rule (\w+)", proc.text)) == {rule}, proc.text[-3000:]
+        assert "Removing output files of failed job" not in proc.text
+        assert_same_tree({k: v for k, v in outputs(dest).items() if k != rel}, before)
+    assert temp_files(dest) == []
+
+
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     target = tmp_path / "out.csv"
     target.write_text("old\n", "utf-8")

@@ -6,7 +6,7 @@ rule effects:
     # downstream of a job that runs, so comparisons.csv as input (even
     # ancient) would hide every change of rows.
     output:
-        "data/processed/effects/{analysis}.csv",
+        update("data/processed/effects/{analysis}.csv"),
     log:
         "logs/effects/{analysis}.log",
     params:

@@ -7,30 +7,30 @@ rule figures:
         result="results/analyses/{analysis}/result.json",
     output:
         forest_png=report(
-            "results/figures/forest/{analysis}.png",
+            update("results/figures/forest/{analysis}.png"),
             caption="../report/forest.rst",
             category="Forest plots",
             subcategory="{analysis}",
         ),
-        forest_svg="results/figures/forest/{analysis}.svg",
+        forest_svg=update("results/figures/forest/{analysis}.svg"),
         funnel_png=report(
-            "results/figures/funnel/{analysis}.png",
+            update("results/figures/funnel/{analysis}.png"),
             caption="../report/funnel.rst",
             category="Funnel plots",
         ),
-        funnel_svg="results/figures/funnel/{analysis}.svg",
+        funnel_svg=update("results/figures/funnel/{analysis}.svg"),
         cumulative_png=report(
-            "results/figures/cumulative/{analysis}.png",
+            update("results/figures/cumulative/{analysis}.png"),
             caption="../report/cumulative.rst",
             category="Cumulative meta-analyses",
         ),
-        cumulative_svg="results/figures/cumulative/{analysis}.svg",
+        cumulative_svg=update("results/figures/cumulative/{analysis}.svg"),
         leave_one_out_png=report(
-            "results/figures/leave_one_out/{analysis}.png",
+            update("results/figures/leave_one_out/{analysis}.png"),
             caption="../report/leave_one_out.rst",
             category="Leave-one-out analyses",
         ),
-        leave_one_out_svg="results/figures/leave_one_out/{analysis}.svg",
+        leave_one_out_svg=update("results/figures/leave_one_out/{analysis}.svg"),
     log:
         "logs/figures/{analysis}.log",
     run:
@@ -43,11 +43,11 @@ rule bubble:
         result="results/analyses/{analysis}/result.json",
     output:
         png=report(
-            "results/figures/bubble/{analysis}__{moderator}.png",
+            update("results/figures/bubble/{analysis}__{moderator}.png"),
             caption="../report/bubble.rst",
             category="Meta-regression",
         ),
-        svg="results/figures/bubble/{analysis}__{moderator}.svg",
+        svg=update("results/figures/bubble/{analysis}__{moderator}.svg"),
     log:
         "logs/figures/bubble/{analysis}__{moderator}.log",
     run:

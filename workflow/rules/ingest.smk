@@ -3,7 +3,7 @@ rule ingest:
         raw=raw_csvs,
         config=CONFIG_FILE,
     output:
-        "data/processed/comparisons.csv",
+        update("data/processed/comparisons.csv"),
     log:
         "logs/ingest.log",
     run:

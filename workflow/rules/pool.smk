@@ -2,8 +2,8 @@ rule pool:
     input:
         "data/processed/effects/{analysis}.csv",
     output:
-        result="results/analyses/{analysis}/result.json",
-        spec="results/analyses/{analysis}/spec.json",
+        result=update("results/analyses/{analysis}/result.json"),
+        spec=update("results/analyses/{analysis}/spec.json"),
     log:
         "logs/pool/{analysis}.log",
     params:

@@ -6,7 +6,7 @@ rule report:
         figures=figure_files,
     output:
         report(
-            "results/report.html",
+            update("results/report.html"),
             caption="../report/report.rst",
             category="Report",
         ),

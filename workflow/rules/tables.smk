@@ -3,11 +3,11 @@ rule summary_table:
         analysis_results,
     output:
         csv=report(
-            "results/tables/summary.csv",
+            update("results/tables/summary.csv"),
             caption="../report/summary.rst",
             category="Tables",
         ),
-        md="results/tables/summary.md",
+        md=update("results/tables/summary.md"),
     log:
         "logs/tables/summary.log",
     run:
@@ -20,17 +20,17 @@ rule evidence_tables:
         results=analysis_results,
     output:
         summary_of_findings_csv=report(
-            "results/tables/summary_of_findings.csv",
+            update("results/tables/summary_of_findings.csv"),
             caption="../report/summary_of_findings.rst",
             category="Tables",
         ),
-        summary_of_findings_md="results/tables/summary_of_findings.md",
-        sensitivity_csv="results/tables/sensitivity.csv",
-        sensitivity_md="results/tables/sensitivity.md",
-        subgroups_csv="results/tables/subgroups.csv",
-        subgroups_md="results/tables/subgroups.md",
-        small_study_effects_csv="results/tables/small_study_effects.csv",
-        small_study_effects_md="results/tables/small_study_effects.md",
+        summary_of_findings_md=update("results/tables/summary_of_findings.md"),
+        sensitivity_csv=update("results/tables/sensitivity.csv"),
+        sensitivity_md=update("results/tables/sensitivity.md"),
+        subgroups_csv=update("results/tables/subgroups.csv"),
+        subgroups_md=update("results/tables/subgroups.md"),
+        small_study_effects_csv=update("results/tables/small_study_effects.csv"),
+        small_study_effects_md=update("results/tables/small_study_effects.md"),
     log:
         "logs/tables/evidence.log",
     run:
