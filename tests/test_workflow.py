@@ -302,3 +302,15 @@ def test_raw_data_glob_of_the_config_is_where_the_tables_are_read(tmp_path):
     ingest_inputs = re.search(r"rule ingest:\n\s+input: ([^\n]+)", proc.stdout).group(1)
     tables = sorted(p.relative_to(dest).as_posix() for p in trials.glob("*.csv"))
     assert tables and sorted(ingest_inputs.split(", ")[:-1]) == tables
+
+
+def test_a_run_from_another_folder_is_refused_and_leaves_nothing_there(tmp_path):
+    dest = copy_project(tmp_path / "project")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = subprocess.run(SNAKEMAKE + ["-s", str(dest / "Snakefile"), "--cores", "1"],
+                          cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"run the workflow from the project folder: cd {dest}" in proc.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert not (dest / "results").exists() or not any((dest / "results").rglob("*.*"))

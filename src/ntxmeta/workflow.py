@@ -41,6 +41,26 @@ class Preflight:
         return self.config.names
 
 
+def refuse_other_folder(project: str | Path, logfiles=()) -> None:
+    """Stop a run started outside the project folder, leaving nothing behind there.
+
+    Every path of the workflow is relative to the project folder. Snakemake
+    has already opened its log under ``./.snakemake/log`` of the folder it
+    was started in: that file (and the folders, when left empty) is removed
+    before the message, so a mistaken run leaves no trace.
+    """
+    here = Path.cwd()
+    for log in map(Path, logfiles):
+        if log.parent == here / ".snakemake" / "log" and log.is_file():
+            log.unlink()
+    for folder in (here / ".snakemake" / "log", here / ".snakemake"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    print(f"ntxmeta: run the workflow from the project folder: cd {project} (or add "
+          f"--directory {project}); nothing was run.", file=sys.stderr)
+    raise SystemExit(1)
+
+
 def raw_files(pattern: str, root: str | Path = ".") -> list[Path]:
     """Every file of the config's ``raw_data`` glob (relative to ``root``), sorted."""
     return sorted(p for p in Path(root).glob(pattern) if p.is_file())

@@ -1,9 +1,14 @@
 # Shared definitions: validation before any job runs, the analyses, input functions.
+from pathlib import Path
+
 from ntxmeta import workflow as ntx
 
 # Validates data/raw/ and config/ now, at parse time, before Snakemake reads
 # the config (its message for invalid YAML names no line): on any problem
 # every message is printed and Snakemake stops before scheduling a job.
+PROJECT = Path(workflow.main_snakefile).parent
+if Path.cwd().resolve() != PROJECT.resolve():
+    ntx.refuse_other_folder(PROJECT, workflow.logger_manager.get_logfile())
 CONFIG_FILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 # A job on a cluster node parses the workflow again: it needs the plans only.
 PREFLIGHT = (
