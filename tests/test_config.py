@@ -53,13 +53,19 @@ def test_defaults_are_filled_in(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text(MINIMAL + "    method: DL\n", "utf-8")
     cfg = load_config(path)
-    assert cfg["defaults"] == {"method": "REML", "test": "z", "level": 95, "add": 0.5,
+    # the default preset is Cochrane's current one (schema x-presets)
+    assert cfg["defaults"] == {"preset": "cochrane2025", "method": "REML", "test": "adhoc",
+                               "pi": "t", "pool_k2": False, "level": 95, "add": 0.5,
                                "to": "only0", "drop00": False}
     a = cfg["analyses"]["aud_relapse_rr"]
-    assert a["method"] == "DL" and a["test"] == "z" and a["moderators"] == [] and not a["main"]
+    assert a["method"] == "DL" and a["test"] == "adhoc" and a["moderators"] == [] and not a["main"]
+    assert a["overall"] and a["outcome_hierarchy"][0] == {
+        "analysis_population": ["itt_missing_event", "itt", "mitt", "available_case",
+                                "completers", "missing_as_success"]}
     assert cfg["rules"] == {"shared_control": "split", "repeated_timepoints": "earliest",
                             "post_randomisation_subgroups": "exclude",
-                            "post_hoc_subgroups": "keep", "rerandomised_stages": "first_stage",
+                            "post_hoc_subgroups": "exclude", "sample_size_conflicts": "sensitivity",
+                            "rerandomised_stages": "first_stage",
                             "combination_treatment": "keep"}
     assert cfg["raw_data"] == "data/raw/*.csv" and cfg["sensitivity"] == {}
 
@@ -110,14 +116,58 @@ def real():
 def test_real_config_defines_the_analyses_the_review_needs(real):
     _, _, cfg = real
     analyses = cfg["analyses"]
-    needed = {"aud_heavy_drinking_rr": "RR", "aud_relapse_rr": "RR",
+    needed = {"aud_heavy_drinking_rr": "RR", "aud_any_drinking_rr": "RR",
               "aud_heavy_drinking_days_smd": "SMD", "aud_drinks_per_drinking_day_smd": "SMD",
-              "craving_smd": "SMD", "oud_relapse_rr": "RR", "oud_retention_rr": "RR",
-              "stimulant_response_rr": "RR", "gambling_response_rr": "RR",
-              "oprm1_genotype_gen": "GEN"}
+              "craving_smd": "SMD", "oud_relapse_placebo_rr": "RR",
+              "oud_relapse_no_treatment_rr": "RR", "oud_relapse_active_rr": "RR",
+              "oud_retention_rr": "RR", "stimulant_response_rr": "RR",
+              "gambling_response_rr": "RR", "oprm1_interaction_ror": "ROR"}
     assert {name: analyses[name]["measure"] for name in needed} == needed
-    assert analyses["oud_relapse_rr"]["subgroup"] == "comparator_type"
-    assert analyses["oprm1_genotype_gen"]["subgroup"] == "genotype"
+    assert analyses["oud_relapse_by_comparator_rr"]["subgroup"] == "comparator_class"
+    # no main analysis mixes comparator classes
+    for name, a in analyses.items():
+        if a["main"]:
+            assert len(a["filters"]["comparator_class"]) == 1, name
+
+
+PRESET_CASES = [  # (defaults block, analysis block) -> method, test, pi, pool_k2
+    ("", "", ("REML", "adhoc", "t", False)),
+    ("defaults: {preset: revman5}\n", "", ("DL", "z", "riley", True)),
+    ("defaults: {preset: metafor}\n", "", ("REML", "z", "z", True)),
+    ("defaults: {preset: revman5, method: PM}\n", "", ("PM", "z", "riley", True)),
+    ("defaults: {preset: revman5}\n", "    preset: cochrane2025\n", ("REML", "adhoc", "t", False)),
+    ("defaults: {preset: revman5}\n", "    preset: metafor\n    test: knha\n",
+     ("REML", "knha", "z", True)),
+    ("", "    pool_k2: true\n", ("REML", "adhoc", "t", True)),
+]
+
+
+@pytest.mark.parametrize("defaults, own, expected", PRESET_CASES)
+def test_presets_set_method_test_pi_and_k2_and_own_keys_win(tmp_path, defaults, own, expected):
+    path = tmp_path / "config.yaml"
+    path.write_text(defaults + MINIMAL + own, "utf-8")
+    a = load_config(path)["analyses"]["aud_relapse_rr"]
+    assert (a["method"], a["test"], a["pi"], a["pool_k2"]) == expected
+
+
+def test_a_main_analysis_must_pool_one_comparator_class(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(MINIMAL + "    main: true\n", "utf-8")
+    with pytest.raises(ValidationError, match="a main analysis pools one comparator class"):
+        load_config(path)
+    path.write_text(MINIMAL.replace("filters: {", "filters: {comparator_class: [placebo], ")
+                    + "    main: true\n", "utf-8")
+    assert load_config(path)["analyses"]["aud_relapse_rr"]["main"]
+
+
+def test_a_dose_moderator_needs_one_formulation(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(MINIMAL + "    moderators: [dose_mg]\n", "utf-8")
+    with pytest.raises(ValidationError, match="dose_mg is mg a day for oral naltrexone"):
+        load_config(path)
+    path.write_text(MINIMAL.replace("filters: {", "filters: {formulation: [oral], ")
+                    + "    moderators: [dose_mg]\n", "utf-8")
+    assert load_config(path)["analyses"]["aud_relapse_rr"]["moderators"] == ["dose_mg"]
 
 
 def test_every_real_analysis_matches_rows(real):

@@ -140,7 +140,7 @@ def test_repeated_timepoint_reason_names_the_row_used(tmp_path):
 
 @pytest.mark.parametrize("code, rule, default_pooled", [
     ("post_randomisation_subgroup", "post_randomisation_subgroups", False),
-    ("post_hoc_subgroup", "post_hoc_subgroups", True),
+    ("post_hoc_subgroup", "post_hoc_subgroups", False),
     ("combination_treatment", "combination_treatment", True),
 ])
 def test_single_row_rules(tmp_path, code, rule, default_pooled):

@@ -35,8 +35,8 @@ def test_one_row_per_sample_preferring_the_first_listed_outcome(tmp_path):
     b = {**RELAPSE_RR, "filters": {"outcome": ["any_drinking", "relapse_trial_defined"]}}
     assert list(select_rows(comp, b)["row_id"]) == ["drink"]
     reason = matching_rows(comp, b).set_index("row_id").loc["relapse", "exclusion_reason"]
-    assert reason == ("same patients as drink, which this analysis uses "
-                      "(its outcome any_drinking is listed first)")
+    assert reason == ("same patients as drink, which this analysis uses (outcome any_drinking "
+                      "is listed before relapse_trial_defined in the analysis's filters)")
 
 
 def test_split_rows_of_a_shared_control_are_both_used(tmp_path):
@@ -122,3 +122,71 @@ def test_filter_tells_values_apart_by_type_not_only_by_equality():
     assert filter_mask(table, {"c": [True]}).tolist() == [1, 0, 0, 0, 0, 0, 1, 0, 0]
     assert filter_mask(table, {"c": [1]}).tolist() == [0, 1, 1, 1, 0, 0, 0, 0, 0]
     assert filter_mask(table, {"c": ["380"]}).tolist() == [0, 0, 0, 0, 0, 0, 0, 1, 0]
+
+
+HIERARCHY = [{"analysis_population": ["itt_missing_event", "itt", "mitt", "available_case",
+                                      "completers", "missing_as_success"]},
+             {"primary_outcome": ["yes", "no"]},
+             {"timepoint": ["end_of_treatment", "follow_up"]}]
+
+
+def _pair(tmp_path, first: dict, second: dict):
+    rows = ({"row_id": "first", "cluster_id": "S", "pooling_issue": "multiple_outcomes",
+             "outcome": "any_drinking", **first},
+            {"row_id": "second", "cluster_id": "S", "pooling_issue": "multiple_outcomes", **second})
+    return normalise(raw_rows(tmp_path, *rows))
+
+
+@pytest.mark.parametrize("column, preferred, other", [
+    ("analysis_population", "itt_missing_event", "missing_as_success"),
+    ("analysis_population", "itt", "completers"),
+    ("primary_outcome", "yes", "no"),
+    ("timepoint", "end_of_treatment", "follow_up"),
+])
+def test_outcome_hierarchy_overrides_list_order(tmp_path, column, preferred, other):
+    """The Krupitsky 2011 case: the ITT composite (missing = positive) beats a post-hoc
+    outcome counting missing urines as negative, whatever the order of the outcome list."""
+    comp = _pair(tmp_path, {column: other}, {column: preferred})
+    # the outcome list prefers the row the hierarchy puts second ...
+    a = {**RELAPSE_RR, "filters": {"outcome": ["any_drinking", "relapse_trial_defined"]},
+         "outcome_hierarchy": HIERARCHY}
+    m = matching_rows(comp, a).set_index("row_id")
+    assert list(select_rows(comp, a)["row_id"]) == ["second"]
+    assert m.loc["second", "chosen_because"] == (
+        f"over first: {column} {preferred} is preferred to {other} (outcome_hierarchy)")
+    assert m.loc["first", "exclusion_reason"].startswith("same patients as second")
+    # ... and without the hierarchy the list order decides again
+    assert list(select_rows(comp, {**a, "outcome_hierarchy": []})["row_id"]) == ["first"]
+
+
+def test_outcome_hierarchy_unknown_values_come_last(tmp_path):
+    comp = _pair(tmp_path, {}, {"analysis_population": "completers"})
+    a = {**RELAPSE_RR, "filters": {"outcome": ["any_drinking", "relapse_trial_defined"]},
+         "outcome_hierarchy": HIERARCHY}
+    assert list(select_rows(comp, a)["row_id"]) == ["second"]
+
+
+def test_post_hoc_subgroups_are_out_of_main_analyses_by_default(tmp_path):
+    rows = ({"row_id": "itt", "study_id": "A"},
+            {"row_id": "posthoc", "study_id": "B", "pooling_issue": "post_hoc_subgroup"})
+    comp = normalise(raw_rows(tmp_path, *rows))
+    assert list(select_rows(comp, RELAPSE_RR)["row_id"]) == ["itt"]
+    reason = comp.set_index("row_id").loc["posthoc", "exclusion_reason"]
+    assert "post-hoc subgroup (rules.post_hoc_subgroups: exclude)" in reason
+    kept = normalise(raw_rows(tmp_path, *rows), {"post_hoc_subgroups": "keep"})
+    assert sorted(select_rows(kept, RELAPSE_RR)["row_id"]) == ["itt", "posthoc"]
+
+
+def test_sample_size_conflict_goes_to_a_sensitivity_analysis_only(tmp_path):
+    rows = ({"row_id": "ok", "study_id": "A"},
+            {"row_id": "guo", "study_id": "B", "pooling_issue": "sample_size_conflict"})
+    comp = normalise(raw_rows(tmp_path, *rows))
+    row = comp.set_index("row_id").loc["guo"]
+    assert not row["pooled"] and row["sensitivity_only"]
+    assert "sample-size conflict" in row["exclusion_reason"]
+    sel = select_rows(comp, RELAPSE_RR).set_index("row_id")
+    assert sel.loc["ok", "role"] == "main" and sel.loc["guo", "role"] == "sensitivity"
+    gone = normalise(raw_rows(tmp_path, *rows), {"sample_size_conflicts": "exclude"})
+    assert list(select_rows(gone, RELAPSE_RR)["row_id"]) == ["ok"]
+    kept = normalise(raw_rows(tmp_path, *rows), {"sample_size_conflicts": "keep"})
+    assert set(select_rows(kept, RELAPSE_RR)["role"]) == {"main"}

@@ -29,6 +29,7 @@ parts go on, so one bad section never hides the rest.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Callable
 
@@ -48,18 +49,36 @@ SMALL_STUDY_MIN_K = 10
 PI_MIN_K = 3
 #: Fewest studies for leave-one-out (each fit keeps k - 1 >= 2 studies).
 LEAVE_ONE_OUT_MIN_K = 3
-#: Fewest studies with the moderator for a meta-regression with one moderator.
-METAREG_MIN_K = 3
+#: Fewest studies with the moderator for a meta-regression with one
+#: moderator (Cochrane Handbook 6.5, 10.11.5.1: "at least ten studies for
+#: each characteristic modelled").
+METAREG_MIN_K = 10
 #: Points of the fitted line of a bubble plot.
 LINE_POINTS = 101
 COMMON = ("EE", "FE", "CE")
+
+
+#: The tests in words.
+TEST_WORDS = {"z": "z test", "knha": "Hartung-Knapp",
+              "adhoc": "Hartung-Knapp (ad hoc variance floor)"}
 
 
 def model_words(method: str, test: str) -> str:
     """A model in words, as the sensitivity table names it."""
     if method in COMMON:
         return "common effect, inverse variance"
-    return f"{method} random effects, {'Hartung-Knapp' if test == 'knha' else 'z test'}"
+    return f"{method} random effects, {TEST_WORDS.get(test, test)}"
+
+
+def i2_from_q(q: float, df: float) -> float:
+    """I^2 from Cochran's Q in percent, max(0, (Q - df) / Q) (Higgins & Thompson 2002).
+
+    RevMan 5's I^2; metafor's (and RevMan's since 2025) is tau^2 / (tau^2 +
+    s^2), which is 0 whenever tau^2 is, however large Q. Both are shown.
+    """
+    if not (math.isfinite(q) and q > 0):
+        return 0.0 if q == 0 else math.nan
+    return max(0.0, 100.0 * (q - df) / q)
 
 
 def number_column(frame: pd.DataFrame, col: str) -> np.ndarray:
@@ -95,24 +114,35 @@ def _exclude_mask(frame: pd.DataFrame, filters) -> tuple[np.ndarray, list[str]]:
     return hit, missing
 
 
-def pooled_from_fit(fit, *, with_pi: bool = True) -> Pooled:
-    """An engine ``RMAFit`` (intercept only) as a :class:`Pooled`."""
+#: ``pi`` option -> ``RMAFit.predict`` pi_type ("z" is metafor's default
+#: after a z test; after knha/adhoc metafor's default is already t(k-1)).
+PI_TYPES = {"t": "t", "riley": "riley", "z": "default"}
+
+
+def pooled_from_fit(fit, *, with_pi: bool = True, pi: str = "z") -> Pooled:
+    """An engine ``RMAFit`` (intercept only) as a :class:`Pooled`.
+
+    ``pi`` is the prediction interval's kind (:data:`PI_TYPES`); none is
+    given for a common-effect model or for fewer than :data:`PI_MIN_K` studies.
+    """
     common = fit.method in COMMON
     if fit.df is None:
         stat = Test("z", float(fit.stat[0]), float(fit.pval[0]))
     else:
         stat = Test("t", float(fit.stat[0]), float(fit.pval[0]), float(fit.df))
-    pi = None
+    interval, kind, pi_df = None, "", None
     if with_pi and not common and fit.k >= PI_MIN_K:
-        pr = fit.predict("default")
-        pi = Interval(float(pr.pi.low), float(pr.pi.high))
+        pr = fit.predict(PI_TYPES[pi])
+        interval, kind = Interval(float(pr.pi.low), float(pr.pi.high)), pi
+        pi_df = None if pr.pi_df is None else float(pr.pi_df)
     het = Heterogeneity(q=float(fit.QE), q_df=int(fit.QEdf), q_pval=float(fit.QEp),
                         tau2=float(fit.tau2), tau2_se=float(fit.se_tau2), tau=float(fit.tau),
-                        i2_pct=float(fit.I2_pct), h2=float(fit.H2))
+                        i2_pct=float(fit.I2_pct), h2=float(fit.H2),
+                        i2_q_pct=i2_from_q(float(fit.QE), float(fit.QEdf)))
     return Pooled(model=fit.method, test=fit.test, level=float(fit.level), k=int(fit.k),
                   estimate=float(fit.estimate), se=float(fit.se[0]),
-                  ci=Interval(float(fit.ci_lb[0]), float(fit.ci_ub[0])), test_stat=stat, pi=pi,
-                  heterogeneity=het)
+                  ci=Interval(float(fit.ci_lb[0]), float(fit.ci_ub[0])), test_stat=stat,
+                  pi=interval, heterogeneity=het, pi_kind=kind, pi_df=pi_df)
 
 
 class FitCache:
@@ -154,12 +184,23 @@ class _Parts:
             return None
 
 
-def status_of(k_used: int, failed=(), pooled: bool = True) -> str:
+#: Why a k = 2 analysis has no random-effects estimate (``pool_k2: false``).
+K2_NOTE = ("no random-effects estimate: two studies (k = 2) cannot estimate the between-study "
+           "variance, and Hartung-Knapp on 1 df is unreliable; both studies and their "
+           "common-effect estimate are shown (set pool_k2: true to pool them)")
+
+
+K2_VARIANT = "two studies and pool_k2: false, no random-effects estimate"
+
+
+def status_of(k_used: int, failed=(), pooled: bool = True, *, two_only: bool = False) -> str:
     """Why an analysis has, or has no, pooled estimate."""
     if k_used == 0:
         text = "no pooled estimate: no usable rows after the pooling rules"
     elif k_used == 1:
         text = "no pooled estimate: a single study (k = 1); its own estimate is shown"
+    elif two_only:
+        text = "no random-effects estimate: two studies (k = 2; pool_k2: false)"
     elif not pooled:
         text = "no pooled estimate: the main model failed"
     else:
@@ -211,16 +252,15 @@ def _binary_variant(effects, used, name, description, fitter, measure, level) ->
 
 
 def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, scale: Scale,
-              loo: Series | None) -> tuple[Variant, ...]:
+              loo: Series | None, extra=None) -> tuple[Variant, ...]:
     o = plan.options
     every = np.ones(len(effects), dtype=bool)
     same = "same model as the main model"
     out = [_variant(cache, used, every, "main", "Main model", o.method, o.test)]
     out += [_variant(cache, used, every, f"tau2_{m}", f"tau\u00b2 estimator {m}", m, o.test,
                      same if m == o.method else "") for m in plan.sensitivity_methods]
-    out += [_variant(cache, used, every, f"test_{t}",
-                     "Hartung-Knapp test" if t == "knha" else "Wald z test", o.method, t,
-                     same if t == o.test else "") for t in ("z", "knha")]
+    out += [_variant(cache, used, every, f"test_{t}", TEST_DESCRIPTIONS[t], o.method, t,
+                     same if t == o.test else "") for t in TEST_DESCRIPTIONS]
     out.append(_variant(cache, used, every, "common_EE", "Common effect (inverse variance)",
                         "EE", "z"))
     if (text_column(effects, "data_type") == "binary").any():
@@ -236,6 +276,15 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
     placebo = text_column(effects, "comparator_type").eq("placebo").to_numpy()
     out.append(_subset_mask(cache, used, placebo, "placebo_only", "Placebo-controlled rows only", o))
     out += [_subset(cache, effects, used, s, o) for s in subsets[2:]]
+    if extra is not None and extra.any():
+        ids = ", ".join(str(r) for r in effects.loc[extra, "row_id"])
+        out.append(_variant(cache, used | extra, every, "with_sensitivity_rows",
+                            f"With the rows kept out of the main model by a rule ({ids})",
+                            o.method, o.test))
+    if not o.pool_k2:  # the k = 2 rule of the main model holds for every variant
+        out = [dataclasses.replace(v, fit=None, note=f"not computed: {K2_VARIANT}")
+               if v.k == 2 and v.fit is not None and not v.model.startswith("common") else v
+               for v in out]
     if loo is not None and len(loo.estimate) >= 2:
         est = np.asarray(loo.estimate)
         # argmin/argmax take the first of tied studies: deterministic, in table order
@@ -252,6 +301,11 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
                                f"Leave-one-out: {which} estimate (without {loo.labels[i]})",
                                model_words(o.method, o.test), int(loo.k[i]), fit))
     return tuple(out)
+
+
+#: The tests every sensitivity table compares.
+TEST_DESCRIPTIONS = {"z": "Wald z test", "knha": "Hartung-Knapp test",
+                     "adhoc": "Hartung-Knapp test with the ad hoc variance floor"}
 
 
 def _subset_mask(cache, used, keep, name, description, o, note="") -> Variant:
@@ -303,8 +357,10 @@ def _subgroups(plan, effects, used, yi, vi, o) -> Subgroups | None:
         fit = sa.fits.get(lev)
         k = int(sa.k.get(lev, 0))
         note = sa.refusals.get(lev, "")
-        levels.append(SubgroupLevel(str(lev), k, pooled_from_fit(fit) if fit is not None and k >= 1
-                                    else None, note))
+        if k == 2 and not o.pool_k2 and fit is not None and o.method not in COMMON:
+            fit, note = None, K2_VARIANT
+        levels.append(SubgroupLevel(str(lev), k, pooled_from_fit(fit, pi=o.pi)
+                                    if fit is not None and k >= 1 else None, note))
     between, i2 = None, math.nan
     if sa.q_between is not None:
         qb = sa.q_between
@@ -413,7 +469,9 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     """
     o = plan.options
     yi, vi = number_column(effects, "yi"), number_column(effects, "vi")
-    used = np.isfinite(yi) & np.isfinite(vi)
+    finite = np.isfinite(yi) & np.isfinite(vi)
+    extra = text_column(effects, "role").eq("sensitivity").to_numpy()  # sensitivity-only rows
+    used = finite & ~extra
     if log_ratio_rows is None:
         log_ratio_rows = len(effects) > 0 and set(text_column(effects, "data_type")) == {"ratio"}
     scale = Scale.of(plan.measure, log_ratio_rows=log_ratio_rows)
@@ -425,13 +483,20 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
                               else [str(i + 1) for i in range(len(effects))]))
     weights = np.full(len(effects), np.nan)
     main = common = None
+    notes = []
+    two_only = k_used == 2 and not o.pool_k2 and o.method not in COMMON
     if k_used >= 2:
-        fit = parts.run("main", cache.fit, used, o.method, o.test)
-        if fit is not None:
-            main = pooled_from_fit(fit)
-            weights[used] = fit.weights_pct
         ee = parts.run("common", cache.fit, used, "EE", "z")
         common = None if ee is None else pooled_from_fit(ee)
+        fit = None if two_only else parts.run("main", cache.fit, used, o.method, o.test)
+        if fit is not None:
+            main = pooled_from_fit(fit, pi=o.pi)
+            weights[used] = fit.weights_pct
+        elif two_only and ee is not None:
+            weights[used] = ee.weights_pct
+            notes.append(K2_NOTE)
+        if main is not None and main.pi is None and k_used < PI_MIN_K:
+            notes.append(f"no prediction interval: fewer than {PI_MIN_K} studies")
     elif k_used == 1:
         weights[used] = 100.0
     y, v = yi[used], vi[used]
@@ -443,7 +508,8 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         loo = parts.run("leave_one_out", _leave_one_out, y, v, used_labels, o)
         years = number_column(effects, "year")[used]
         cum = parts.run("cumulative", _cumulative, y, v, used_labels, years, o)
-        variants = parts.run("sensitivity", _variants, plan, effects, cache, used, scale, loo) or ()
+        variants = parts.run("sensitivity", _variants, plan, effects, cache, used, scale, loo,
+                             finite & extra) or ()
         sub = parts.run("subgroups", _subgroups, plan, effects, used, yi, vi, o)
         regs = tuple(r for r in (parts.run(f"metareg_{m}", _metaregression, effects, used, yi, vi, m, o)
                                  for m in plan.moderators) if r is not None)
@@ -452,9 +518,14 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     n = np.nansum(number_column(effects, "n_treat")[used]) + np.nansum(number_column(effects, "n_ctrl")[used])
     ev = number_column(effects, "events_treat")[used].sum() + number_column(effects, "events_ctrl")[used].sum()
     binary = k_used > 0 and (text_column(effects, "data_type")[used] == "binary").all()
+    if plan.subgroup and not plan.overall:
+        notes.append(f"no overall estimate: the {plan.subgroup} subgroups are different "
+                     "questions")
     return AnalysisResult(
         name=plan.name, title=plan.title, measure=plan.measure, scale=scale, method=o.method,
-        test=o.test, level=o.level, status=status_of(k_used, parts.failed, main is not None),
+        test=o.test, level=o.level,
+        status=status_of(k_used, parts.failed, main is not None, two_only=two_only),
+        preset=o.preset, overall=plan.overall, notes=tuple(notes),
         k_rows=int(len(effects)), k_used=k_used,
         participants=int(n),
         events=int(ev) if binary and np.isfinite(ev) else None,

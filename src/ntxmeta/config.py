@@ -36,8 +36,10 @@ from .validate import (Problem, ValidationError, check_raw, did_you_mean, load_s
 #: Keys that are about running, not science: they belong on the command line.
 OPERATIONAL_KEYS = ("cores", "threads", "jobs", "resources", "executor", "profile", "mem_mb",
                     "tmpdir", "conda")
-#: The six model options shared by ``defaults`` and each analysis.
-MODEL_OPTIONS = ("method", "test", "level", "add", "to", "drop00")
+#: The model options shared by ``defaults`` and each analysis.
+MODEL_OPTIONS = ("preset", "method", "test", "pi", "pool_k2", "level", "add", "to", "drop00")
+#: The options a preset sets (``x-presets`` of the config schema).
+PRESET_OPTIONS = ("method", "test", "pi", "pool_k2")
 #: Deepest nesting of mappings and lists accepted in the config. The schema
 #: needs 5 (analyses.NAME.filters.COLUMN.[values]); PyYAML's composer recurses
 #: once per level and raises RecursionError near a thousand.
@@ -289,6 +291,7 @@ def vocabularies() -> dict[str, list]:
     vocab = {col: spec["enum"] for col, spec in raw.items() if "enum" in spec}
     outcomes = outcome_table().values()
     vocab["data_type"] = comparison_columns()["data_type"]["enum"]
+    vocab["comparator_class"] = comparison_columns()["comparator_class"]["enum"]
     vocab["event"] = sorted({o.event for o in outcomes})
     vocab["outcome_family"] = sorted({o.family for o in outcomes})
     return vocab
@@ -370,6 +373,7 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
         if isinstance(sub, str) and sub not in columns:
             report(base + ("subgroup",), f"not a column of comparisons.csv"
                    f"{did_you_mean(sub, columns)}", sub)
+        _check_question(base, a, report)
         numeric = [c for c, s in columns.items() if _column_type(s) in ("integer", "number")]
         mods = a.get("moderators")
         for i, mod in enumerate(mods if isinstance(mods, list) else []):
@@ -378,6 +382,36 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
                 report(base + ("moderators", i), f"not a numeric column of comparisons.csv"
                        f"{hint}; use one of {one_of(numeric)}", mod)
     return usable
+
+
+#: Moderators whose unit differs by formulation (mg a day for oral
+#: naltrexone, mg per injection or implant for long-acting forms).
+PER_FORMULATION_UNITS = ("dose_mg",)
+
+
+def _one_value(a: dict, column: str) -> bool:
+    values = (a.get("filters") or {}).get(column)
+    return isinstance(values, list) and len(values) == 1
+
+
+def _check_question(base: tuple, a: dict, report: _Reporter) -> None:
+    """A main analysis answers one question: one comparator class; a dose in one unit.
+
+    Placebo, no treatment or usual care, and an active drug are different
+    comparisons (Cochrane Handbook 6.5, 9.3): pooling them gives a number
+    no clinician can use. A dose moderator across formulations would put
+    50 mg a day and 380 mg a month on one axis.
+    """
+    if a.get("main") is True and not _one_value(a, "comparator_class"):
+        report(base + ("filters",), "a main analysis pools one comparator class: add "
+               "comparator_class: [placebo], [no_treatment] or [active] to its filters "
+               "(give each class its own analysis)", show_value=False)
+    mods = a.get("moderators")
+    for i, mod in enumerate(mods if isinstance(mods, list) else []):
+        if mod in PER_FORMULATION_UNITS and not _one_value(a, "formulation"):
+            report(base + ("moderators", i), f"{mod} is mg a day for oral naltrexone and mg per "
+                   "injection or implant otherwise: use it as a moderator only with "
+                   "formulation filtered to one value", mod)
 
 
 def _check_selections(data: dict, names: Iterable[str], comparisons: pd.DataFrame,
@@ -397,23 +431,35 @@ def _check_selections(data: dict, names: Iterable[str], comparisons: pd.DataFram
 def resolve(data: dict) -> dict:
     """The config with every default of the schema filled in (a new dict).
 
-    Each analysis gets the six model options (its own over ``defaults``),
-    ``moderators`` ([]) and ``main`` (false).
+    Each analysis gets the model options: its own keys, then its own
+    ``preset``'s, then ``defaults`` (whose own keys go over its preset's,
+    ``x-presets`` of the schema); ``moderators`` ([]), ``main`` (false),
+    ``overall`` (true) and the ``outcome_hierarchy``.
     """
     schema = load_schema("config")
-    props, defs = schema["properties"], schema["$defs"]
+    props, defs, presets = schema["properties"], schema["$defs"], schema["x-presets"]
     cfg = copy.deepcopy(data)
     cfg.setdefault("raw_data", props["raw_data"]["default"])
-    cfg["defaults"] = {k: cfg.get("defaults", {}).get(k, defs[k]["default"])
+    given = cfg.get("defaults", {})
+    preset = given.get("preset", defs["preset"]["default"])
+    cfg["defaults"] = {k: given.get(k, presets[preset].get(k, defs[k].get("default")))
                        for k in MODEL_OPTIONS}
+    cfg["defaults"]["preset"] = preset
     rules = props["rules"]["properties"]
     cfg["rules"] = {k: cfg.get("rules", {}).get(k, spec["default"]) for k, spec in rules.items()}
     cfg.setdefault("sensitivity", {})
+    cfg.setdefault("outcome_hierarchy", props["outcome_hierarchy"].get("default")
+                   or defs["outcome_hierarchy"]["default"])
     for a in cfg["analyses"].values():
+        if "preset" in a:  # its own preset, then its own keys
+            for k in PRESET_OPTIONS:
+                a.setdefault(k, presets[a["preset"]][k])
         for k in MODEL_OPTIONS:
             a.setdefault(k, cfg["defaults"][k])
         a.setdefault("moderators", [])
         a.setdefault("main", False)
+        a.setdefault("overall", True)
+        a.setdefault("outcome_hierarchy", cfg["outcome_hierarchy"])
     return cfg
 
 

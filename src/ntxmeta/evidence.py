@@ -96,6 +96,10 @@ OIS_PARTICIPANTS = 400
 #: I^2 above this (percent) flags inconsistency (Cochrane Handbook 10.10.2:
 #: "may represent substantial heterogeneity" from 50 %).
 I2_INCONSISTENCY_PCT = 50.0
+#: Cochran's Q is read at the 10 % level: it has low power with few studies
+#: (Cochrane Handbook 6.5, 10.10.2), and a REML tau^2 of 0 (so I^2 = 0) can
+#: sit beside a Q with p < 0.10.
+Q_ALPHA = 0.10
 #: A risk difference this close to 0 is 0: its NNT is infinite. Far below any
 #: risk a trial can estimate (one event in a billion participants).
 ARD_ZERO = 1e-12
@@ -110,8 +114,10 @@ INF = "\u221e"
 
 SENSITIVITY_COLUMNS = ("analysis", "variant", "description", "model", "measure", "k",
                        "estimate", "ci_lb", "ci_ub", "pval", "tau2", "I2_pct", "note")
-SOF_COLUMNS = ("indication", "analysis", "outcome", "measure", "k", "studies", "participants",
-               "events", "estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub", "I2_pct", "tau2",
+SOF_COLUMNS = ("indication", "analysis", "outcome", "comparator", "formulation", "time_frame",
+               "measure", "model", "k", "studies", "participants",
+               "events", "estimate", "ci_lb", "ci_ub", "pi_lb", "pi_ub", "I2_pct", "I2_q_pct",
+               "q_pval", "tau2", "control_risk_source",
                "acr_per_1000", "cr_per_1000", "cr_lb_per_1000", "cr_ub_per_1000",
                "ard_per_1000", "ard_lb_per_1000", "ard_ub_per_1000", "nnt_kind", "nnt",
                "nnt_ci", "imprecision", "inconsistency", "small_study_effects",
@@ -180,6 +186,50 @@ def assumed_control_risk(effects: pd.DataFrame, used: np.ndarray) -> float:
     e, n = number_column(effects, "events_ctrl"), number_column(effects, "n_ctrl")
     ok = used & np.isfinite(e) & np.isfinite(n) & (n > 0)
     return float(np.median(e[ok] / n[ok])) if ok.any() else math.nan
+
+
+def control_risk_source(effects: pd.DataFrame, used: np.ndarray) -> str:
+    """Where the assumed control risk comes from, in words (GRADE 12: say it)."""
+    e, n = number_column(effects, "events_ctrl"), number_column(effects, "n_ctrl")
+    ok = used & np.isfinite(e) & np.isfinite(n) & (n > 0)
+    if not ok.any():
+        return ""
+    risks = e[ok] / n[ok] * PER
+    trials = effects.loc[ok, "study_id"].nunique() if "study_id" in effects else int(ok.sum())
+    return (f"median control-arm risk of the {trials} pooled "
+            f"{'trial' if trials == 1 else 'trials'} with counts "
+            f"(range {risks.min():.0f} to {risks.max():.0f} per 1000)")
+
+
+#: What each comparator class is called in the summary of findings.
+CLASS_WORDS = {"placebo": "placebo", "no_treatment": "usual care or no medication (open label)",
+               "active": "active drug"}
+#: How formulations are written.
+FORMULATION_WORDS = {"oral": "oral", "xr_injection": "XR injection",
+                     "depot_injection": "depot injection", "implant": "implant"}
+
+
+def _distinct(effects: pd.DataFrame, used: np.ndarray, col: str) -> list[str]:
+    if col not in effects:
+        return []
+    values = effects.loc[used, col].astype(object).where(effects.loc[used, col].notna(), "")
+    return list(dict.fromkeys(str(v) for v in values if str(v) not in ("", "nan")))
+
+
+def _question(effects: pd.DataFrame, used: np.ndarray) -> dict:
+    """Comparator, formulation and time frame of the rows pooled: what the row is about."""
+    classes = _distinct(effects, used, "comparator_class")
+    comparator = "; ".join(CLASS_WORDS.get(c, c) for c in classes)
+    if classes == ["active"]:
+        comparator += ": " + "; ".join(_distinct(effects, used, "comparator"))
+    forms = "; ".join(FORMULATION_WORDS.get(f, f) for f in _distinct(effects, used, "formulation"))
+    weeks = number_column(effects, "followup_weeks")[used]
+    weeks = weeks[np.isfinite(weeks)]
+    span = ("" if not weeks.size else f"{weeks.min():g} weeks" if weeks.min() == weeks.max()
+            else f"{weeks.min():g} to {weeks.max():g} weeks")
+    when = "; ".join(w.replace("_", " ") for w in _distinct(effects, used, "timepoint"))
+    return {"comparator": comparator, "formulation": forms,
+            "time_frame": ", ".join(t for t in (span, when) if t)}
 
 
 def corresponding_risk(acr: float, effect: float, measure: str) -> float:
@@ -289,21 +339,30 @@ def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = 
                studies=int(studies),
                participants=float(np.nansum(n[used])) if np.isfinite(n[used]).any() else math.nan,
                events=float(result.events) if binary else math.nan,
-               nnt_kind="", nnt_ci="", status=result.status)
+               nnt_kind="", nnt_ci="", status=result.status, model="",
+               control_risk_source="")
+    row.update(_question(effects, used))
     fit = result.main
+    if fit is None and result.k_used == 2 and result.common is not None:
+        fit = result.common  # k = 2 without random-effects pooling: the common effect, so named
     if fit is None:
         row.update(imprecision="not assessed", inconsistency="not assessed",
                    small_study_effects=NOT_ASSESSED if row["k"] < SMALL_STUDY_MIN_K else "not assessed")
         return row
+    row["model"] = (model_words(fit.model, fit.test) if fit is result.main
+                    else "common effect, inverse variance (k = 2: no random-effects estimate)")
     scale = result.scale
     null = scale.null
     est, lb, ub = _shown(result, fit)
     pi_lb, pi_ub = ((float(scale.show(fit.pi.low)), float(scale.show(fit.pi.high)))
                     if fit.pi is not None else (math.nan, math.nan))
-    i2, tau2 = fit.heterogeneity.i2_pct, fit.heterogeneity.tau2
-    row.update(estimate=est, ci_lb=lb, ci_ub=ub, pi_lb=pi_lb, pi_ub=pi_ub, I2_pct=i2, tau2=tau2)
+    het = fit.heterogeneity
+    i2, tau2 = het.i2_pct, het.tau2
+    row.update(estimate=est, ci_lb=lb, ci_ub=ub, pi_lb=pi_lb, pi_ub=pi_ub, I2_pct=i2,
+               I2_q_pct=het.i2_q_pct, q_pval=het.q_pval, tau2=tau2)
     if measure in ABSOLUTE_MEASURES:
         acr = assumed_control_risk(effects, used)
+        row["control_risk_source"] = control_risk_source(effects, used)
         cr = [corresponding_risk(acr, x, measure) for x in (est, lb, ub)]
         ard = [c - acr for c in cr]
         kind, nnt, nnt_ci = number_needed_to_treat(*ard)
@@ -323,6 +382,10 @@ def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = 
     why_inc = []
     if math.isfinite(i2) and i2 > I2_INCONSISTENCY_PCT:
         why_inc.append(f"I\u00b2 = {i2:.0f}% (> {I2_INCONSISTENCY_PCT:.0f}%)")
+    elif math.isfinite(het.i2_q_pct) and het.i2_q_pct > I2_INCONSISTENCY_PCT:
+        why_inc.append(f"I\u00b2 from Q = {het.i2_q_pct:.0f}% (> {I2_INCONSISTENCY_PCT:.0f}%)")
+    if math.isfinite(het.q_pval) and het.q_pval < Q_ALPHA and het.q_df > 0:
+        why_inc.append(f"Q = {het.q:.1f} on {het.q_df} df, p = {het.q_pval:.2g} (< {Q_ALPHA:.2f})")
     if _crosses(pi_lb, pi_ub, null) and not _crosses(lb, ub, null):
         why_inc.append(f"prediction interval includes {null_txt} (the CI does not)")
     row["inconsistency"] = "yes: " + "; ".join(why_inc) if why_inc else "no"
@@ -448,8 +511,10 @@ TABLE_DIGITS = {
     "summary_of_findings": {"k": 0, "studies": 0, "participants": 0, "events": 0, "I2_pct": 0,
                             "tau2": 4, "acr_per_1000": 0, "cr_per_1000": 0, "cr_lb_per_1000": 0,
                             "cr_ub_per_1000": 0, "ard_per_1000": 0, "ard_lb_per_1000": 0,
-                            "ard_ub_per_1000": 0, "nnt": 0, "low_confidence_weight_pct": 1},
+                            "ard_ub_per_1000": 0, "nnt": 0, "low_confidence_weight_pct": 1,
+                            "I2_q_pct": 0, "q_pval": 4},
     "sensitivity": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1},
+    "published_comparison": {"k": 0, "studies": 0},
     "subgroups": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1, "statistic": 2},
     "small_study_effects": {"k": 0, "egger_z": 2, "egger_p": 4, "egger_classic_t": 2,
                             "egger_classic_df": 0, "egger_classic_p": 4, "begg_tau": 3,
@@ -467,9 +532,51 @@ def analysis_order(config: Config, results: Mapping[str, AnalysisResult],
     return sorted(names, key=lambda n: (_indication_key(ind[n]), pos[n]))
 
 
+PUBLISHED_COLUMNS = ("analysis", "review", "outcome", "comparison", "published_measure",
+                     "published_estimate", "published_ci_lb", "published_ci_ub", "published_k",
+                     "measure", "estimate", "ci_lb", "ci_ub", "k", "studies",
+                     "reason_for_difference", "source")
+
+
+def published_comparison(published: pd.DataFrame, results: Mapping[str, AnalysisResult],
+                         effects: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Our headline estimates beside published ones, with the reason for each difference.
+
+    ``published`` is ``data/reference/published_estimates.csv``: each
+    review's estimate as quoted, and, for the rows we compare, the analysis
+    (``our_analysis``) and a reason for the difference written by a reviewer
+    (data, not computed). Our side is the main estimate on the shown scale,
+    or nothing when the analysis has none (its status says why).
+    """
+    rows = []
+    for rec in published.to_dict("records"):
+        name = str(rec.get("our_analysis") or "")
+        if not name or name == "nan" or name not in results:
+            continue
+        res = results[name]
+        eff = effects.get(name, pd.DataFrame())
+        used = np.asarray(res.used, dtype=bool)
+        studies = (eff.loc[used, "study_id"].nunique() if "study_id" in eff and len(eff) == used.size
+                   else res.k_used)
+        row = {"analysis": name, "review": rec["review"], "outcome": rec["outcome"],
+               "comparison": rec["comparison"], "published_measure": rec["measure"],
+               "published_estimate": rec["estimate"], "published_ci_lb": rec["ci_low"],
+               "published_ci_ub": rec["ci_high"], "published_k": rec.get("k_trials"),
+               "measure": res.scale.name, "k": res.k_used, "studies": int(studies),
+               "reason_for_difference": rec["reason_for_difference"], "source": rec["source"]}
+        if res.main is not None:
+            est, lb, ub = _shown(res, res.main)
+            row.update(estimate=est, ci_lb=lb, ci_ub=ub)
+        else:
+            row.update(estimate=math.nan, ci_lb=math.nan, ci_ub=math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(PUBLISHED_COLUMNS))
+
+
 def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, AnalysisResult],
-                    config: Config) -> dict[str, pd.DataFrame]:
-    """The four evidence tables, keyed by file stem (sensitivity rows in report order)."""
+                    config: Config, published: pd.DataFrame | None = None
+                    ) -> dict[str, pd.DataFrame]:
+    """The evidence tables, keyed by file stem (sensitivity rows in report order)."""
     order = analysis_order(config, results, effects)
     sens = [sensitivity_table(results[n]).assign(analysis=n) for n in order]
     sens_frame = (pd.concat(sens, ignore_index=True) if sens
@@ -479,6 +586,9 @@ def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, A
         "sensitivity": sens_frame,
         "subgroups": subgroup_table(results),
         "small_study_effects": small_study_table(results),
+        "published_comparison": published_comparison(
+            published if published is not None else pd.DataFrame(columns=["our_analysis"]),
+            results, effects),
     }
 
 
@@ -490,7 +600,8 @@ def _text_as_object(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_evidence_tables(effects_paths: Mapping[str, str], result_paths: Mapping[str, str],
-                          config: Config, outputs: Mapping[str, tuple[str, str]]) -> None:
+                          config: Config, outputs: Mapping[str, tuple[str, str]],
+                          published_path: str | None = None) -> None:
     """The tables step: the four evidence tables as CSV and Markdown, at the given paths.
 
     ``effects_paths`` and ``result_paths`` map analysis names to files;
@@ -501,6 +612,8 @@ def write_evidence_tables(effects_paths: Mapping[str, str], result_paths: Mappin
     from .tables import write_table
     effects = {n: read_effects(p) for n, p in effects_paths.items()}
     results = {n: read_result(p) for n, p in result_paths.items()}
-    for stem, frame in evidence_tables(effects, results, config).items():
+    published = (pd.read_csv(published_path, dtype=str, keep_default_na=False)
+                 if published_path else None)
+    for stem, frame in evidence_tables(effects, results, config, published).items():
         csv, md = outputs[stem]
         write_table(_text_as_object(frame), csv, md, digits=TABLE_DIGITS[stem])

@@ -19,7 +19,7 @@ What normalisation does, in order (DESIGN.md, "Conventions of the data"):
    ``schemas/config.schema.yaml``) for rows that would count patients twice
    or are not randomised comparisons, applied in this order:
    ``post_randomisation_subgroups``, ``post_hoc_subgroups``,
-   ``combination_treatment``, ``rerandomised_stages``,
+   ``combination_treatment``, ``sample_size_conflicts``, ``rerandomised_stages``,
    ``repeated_timepoints``, ``shared_control``. Each rule sees only the rows
    still pooled after the rules before it, so a shared control is divided
    only among the comparisons that are really pooled.
@@ -237,6 +237,19 @@ def _rule_subgroups_and_combinations(out: pd.DataFrame, rules: dict, reasons: li
             _exclude(_issues(out, code), reasons, f"{what} (rules.{rule}: {value})")
 
 
+def _rule_conflicts(out: pd.DataFrame, rules: dict, reasons: list) -> None:
+    """sample_size_conflicts: unresolved sample sizes out of main analyses (or of all)."""
+    choice = rules["sample_size_conflicts"]
+    if choice == "keep":
+        return
+    mask = _issues(out, "sample_size_conflict").to_numpy() & _pooled(reasons)
+    what = ("unresolved sample-size conflict between sources: in the sensitivity analysis "
+            "only" if choice == "sensitivity" else "unresolved sample-size conflict between sources")
+    _exclude(mask, reasons, f"{what} (rules.sample_size_conflicts: {choice})")
+    if choice == "sensitivity":
+        out.loc[mask, "sensitivity_only"] = True
+
+
 def _rule_stages(out: pd.DataFrame, rules: dict, reasons: list) -> None:
     """rerandomised_stages: drop the later stages, or every stage of such a trial."""
     later = _issues(out, "rerandomised_stage")
@@ -322,7 +335,8 @@ def _split(out: pd.DataFrame, group: list[int], ids: list[str]) -> None:
         out.loc[idx, "adjustment"] = f"{old}; {note}" if old else note
 
 
-RULES = (_rule_subgroups_and_combinations, _rule_stages, _rule_timepoints, _rule_shared_control)
+RULES = (_rule_subgroups_and_combinations, _rule_conflicts, _rule_stages, _rule_timepoints,
+         _rule_shared_control)
 
 
 # --------------------------------------------------------------------------- public
@@ -358,6 +372,9 @@ def normalise(raw: pd.DataFrame, rules: dict | None = None) -> pd.DataFrame:
     _ratios(out, reasons)
     out["sample_id"] = out["cluster_id"].where(out["cluster_id"] != "", out["row_id"])
     out["split_control"] = 1
+    out["sensitivity_only"] = False
+    classes = load_schema("raw_trials")["properties"]["comparator_type"]["x-class"]
+    out["comparator_class"] = out["comparator_type"].map(classes)
     for rule in RULES:
         rule(out, rules, reasons)
     out["pooled"] = _pooled(reasons)

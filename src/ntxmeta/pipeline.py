@@ -25,11 +25,13 @@ from .result import AnalysisResult, Scale
 
 #: Columns of ``data/processed/effects/{analysis}.csv`` in order.
 EFFECT_COLUMNS = (
-    "row_id", "study_id", "label", "year", "subgroup", "indication", "outcome",
-    "comparator_type", "formulation", "genotype", "dose_mg", "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
+    "row_id", "study_id", "label", "year", "subgroup", "indication", "outcome", "event",
+    "outcome_definition", "timepoint", "analysis_population", "primary_outcome",
+    "comparator_class", "comparator_type", "comparator", "formulation", "genotype", "dose_mg",
+    "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
-    "yi", "vi", "sei", "ci_lb", "ci_ub", "confidence", "derived",
-    "derived_text", "flipped", "source", "quote",
+    "yi", "vi", "sei", "ci_lb", "ci_ub", "role", "chosen_because", "confidence", "derived",
+    "derived_text", "flipped", "split_control", "adjustment", "source", "quote",
 )
 
 
@@ -78,6 +80,9 @@ def _row_effects(rows: pd.DataFrame, measure: str, options: dict) -> tuple[np.nd
     r = dt == "ratio"
     if r.any():
         yi[r], vi[r] = num("log_ratio")[r], num("var_log_ratio")[r]
+        if measure == "OR":  # a stratum of an interaction: only reported ORs are log ORs
+            other = r & (rows["ratio_type"].astype(str).to_numpy() != "OR")
+            yi[other], vi[other] = np.nan, np.nan
     return yi, vi
 
 
@@ -88,13 +93,20 @@ def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
     result of the pool step (``AnalysisResult.weights_pct``).
     """
     o = plan.options
+    if plan.measure == "ROR":  # one row per trial: the genotype x treatment interaction
+        from .interaction import interaction_rows
+        rows = interaction_rows(rows, *_row_effects(rows, "OR", vars(o)))
     out = pd.DataFrame({c: rows[c] if c in rows else np.nan for c in EFFECT_COLUMNS})
+    if plan.measure == "ROR":
+        extra = [c for c in rows.columns if c.endswith(("_carrier", "_homozygote"))]
+        out = pd.concat([out, rows[extra + ["interaction_note"]]], axis=1)
     sg = plan.subgroup
     out["subgroup"] = rows[sg].astype(object).where(rows[sg].notna(), "") if sg else ""
     for m in plan.moderators:
         if m not in EFFECT_COLUMNS and m in rows:
             out[m] = rows[m]
-    yi, vi = _row_effects(rows, plan.measure, vars(o))
+    yi, vi = ((rows["yi"].to_numpy(dtype=float), rows["vi"].to_numpy(dtype=float))
+              if plan.measure == "ROR" else _row_effects(rows, plan.measure, vars(o)))
     crit = ef.z_crit(o.level)
     out["yi"], out["vi"] = yi, vi
     out["sei"] = np.sqrt(vi)

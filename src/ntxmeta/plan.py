@@ -27,7 +27,12 @@ BUILTIN_SUBSETS = {
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """The six model options of an analysis (metafor's spelling)."""
+    """The model options of an analysis (metafor's spelling; ``preset`` as resolved).
+
+    ``pi`` is the prediction interval's kind (``RMAFit.predict`` pi_type:
+    "t", "riley" or "z"); ``pool_k2`` whether two studies get a
+    random-effects estimate.
+    """
 
     method: str
     test: str
@@ -35,12 +40,16 @@ class ModelOptions:
     add: float
     to: str
     drop00: bool
+    preset: str = "cochrane2025"
+    pi: str = "t"
+    pool_k2: bool = False
 
     @classmethod
     def of(cls, block: Mapping) -> "ModelOptions":
         return cls(method=str(block["method"]), test=str(block["test"]),
                    level=float(block["level"]), add=float(block["add"]), to=str(block["to"]),
-                   drop00=bool(block["drop00"]))
+                   drop00=bool(block["drop00"]), preset=str(block.get("preset", "cochrane2025")),
+                   pi=str(block.get("pi", "t")), pool_k2=bool(block.get("pool_k2", False)))
 
 
 Filters = tuple  # ((column, (value, ...)), ...), sorted by column
@@ -79,19 +88,32 @@ class AnalysisPlan:
     main: bool = False
     subsets: tuple[Subset, ...] = ()
     sensitivity_methods: tuple[str, ...] = SENSITIVITY_METHODS
+    #: a diamond across subgroups (never for comparator-class subgroups)
+    overall: bool = True
+    #: ((column, (value, ...)), ...): which row of a sample is used, criteria in order
+    hierarchy: Filters = ()
 
     @property
     def selection(self) -> dict:
         """The analysis block as :mod:`ntxmeta.select` reads it (filters and options)."""
         return {"filters": {k: list(v) for k, v in self.filters}, "measure": self.measure,
                 **vars(self.options), "subgroup": self.subgroup, "moderators": list(self.moderators),
-                "main": self.main, "title": self.title,
+                "main": self.main, "title": self.title, "overall": self.overall,
+                "outcome_hierarchy": [[c, list(v)] for c, v in self.hierarchy],
                 "subsets": [[s.name, s.title, [[c, list(v)] for c, v in s.exclude]]
                             for s in self.subsets]}
 
     def filter_values(self, column: str) -> tuple:
         """The values a filter allows in ``column`` (empty when the column is not filtered)."""
         return next((v for c, v in self.filters if c == column), ())
+
+
+#: Subgroup columns whose levels are different questions: no overall estimate.
+QUESTION_COLUMNS = ("comparator_class", "comparator_type")
+
+
+def _hierarchy(items) -> Filters:
+    return tuple((str(c), tuple(str(v) for v in vals)) for item in items for c, vals in item.items())
 
 
 def _subsets(sensitivity: Mapping) -> tuple[Subset, ...]:
@@ -128,7 +150,9 @@ class Config:
                 options=ModelOptions.of(a),
                 filters=tuple((str(k), tuple(v)) for k, v in a["filters"].items()),
                 subgroup=a.get("subgroup") or None, moderators=tuple(a.get("moderators") or ()),
-                main=bool(a.get("main", False)), subsets=subsets)
+                main=bool(a.get("main", False)), subsets=subsets,
+                overall=bool(a.get("overall", True)) and (a.get("subgroup") not in QUESTION_COLUMNS),
+                hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()))
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
                    rules=dict(cfg["rules"]), analyses=plans)
 

@@ -290,13 +290,17 @@ def _heterogeneity(fit: Pooled) -> str | None:
     if het is None:
         return None
     tau2 = "" if fit.model in COMMON_MODELS else _is(TAU2, _fmt_small(het.tau2)) + "; "
-    return (f"Heterogeneity: {tau2}{I2} = {_fmt(het.i2_pct, 0)}%; "
+    from_q = (f" ({I2} from Q = {_fmt(het.i2_q_pct, 0)}%)"
+              if math.isfinite(het.i2_q_pct) and fit.model not in COMMON_MODELS
+              and round(het.i2_q_pct) != round(het.i2_pct) else "")
+    return (f"Heterogeneity: {tau2}{I2} = {_fmt(het.i2_pct, 0)}%{from_q}; "
             f"Q = {_fmt(het.q)}, df = {het.q_df} ({_fmt_p(het.q_pval)})")
 
 
 def _overall_test(fit: Pooled) -> str:
     """'Test for overall effect: z = .. (p ..)', or 't = .., df = ..' for Hartung-Knapp."""
-    how = " (Hartung-Knapp)" if fit.test == "knha" else ""
+    how = {"knha": " (Hartung-Knapp)", "adhoc": " (Hartung-Knapp, ad hoc variance floor)"
+           }.get(fit.test, "")
     return f"Test for overall effect{how}: {_test_text(fit.test_stat)}"
 
 
@@ -634,7 +638,45 @@ def _study_label(rec: Mapping) -> str:
 
 
 LOW_CONFIDENCE_MARK = " \u2020"
+#: favourable events counted as their complement (abstinence -> not abstinent)
+FLIPPED_MARK = " \u2021"
+#: the control arm is shared with another comparison and was split
+SPLIT_MARK = " \u00a7"
 NOT_POOLED = "not pooled"
+#: a row kept out of the main model for a sensitivity analysis (e.g. a sample-size conflict)
+SENSITIVITY_ONLY = "sensitivity only"
+#: Widest outcome cell (event and time point of each study).
+OUTCOME_MAX_IN = 1.5
+
+
+def _has_text(effects: pd.DataFrame, col: str, values: tuple) -> bool:
+    return col in effects and effects[col].astype(str).str.strip().str.lower().isin(values).any()
+
+
+def _truthy(value) -> bool:
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def _outcome_cell(rec: Mapping) -> str:
+    """The event counted and when: 'relapse or dropout, 24 wk'."""
+    event = str(rec.get("event") or rec.get("outcome") or "")
+    event = "" if event.lower() == "nan" else event.replace("_", " ")
+    weeks = _num(rec.get("followup_weeks"))
+    when = f"{weeks:g} wk" if math.isfinite(weeks) else ""
+    text = ", ".join(t for t in (event, when) if t)
+    return style.fit_text(text, OUTCOME_MAX_IN, _row_font(STUDY)) if text else ""
+
+
+def _definition_notes(effects: pd.DataFrame, used: np.ndarray) -> list[str]:
+    """One footnote per study with its outcome definition (where the data give one)."""
+    if "outcome_definition" not in effects:
+        return []
+    out = []
+    for i, rec in enumerate(effects.to_dict("records")):
+        text = str(rec.get("outcome_definition") or "").strip()
+        if text and text.lower() != "nan":
+            out.append(f"{_study_label(rec)}: {text}")
+    return out
 
 
 def _label_cell(text: str, mark: str = "") -> str:
@@ -669,8 +711,12 @@ def _study_rows(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col]
     out = []
     for i in rows:
         rec = effects.iloc[i].to_dict()
-        mark = LOW_CONFIDENCE_MARK if str(rec.get("confidence", "")).lower() == "low" else ""
-        cells = {"label": _label_cell(_study_label(rec), mark)}
+        mark = "".join(m for flag, m in ((str(rec.get("confidence", "")).lower() == "low",
+                                           LOW_CONFIDENCE_MARK),
+                                          (_truthy(rec.get("flipped")), FLIPPED_MARK),
+                                          (_num(rec.get("split_control")) > 1, SPLIT_MARK))
+                       if flag)
+        cells = {"label": _label_cell(_study_label(rec), mark), "outcome": _outcome_cell(rec)}
         for c in arm_cols:
             v = _num(rec.get(c.key))
             cells[c.key] = _fmt(v, digits[c.key]) if math.isfinite(v) else ""
@@ -682,7 +728,8 @@ def _study_rows(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col]
             area = weight / studies.wmax if math.isfinite(weight) and studies.wmax > 0 else 0.0
             out.append(_Row(STUDY, cells, yi, lb, ub, area))
         else:
-            cells["weight"] = NOT_POOLED
+            cells["weight"] = (SENSITIVITY_ONLY if str(rec.get("role", "")) == "sensitivity"
+                               else NOT_POOLED)
             out.append(_Row(EXCLUDED, cells, yi, lb, ub, 0.0))
     return out
 
@@ -692,7 +739,10 @@ def _totals(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col]) ->
     pooled = [i for i in rows if studies.used[i]]
     block = studies.effects.iloc[pooled]
     out = {}
+    events = set(block["event"].astype(str)) if "event" in block else set()
     for c in arm_cols:
+        if c.key.startswith("events") and len(events) > 1:
+            continue  # events of unlike outcomes are not summed
         if c.key.split("_")[0] in ("events", "n"):
             out[c.key] = _fmt_count(pd.to_numeric(block[c.key], errors="coerce").sum(min_count=1))
     weights = studies.weights[pooled]
@@ -840,7 +890,8 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     scale = result.scale
     studies = _Studies.of(effects, result)
     arm_cols = _arm_columns(studies.effects)
-    cols = (_Col("label", "Study", "left", align="left"), *arm_cols,
+    cols = (_Col("label", "Study", "left", align="left"),
+            _Col("outcome", "Outcome, time", "left", align="left"), *arm_cols,
             _Col("effect", f"{scale.name} [{result.level:.0f}% CI]", "right"),
             _Col("weight", "Weight", "right"))
     every = range(len(studies.effects))
@@ -850,17 +901,37 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     else:
         rows += _subgroup_rows(studies, result, arm_cols, scale)
     main = result.main
-    model = main.model if main is not None else result.method
-    k = main.k if main is not None else result.k_used
-    rows += _summary_rows(main, _no_pool_reason(result), f"{_model_name(model)}, k = {k}",
-                          _totals(studies, every, arm_cols), scale, with_pi=True)
-    if main is not None and main.k > 1:
-        rows += _notes(_overall_test(main))
+    if not result.overall:  # subgroups that are different questions: no overall diamond
+        rows += _notes("No overall estimate: the subgroups are different comparisons")
+    elif main is None and result.common is not None and result.k_used == 2:
+        rows += _summary_rows(result.common, "", "Common-effect model, k = 2",
+                              _totals(studies, every, arm_cols), scale, with_pi=False)
+        rows += _notes(_overall_test(result.common))
+    else:
+        model = main.model if main is not None else result.method
+        k = main.k if main is not None else result.k_used
+        rows += _summary_rows(main, _no_pool_reason(result), f"{_model_name(model)}, k = {k}",
+                              _totals(studies, every, arm_cols), scale, with_pi=True)
+        if main is not None and main.k > 1:
+            rows += _notes(_overall_test(main))
+    for note in result.notes:
+        if not note.startswith("no overall estimate"):
+            rows += _notes(_capital(note))
     if result.subgroups is not None:
         for line in _subgroup_tests(result):
             rows += _notes(line)
-    if "confidence" in effects and (effects["confidence"].astype(str).str.lower() == "low").any():
-        rows += _notes(f"{LOW_CONFIDENCE_MARK.strip()} low-confidence data")
+    marks = ((LOW_CONFIDENCE_MARK, "low-confidence data",
+              _has_text(effects, "confidence", ("low",))),
+             (FLIPPED_MARK, "favourable events counted as their complement (e.g. not abstinent)",
+              _has_text(effects, "flipped", ("true", "1", "yes"))),
+             (SPLIT_MARK, "control arm shared with another comparison, split between them",
+              "split_control" in effects
+              and (pd.to_numeric(effects["split_control"], errors="coerce") > 1).any()))
+    for mark, words, present in marks:
+        if present:
+            rows += _notes(f"{mark.strip()} {words}")
+    for line in _definition_notes(effects, studies.used):
+        rows += _notes(line)
     return _draw_table(_Table(tuple(cols), tuple(rows), scale, result.title or None), ax)
 
 

@@ -76,7 +76,8 @@ from .tables import FORMULA_PREFIXES
 TABLE_STEMS = tuple(ev.TABLE_DIGITS)
 #: The columns each evidence table must have (the tables step's column order).
 TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "sensitivity": ev.SENSITIVITY_COLUMNS,
-                 "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS}
+                 "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS,
+                 "published_comparison": ev.PUBLISHED_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
 FIGURE_KINDS = ("forest", "funnel", "cumulative", "leave_one_out", "bubble")
 #: Figure file types, preferred first (an SVG stays sharp at any zoom).
@@ -455,7 +456,11 @@ def _no_absolute(measure: str) -> str:
 def _sof_row(r: Mapping[str, str]) -> list[str]:
     """The cells of one summary-of-findings row (``r``: the CSV row, text cells)."""
     measure = _text(r["measure"])
+    question = "; ".join(f"{name}: {_text(r.get(key, ''))}" for name, key in (
+        ("vs", "comparator"), ("naltrexone", "formulation"), ("time", "time_frame"))
+        if _text(r.get(key, "")))
     outcome = (tag("a", esc(r["outcome"]), href="#" + _anchor(r["analysis"])) +
+               tag("div", esc(question), class_="muted") +
                tag("div", esc(SHOWN_MEASURE_NAMES.get(measure, measure)), class_="muted"))
     pooled = _finite(r["estimate"])
     k, studies_n = _float(r["k"]), _float(r["studies"])
@@ -465,7 +470,8 @@ def _sof_row(r: Mapping[str, str]) -> list[str]:
     studies = esc(f"{num(studies_n, 0)} {'study' if studies_n == 1 else 'studies'}{comparisons}") + \
         "<br>" + tag("span", esc(f"{_count(r['participants'])} participants{events}"), class_="muted")
     rel = (esc(f"{measure} {num(r['estimate'])}") + "<br>" +
-           esc(f"({num(r['ci_lb'])} to {num(r['ci_ub'])})") if pooled
+           esc(f"({num(r['ci_lb'])} to {num(r['ci_ub'])})") +
+           tag("div", esc(_text(r.get("model", ""))), class_="muted") if pooled
            else tag("span", esc(r["status"]), class_="muted"))
     if pooled and _finite(r["acr_per_1000"]):
         absolute = "<br>".join([
@@ -473,7 +479,9 @@ def _sof_row(r: Mapping[str, str]) -> list[str]:
             esc(f"With naltrexone: {num(r['cr_per_1000'], 0)} per 1000 "
                 f"({num(r['cr_lb_per_1000'], 0)} to {num(r['cr_ub_per_1000'], 0)})"),
             tag("strong", esc(f"{_per_1000(r['ard_per_1000'])} per 1000")) + " " +
-            esc(f"(from {_per_1000(r['ard_lb_per_1000'])} to {_per_1000(r['ard_ub_per_1000'])})")])
+            esc(f"(from {_per_1000(r['ard_lb_per_1000'])} to {_per_1000(r['ard_ub_per_1000'])})"),
+            tag("span", esc("Control risk: " + _text(r.get("control_risk_source", ""))),
+                class_="muted")])
         nnt = (esc(f"{r['nnt_kind']} {num(r['nnt'], 0)}") + "<br>" +
                tag("span", esc(f"({r['nnt_ci']})"), class_="muted")) if _text(r["nnt_kind"]) \
             else "no difference"
@@ -481,8 +489,11 @@ def _sof_row(r: Mapping[str, str]) -> list[str]:
         absolute, nnt = tag("span", esc(_no_absolute(measure)), class_="muted"), DASH
     else:
         absolute, nnt = DASH, DASH
-    het = (esc(f"I\u00b2 = {num(r['I2_pct'], 0)}%") + "<br>" +
-           esc(f"PI {num(r['pi_lb'])} to {num(r['pi_ub'])}") if pooled else DASH)
+    i2q = (f" (from Q: {num(r['I2_q_pct'], 0)}%)" if _finite(r.get("I2_q_pct", ""))
+           and num(r["I2_q_pct"], 0) != num(r["I2_pct"], 0) else "")
+    pi = (esc(f"PI {num(r['pi_lb'])} to {num(r['pi_ub'])}") if _finite(r["pi_lb"])
+          else tag("span", esc("no PI (k < 3)" if _float(r["k"]) < 3 else "no PI"), class_="muted"))
+    het = (esc(f"I\u00b2 = {num(r['I2_pct'], 0)}%{i2q}") + "<br>" + pi if pooled else DASH)
     low = (f"{num(r['low_confidence_weight_pct'], 0)}%" if _finite(r["low_confidence_weight_pct"])
            else "NA")
     flags = tag("ul", "".join(tag("li", esc(f"{name}: ") + _flag(r[key])) for name, key in (
@@ -792,20 +803,72 @@ def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.Da
 # --------------------------------------------------------------------------- the page
 
 
+#: How each method preset is described in the methods section.
+PRESET_TEXT = {
+    "cochrane2025": (
+        "Random-effects models follow Cochrane's current methods (endorsed 2022, in RevMan since "
+        "January 2025): the between-study variance \u03c4\u00b2 by restricted maximum likelihood "
+        "(REML); the confidence interval of the pooled effect by Hartung-Knapp-Sidik-Jonkman, "
+        "with the ad hoc variance floor (the interval is never narrower than the Wald interval; "
+        "Knapp & Hartung 2003, R\u00f6ver et al. 2015; metafor test=\"adhoc\"); prediction "
+        "intervals from a t distribution with k \u2212 1 degrees of freedom."),
+    "revman5": (
+        "Random-effects models follow RevMan 5 (Cochrane Handbook 5.1, 9.4.3.1 and 9.5.4): "
+        "DerSimonian-Laird \u03c4\u00b2, Wald z intervals, prediction intervals from a t "
+        "distribution with k \u2212 2 degrees of freedom."),
+    "metafor": (
+        "Random-effects models use R metafor's defaults: REML \u03c4\u00b2, Wald z intervals and "
+        "z-based prediction intervals."),
+}
 METHODS_TEXT = (
-    "Effect sizes and pooling follow R's metafor 3.8-1: random-effects models with the "
-    "between-study variance \u03c4\u00b2 estimated by restricted maximum likelihood (REML) unless "
-    "an analysis says otherwise, Wald or Hartung-Knapp tests, and prediction intervals for the "
-    "effect in a new setting. Ratio measures are pooled on the log scale and shown back-transformed.",
+    "Effect sizes and every model are computed as R's metafor 3.8-1 computes them (checked "
+    "against it on public datasets). Ratio measures are pooled on the log scale and shown "
+    "back-transformed.",
+    "Each main analysis answers one question: one comparator class (placebo; usual care or no "
+    "medication; an active drug), so no pooled number mixes them; a plot whose subgroups are "
+    "comparator classes shows no overall estimate. Where a trial gives several rows for the same "
+    "patients, the outcome hierarchy of the configuration chooses one (intention to treat with "
+    "missing counted as events first, the trial's primary outcome first, end of treatment before "
+    "follow-up); post-hoc subgroups are left out; rows with an unresolved sample-size conflict "
+    "enter a sensitivity analysis only.",
+    "Two studies get no random-effects estimate (their common-effect estimate is shown); no "
+    "prediction interval is given for fewer than three studies. I\u00b2 is shown from the model "
+    "(\u03c4\u00b2-based) and from Cochran's Q, and inconsistency is flagged when either exceeds "
+    "50% or Q has p < 0.10.",
     "Sensitivity analyses refit the main model with other estimators (DerSimonian-Laird, "
-    "Paule-Mandel), the Hartung-Knapp test, common-effect models (inverse variance, "
-    "Mantel-Haenszel, Peto), without low-confidence or derived rows, on placebo-controlled "
-    "rows only, and with each study left out in turn (the lowest and highest estimates are shown).",
-    "Subgroup differences are tested with a mixed-effects model that shares one \u03c4\u00b2 "
-    "across subgroups, and with the Q-between statistic from separate subgroup estimates. "
-    "Small-study effects (Egger's regression test, Begg's rank correlation, trim-and-fill) are "
-    "assessed only with 10 or more studies (Sterne et al., BMJ 2011;343:d4002).",
+    "Paule-Mandel), the Wald and Hartung-Knapp tests, common-effect models (inverse variance, "
+    "Mantel-Haenszel, Peto), without low-confidence or derived rows, and with each study left "
+    "out in turn (the lowest and highest estimates are shown).",
+    "Subgroup differences are tested as RevMan does (Chi\u00b2 between the separate subgroup "
+    "estimates, with its I\u00b2), and with a mixed-effects model sharing one \u03c4\u00b2 "
+    "(footnote). Meta-regression and small-study effects (Egger's regression test, Begg's rank "
+    "correlation, trim-and-fill) need 10 or more studies (Cochrane Handbook 10.11.5.1; Sterne "
+    "et al., BMJ 2011;343:d4002).",
 )
+
+
+def _methods(config: Config, published: pd.DataFrame | None) -> str:
+    """The methods section: the preset in words, the rules, and the published comparison."""
+    presets = sorted({p.options.preset for p in config.analyses.values()})
+    text = [PRESET_TEXT[p] for p in presets if p in PRESET_TEXT] + list(METHODS_TEXT)
+    out = "".join(tag("p", esc(t)) for t in text)
+    if published is not None and not published.empty:
+        head = [("Our analysis", ""), ("Published review", ""), ("Published estimate", "num"),
+                ("Ours", "num"), ("Why they differ", "")]
+        rows = []
+        for r in published.to_dict("records"):
+            pub = (f"{_text(r['published_measure'])} {num(r['published_estimate'])}"
+                   + (f" ({num(r['published_ci_lb'])} to {num(r['published_ci_ub'])})"
+                      if _finite(r["published_ci_lb"]) else ""))
+            ours = (f"{_text(r['measure'])} {num(r['estimate'])} ({num(r['ci_lb'])} to "
+                    f"{num(r['ci_ub'])}), {num(r['studies'], 0)} trials"
+                    if _finite(r["estimate"]) else f"not pooled ({num(r['studies'], 0)} trials)")
+            rows.append([esc(_text(r["analysis"])),
+                         esc(f"{_text(r['review'])}: {_text(r['outcome'])}"),
+                         esc(pub), esc(ours), esc(_text(r["reason_for_difference"]))])
+        out += tag("h3", "Our headline estimates against published reviews", id="published")
+        out += _table(head, rows, cls="published")
+    return out
 
 
 def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, pd.DataFrame],
@@ -869,7 +932,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                 _analysis_section(config.analyses[n], results[n], frames[n], tables, figs[n],
                                   link_from)
                 for n in order)),
-            tag("section", tag("h2", "Methods", id="methods") + "".join(tag("p", esc(t)) for t in METHODS_TEXT)),
+            tag("section", tag("h2", "Methods", id="methods") +
+                _methods(config, tables.get("published_comparison"))),
             tag("footer", esc("Generated by ntxmeta. The statistics match R's metafor 3.8-1; "
                               "the same inputs give the same page byte for byte."))]
     head = ('<meta charset="utf-8">'

@@ -36,11 +36,11 @@ from ._common import Interval
 SCHEMA = "ntxmeta.result/1"
 
 #: Measures reported as ratios (estimates are log ratios, shown with exp).
-RATIO_MEASURES = ("RR", "OR", "ROM")
+RATIO_MEASURES = ("RR", "OR", "ROM", "ROR")
 #: What a reader calls each measure (axis titles, table headers).
 MEASURE_NAMES = {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference",
                  "SMD": "Standardised mean difference", "MD": "Mean difference",
-                 "ROM": "Ratio of means"}
+                 "ROM": "Ratio of means", "ROR": "Ratio of odds ratios"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,9 @@ class Heterogeneity:
     tau: float
     i2_pct: float
     h2: float
+    #: I^2 from Q, max(0, (Q - df) / Q) (Higgins & Thompson 2002), beside the
+    #: model's I^2 (tau^2 / (tau^2 + s^2)), which is 0 whenever tau^2 is
+    i2_q_pct: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,10 @@ class Pooled:
     test_stat: Test
     pi: Interval | None = None
     heterogeneity: Heterogeneity | None = None
+    #: how the prediction interval was formed ("t", "riley", "z"; "" if none)
+    pi_kind: str = ""
+    #: its degrees of freedom (None for z)
+    pi_df: float | None = None
 
 
 @dataclass(frozen=True)
@@ -276,6 +283,13 @@ class AnalysisResult:
     metaregression: tuple[MetaRegression, ...] = ()
     small_study: SmallStudy | None = None
     failed: tuple[str, ...] = ()
+    #: the method preset the analysis ran with ("cochrane2025", "revman5", "metafor")
+    preset: str = ""
+    #: whether an overall estimate across subgroups is shown (False when they
+    #: are different questions, e.g. comparator classes)
+    overall: bool = True
+    #: rules that changed what is shown, in words (k = 2, no prediction interval, ...)
+    notes: tuple[str, ...] = ()
     schema: str = field(default=SCHEMA)
 
     @property

@@ -9,9 +9,19 @@ uses (``select_rows``) the ones that
 2. have the data the measure needs: binary counts for RR/OR/RD, means and
    SDs for SMD/MD/ROM, a log ratio for GEN;
 3. are one per sample: where several rows share patients (the same
-   ``sample_id``, e.g. two outcomes of one trial), only the row whose
-   outcome comes first in the analysis's ``outcome`` filter is used, and
-   of equals the first in file order.
+   ``sample_id``, e.g. two outcomes of one trial), the row the outcome
+   hierarchy puts first is used (``outcome_hierarchy`` of the config:
+   intention to treat with missing counted as events first, the trial's
+   primary outcome first, end of treatment before follow-up), then the one
+   whose outcome comes first in the analysis's ``outcome`` filter, then the
+   first in file order. ``chosen_because`` of the used row says which
+   criterion chose it over which row; the other row's exclusion reason says
+   the same.
+
+Rows a rule keeps for a sensitivity analysis only (``sensitivity_only``,
+e.g. an unresolved sample-size conflict) are selected the same way, after
+the pooled rows, and returned with ``role`` "sensitivity"; the rows of the
+main model have ``role`` "main".
 
 ``matching_rows`` returns every filtered row with ``pooled`` and
 ``exclusion_reason`` updated for the analysis, for reports that list what
@@ -32,7 +42,8 @@ import pandas as pd
 
 #: The data type each measure needs.
 MEASURE_DATA = {"RR": "binary", "OR": "binary", "RD": "binary",
-                "SMD": "continuous", "MD": "continuous", "ROM": "continuous", "GEN": "ratio"}
+                "SMD": "continuous", "MD": "continuous", "ROM": "continuous", "GEN": "ratio",
+                "ROR": ("binary", "ratio")}
 #: Float precision of the canonical text (that of comparisons.csv).
 CANON_DIGITS = 15
 
@@ -137,28 +148,72 @@ def matching_rows(comparisons: pd.DataFrame, analysis: dict,
     reasons = rows["exclusion_reason"].astype(object).where(rows["exclusion_reason"].notna(), "")
     reasons = [str(r) for r in reasons]
     need = MEASURE_DATA[analysis["measure"]]
+    need = (need,) if isinstance(need, str) else need
+    dtype_ok = rows["data_type"].isin(need).to_numpy()
     for i, dtype in enumerate(rows["data_type"]):
-        if pooled[i] and dtype != need:
+        if pooled[i] and dtype not in need:
             pooled[i] = False
-            reasons[i] = f"{dtype} row: measure {analysis['measure']} needs {need} data"
-    preference = [canon(v) for v in analysis["filters"].get("outcome", [])]
-    rank = [preference.index(o) if o in preference else len(preference)
-            for o in _canon_column(rows["outcome"])]
+            reasons[i] = (f"{dtype} row: measure {analysis['measure']} needs "
+                          f"{' or '.join(need)} data")
+    criteria = [(str(c), [canon(v) for v in vals])
+                for c, vals in _criteria(analysis.get("outcome_hierarchy") or ())]
+    criteria.append(("outcome", [canon(v) for v in analysis["filters"].get("outcome", [])]))
+    texts_of = {c: (_canon_column(rows[c]).to_numpy() if c in rows else np.full(len(rows), ""))
+                for c, _ in criteria}
+    rank = [[prefs.index(t) if t in prefs else len(prefs) for t in texts_of[c]]
+            for c, prefs in criteria]
     line = pd.to_numeric(rows["source_line"], errors="coerce").to_numpy()
+    sens = (_canon_column(rows["sensitivity_only"]) == "true").to_numpy() \
+        if "sensitivity_only" in rows else np.zeros(len(rows), dtype=bool)
+    chosen = [""] * len(rows)
+    role = np.where(pooled, "main", "").astype(object)
     best: dict[str, int] = {}
-    for i in sorted(np.flatnonzero(pooled),
-                    key=lambda i: (rank[i], str(rows["source_file"].iloc[i]), line[i])):
-        sample = canon(rows["sample_id"].iloc[i])
-        if sample in best:
-            kept = best[sample]
+    candidates = [i for i in range(len(rows)) if pooled[i] or (sens[i] and dtype_ok[i])]
+    order = lambda i: (not pooled[i], *(r[i] for r in rank),  # noqa: E731
+                       str(rows["source_file"].iloc[i]), line[i])
+    # an interaction (ROR) uses one row per sample and genotype stratum
+    stratum = (_canon_column(rows["genotype"]).to_numpy() if analysis["measure"] == "ROR"
+               else np.full(len(rows), ""))
+    for i in sorted(candidates, key=order):
+        sample = (canon(rows["sample_id"].iloc[i]), stratum[i])
+        if sample not in best:
+            best[sample] = i
+            if sens[i]:
+                role[i] = "sensitivity"
+            continue
+        kept = best[sample]
+        why = _why(criteria, texts_of, rank, kept, i)
+        role[i] = ""
+        if pooled[i]:
             pooled[i] = False
             reasons[i] = (f"same patients as {rows['row_id'].iloc[kept]}, which this analysis "
-                          f"uses (its outcome {rows['outcome'].iloc[kept]} is listed first)")
-        else:
-            best[sample] = i
+                          f"uses ({why})")
+        chosen[kept] = "; ".join(filter(None, (chosen[kept],
+                                               f"over {rows['row_id'].iloc[i]}: {why}")))
     rows["pooled"] = pooled
     rows["exclusion_reason"] = reasons
+    rows["role"] = role
+    rows["chosen_because"] = chosen
     return _sorted(rows)
+
+
+def _criteria(hierarchy) -> list[tuple]:
+    """(column, values) pairs of a hierarchy given as the config's one-key mappings or as pairs."""
+    out = []
+    for item in hierarchy:
+        out += list(item.items()) if isinstance(item, dict) else [tuple(item)]
+    return out
+
+
+def _why(criteria, texts, rank, kept: int, other: int) -> str:
+    """The first criterion of the hierarchy that puts row ``kept`` before ``other``."""
+    for (col, prefs), r in zip(criteria, rank):
+        if r[kept] != r[other]:
+            a, b = texts[col][kept] or "not given", texts[col][other] or "not given"
+            if col == "outcome":
+                return f"outcome {a} is listed before {b} in the analysis's filters"
+            return f"{col} {a} is preferred to {b} (outcome_hierarchy)"
+    return "the same on every criterion of the outcome hierarchy: the first in file order"
 
 
 def select_rows(comparisons: pd.DataFrame, analysis: dict, *,
@@ -179,10 +234,12 @@ def select_rows(comparisons: pd.DataFrame, analysis: dict, *,
     Returns
     -------
     DataFrame
-        The pooled rows, sorted by year, label and row_id; empty if none.
+        The rows the analysis uses, sorted by year, label and row_id; empty
+        if none. ``role`` is "main" for the rows of the main model and
+        "sensitivity" for rows kept for a sensitivity analysis only.
     """
     rows = matching_rows(comparisons, analysis, texts)
-    rows = rows.loc[rows["pooled"].to_numpy(dtype=bool)]
+    rows = rows.loc[rows["role"].ne("").to_numpy()]
     if exclude:
         rows = rows.loc[~filter_mask(rows, exclude)]
     return rows.reset_index(drop=True)

@@ -419,8 +419,12 @@ def _longest_cell(text: str, line: int) -> int:
 
 
 def _check_header(header: list[str], columns: list[str], name: str,
-                  problems: list[Problem]) -> bool:
-    """Record header problems; True if the header is usable."""
+                  problems: list[Problem], optional: Iterable[str] = ()) -> bool:
+    """Record header problems; True if the header is usable.
+
+    ``optional`` columns (the schema's ``x-optional-columns``) may be left
+    out of the header: tables written before they existed stay valid.
+    """
     if len(header) == 1 and any(d in header[0] for d in ";\t|"):
         delim = next(d for d in ";\t|" if d in header[0])
         shown = {"\t": "tab"}.get(delim, f"'{delim}'")
@@ -431,7 +435,7 @@ def _check_header(header: list[str], columns: list[str], name: str,
     n = len(problems)
     for col in sorted({c for c in header if header.count(c) > 1}, key=header.index):
         problems.append(Problem(name, 1, col, None, "appears twice in the header; keep one"))
-    missing = [c for c in columns if c not in header]
+    missing = [c for c in columns if c not in header and c not in optional]
     renamed = set()
     for col in dict.fromkeys(c for c in header if c not in columns):
         close = difflib.get_close_matches(col, missing, n=1, cutoff=SIMILARITY)
@@ -456,7 +460,7 @@ def _check_header(header: list[str], columns: list[str], name: str,
 
 
 def read_rows(path: Path, columns: list[str], problems: list[Problem],
-              name: str | None = None) -> tuple[list[_Row], bool]:
+              name: str | None = None, optional: Iterable[str] = ()) -> tuple[list[_Row], bool]:
     """The rows of one CSV as text cells keyed by column, with their first line.
 
     Problems that make the file or a row unreadable are appended to
@@ -471,7 +475,7 @@ def read_rows(path: Path, columns: list[str], problems: list[Problem],
     if not records:
         return [], False
     (_, header), body = records[0], records[1:]
-    if not _check_header(header, columns, name, problems):
+    if not _check_header(header, columns, name, problems, optional):
         return [], False
     if not body and complete:
         problems.append(Problem(name, 1, None, None,
@@ -843,7 +847,8 @@ def check_raw(paths: Iterable[str | Path]) -> tuple[pd.DataFrame, list[Problem]]
     all_read = True
     for path in paths:
         name = str(path)
-        rows, complete = read_rows(Path(path), checker.columns, problems, name)
+        rows, complete = read_rows(Path(path), checker.columns, problems, name,
+                                   schema.get("x-optional-columns", ()))
         all_read &= complete
         for row in rows:
             typed, found = checker.check(row, name)

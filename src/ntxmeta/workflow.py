@@ -224,11 +224,12 @@ def by_analysis(paths, kind: str) -> dict[str, str]:
     return {(Path(p).stem if kind == "effects" else Path(p).parent.name): str(p) for p in paths}
 
 
-def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict) -> None:
-    """Effects + results -> the four evidence tables (results/tables/*.csv, .md)."""
+def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict,
+                    published_path: str | None = None) -> None:
+    """Effects + results (+ published estimates) -> the evidence tables (results/tables/*.csv, .md)."""
     from .evidence import write_evidence_tables
     write_evidence_tables(by_analysis(effects_paths, "effects"), by_analysis(result_paths, "results"),
-                          config, outputs)
+                          config, outputs, published_path)
 
 
 def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
@@ -364,7 +365,8 @@ def bubble_targets(config: Config) -> list[tuple[str, str]]:
 
 
 #: Table stems of the evidence_tables rule, in its output order.
-EVIDENCE_TABLES = ("summary_of_findings", "sensitivity", "subgroups", "small_study_effects")
+EVIDENCE_TABLES = ("summary_of_findings", "sensitivity", "subgroups", "small_study_effects",
+                   "published_comparison")
 
 
 def rule_evidence_tables(pf: Preflight, input, output, log: str) -> None:
@@ -372,7 +374,7 @@ def rule_evidence_tables(pf: Preflight, input, output, log: str) -> None:
                for stem in EVIDENCE_TABLES}
     with logged(log, "evidence_tables"):
         offload(evidence_tables, list(map(str, input.effects)), list(map(str, input.results)),
-                pf.config, outputs)
+                pf.config, outputs, str(input.published))
 
 
 def rule_report(pf: Preflight, input, output, log: str) -> None:

@@ -18,6 +18,7 @@ rule evidence_tables:
     input:
         effects=analysis_effects,
         results=analysis_results,
+        published="data/reference/published_estimates.csv",
     output:
         summary_of_findings_csv=report(
             update("results/tables/summary_of_findings.csv"),
@@ -31,6 +32,8 @@ rule evidence_tables:
         subgroups_md=update("results/tables/subgroups.md"),
         small_study_effects_csv=update("results/tables/small_study_effects.csv"),
         small_study_effects_md=update("results/tables/small_study_effects.md"),
+        published_comparison_csv=update("results/tables/published_comparison.csv"),
+        published_comparison_md=update("results/tables/published_comparison.md"),
     log:
         "logs/tables/evidence.log",
     run:
