@@ -15,6 +15,10 @@ Faults
   should say ``rerun-incomplete: true`` so that after ``--unlock`` a plain
   re-run recomputes them; the copy gets that line if the project's profile
   lacks it.
+- Killed rebuild: Snakemake alone (not its workers) is killed with SIGKILL
+  while ``--forcerun figures`` writes a figure over a completed run: every
+  previous output stays byte-identical, no temporary file is left (the
+  workers delete theirs before they exit) and no process of the run lives on.
 - Determinism: two clean runs in two copies give byte-identical results and
   processed data, PNG and SVG included.
 - Atomic writes (``ntxmeta.io``): a failed write leaves the old file and no
@@ -49,6 +53,7 @@ import pytest
 
 from ntxmeta import io as nio
 from test_cli_malformed import VALIDATE, snapshot
+from test_workers import alive
 from test_workflow import SNAKEMAKE, copy_project, project, run  # noqa: F401 (fixture)
 
 #: Generated trees compared between runs (logs differ by design: they are not outputs).
@@ -58,6 +63,9 @@ RUN_TIMEOUT_S = 900
 #: Polling interval while waiting for the moment to kill (a PNG takes ~0.1-0.5 s).
 POLL_S = 0.005
 PROFILE = Path("profiles/default/config.yaml")
+#: How long the workers of a killed run may take to end (they check every
+#: ORPHAN_CHECK_S = 0.5 s; a loaded machine may be slow to schedule them).
+WORKER_GRACE_S = 120
 
 
 def outputs(root: Path) -> dict[str, bytes]:
@@ -186,6 +194,68 @@ def test_rerun_after_kill_leaves_no_temporary_files(killed_and_resumed):
     dest, _, _, final = killed_and_resumed
     assert final.returncode == 0
     assert temp_files(dest) == []
+
+
+def project_processes(root: Path) -> list[int]:
+    """Ids of this user's live processes started for ``root``: its path in their command
+    line, or their working folder inside it (a spawned worker's command line names no path)."""
+    me, found = os.getuid(), []
+    root = str(root.resolve())
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if entry.stat().st_uid != me or not alive(int(entry.name)):
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+            cwd = os.readlink(entry / "cwd")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # ended while we looked, or not ours to read
+        if root in cmdline or cwd == root or cwd.startswith(root + os.sep):
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+@pytest.mark.workflow
+def test_a_killed_rebuild_leaves_the_previous_outputs_and_no_process(project, tmp_path):
+    """SIGKILL of Snakemake alone while ``--forcerun figures`` writes a figure.
+
+    Snakemake cannot tidy up after SIGKILL; its worker processes see their
+    parent gone and end on their own. Afterwards every output of the
+    completed run is byte-identical (the figure being drawn is not half
+    written, and no output was deleted before its job ran: ``update()``),
+    no temporary file is left beside an output (a worker removes the ones it
+    was writing before it exits), and no process of the run is alive.
+    """
+    dest = tmp_path / "project"
+    shutil.copytree(project, dest, symlinks=True)  # a completed run, .snakemake included
+    before = outputs(dest)
+    assert any(k.startswith("results/figures/forest/") for k in before)
+    log = dest / "killed.out"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(SNAKEMAKE + ["--cores", "2", "--forcerun", "figures"], cwd=dest,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not figure_being_written(dest):
+            assert proc.poll() is None, "the rebuild ended before a figure was being written"
+            assert time.monotonic() < deadline, "no figure was written in time"
+            time.sleep(POLL_S)
+        proc.send_signal(signal.SIGKILL)  # Snakemake only: its workers are left to notice
+        proc.wait()
+        deadline = time.monotonic() + WORKER_GRACE_S
+        while project_processes(dest) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = project_processes(dest)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in project_processes(dest):  # leave nothing behind, even when the test fails
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"process(es) {left} outlived the killed run"
+    assert temp_files(dest) == []
+    assert_same_tree(outputs(dest), before)
 
 
 # --------------------------------------------------------------------------- atomic writes

@@ -115,7 +115,8 @@ def write_when_orphaned(target: str) -> None:
 
 
 def test_a_worker_puts_no_output_in_place_after_the_run_is_killed(tmp_path):
-    """The worker's write is refused at the rename (io's commit guard), not only by the 0.5 s watch."""
+    """The worker's write is refused at the rename (io's commit guard), not only by the 0.5 s
+    watch, and the worker deletes the temporary file it wrote before it exits."""
     target = tmp_path / "figure.svg"
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
@@ -138,6 +139,7 @@ def test_a_worker_puts_no_output_in_place_after_the_run_is_killed(tmp_path):
         proc.wait(timeout=30)
         time.sleep(3 * workflow.ORPHAN_CHECK_S + 1)
         assert not target.exists(), "a worker wrote an output after its run was killed"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["run.py"], "its temporary is left"
     finally:
         if proc.poll() is None:
             proc.kill()

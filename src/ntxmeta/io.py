@@ -8,6 +8,9 @@ A kill (SIGKILL, power loss) can leave the temporary file itself behind:
 255-byte limit once so dressed is cut and given a digest: ``temp_prefix``). The next write of the same target removes
 the temporary files of that target whose writing process no longer runs,
 so a re-run after a kill leaves no litter beside the outputs it rewrites.
+A process that learns it must stop before finishing a write (a worker whose
+run was killed, ``ntxmeta.workflow``) removes its own temporary files first
+(``abandon_writes``), so then not even that litter is left.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import glob
 import hashlib
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,6 +61,32 @@ def set_commit_guard(guard) -> None:
     _commit_guard = guard
 
 
+#: Temporary files this process is writing now (``atomic_path`` adds and removes them).
+_writing: set[str] = set()
+_writing_lock = threading.Lock()
+
+
+def abandon_writes() -> list[str]:
+    """Delete the temporary files this process is writing; the ones deleted.
+
+    For a process about to exit without finishing its writes (``os._exit``
+    skips ``atomic_path``'s cleanup). Another thread of the process may
+    still be writing one: its data goes to the unlinked file and is lost
+    when the process exits. Only a thread that opens its temporary by name
+    in the instant between the deletion and the exit can put it back.
+    """
+    with _writing_lock:
+        paths = sorted(_writing)
+    removed = []
+    for tmp in paths:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:  # renamed into place or removed meanwhile
+            continue
+        removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
@@ -71,6 +101,8 @@ def atomic_path(path: str | Path):
     fd, tmp = tempfile.mkstemp(prefix=f"{temp_prefix(path)}{os.getpid()}.", suffix=TMP_SUFFIX,
                                dir=path.parent)
     os.close(fd)
+    with _writing_lock:
+        _writing.add(tmp)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
@@ -78,6 +110,8 @@ def atomic_path(path: str | Path):
             _commit_guard()
         os.replace(tmp, path)
     finally:
+        with _writing_lock:
+            _writing.discard(tmp)
         if os.path.exists(tmp):
             os.unlink(tmp)
 

@@ -13,6 +13,7 @@ pool     effects + one analysis plan    -> results/analyses/{analysis}/{result,s
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,9 @@ EFFECT_COLUMNS = (
     "comparator_class", "comparator_type", "comparator", "formulation", "genotype", "dose_mg",
     "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
-    "yi", "vi", "sei", "ci_lb", "ci_ub", "role", "chosen_because", "confidence", "derived",
-    "derived_text", "flipped", "split_control", "adjustment", "source", "quote",
+    "yi", "vi", "sei", "ci_lb", "ci_ub", "role", "chosen_because", "exclusion_reason",
+    "confidence", "derived", "derived_text", "flipped", "split_control", "adjustment", "source",
+    "quote",
 )
 
 
@@ -86,11 +88,47 @@ def _row_effects(rows: pd.DataFrame, measure: str, options: dict) -> tuple[np.nd
     return yi, vi
 
 
+def _unusable_reason(row: dict, measure: str, options: dict, yi: float, vi: float) -> str:
+    """Why a row's effect size cannot enter a model, in words ("" when it can).
+
+    A row that passed validation can still have no usable yi and vi for the
+    analysis's measure and options; the models leave it out (``used`` false),
+    and this reason says why in the effects table and the report.
+    """
+    if math.isfinite(yi) and math.isfinite(vi) and vi > 0:
+        return ""
+    dtype = row.get("data_type")
+    cells = [pd.to_numeric(row.get(c), errors="coerce") for c in
+             ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
+    if dtype == "continuous" and measure == "ROM":
+        low = [f"{c} = {row.get(c):g}" for c in ("mean_treat", "mean_ctrl")
+               if pd.to_numeric(row.get(c), errors="coerce") <= 0]
+        if low:
+            return (f"the ratio of means (ROM) needs means above 0, and {' and '.join(low)}: "
+                    "use MD or SMD for this outcome")
+    if dtype == "binary" and all(map(math.isfinite, cells)):
+        e1, n1, e2, n2 = cells
+        both = (e1 == 0 and e2 == 0) or (e1 == n1 and e2 == n2)
+        if both and options.get("drop00"):
+            return ("no events in either arm (or only events): left out by drop00: true, "
+                    "as metafor leaves it out")
+        if options.get("to") == "none" and 0 in (e1, n1 - e1, e2, n2 - e2):
+            return (f"a cell of its 2x2 table is 0 and to: none adds no continuity correction: "
+                    f"{measure} has no finite value or no variance above 0")
+    if math.isfinite(yi) and vi == 0:
+        return f"its {measure} has a sampling variance of 0: it can be given no weight"
+    return (f"its {measure} cannot be computed from its numbers "
+            f"(yi = {yi:g}, vi = {vi:g}); check the row")
+
+
 def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
     """One row per study of an analysis: arm data, yi, vi, CI and provenance.
 
     No model is fitted here: weights belong to a model and come with the
-    result of the pool step (``AnalysisResult.weights_pct``).
+    result of the pool step (``AnalysisResult.weights_pct``). A row without
+    a finite yi and a variance above 0 keeps its place with yi and vi empty
+    and its reason in ``exclusion_reason``: the models leave it out, and no
+    row drops out silently (a variance of 0 would otherwise stop the models).
     """
     o = plan.options
     if plan.measure == "ROR":  # one row per trial: the genotype x treatment interaction
@@ -105,8 +143,20 @@ def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
     for m in plan.moderators:
         if m not in EFFECT_COLUMNS and m in rows:
             out[m] = rows[m]
-    yi, vi = ((rows["yi"].to_numpy(dtype=float), rows["vi"].to_numpy(dtype=float))
-              if plan.measure == "ROR" else _row_effects(rows, plan.measure, vars(o)))
+    if plan.measure == "ROR":
+        yi, vi = rows["yi"].to_numpy(dtype=float), rows["vi"].to_numpy(dtype=float)
+        reasons = [str(n) for n in rows["interaction_note"]]
+    else:
+        yi, vi = _row_effects(rows, plan.measure, vars(o))
+        reasons = [_unusable_reason(r, plan.measure, vars(o), y, v)
+                   for r, y, v in zip(rows.to_dict("records"), yi, vi)]
+    unusable = np.array([bool(r) for r in reasons], dtype=bool)
+    yi, vi = np.where(unusable, np.nan, yi), np.where(unusable, np.nan, vi)
+    if "role" in rows:  # a sensitivity-only row says why it is not in the main model
+        kept = rows["exclusion_reason"].astype(object).where(rows["exclusion_reason"].notna(), "")
+        reasons = [r or (str(k) if role == "sensitivity" else "")
+                   for r, k, role in zip(reasons, kept, rows["role"])]
+    out["exclusion_reason"] = reasons
     crit = ef.z_crit(o.level)
     out["yi"], out["vi"] = yi, vi
     out["sei"] = np.sqrt(vi)

@@ -625,7 +625,8 @@ def _study_table(result: AnalysisResult, effects: pd.DataFrame) -> str:
         label = tag("span", esc(f"{_text(r.get('label'))}{year}"), title=quote_text or None)
         marks = []
         if not used[i]:
-            marks.append("not pooled (no usable effect size)")
+            why = _text(r.get("exclusion_reason")).strip()
+            marks.append(f"not pooled: {why}" if why else "not pooled (no usable effect size)")
         if _truthy(r.get("derived")):
             marks.append("numbers derived")
         if _truthy(r.get("flipped")):

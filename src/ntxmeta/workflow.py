@@ -297,18 +297,24 @@ def _exit_with_parent(parent: int) -> None:
     """Worker initialiser: end this worker as soon as ``parent`` has ended.
 
     A run killed with SIGKILL cannot stop its workers; each would otherwise
-    finish its step and write outputs after the run is gone.
+    finish its step and write outputs after the run is gone. A worker that
+    ends so first deletes the temporary files it was writing: the killed
+    run leaves its previous outputs and nothing beside them.
     """
-    from .io import set_commit_guard
+    from .io import abandon_writes, set_commit_guard
+
+    def end() -> None:
+        abandon_writes()
+        os._exit(1)
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(ORPHAN_CHECK_S)
-        os._exit(1)
+        end()
 
     def parent_alive() -> None:
         if os.getppid() != parent:
-            os._exit(1)  # the run is gone: put nothing in place
+            end()  # the run is gone: put nothing in place
 
     set_commit_guard(parent_alive)
     threading.Thread(target=watch, name="ntxmeta-orphan-check", daemon=True).start()
