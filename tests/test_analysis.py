@@ -60,7 +60,7 @@ def bcg_effects() -> pd.DataFrame:
 
 def bcg_plan(**over):
     block = {"title": "BCG", "filters": {"indication": ["x"]}, "measure": "RR",
-             "subgroup": "alloc", "moderators": ["ablat"], **over}
+             "subgroup": "alloc", "moderators": ["ablat"], "preset": "metafor", **over}
     return Config.from_resolved(resolve({"analyses": {"bcg": block}})).analyses["bcg"]
 
 

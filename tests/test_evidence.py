@@ -60,8 +60,11 @@ def bcg_effects(case: str = "bcg_RR") -> pd.DataFrame:
 
 
 def config(analyses: dict, **top) -> Config:
+    """A config of these analyses; metafor's preset (REML, z) unless ``defaults`` says otherwise,
+    so that the numbers compare with metafor's default rma() fits in out.json."""
     blocks = {n: {"title": n, "measure": "RR", "filters": {"indication": ["alcohol"]}, **a}
               for n, a in analyses.items()}
+    top["defaults"] = {"preset": "metafor", **top.get("defaults", {})}
     return Config.from_resolved(resolve({"analyses": blocks, **top}))
 
 
@@ -445,3 +448,47 @@ def test_small_study_table():
     assert close(b["trimfill_estimate"], math.exp(bias["trimfill"]["REML"]["estimate"]), TIGHT)
     s = table.loc["k3"]
     assert not s["assessed"] and s["note"] == "not assessed (k < 10)" and math.isnan(s["egger_p"])
+
+
+# --------------------------------------------------------------------------- small-k rules
+
+
+def _with_heterogeneity(res: AnalysisResult, **het) -> AnalysisResult:
+    import dataclasses
+    main = dataclasses.replace(res.main,
+                               heterogeneity=dataclasses.replace(res.main.heterogeneity, **het))
+    return dataclasses.replace(res, main=main)
+
+
+def test_inconsistency_flag_reads_q_at_p_below_010_even_when_tau2_is_0():
+    """REML tau^2 = 0 (so the model's I^2 = 0) beside Q = 16.4 on 8 df (p = 0.037):
+    the flag must not say "no" (the issue's example)."""
+    eff, res = constructed("RR", math.log(0.7), math.log(0.6), math.log(0.8))
+    res = _with_heterogeneity(res, q=16.4, q_df=8, q_pval=0.037, i2_pct=0.0, tau2=0.0,
+                              i2_q_pct=100 * (16.4 - 8) / 16.4)
+    flag = sof(eff, res)["inconsistency"]
+    assert flag.startswith("yes: ")
+    assert "I\u00b2 from Q = 51% (> 50%)" in flag and "Q = 16.4 on 8 df, p = 0.037 (< 0.10)" in flag
+    calm = _with_heterogeneity(res, q=9.0, q_df=8, q_pval=0.34, i2_q_pct=100 / 9)
+    assert sof(eff, calm)["inconsistency"] == "no"
+
+
+def test_sof_row_states_comparator_formulation_time_frame_and_control_risk_source():
+    eff, res = constructed("RR", math.log(0.75), math.log(0.5), math.log(0.9))
+    eff = eff.assign(comparator_class="active", comparator="buprenorphine-naloxone",
+                     formulation=["xr_injection", "xr_injection", "oral"],
+                     followup_weeks=[12, 24, 24], timepoint="end_of_treatment")
+    r = sof(eff, res)
+    assert r["comparator"] == "active drug: buprenorphine-naloxone"
+    assert r["formulation"] == "XR injection; oral"
+    assert r["time_frame"] == "12 to 24 weeks, end of treatment"
+    assert r["control_risk_source"] == ("median control-arm risk of the 3 pooled trials with "
+                                        "counts (range 200 to 500 per 1000)")
+    assert r["model"] == "REML random effects, z test"
+
+
+def test_sof_counts_trials_not_comparisons():
+    eff, res = constructed("RR", math.log(0.75), math.log(0.5), math.log(0.9))
+    eff = eff.assign(study_id=["A", "A", "B"])  # a three-arm trial gives two comparisons
+    r = sof(eff, res)
+    assert r["k"] == 3 and r["studies"] == 2

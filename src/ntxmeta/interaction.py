@@ -75,7 +75,8 @@ def interaction_rows(rows: pd.DataFrame, yi: np.ndarray, vi: np.ndarray) -> pd.D
         else:
             row["yi"] = float(carrier["yi"].iloc[0]) - float(homo["yi"].iloc[0])
             row["vi"] = float(carrier["vi"].iloc[0]) + float(homo["vi"].iloc[0])
-        row["row_id"] = "+".join(str(r) for r in group["row_id"])
+        ordered = pd.concat([carrier, homo, group.drop(carrier.index.union(homo.index))])
+        row["row_id"] = "+".join(str(r) for r in ordered["row_id"])  # carrier first
         row["interaction_note"] = note
         row["genotype"] = ""
         row["data_type"] = "interaction"
