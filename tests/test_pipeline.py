@@ -89,3 +89,17 @@ def test_spec_reproduces_the_analysis_options():
     spec = analysis_spec(p, eff, "effects.csv")
     assert spec["options"]["level"] == 90.0 and spec["subgroup"] == "subgroup"
     assert spec["moderator"] == "year"
+
+
+def test_good_events_count_responders_as_reported():
+    """ADAPT-2 is shown as response (RR > 1 favours naltrexone), not RR of non-response."""
+    rows = rows_frame().assign(outcome="response", event="no_response", flipped=True,
+                               log_ratio=np.nan, ratio_type="")
+    bad = effects_table(rows, plan())
+    good = effects_table(rows, plan(events="good"))
+    # responders = n - non-responders, in each arm
+    assert list(good["events_treat"]) == [40, 35, 70] and list(good["events_ctrl"]) == [30, 32, 71]
+    assert set(good["event"]) == {"response"} and not good["flipped"].any()
+    # RR of response: (40/50) / (30/50) for the first row
+    assert good["yi"].iloc[0] == pytest.approx(np.log((40 / 50) / (30 / 50)), abs=1e-12)
+    assert bad["yi"].iloc[0] == pytest.approx(np.log((10 / 50) / (20 / 50)), abs=1e-12)

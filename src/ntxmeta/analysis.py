@@ -526,6 +526,7 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         test=o.test, level=o.level,
         status=status_of(k_used, parts.failed, main is not None, two_only=two_only),
         preset=o.preset, overall=plan.overall, notes=tuple(notes),
+        good_events=plan.events == "good",
         k_rows=int(len(effects)), k_used=k_used,
         participants=int(n),
         events=int(ev) if binary and np.isfinite(ev) else None,

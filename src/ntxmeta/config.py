@@ -459,6 +459,7 @@ def resolve(data: dict) -> dict:
         a.setdefault("moderators", [])
         a.setdefault("main", False)
         a.setdefault("overall", True)
+        a.setdefault("events", "bad")
         a.setdefault("outcome_hierarchy", cfg["outcome_hierarchy"])
     return cfg
 

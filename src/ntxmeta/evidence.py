@@ -365,7 +365,9 @@ def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = 
         row["control_risk_source"] = control_risk_source(effects, used)
         cr = [corresponding_risk(acr, x, measure) for x in (est, lb, ub)]
         ard = [c - acr for c in cr]
-        kind, nnt, nnt_ci = number_needed_to_treat(*ard)
+        # NNT counts bad events: a gain in good events is a fall in bad ones
+        kind, nnt, nnt_ci = (number_needed_to_treat(-ard[0], -ard[2], -ard[1])
+                             if result.good_events else number_needed_to_treat(*ard))
         row.update(acr_per_1000=acr * PER, cr_per_1000=cr[0] * PER, cr_lb_per_1000=cr[1] * PER,
                    cr_ub_per_1000=cr[2] * PER, ard_per_1000=ard[0] * PER,
                    ard_lb_per_1000=ard[1] * PER, ard_ub_per_1000=ard[2] * PER,

@@ -121,6 +121,30 @@ def _unusable_reason(row: dict, measure: str, options: dict, yi: float, vi: floa
             f"(yi = {yi:g}, vi = {vi:g}); check the row")
 
 
+def good_events(rows: pd.DataFrame) -> pd.DataFrame:
+    """Binary rows counting the favourable event (``events: good``): each flip undone or made.
+
+    comparisons.csv counts bad events (favourable ones flipped: not
+    abstinent, no response). An analysis of response counts responders:
+    events = n - events in each arm, a reported OR's log negated, and
+    ``event`` and ``flipped`` say what is counted now.
+    """
+    out = rows.copy()
+    binary = (out["data_type"] == "binary").to_numpy()
+    ratio = (out["data_type"] == "ratio").to_numpy() & (out.get("ratio_type") == "OR").to_numpy()
+    for arm in ("treat", "ctrl"):
+        ev, n = (pd.to_numeric(out[f"{c}_{arm}"], errors="coerce") for c in ("events", "n"))
+        out[f"events_{arm}"] = np.where(binary, n - ev, ev)
+    out["log_ratio"] = np.where(ratio, -pd.to_numeric(out["log_ratio"], errors="coerce"),
+                                out["log_ratio"])
+    swap = binary | ratio
+    was = out["flipped"].astype(str).str.lower().isin(("true", "1"))
+    out["event"] = [(o if f else f"no {e}") if s else e
+                    for o, e, f, s in zip(out["outcome"], out["event"], was, swap)]
+    out["flipped"] = np.where(swap, ~was, was)
+    return out
+
+
 def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
     """One row per study of an analysis: arm data, yi, vi, CI and provenance.
 
@@ -131,6 +155,8 @@ def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
     row drops out silently (a variance of 0 would otherwise stop the models).
     """
     o = plan.options
+    if plan.events == "good":
+        rows = good_events(rows)
     if plan.measure == "ROR":  # one row per trial: the genotype x treatment interaction
         from .interaction import interaction_rows
         rows = interaction_rows(rows, *_row_effects(rows, "OR", vars(o)))

@@ -92,6 +92,8 @@ class AnalysisPlan:
     overall: bool = True
     #: ((column, (value, ...)), ...): which row of a sample is used, criteria in order
     hierarchy: Filters = ()
+    #: "bad" (relapse, no response: RR < 1 favours naltrexone) or "good" (response)
+    events: str = "bad"
 
     @property
     def selection(self) -> dict:
@@ -99,6 +101,7 @@ class AnalysisPlan:
         return {"filters": {k: list(v) for k, v in self.filters}, "measure": self.measure,
                 **vars(self.options), "subgroup": self.subgroup, "moderators": list(self.moderators),
                 "main": self.main, "title": self.title, "overall": self.overall,
+                "events": self.events,
                 "outcome_hierarchy": [[c, list(v)] for c, v in self.hierarchy],
                 "subsets": [[s.name, s.title, [[c, list(v)] for c, v in s.exclude]]
                             for s in self.subsets]}
@@ -152,7 +155,8 @@ class Config:
                 subgroup=a.get("subgroup") or None, moderators=tuple(a.get("moderators") or ()),
                 main=bool(a.get("main", False)), subsets=subsets,
                 overall=bool(a.get("overall", True)) and (a.get("subgroup") not in QUESTION_COLUMNS),
-                hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()))
+                hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()),
+                events=str(a.get("events", "bad")))
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
                    rules=dict(cfg["rules"]), analyses=plans)
 

@@ -601,6 +601,11 @@ def _check_rows(effects: pd.DataFrame, result: AnalysisResult) -> None:
                          "re-run the pool step on this effects table")
 
 
+def _favours(result: AnalysisResult) -> tuple[str, str]:
+    """Which side of the null favours whom: swapped when the analysis counts good events."""
+    return FAVOURS[::-1] if result.good_events else FAVOURS
+
+
 def _arm_columns(effects: pd.DataFrame) -> list[_Col]:
     """Arm-level columns: events and totals (binary) or mean, SD and total (continuous)."""
     if _has(effects, "events_treat"):
@@ -932,7 +937,8 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
             rows += _notes(f"{mark.strip()} {words}")
     for line in _definition_notes(effects, studies.used):
         rows += _notes(line)
-    return _draw_table(_Table(tuple(cols), tuple(rows), scale, result.title or None), ax)
+    return _draw_table(_Table(tuple(cols), tuple(rows), scale, result.title or None,
+                              _favours(result)), ax)
 
 
 # --------------------------------------------------------------------------
@@ -1008,7 +1014,8 @@ def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
         rows = _sequence_rows(series, scale, extra)
         band = (series.estimate[-1],) * 3 if labels else None  # final estimate, no band
         rows += [_Row(BLANK), *_notes(f"Each row: {_model_words(series.model, series.test)}")]
-    return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, FAVOURS, band), ax)
+    return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, _favours(result),
+                              band), ax)
 
 
 @style.styled()  # texts are measured under the figure style (rcParams are global)
@@ -1053,7 +1060,8 @@ def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
         rows += _notes(f"All studies: no pooled estimate ({_no_pool_reason(result)})")
     if series is not None:
         rows += _notes(f"Each row: {_model_words(series.model, series.test)}")
-    return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, FAVOURS, band), ax)
+    return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, _favours(result),
+                              band), ax)
 
 
 # --------------------------------------------------------------------------

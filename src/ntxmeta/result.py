@@ -290,6 +290,8 @@ class AnalysisResult:
     overall: bool = True
     #: rules that changed what is shown, in words (k = 2, no prediction interval, ...)
     notes: tuple[str, ...] = ()
+    #: the analysis counts favourable events (RR > 1 favours naltrexone)
+    good_events: bool = False
     schema: str = field(default=SCHEMA)
 
     @property
