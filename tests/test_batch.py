@@ -199,7 +199,7 @@ def test_reml_converges_where_fisher_scoring_oscillates(case):
 def test_bad_input_is_refused():
     Y = np.array([[0.1, 0.2, np.nan], [0.3, 0.1, 0.2]])
     V = np.array([[0.01, 0.02, np.nan], [0.01, 0.02, 0.03]])
-    with pytest.raises(ValueError, match="vi must be > 0"):
+    with pytest.raises(ValueError, match="vi must be >= 0"):
         rma_batch(Y, np.where(np.isfinite(V), -V, V))
     with pytest.raises(ValueError, match="at least one study"):
         rma_batch(np.vstack([Y, np.full(3, np.nan)]), np.vstack([V, np.full(3, np.nan)]))

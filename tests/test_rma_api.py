@@ -2,17 +2,24 @@
 
 References: ``fixtures/metafor_rma_api/rma_api.json``, written by
 ``make_rma_api.R`` with metafor 3.8-1 (dat.bcg, RR): ``rma(tau2=0.2)`` for
-every estimator and both tests, and fits with one study of vi = 0. The suite
-does not need R.
+every estimator and both tests, and fits with studies of vi = 0 (every
+estimator and test, metafor's default and a tight control, and edge cases:
+HE <= 0, k = 1, two vi = 0, fixed tau^2, GENQ weights 1/vi). The suite does
+not need R.
 
 Tolerances: ``RTOL`` = 1e-9 for closed-form quantities at a fixed tau^2
-(no iteration on either side: only the order of summation differs);
+(no iteration on either side: only the order of summation differs), and
+for ``METAFOR_DEFAULT`` against metafor's default fits (the same Fisher
+steps replayed); ``ITER_RTOL`` = 1e-9 for fully converged ML/REML/EB against
+metafor's tight fits (threshold 1e-12 absolute on a tau^2 of ~0.03: its
+iterate is within ~3e-11 relative of the root; measured 2.5e-12);
 ``with_test`` and a fixed tau^2 equal to an estimate are compared exactly
 (``==``), since both run the same arithmetic at the same tau^2.
 """
 from __future__ import annotations
 
 import math
+import re
 import threading
 from pathlib import Path
 
@@ -20,8 +27,8 @@ import numpy as np
 import pytest
 
 from ntxmeta.analyse import loads
-from ntxmeta.rma import (FULL, METAFOR_DEFAULT, METHODS, Control, estimate_tau2, fit_counter,
-                         metafor_fisher_tau2, rma, rma_batch)
+from ntxmeta.rma import (FULL, METAFOR_DEFAULT, METHODS, TESTS, ZERO_VI_REFUSED, Control,
+                         estimate_tau2, fit_counter, metafor_fisher_tau2, rma, rma_batch)
 
 REF = loads((Path(__file__).parent / "fixtures" / "metafor_rma_api" / "rma_api.json")
             .read_text(encoding="utf-8"))
@@ -29,6 +36,8 @@ BCG_Y = np.array(REF["bcg"]["yi"])
 BCG_V = np.array(REF["bcg"]["vi"])
 #: closed-form quantities at a fixed tau^2 (see the module docstring)
 RTOL = 1e-9
+#: fully converged ML/REML/EB against metafor's tight fits (see the module docstring)
+ITER_RTOL = 1e-9
 FIXED_TAU2 = 0.2
 RANDOM = [m for m in METHODS if m not in ("EE", "GENQM")]  # GENQM: metafor lacks CompQuadForm here
 
@@ -205,3 +214,181 @@ def test_each_estimator_is_estimated_once_per_analysis(case, monkeypatch):
     monkeypatch.setattr(an, "shared_fits", engine.contextlib.nullcontext)
     before = _sections_fits(spec, only)
     assert now.count * 2 <= before.count, (now, before)
+
+
+# --------------------------------------------------------------------------- vi = 0
+
+VI0_Y = np.array(REF["vi0"]["yi"])
+VI0_V = np.array(REF["vi0"]["vi"])
+#: what each fit's summary in the fixture is compared on (ours -> metafor's key)
+VI0_FIELDS = (("estimate", "estimate"), ("se0", "se"), ("ci.low", "ci.lb"), ("ci.high", "ci.ub"),
+              ("pval0", "pval"), ("stat0", "stat"), ("tau2", "tau2"), ("se_tau2", "se.tau2"),
+              ("s2w", "s2w"), ("pi.low", "pi.lb"), ("pi.high", "pi.ub"))
+
+
+def _ours(fit, name):
+    pred = fit.predict()
+    if name.startswith("pi."):
+        return getattr(pred.pi, name[3:])
+    if name.startswith("ci."):
+        return getattr(fit.ci, name[3:])
+    if name.endswith("0"):
+        return float(getattr(fit, name[:-1])[0])
+    return getattr(fit, name)
+
+
+def _same(ours, theirs, rtol, scale=0.0):
+    """Equal to ``rtol`` relative; ``scale``: the size of the terms of a difference
+    (an interval end b +- crit se near 0 is accurate to rtol (|b| + crit se), not rtol
+    of itself)."""
+    if isinstance(theirs, float) and math.isnan(theirs):
+        return math.isnan(ours)
+    return ours == pytest.approx(theirs, rel=rtol, abs=rtol * scale)
+
+
+def _check_fit_or_refusal(call, ref, rtol):
+    """``call()`` gives metafor's fit ``ref`` to ``rtol``, or refuses with its message."""
+    if "error" in ref:
+        with pytest.raises(ValueError, match="^" + re.escape(ref["error"])):
+            call()
+        return
+    fit = call()
+    assert fit.k == ref["k"] and fit.parms == ref["parms"]
+    assert fit.df == (None if math.isnan(ref["ddf"]) else ref["ddf"])
+    ends = abs(ref["estimate"]) + 3 * math.hypot(ref["se"], ref["tau2"] ** 0.5)
+    for ours, theirs in VI0_FIELDS:
+        scale = ends if ours[:3] in ("ci.", "pi.") else 0.0
+        assert _same(_ours(fit, ours), ref[theirs], rtol, scale), (theirs, _ours(fit, ours),
+                                                                   ref[theirs])
+    # no Q-test, I^2 or H^2 with a vi = 0 (metafor: NA)
+    for ours, theirs in (("QE", "QE"), ("QEp", "QEp"), ("I2_pct", "I2"), ("H2", "H2")):
+        assert math.isnan(ref[theirs]) and math.isnan(getattr(fit, ours)), theirs
+    assert np.allclose(fit.weights_pct, ref["weights"], rtol=rtol, atol=0)
+    for stats, key in ((fit.fit_ml, "ML"), (fit.fit_reml, "REML")):
+        for name in ("ll", "dev", "AIC", "BIC", "AICc"):
+            assert _same(getattr(stats, name), ref["fit.stats"][key][name], rtol), (key, name)
+
+
+def _vi0_call(key, control):
+    method, test = key.rsplit("_", 1)
+    w = np.ones(VI0_Y.size) if method in ("GENQ", "GENQM") else None   # as make_rma_api.R
+    return lambda: rma(VI0_Y, VI0_V, method=method, test=test, weights=w, control=control)
+
+
+@pytest.mark.parametrize("key", sorted(REF["vi0_fits_tight"]))
+def test_zero_vi_fits_and_refusals_match_metafor_tight(key):
+    method = key.rsplit("_", 1)[0]
+    rtol = ITER_RTOL if method in ("REML", "ML", "EB") else RTOL
+    _check_fit_or_refusal(_vi0_call(key, FULL), REF["vi0_fits_tight"][key], rtol)
+
+
+@pytest.mark.parametrize("key", sorted(REF["vi0_fits"]))
+def test_zero_vi_metafor_default_control_replays_metafor(key):
+    """metafor's default control stops REML 3e-5 relative off the root here: replayed."""
+    _check_fit_or_refusal(_vi0_call(key, METAFOR_DEFAULT), REF["vi0_fits"][key], RTOL)
+
+
+def test_zero_vi_reference_covers_every_method_and_test():
+    """No estimator or test drops out of the comparison (GENQM: metafor lacks CompQuadForm)."""
+    for section in ("vi0_fits", "vi0_fits_tight"):
+        keys = {tuple(k.rsplit("_", 1)) for k in REF[section]}
+        assert keys == {(m, t) for m in METHODS if m != "GENQM" for t in TESTS}
+        refused = {m for m, t in keys if "error" in REF[section][f"{m}_{t}"]}
+        assert refused == set(ZERO_VI_REFUSED) | {"EE"}
+    # the default fit differs visibly from the tight one: the two tests check different things
+    assert abs(REF["vi0_fits"]["REML_z"]["tau2"] / REF["vi0_fits_tight"]["REML_z"]["tau2"] - 1) > 1e-5
+
+
+def _edge_call(key):
+    edges = REF["vi0_edges"]
+    if key.startswith("fixed_"):
+        _, method, t2 = key.split("_")
+        return lambda: rma(VI0_Y, VI0_V, method=method, tau2=float(t2))
+    if key == "GENQ_inverse_vi":
+        with np.errstate(divide="ignore"):
+            w = 1 / VI0_V
+        return lambda: rma(VI0_Y, VI0_V, method="GENQ", weights=w)
+    if key == "k1_REML":
+        return lambda: rma([0.2], [0.0], method="REML")
+    data, method = key.rsplit("_", 1)
+    y, v = np.array(edges[data]["yi"]), np.array(edges[data]["vi"])
+    return lambda: rma(y, v, method=method, weights=np.ones(y.size) if method == "GENQ" else None)
+
+
+@pytest.mark.parametrize("key", sorted(k for k, v in REF["vi0_edges"].items() if "yi" not in v))
+def test_zero_vi_edge_cases_match_metafor(key):
+    ref = REF["vi0_edges"][key]
+    if key == "GENQ_inverse_vi":     # metafor: "Infinite weights not allowed."
+        assert ref["error"] == "Infinite weights not allowed."
+        with pytest.raises(ValueError, match="weights must be finite"):
+            _edge_call(key)()
+        return
+    _check_fit_or_refusal(_edge_call(key), ref, RTOL)
+
+
+def test_zero_vi_with_test_equals_a_fresh_fit_and_negative_vi_is_refused():
+    for method in ("REML", "HE", "EB"):
+        z = rma(VI0_Y, VI0_V, method=method)
+        for test in ("knha", "adhoc"):
+            fresh = rma(VI0_Y, VI0_V, method=method, test=test)
+            derived = z.with_test(test)
+            assert (derived.ci, derived.s2w, derived.tau2) == (fresh.ci, fresh.s2w, fresh.tau2)
+    with pytest.raises(ValueError, match="vi must be >= 0"):
+        rma(VI0_Y, np.where(VI0_V == 0, -0.01, VI0_V))
+
+
+def test_zero_vi_rows_of_rma_batch_are_metafors_fits():
+    # a vi = 0 row between full and padded rows of the vectorised path
+    Y = np.vstack([VI0_Y, BCG_Y[:6], np.r_[BCG_Y[6:11], np.nan]])
+    V = np.vstack([VI0_V, BCG_V[:6], np.r_[BCG_V[6:11], 0.0]])
+    for test in TESTS:
+        b = rma_batch(Y, V, method="REML", test=test)
+        ref = REF["vi0_fits_tight"][f"REML_{test}"]
+        for ours, theirs in (("estimate", "estimate"), ("se", "se"), ("ci_lb", "ci.lb"),
+                             ("pval", "pval"), ("tau2", "tau2"), ("pi_lb", "pi.lb"),
+                             ("pi_ub", "pi.ub")):
+            assert getattr(b, ours)[0] == pytest.approx(ref[theirs], rel=ITER_RTOL), theirs
+        assert np.isnan([b.QE[0], b.QEp[0], b.I2_pct[0], b.H2[0]]).all()
+        for i in (1, 2):          # the other rows: the vectorised path, as rma on the row
+            used = np.isfinite(Y[i])
+            fit = rma(Y[i][used], V[i][used], method="REML", test=test)
+            assert b.estimate[i] == pytest.approx(fit.estimate, rel=1e-10)
+            assert b.QE[i] == pytest.approx(fit.QE, rel=1e-10)
+    with pytest.raises(ValueError, match="^analysis 0 .*DL estimator cannot be used"):
+        rma_batch(Y, V, method="DL")
+    with pytest.raises(ValueError, match="^analysis 0 .*Division by zero"):
+        rma_batch(Y, V, method="EE")
+
+
+def test_zero_vi_through_ntxmeta_analyse(tmp_path):
+    """The oracle adapter passes a vi = 0 study on: metafor's fits and refusals, no warnings."""
+    import json
+    import warnings
+
+    from ntxmeta.oracle import analyse, dumps
+    rows = "\n".join(f"s{i},{y!r},{v!r}" for i, (y, v) in
+                     enumerate(zip(REF["vi0"]["yi"], REF["vi0"]["vi"])))
+    (tmp_path / "data.csv").write_text("study,yi,vi\n" + rows + "\n", encoding="utf-8")
+    (tmp_path / "spec.json").write_text(json.dumps(
+        {"name": "vi0_GEN", "csv": "data.csv", "measure": "GEN",
+         "columns": {"yi": "yi", "vi": "vi"}, "study": "study"}), encoding="utf-8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = loads(dumps(analyse(tmp_path / "spec.json",
+                                  only=["rma", "rma_knha", "common", "confint"])))
+    for section, test in (("rma", "z"), ("rma_knha", "knha")):
+        for method, got in out[section].items():
+            ref = REF["vi0_fits_tight"].get(f"{method}_{test}")
+            if ref is None or method == "GENQ":   # GENQM: no reference; GENQ: weights 1/vi
+                assert "error" in got, method
+            elif "error" in ref:
+                assert got["error"] == ref["error"], method
+            else:
+                rtol = ITER_RTOL if method in ("REML", "ML", "EB") else RTOL
+                for key in ("estimate", "se", "pval", "tau2", "se.tau2", "s2w"):
+                    assert got[key] == pytest.approx(ref[key], rel=rtol), (method, key)
+                assert all(math.isnan(got[key]) for key in ("QE", "QEp", "I2", "H2"))
+    assert out["rma"]["GENQ"]["error"].startswith("weights must be finite")  # weights 1/vi
+    assert out["common"]["EE"]["error"].startswith(REF["vi0_fits"]["EE_z"]["error"])
+    assert out["confint"]["REML"]["error"] == (
+        "Cannot compute CI for tau^2 when there are non-positive sampling variances in the data.")

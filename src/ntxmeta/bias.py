@@ -384,7 +384,7 @@ def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = 
         "lm": classic Egger test (weighted least squares, t with k - 2 df).
     method : str
         tau^2 estimator of the meta-regression (``model="rma"`` only).
-    test : {"z", "knha"}
+    test : {"z", "knha", "adhoc"}
         Test of the meta-regression (``model="rma"`` only).
     level : float
         Confidence level (percent) of the limit estimate's interval.

@@ -221,7 +221,8 @@ def tau2_ci(yi, vi, *, method: str = "REML", level: float = 95.0, type: str = "Q
     ------
     ValueError
         k = 1, a common-effect method, no residual degrees of freedom,
-        a type that does not fit the method, or the input errors of ``rma``.
+        a type that does not fit the method, a study with vi = 0 (metafor's
+        "Cannot compute CI for tau^2 ..."), or the input errors of ``rma``.
     """
     fit = rma(yi, vi, method=method, level=level, X=X, weights=weights)
     return confint_fit(fit, type=type, weights=weights, emulate=emulate)
@@ -237,6 +238,11 @@ def confint_fit(fit: RMAFit, *, type: str = "QP", weights=None, emulate: bool = 
         raise MetaError("Model does not contain a random-effects component.")
     if fit.k <= fit.p:
         raise MetaError(f"no residual degrees of freedom (k = {fit.k}, p = {fit.p})")
+    if fit.vi.min() == 0:
+        # metafor 3.8-1's refusal for QP and GENQ. For PL it reports the upper bound
+        # and NA for the lower one ("Error in iterative search"): refused here as well
+        raise MetaError("Cannot compute CI for tau^2 when there are non-positive sampling "
+                        "variances in the data.")
     if type == "GENQ" and emulate:
         raise ValueError("emulate=True is offered for type QP and PL (metafor's GENQ needs CompQuadForm)")
     tau2_hat = _metafor_default_tau2(fit) if emulate else fit.tau2

@@ -99,7 +99,8 @@ Conventions of metafor 3.8-1 kept here
 * ``leave1out`` and ``influence`` stop when k = 1 ("Stopped because
   k = 1."); ``cumul`` does not: its first row is the fit on one study.
 * A fit on one study has tau^2 = 0, Q = 0, p(Q) = 1, I^2 = 0, H^2 = 1, and
-  a knha test falls back to z (so k = 2 leave-one-out fits are all z).
+  a knha or adhoc test falls back to z (so k = 2 leave-one-out fits are all z);
+  adhoc floors the leave-one-out s2w at 1 as the full fit (``knha_s2w``).
 * I^2 = 100 tau^2 / (tau^2 + v~), v~ = (k - 1) / tr(P_EE); for EE,
   I^2 = max(0, 100 (Q - df) / Q), H^2 = Q / df.
 * ``influence``: hat_i = w_i / sum w (set to 1 above 1 - 10 eps);
@@ -136,8 +137,9 @@ from scipy import stats
 from . import oracle
 from ._common import MetaError, guarded
 from .data import AnalysisData
-from .rma import (COMMON_ALIASES, FULL, KNHA_EPS, LL0_TOL, METAFOR_DEFAULT, METHODS, TAU2_RTOL,
-                  TESTS, Control, _check_control, _tau2, estimate_tau2, note_fit, rma, rma_batch)
+from .rma import (COMMON_ALIASES, FULL, HK_TESTS, LL0_TOL, METAFOR_DEFAULT, METHODS, TAU2_RTOL,
+                  TESTS, Control, _check_control, _tau2, estimate_tau2, knha_s2w, note_fit, rma,
+                  rma_batch)
 
 # --------------------------------------------------------------------------- constants
 
@@ -758,8 +760,8 @@ def _batch(y, v, kind, method, test, control: Control = FULL) -> _Batch:
     ok = np.isfinite(tau2)
     p = _fit_parts(sums.at(np.where(ok, tau2, c_tau2))[0])
     estimate = c_y + p.d
-    if test == "knha":
-        s2w = np.where(multi, np.where(p.rss <= KNHA_EPS, 0.0, p.rss / df_q), 1.0)
+    if test in HK_TESTS:
+        s2w = np.where(multi, knha_s2w(p.rss, df_q, test), 1.0)
         df = np.where(multi, size - 1.0, np.nan)
     else:
         s2w, df = np.ones(fe.m), None
@@ -882,7 +884,8 @@ _PARAMS_DOC = """
         Effects and sampling variances (finite, vi > 0).
     method : str
         tau^2 estimator of ``ntxmeta.rma.METHODS`` except GENQ/GENQM.
-    test : {"z", "knha"}
+    test : {"z", "knha", "adhoc"}
+        adhoc: knha with s2w floored at 1 (``ntxmeta.rma.knha_s2w``).
     level : float
         Confidence level in percent.
     control : ntxmeta.rma.Control

@@ -372,7 +372,7 @@ def meta_regression(yi, vi, moderators, *, method: str = "REML", test: str = "z"
     method : str
         tau^2 estimator (``ntxmeta.rma.METHODS``; "EE" for a common-effect
         meta-regression). GENQ/GENQM need weights and are not offered here.
-    test : {"z", "knha"}
+    test : {"z", "knha", "adhoc"}
         Wald z tests, or Knapp-Hartung t(k - p) tests and F(m, k - p) for QM.
     level : float
         Confidence level in percent.

@@ -20,7 +20,8 @@ y_i = x_i' beta + u_i + e_i,  u_i ~ N(0, tau^2),  e_i ~ N(0, v_i).
 With w_i = 1 / (v_i + tau^2): beta_hat = (X'WX)^-1 X'Wy, Var = (X'WX)^-1.
 Hartung-Knapp (``test="knha"``): Var is multiplied by
 s2w = sum w_i r_i^2 / (k - p) (no truncation, as metafor 3.8-1; s2w = 0 when
-that sum is below machine epsilon) and t(k - p) replaces z.
+that sum is below machine epsilon) and t(k - p) replaces z. ``test="adhoc"``
+(Knapp & Hartung 2003): the same with s2w = max(1, s2w) (``knha_s2w``).
 Heterogeneity: Q = sum (1/v_i) r_i^2 (common-effect weights), I^2 = 100
 tau^2 / (tau^2 + v~), H^2 = tau^2 / v~ + 1 with the typical variance
 v~ = (k - p) / tr(P_FE) (Higgins & Thompson 2002); for EE, I^2 = max(0, 100
@@ -64,8 +65,9 @@ many (``_Rows``, ``rma_batch``), without BLAS (a threaded BLAS on a busy
 
 Edge cases: k = 1 gives tau^2 = 0, se.tau2 = NaN, Q = 0, Q-p = 1, I^2 = 0,
 H^2 = 1, and knha falls back to z, as metafor does. vi must be finite and
-> 0; rows with non-finite yi or vi are dropped before fitting (metafor's
-na.omit) by the callers that take per-row data.
+>= 0 (vi = 0 where metafor allows it: see ``rma``); rows with non-finite yi
+or vi are dropped before fitting (metafor's na.omit) by the callers that
+take per-row data.
 
 References
 ----------
@@ -96,7 +98,9 @@ from ._common import Interval, MetaError, t_crit, z_crit
 METHODS = ("EE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "PMM",
            "GENQ", "GENQM")
 COMMON_ALIASES = ("EE", "FE", "CE")
-TESTS = ("z", "knha")
+TESTS = ("z", "knha", "adhoc")
+#: The tests that scale Var(beta) by s2w and use t(k - p) (metafor's "knha", "adhoc").
+HK_TESTS = ("knha", "adhoc")
 PI_TYPES = ("default", "riley", "t")
 
 #: Convergence of iterative tau^2 estimators: stop when the change in tau^2
@@ -112,6 +116,55 @@ MAX_ITER = 10_000
 LL0_TOL = 1e-12
 #: metafor sets s2w = 0 when the knha residual sum of squares is below this.
 KNHA_EPS = np.finfo(float).eps
+#: Estimators that metafor 3.8-1 refuses when a study has vi = 0 (their
+#: formulas weight by 1/vi): "<method> estimator cannot be used when there
+#: are non-positive sampling variances in the data." EE/FE/CE are refused
+#: with ``DIV0_MSG``; HE, SJ, ML, REML, EB and GENQ fit.
+ZERO_VI_REFUSED = ("DL", "PM", "PMM", "HS", "HSk")
+#: metafor's refusal when a weight 1/(vi + tau^2) is infinite (vi = 0 and tau^2 = 0).
+DIV0_MSG = "Division by zero when computing the inverse variance weights."
+#: metafor sets a negative vi to 0 with a warning; we refuse it (a negative
+#: sampling variance is an error in the data, not a value to repair silently).
+NEGATIVE_VI_MSG = "sampling variances vi must be >= 0"
+
+
+def knha_s2w(rss: float | np.ndarray, df, test: str):
+    """Hartung-Knapp scale factor s2w of Var(beta), as metafor 3.8-1 ``rma.uni``.
+
+    ``test="knha"`` (Hartung & Knapp 2001; Sidik & Jonkman 2002):
+    s2w = RSS / (k - p), RSS = sum w_i (y_i - x_i' beta)^2 with the
+    random-effects weights w_i = 1/(v_i + tau^2); s2w = 0 when RSS <=
+    ``KNHA_EPS`` (metafor's rule; no truncation at 1).
+    ``test="adhoc"`` (Knapp & Hartung 2003, "ad hoc" improvement; Röver et
+    al. 2015): s2w = max(1, s2w), so that the HK variance is never below the
+    unadjusted one (metafor: ``s2w[s2w < 1] <- 1``, applied after the
+    RSS <= eps rule, so s2w = 1 there). Both use t(k - p) in metafor.
+    Works elementwise on arrays (``rss``, ``df``).
+
+    References: Knapp G, Hartung J (2003). Improved tests for a random
+    effects meta-regression with a single covariate. Stat Med 22:2693-2710;
+    Röver C, Knapp G, Friede T (2015). Hartung-Knapp-Sidik-Jonkman approach
+    and its modification for random-effects meta-analysis with few studies.
+    BMC Med Res Methodol 15:99.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s2w = np.where(rss <= KNHA_EPS, 0.0, rss / df)
+    if test == "adhoc":
+        s2w = np.maximum(s2w, 1.0)
+    return float(s2w) if np.ndim(s2w) == 0 else s2w
+
+
+def _check_zero_vi(method: str, method_in: str) -> None:
+    """metafor 3.8-1's refusals when a study has vi = 0 (ValueError with its message)."""
+    if method == "EE":
+        raise ValueError(f"{DIV0_MSG} (a study has vi = 0: a common-effect model gives it an "
+                         "infinite weight)")
+    if method in ZERO_VI_REFUSED:
+        raise ValueError(f"{method_in} estimator cannot be used when there are non-positive "
+                         "sampling variances in the data.")
+    if method == "GENQM":
+        raise ValueError("GENQM with a study of vi = 0 is not offered: metafor's GENQM needs "
+                         "CompQuadForm, so there is no reference to check it against")
 
 
 # --------------------------------------------------------------------------- control
@@ -1182,8 +1235,8 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=No
     beta = np.array([c + float(St.b[0])])
     rss_f = float(St.rss()[0])
     s2w, df = 1.0, None
-    if test_used == "knha":
-        s2w = 0.0 if rss_f <= KNHA_EPS else rss_f / (k - 1)
+    if test_used in HK_TESTS:
+        s2w = knha_s2w(rss_f, k - 1, test_used)
         df = float(k - 1)
     return _finish(method, method_in, test_used, level, k, 1, beta, np.array([[s2w / s1]]), df, s2w,
                    tau2, se_tau2, QE, trP0, rss_f, lsum_t, lsum0, np.log(s1), np.log(k),
@@ -1193,11 +1246,13 @@ def _rma_intercept(y, v, ysum, vsum, method, method_in, test, level, tau2_fix=No
 
 def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_tau2, QE, trP0,
             rss_f, lsum_t, lsum0, logdet_xtwx, logdet_xtx, weights_pct, y, v, X, *,
-            tau2_fixed=False, weights=None, control=FULL) -> "RMAFit":
+            tau2_fixed=False, weights=None, control=FULL, zero_vi=False) -> "RMAFit":
     """Tests, intervals, heterogeneity and fit statistics of a fitted model -> RMAFit.
 
     ``vb`` already includes s2w; ``QE``/``trP0`` come from the common-effect
-    fit; ``lsum_t`` = sum log(v + tau^2), ``lsum0`` = sum log v.
+    fit; ``lsum_t`` = sum log(v + tau^2), ``lsum0`` = sum log v. ``zero_vi``:
+    a study has vi = 0, so (as metafor) Q, its p-value, I^2 and H^2 are NaN
+    and the ML deviance is -2 ll (there is no saturated model).
     """
     # scipy.special directly: the functions scipy.stats' norm/t/chi2/f call, without
     # their argument handling (~30 us a call, most of a small fit's time)
@@ -1218,7 +1273,9 @@ def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_ta
     # omnibus test of the moderators (all but the intercept; the intercept alone if p == 1)
     QM, QMdf, QMp = _omnibus(beta, vb, p, df, k)
     # heterogeneity from the common-effect fit
-    if k > p:
+    if zero_vi:
+        QE = QEp = I2 = H2 = np.nan
+    elif k > p:
         QEp = float(special.chdtrc(k - p, QE))
         if method == "EE":
             I2 = max(0.0, 100 * (QE - (k - p)) / QE) if QE > 0 else 0.0
@@ -1232,7 +1289,8 @@ def _finish(method, method_in, test, level, k, p, beta, vb, df, s2w, tau2, se_ta
     if k == 1 or method == "EE":
         se_tau2 = np.nan
     parms = p + (0 if method == "EE" or tau2_fixed else 1)   # metafor: no parameter for a fixed tau^2
-    fit_ml, fit_reml = _fit_stats(k, p, parms, lsum_t, lsum0, rss_f, logdet_xtwx, logdet_xtx)
+    fit_ml, fit_reml = _fit_stats(k, p, parms, lsum_t, None if zero_vi else lsum0, rss_f,
+                                  logdet_xtwx, logdet_xtx)
     return RMAFit(method=method_in,
                   test=test, level=level, k=k, p=p, beta=beta, se=se, stat=stat,
                   pval=pval, ci_lb=ci_lb, ci_ub=ci_ub, vb=vb, tau2=tau2, se_tau2=se_tau2,
@@ -1317,7 +1375,7 @@ class RMAFit:
     control: Control = field(repr=False, compare=False, default=FULL)
 
     def with_test(self, test: str) -> "RMAFit":
-        """The same model with the other test ("z" or "knha"), tau^2 not re-estimated.
+        """The same model with another test (one of ``TESTS``), tau^2 not re-estimated.
 
         Equals a fresh ``rma(..., test=test)`` with the same data, method,
         level, design, weights and control (tests/test_rma_api.py checks it
@@ -1348,9 +1406,12 @@ class RMAFit:
     def predict(self, pi_type: str = "default") -> Prediction:
         """Average effect with CI and prediction interval (metafor's ``predict``).
 
-        ``pi_type``: "default" uses z (t(k-p) under knha); "t" uses t(k-p);
-        "riley" uses t(k-p-1) for a random-effects model (Riley 2011), i.e.
-        df = k - parms; df below 1 is set to 1 as metafor does.
+        ``pi_type``: "default" uses z (t(k-p) under knha and adhoc); "t" uses
+        t(k-p); "riley" uses t(k-p-1) for a random-effects model (Riley 2011),
+        i.e. df = k - parms; df below 1 is set to 1 as metafor does. The
+        half-width is crit sqrt(se^2 + tau^2), se including s2w under
+        knha/adhoc: metafor 3.8-1 ``predict.rma`` (pi.type "default", "t",
+        "riley"; its crit is t(k-p) for every test of "knha", "adhoc", "t").
         """
         if pi_type not in PI_TYPES:
             raise ValueError(f"pi_type must be one of {PI_TYPES}")
@@ -1375,7 +1436,8 @@ def _tcrit_or_nan(level, df):
     return t_crit(level, df) if df > 0 else np.nan
 
 
-def metafor_fisher_tau2(method: str, y, v, X=None, *, control: Control = METAFOR_DEFAULT) -> float:
+def metafor_fisher_tau2(method: str, y, v, X=None, *, control: Control = METAFOR_DEFAULT,
+                        ll0check: bool = True) -> float:
     """ML/REML/EB tau^2 exactly as metafor's Fisher scoring leaves it under ``control``.
 
     metafor 3.8-1 ``rma.uni``, step for step: start at max(0, HE), halve a
@@ -1387,6 +1449,12 @@ def metafor_fisher_tau2(method: str, y, v, X=None, *, control: Control = METAFOR
     relative off the maximum when tau^2 is small; it exists to reproduce
     metafor's default-control output (the one implementation of it: rma,
     confint's emulation, bias, metareg and subgroup all call this).
+
+    ``control=FULL`` (not replayed) runs the same iteration to a change
+    below ``FULL.threshold`` times max(1, tau^2) within ``FULL.maxiter``
+    steps (used where a study has vi = 0, see ``_fisher_tau2_zero_vi``).
+    ``ll0check=False`` skips the comparison with tau^2 = 0, as metafor does
+    when a vi is 0 (the log-likelihood at 0 is then not finite).
     """
     y = np.asarray(y, dtype=float)
     v = np.asarray(v, dtype=float)
@@ -1408,17 +1476,38 @@ def metafor_fisher_tau2(method: str, y, v, X=None, *, control: Control = METAFOR
         while t + adj < 0:
             adj /= 2
         t, change = t + adj, abs(adj)
-        if change <= control.threshold:
+        if change <= control.threshold * (1.0 if control.replay else max(1.0, t)):
             break
     else:
         raise MetaError("Fisher scoring algorithm did not converge.")
-    if method in ("ML", "REML") and t > control.threshold:
+    if ll0check and method in ("ML", "REML") and t > control.threshold:
         zero = np.zeros(())
         ll0 = float(_loglik(method, zero, y, v, m, X, k, p))
         ll = float(_loglik(method, np.asarray(t), y, v, m, X, k, p))
         if ll0 - ll > control.tol:
             t = 0.0
     return max(0.0, t)
+
+
+def _fisher_tau2_zero_vi(method: str, y, v, X, control: Control) -> float:
+    """ML/REML/EB tau^2 when a study has vi = 0: metafor's Fisher scoring itself.
+
+    metafor 3.8-1 starts at max(0, HE); at 0 the weight 1/vi is infinite and
+    it stops with ``DIV0_MSG`` (raised here too). Otherwise it iterates,
+    halving steps so that tau^2 stays > 0, and skips the ll0check. The
+    faster iterations of this module start from 0 or step onto it, so this
+    case runs that iteration (``metafor_fisher_tau2``): step for step under a
+    replayed control, to a relative change of ``TAU2_RTOL`` under ``FULL``.
+    An iterate that reaches tau^2 = 0 (a boundary maximum) is refused like
+    metafor's 1/0 (the caller checks the final tau^2).
+    """
+    k, p = float(y.size), 1 if X is None else X.shape[1]
+    ols = _Projection.of(np.ones(y.size), y, X)
+    if not float((ols.rss() - ols.tr_pv(v)) / (k - p)) > 0:
+        raise ValueError(f"{DIV0_MSG} (a study has vi = 0 and {method}'s iteration starts at "
+                         "tau^2 = max(0, HE) = 0)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return metafor_fisher_tau2(method, y, v, X, control=control, ll0check=False)
 
 
 def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
@@ -1428,11 +1517,13 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     Parameters
     ----------
     yi, vi : array_like, shape (k,)
-        Effect sizes and sampling variances (finite, vi > 0).
+        Effect sizes and sampling variances (finite, vi >= 0; see Notes for
+        vi = 0).
     method : str
         tau^2 estimator, one of ``METHODS`` ("EE" for the common-effect model).
-    test : {"z", "knha"}
-        Wald z, or Hartung-Knapp-Sidik-Jonkman t with k - p df.
+    test : {"z", "knha", "adhoc"}
+        Wald z; Hartung-Knapp-Sidik-Jonkman t with k - p df; or the same
+        with the ad hoc correction s2w = max(1, s2w) (see ``knha_s2w``).
     level : float
         Confidence level in percent.
     X : array_like, shape (k, p), optional
@@ -1459,14 +1550,29 @@ def rma(yi, vi, *, method: str = "REML", test: str = "z", level: float = 95.0,
     Raises
     ------
     ValueError
-        Empty or mismatched inputs, non-finite values, vi <= 0, unknown
+        Empty or mismatched inputs, non-finite values, vi < 0, unknown
         method or test, a design with fewer studies than coefficients or
-        not of full rank, a negative or non-finite ``tau2``.
+        not of full rank, a negative or non-finite ``tau2``; with a vi = 0,
+        what metafor 3.8-1 refuses (see Notes).
     TypeError
         ``control`` not a ``Control``.
 
     Notes
     -----
+    Studies with vi = 0 are accepted where metafor 3.8-1 accepts them, with
+    its results (tests/test_rma_api.py against its fits): HE, SJ, ML, REML,
+    EB and GENQ fit; Q, its p-value, I^2 and H^2 are NaN and the ML
+    deviance is -2 ll (metafor: "Cannot compute Q-test, I^2, or H^2");
+    ML/REML/EB run metafor's Fisher scoring from max(0, HE) without its
+    ll0check (``_fisher_tau2_zero_vi``). Refused with metafor's messages:
+    DL, PM, PMM, HS, HSk ("... estimator cannot be used when there are
+    non-positive sampling variances in the data."), EE, and any fit whose
+    tau^2 is 0 (k = 1, tau2=0, HE <= 0 for ML/REML/EB/HE: "Division by zero
+    when computing the inverse variance weights."), except GENQ with user
+    weights and a z test (NaN fit statistics, as metafor). Negative vi are
+    refused (metafor sets them to 0 with a warning). GENQM with a vi = 0 is
+    refused: metafor's GENQM needs CompQuadForm, absent here.
+
     The intercept-only model without user weights (X = None, weights =
     None) takes a path of weighted sums (``_rma_intercept``): at k = 1e6 a
     REML fit takes about 30 ms and 60 MB (see bench/README.md). Every fit
@@ -1498,12 +1604,16 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
     sums_finite = np.isfinite(ysum) and np.isfinite(vsum)
     if not sums_finite and not (np.all(np.isfinite(y)) and np.all(np.isfinite(v))):
         raise ValueError("yi and vi must be finite (drop studies with missing effects first)")
-    if v.min() <= 0:
-        raise ValueError("sampling variances vi must be > 0")
+    vmin = v.min()
+    if vmin < 0:
+        raise ValueError(NEGATIVE_VI_MSG)
+    zero_vi = vmin == 0
     if test not in TESTS:
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     method_in = method
     method = _check_method(method)
+    if zero_vi:
+        _check_zero_vi(method, method_in)
     X = _design(X, y.shape)
     p = 1 if X is None else X.shape[1]
     if k < p:
@@ -1518,7 +1628,7 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
     # a replayed control takes the general path; so does with_test of such a fit
     # (the same arithmetic as a fresh fit, to the bit)
     emulate = control.matters_for(method, k) and (not fixed or estimated)
-    if X is None and a is None and sums_finite and not emulate:
+    if X is None and a is None and sums_finite and not emulate and not zero_vi:
         return _rma_intercept(y, v, ysum, vsum, method, method_in, test, level,
                               tau2 if fixed else None, estimated, a, control)
     m = np.ones(k)
@@ -1527,6 +1637,8 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
         extras = ESTIMATORS[method].basis(y, v, m, X, float(k), p, a) if k > 1 else {}
     elif k == 1:
         tau2, extras = 0.0, {}
+    elif zero_vi and method in REPLAYED_METHODS:
+        tau2, extras = _fisher_tau2_zero_vi(method, y, v, X, control), {}
     elif emulate:
         tau2, extras = metafor_fisher_tau2(method, y, v, X, control=control), {}
     else:
@@ -1534,42 +1646,52 @@ def _fit(yi, vi, *, method, test, level, X, weights, tau2, estimated, control) -
         tau2 = float(t)
     if method == "EE":
         tau2 = 0.0
-    w = 1.0 / (v + tau2)
-    pr = _Projection.of(w, y, X)
     user_w = method in ("GENQ", "GENQM") and a is not None
-    if user_w:
-        pa = _Projection.of(a, y, X)
-        beta, A = pa.beta, pa.A
-        XA = (X if X is not None else np.ones((k, 1))) * a[:, None]
-        meat = np.einsum("ki,k,kj->ij", XA, v + tau2, XA)
-        vb = A @ meat @ A
-        r_f = y - (beta[0] if X is None else X @ beta)
-        rss_f = float((w * r_f**2).sum())
-    else:
-        beta, vb = pr.beta, pr.A
-        rss_f = float(pr.rss())
-    s2w = 1.0
-    df = None
-    if test_used == "knha":
-        rss_knha = float(pr.rss())
-        s2w = 0.0 if rss_knha <= KNHA_EPS else rss_knha / (k - p)
-        df = float(k - p)
-    vb = s2w * vb
-    QE, trP0 = 0.0, np.nan
-    if k > p:
-        fe = _Projection.of(1.0 / v, y, X)
-        QE = max(0.0, float(fe.rss()))
-        trP0 = float(fe.tr())
-    if k == 1 or method == "EE":
-        se_tau2 = np.nan
-    else:
-        se_tau2 = float(_se_tau2(method, np.float64(tau2), extras, y, v, m, X, float(k), p))
-    wts = a if user_w else w
-    return _finish(method, method_in, test_used, level, k, p, beta, vb, df, s2w, tau2, se_tau2,
-                   QE, trP0, rss_f, float(np.log(v + tau2).sum()), float(np.log(v).sum()),
-                   float(pr.logdet_xtdx()), float(_Projection.of(m, y, X).logdet_xtdx()),
-                   100 * wts / wts.sum(), y, v, X, tau2_fixed=fixed and not estimated,
-                   weights=a, control=control)
+    if zero_vi and tau2 == 0 and not (user_w and test_used == "z"):
+        # metafor computes 1/(vi + tau^2) for the estimate unless user weights give
+        # it (and the test is z); then only the fit statistics are NaN
+        raise ValueError(f"{DIV0_MSG} (a study has vi = 0 and tau^2 is 0)")
+    # with a vi = 0 study, log(vi) is -inf, and with user weights and tau^2 = 0 (allowed
+    # above) the weights 1/(vi + tau^2) are infinite: NaN fit statistics, as metafor's
+    quiet = np.errstate(divide="ignore", invalid="ignore") if zero_vi else contextlib.nullcontext()
+    with quiet:
+        w = 1.0 / (v + tau2)
+        pr = _Projection.of(w, y, X)
+        if user_w:
+            pa = _Projection.of(a, y, X)
+            beta, A = pa.beta, pa.A
+            XA = (X if X is not None else np.ones((k, 1))) * a[:, None]
+            meat = np.einsum("ki,k,kj->ij", XA, v + tau2, XA)
+            vb = A @ meat @ A
+            r_f = y - (beta[0] if X is None else X @ beta)
+            rss_f = float((w * r_f**2).sum())
+        else:
+            beta, vb = pr.beta, pr.A
+            rss_f = float(pr.rss())
+        s2w = 1.0
+        df = None
+        if test_used in HK_TESTS:
+            s2w = knha_s2w(float(pr.rss()), k - p, test_used)
+            df = float(k - p)
+        vb = s2w * vb
+        QE, trP0 = 0.0, np.nan
+        if zero_vi:    # metafor: no Q-test, I^2 or H^2 with a vi = 0 (weight 1/vi infinite)
+            QE = np.nan
+        elif k > p:
+            fe = _Projection.of(1.0 / v, y, X)
+            QE = max(0.0, float(fe.rss()))
+            trP0 = float(fe.tr())
+        if k == 1 or method == "EE":
+            se_tau2 = np.nan
+        else:
+            se_tau2 = float(_se_tau2(method, np.float64(tau2), extras, y, v, m, X, float(k), p))
+        wts = a if user_w else w
+        lsum0 = float(np.log(v).sum())       # -inf with a vi = 0: no saturated model then
+        return _finish(method, method_in, test_used, level, k, p, beta, vb, df, s2w, tau2, se_tau2,
+                       QE, trP0, rss_f, float(np.log(v + tau2).sum()), lsum0,
+                       float(pr.logdet_xtdx()), float(_Projection.of(m, y, X).logdet_xtdx()),
+                       100 * wts / wts.sum(), y, v, X, tau2_fixed=fixed and not estimated,
+                       weights=a, control=control, zero_vi=zero_vi)
 
 
 # --------------------------------------------------------------------------- fits shared within an analysis
@@ -1658,13 +1780,14 @@ def _fit_stats(k, p, parms, lsum_t, lsum0, rss_f, logdet_xtwx, logdet_xtx):
     ll_ML = -k/2 log(2 pi) - 1/2 sum log(v + tau^2) - RSS/2; ll_REML adds
     p/2 log(2 pi) + 1/2 log|X'X| - 1/2 log|X'WX|; the ML deviance is taken
     against the saturated model, sum log N(y_i; y_i, v_i) = -k/2 log(2 pi)
-    - 1/2 sum log v (``lsum0``).
+    - 1/2 sum log v (``lsum0``); with ``lsum0=None`` (a vi = 0) it is -2 ll,
+    as metafor's.
     """
     ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * lsum_t - 0.5 * rss_f
     ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * float(logdet_xtx) - 0.5 * lsum_t
                - 0.5 * float(logdet_xtwx) - 0.5 * rss_f)
     if k > p:
-        sat = -0.5 * k * np.log(2 * np.pi) - 0.5 * lsum0
+        sat = 0.0 if lsum0 is None else -0.5 * k * np.log(2 * np.pi) - 0.5 * lsum0
         dev_ml = -2 * (ll_ml - sat)
     else:
         dev_ml = 0.0
@@ -1733,7 +1856,9 @@ def rma_batch(yi, vi, *, method: str = "REML", test: str = "z", level: float = 9
     -----
     Same conventions as ``rma``: rows with one study get tau^2 = 0, Q = 0,
     I^2 = 0, H^2 = 1 and a z test; s2w = 0 when the knha RSS is below
-    machine epsilon. REML/ML use the safeguarded Newton iteration of
+    machine epsilon (1 under adhoc). A row with a study of vi = 0 is fitted
+    by ``rma`` itself (metafor's answers and refusals, see there: Q, I^2,
+    H^2 NaN); a refusal raises ValueError naming the row. REML/ML use the safeguarded Newton iteration of
     ``rma`` on all rows at once, dropping rows as they converge. Rows are
     processed in chunks of about ``_BATCH_CHUNK`` numbers, so memory beyond
     the inputs and the (m,) outputs stays a few MB whatever m is; cost is
@@ -1750,14 +1875,37 @@ def rma_batch(yi, vi, *, method: str = "REML", test: str = "z", level: float = 9
         raise ValueError(f"test must be one of {TESTS}, got {test!r}")
     note_fit("batch")
     n_rows, n_cols = y.shape
+    with np.errstate(invalid="ignore"):    # NaN padding compares False
+        zero = v == 0
+    zero_rows = np.flatnonzero(zero.any(axis=1))
+    if zero_rows.size:          # fitted one by one below; the vectorised path sees vi = 1
+        v = np.where(zero, 1.0, v)
     out = {f: np.empty(n_rows) for f in BatchFit.ARRAYS}
     step = max(1, _BATCH_CHUNK // max(n_cols, 1))
     for start in range(0, n_rows, step):
         rows = slice(start, min(start + step, n_rows))
         for f, val in _batch_chunk(y[rows], v[rows], method, test, level).items():
             out[f][rows] = val
+    for i in zero_rows:
+        for f, val in _batch_row_fit(y[i], np.where(zero[i], 0.0, v[i]), i, method, test,
+                                     level).items():
+            out[f][i] = val
     k = out.pop("k").astype(int)
     return BatchFit(method, test, k, **out)
+
+
+def _batch_row_fit(y, v, row, method, test, level) -> dict:
+    """One row of ``rma_batch`` by ``rma`` on its studies (the rows with a vi = 0)."""
+    used = np.isfinite(y) & np.isfinite(v)
+    try:
+        fit = rma(y[used], v[used], method=method, test=test, level=level)
+    except ValueError as exc:
+        raise ValueError(f"analysis {row} (row of yi/vi): {exc}") from exc
+    pred = fit.predict()
+    return {"k": fit.k, "estimate": fit.estimate, "se": float(fit.se[0]), "ci_lb": fit.ci.low,
+            "ci_ub": fit.ci.high, "pval": float(fit.pval[0]), "tau2": fit.tau2,
+            "I2_pct": fit.I2_pct, "H2": fit.H2, "QE": fit.QE, "QEp": fit.QEp,
+            "pi_lb": pred.pi.low, "pi_ub": pred.pi.high}
 
 
 def _batch_chunk(y, v, method, test, level) -> dict:
@@ -1772,8 +1920,8 @@ def _batch_chunk(y, v, method, test, level) -> dict:
         y = np.where(valid, y, 0.0)
         v = np.where(valid, v, np.inf)
         vsum = _rsum(np.where(valid, v, 0.0))
-    if np.any(v <= 0):
-        raise ValueError("sampling variances vi must be > 0")
+    if np.any(v <= 0):           # (vi = 0 rows were set aside by rma_batch)
+        raise ValueError(NEGATIVE_VI_MSG)
     if np.any(k == 0):
         raise ValueError("every analysis needs at least one study")
     c, yc = _center(y, k, valid)
@@ -1802,8 +1950,9 @@ def _batch_chunk(y, v, method, test, level) -> dict:
     St = rows.at(tau2, sums="basic")
     est = c + St.b
     rss = St.rss()
-    knha = ok & (test == "knha")
-    s2w = np.where(knha, np.where(rss <= KNHA_EPS, 0.0, rss / np.maximum(k - 1, 1)), 1.0)
+    knha = ok & (test in HK_TESTS)
+    s2w = np.where(knha, knha_s2w(rss, np.maximum(k - 1, 1), test if test in HK_TESTS else "knha"),
+                   1.0)
     se = np.sqrt(s2w / St.s1)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.abs(est / se)

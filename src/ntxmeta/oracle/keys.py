@@ -13,7 +13,7 @@ from __future__ import annotations
 FIT_HEAD = (("method", "method"), ("test", "test"), ("k", "k"), ("p", "p"), ("level", "level"),
             ("estimate", "estimate"), ("se", "se"))
 #: The statistic's key by test, and the t test's degrees of freedom.
-STAT_KEY = {"z": "zval", "knha": "tval"}
+STAT_KEY = {"z": "zval", "knha": "tval", "adhoc": "tval"}
 DF_KEY = ("df", "df")
 #: After the statistic.
 FIT_TAIL = (("pval", "pval"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub"), ("tau2", "tau2"),

@@ -70,7 +70,8 @@ def fit_used(data: AnalysisData, method: str, test: str = "z") -> RMAFit:
     fits reuse the z fit's tau^2)."""
     u = data.used
     yi, vi = data.yi[u], data.vi[u]
-    weights = 1.0 / vi if method in ("GENQ", "GENQM") else None
+    with np.errstate(divide="ignore"):   # vi = 0: infinite weights, which rma refuses (metafor too)
+        weights = 1.0 / vi if method in ("GENQ", "GENQM") else None
     return rma_shared(yi, vi, method=method, test=test, level=data.level, weights=weights)
 
 
