@@ -274,7 +274,7 @@ def test_a_failed_rebuild_leaves_the_previous_outputs_as_they_were(tmp_path):
     assert run(dest).returncode == 0
     # one failing job at a time: the report (a table it reads), then a pool job (its effects)
     for rule, rel, data in (("report", "results/tables/subgroups.csv", b"analysis,bogus\n"),
-                            ("pool", "data/processed/effects/aud_relapse_rr.csv",
+                            ("pool", "data/processed/effects/aud_any_drinking_rr.csv",
                              b"\xff\xfe not a table\n")):
         (dest / rel).write_bytes(data)
         before = {k: v for k, v in outputs(dest).items() if k != rel}

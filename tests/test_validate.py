@@ -65,7 +65,7 @@ def test_duplicates_are_found_across_files(tmp_path):
 
 def test_real_data_is_valid_and_complete():
     raw = validate_raw(RAW)
-    assert len(raw) == 55  # 27 rows of trials.csv + 28 of additions.csv
+    assert len(raw) == 58  # 27 rows of trials.csv + 28 of additions.csv + 3 added later
     assert raw["row_id"].is_unique
     latt = raw.set_index("row_id").loc["Latt2002_relapse"]
     # MJA abstract: "19 of 56 patients (33.9%) ... compared with 27 of 51"

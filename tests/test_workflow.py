@@ -21,7 +21,8 @@ import pytest
 from scipy import optimize, stats
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_PARTS = ("Snakefile", "Makefile", "workflow", "config", "data/raw", "profiles")
+PROJECT_PARTS = ("Snakefile", "Makefile", "workflow", "config", "data/raw", "data/reference",
+                 "profiles")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 pytestmark = pytest.mark.workflow
@@ -95,7 +96,7 @@ def test_every_output_exists(project):
 def test_command_line_steps_give_the_workflows_outputs(project, tmp_path):
     """`ntxmeta ingest/effects/pool/summary` by hand, in a fresh copy, write what the workflow wrote."""
     cli = [sys.executable, "-m", "ntxmeta.cli"]
-    analysis = "aud_relapse_rr"
+    analysis = "aud_any_drinking_rr"
     by_hand = copy_project(tmp_path)
     effects = f"data/processed/effects/{analysis}.csv"
     result, spec = (f"results/analyses/{analysis}/{f}.json" for f in ("result", "spec"))
@@ -118,7 +119,7 @@ def test_summary_matches_independent_computation_from_raw(project):
     """AUD return to heavy drinking: log RR and REML recomputed from the raw CSV.
 
     The rows are chosen here by hand from data/raw/alcohol.csv, following the
-    config's filters (alcohol; outcome relapse_heavy_drinking or
+    config's filters (alcohol, placebo; outcome relapse_heavy_drinking or
     any_heavy_drinking) and the repeated-time-point rule (Kiefer 2003: the
     week-12 row, not the week-24 follow-up of the same patients).
     """
@@ -127,7 +128,8 @@ def test_summary_matches_independent_computation_from_raw(project):
               if r["outcome"] in ("relapse_heavy_drinking", "any_heavy_drinking")
               and r["measure_type"] == "binary" and r["followup_weeks"] != "24"]
     assert {r["study_id"] for r in chosen} == {"Anton1999", "Gastpar2002", "Kiefer2003",
-                                               "Kranzler2004_depot", "COMBINE_Anton2006"}
+                                               "Kranzler2004_depot", "COMBINE_Anton2006",
+                                               "Krystal2001_VA_CSP425"}
     a = np.array([float(r["events_treat"]) for r in chosen])
     n1 = np.array([float(r["n_treat"]) for r in chosen])
     c = np.array([float(r["events_ctrl"]) for r in chosen])
@@ -135,10 +137,15 @@ def test_summary_matches_independent_computation_from_raw(project):
     yi = np.log(a / n1) - np.log(c / n2)
     vi = 1 / a - 1 / n1 + 1 / c - 1 / n2
     mu, se, tau2 = reml_independent(yi, vi)
-    z = stats.norm.ppf(0.975)
+    # the default preset (cochrane2025): Hartung-Knapp with the ad hoc floor,
+    # se x sqrt(max(1, q / (k - 1))), q = sum w (y - mu)^2, and t with k - 1 df
+    k = len(yi)
+    w = 1 / (vi + tau2)
+    se *= math.sqrt(max(1.0, float(np.sum(w * (yi - mu) ** 2)) / (k - 1)))
+    z = stats.t.ppf(0.975, k - 1)
     row = next(r for r in read_csv(project / "results/tables/summary.csv")
                if r["analysis"] == "aud_heavy_drinking_rr")
-    assert int(row["k"]) == 5
+    assert int(row["k"]) == 6
     # summary.csv carries 10 significant digits; the independent optimiser is
     # converged to ~1e-9 in tau^2, so 1e-6 relative leaves a margin of 1000.
     assert float(row["estimate"]) == pytest.approx(math.exp(mu), rel=1e-6)
@@ -172,7 +179,7 @@ def test_rerun_does_nothing_and_one_row_reruns_one_analysis(project):
         ran = proc.stdout + proc.stderr
         effects_jobs = [line for line in ran.splitlines() if "wildcards: analysis=" in line]
         analyses = {line.split("analysis=", 1)[1].split(",")[0].strip() for line in effects_jobs}
-        assert analyses == {"aud_relapse_rr"}
+        assert analyses == {"aud_relapse_trial_defined_rr"}
     finally:
         raw.write_text(text, encoding="utf-8")
 
@@ -234,18 +241,23 @@ def test_second_make_runs_no_job_and_rewrites_no_file(project):
 def test_every_output_shows_an_analysis_on_the_same_scale(project):
     """summary.csv, the summary of findings, the forest plot and the report agree on the scale.
 
-    oprm1_genotype_gen pools reported odds ratios (generic log ratios): every
-    output shows it as a ratio, exp of the pooled log ratio.
+    Ratios (RR, and the OPRM1 ratio of odds ratios from reported stratum ORs)
+    are shown as exp of the pooled log ratio everywhere.
     """
     from ntxmeta.result import read_result
     sof = {r["analysis"]: r for r in read_csv(project / "results/tables/summary_of_findings.csv")}
     summary = {r["analysis"]: r for r in read_csv(project / "results/tables/summary.csv")}
     report = (project / "results/report.html").read_text(encoding="utf-8")
-    effects = read_csv(project / "data/processed/effects/oprm1_genotype_gen.csv")
-    assert {r["data_type"] for r in effects} == {"ratio"}
-    for name in ("oprm1_genotype_gen", "aud_heavy_drinking_rr", "aud_heavy_drinking_days_smd"):
+    # the interaction of Oslin 2015 (one trial, not pooled): OR 1.10 / OR 0.69, shown as a ratio
+    effects = read_csv(project / "data/processed/effects/oprm1_interaction_ror.csv")
+    assert [r["data_type"] for r in effects] == ["interaction"]
+    ror = math.exp(float(effects[0]["yi"]))
+    assert ror == pytest.approx(1.10 / 0.69, rel=1e-9)
+    forest = (project / "results/figures/forest/oprm1_interaction_ror.svg").read_text("utf-8")
+    assert f"{ror:.2f}" in forest
+    for name in ("oud_relapse_placebo_rr", "aud_heavy_drinking_rr"):
         res = read_result(project / f"results/analyses/{name}/result.json")
-        log = name != "aud_heavy_drinking_days_smd"
+        log = True
         shown = math.exp(res.main.estimate) if log else res.main.estimate
         assert float(summary[name]["estimate"]) == pytest.approx(shown, rel=1e-9), name
         if name in sof:
