@@ -6,8 +6,9 @@ metafor 3.8-1 (control threshold 1e-12): ``rma(test=)`` for "z", "knha" and
 s2w > 1 under REML: adhoc = knha), its first two studies (k = 2, t(1)),
 homogeneous effects (tau^2 = 0, s2w = 0.015: the floor binds) and identical
 effects (RSS below eps: knha s2w = 0, adhoc 1); ``predict()`` with pi.type
-"default", "riley" and "t"; ``leave1out()`` of REML and DL fits; a
-meta-regression on absolute latitude. Cases are discovered from the fixture.
+"default", "riley" and "t"; ``leave1out()`` of REML and DL fits,
+``influence()`` and ``cumul()`` of REML fits; a meta-regression on absolute
+latitude. Cases are discovered from the fixture.
 The suite does not need R.
 
 Tolerance: ``RTOL`` = 1e-9 relative. Closed-form estimators differ from
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 
 from ntxmeta.analyse import loads
-from ntxmeta.diagnostics import leave1out
+from ntxmeta.diagnostics import cumulative, influence, leave1out
 from ntxmeta.rma import TESTS, rma, rma_batch
 
 REF = loads((Path(__file__).parent / "fixtures" / "adhoc" / "adhoc.json").read_text(encoding="utf-8"))
@@ -140,6 +141,41 @@ def test_leave1out_matches_metafor(key):
         # tau^2, I^2 that are 0 in exact arithmetic: metafor's iterate stops within 1e-12 of 0
         tol = np.maximum(tol, 1e-10 if ours in ("tau2", "I2_pct") else 0.0)
         assert np.all(np.abs(ours_v - theirs_v) <= tol), (theirs, ours_v, theirs_v)
+
+
+def _arrays_close(ours, theirs, what, scale=None):
+    theirs = np.array(theirs, dtype=float)
+    tol = RTOL * (np.abs(theirs) if scale is None else scale)
+    # values that are 0 in exact arithmetic (tau^2 of homogeneous data, the
+    # residual of a study at the estimate): both sides carry rounding noise
+    tol = np.maximum(tol, 1e-12)
+    assert np.all(np.abs(np.asarray(ours, dtype=float) - theirs) <= tol), (what, ours, theirs)
+
+
+@pytest.mark.parametrize("key", sorted(REF["influence"]))
+def test_influence_matches_metafor(key):
+    name, method, test = key.rsplit("_", 2)
+    y, v = _data(name)
+    got = influence(y, v, method=method, test=test)
+    ref = REF["influence"][key]
+    for ours, theirs in (("rstudent", "rstudent"), ("dffits", "dffits"), ("cook_d", "cook.d"),
+                         ("cov_r", "cov.r"), ("tau2_del", "tau2.del"), ("QE_del", "QE.del"),
+                         ("hat", "hat"), ("weight_pct", "weight"), ("dfbetas", "dfbetas")):
+        _arrays_close(getattr(got, ours), ref[theirs], theirs)
+
+
+@pytest.mark.parametrize("key", sorted(REF["cumul"]))
+def test_cumul_matches_metafor(key):
+    name, method, test = key.rsplit("_", 2)
+    y, v = _data(name)
+    got = cumulative(y, v, method=method, test=test)
+    ref = REF["cumul"][key]
+    scale = np.abs(np.array(ref["estimate"])) + 15 * np.array(ref["se"])
+    for ours, theirs in (("estimate", "estimate"), ("se", "se"), ("stat", "stat"),
+                         ("pval", "pval"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub"),
+                         ("tau2", "tau2")):
+        _arrays_close(getattr(got, ours), ref[theirs], theirs,
+                      scale if ours.startswith("ci") else None)
 
 
 @pytest.mark.parametrize("test", ["knha", "adhoc"])
