@@ -2,8 +2,9 @@
 
 The equivalents of metafor 3.8-1 ``regtest()`` (every predictor: Egger's
 test, Peters' test with ``predictor="ninv"``), ``ranktest()`` and
-``trimfill()`` for a model without moderators, and the ``regtest``,
-``ranktest`` and ``trimfill`` sections of an analysis (metafor's key paths).
+``trimfill()`` for a model without moderators, Harbord's score-based test
+for 2x2 tables (``harbord_test``), and the ``regtest``, ``ranktest`` and
+``trimfill`` sections of an analysis (metafor's key paths).
 
 Egger-type regression test (``egger_test``) [1, 2]
 --------------------------------------------------
@@ -147,6 +148,9 @@ References
 8. Peters JL, Sutton AJ, Jones DR, Abrams KR, Rushton L (2006). Comparison
    of two methods to detect publication bias in meta-analysis. JAMA
    295:676-680.
+9. Harbord RM, Egger M, Sterne JAC (2006). A modified test for small-study
+   effects in meta-analyses of controlled trials with binary endpoints.
+   Stat Med 25:3443-3457.
 """
 from __future__ import annotations
 
@@ -219,7 +223,8 @@ class EggerTest:
     model : {"rma", "lm"}
     predictor : str
         One of ``PREDICTORS`` ("sei", the standard errors, by default;
-        "ninv" with ``model="lm"`` is Peters' test).
+        "ninv" with ``model="lm"`` is Peters' test), or "harbord" for
+        ``harbord_test`` (the score-based standard error 1/sqrt(V)).
     method : str or None
         tau^2 estimator of the meta-regression (None for ``model="lm"``).
     stat, pval : float
@@ -471,12 +476,80 @@ def egger_test(yi, vi, *, model: str = "rma", predictor: str = "sei", ni=None,
 
 def _egger_result(model, predictor, method, c: Coefficients, fit, warning) -> EggerTest:
     """The test of the slope and, where the predictor has a limit, the intercept."""
-    if predictor in LIMIT_PREDICTORS:
+    if predictor in LIMIT_PREDICTORS or predictor == "harbord":
         limit, ci = float(c.estimate[0]), Interval(float(c.ci_lb[0]), float(c.ci_ub[0]))
     else:
         limit, ci = float("nan"), Interval(float("nan"), float("nan"))
     return EggerTest(model, predictor, method, float(c.stat[1]), float(c.pval[1]), c.df, limit,
                      ci, c, fit, warning)
+
+
+def harbord_test(ai, bi, ci, di, *, level: float = 95.0) -> EggerTest:
+    """Harbord's modified regression test for small-study effects in 2x2 tables.
+
+    Harbord, Egger & Sterne (2006) [9]: for table i with a events and b
+    non-events in the treated arm, c and d in the control arm (n1 = a + b,
+    n0 = c + d, m1 = a + c, m0 = b + d, N = n1 + n0), the efficient score
+    of the log odds ratio at 0 and its (hypergeometric) variance are
+
+        Z_i = a - n1 m1 / N,    V_i = n1 n0 m1 m0 / (N^2 (N - 1)).
+
+    Z/sqrt(V) is regressed on sqrt(V) by ordinary least squares, and the
+    intercept is tested (t with k - 2 df): unlike Egger's test on the log
+    odds ratio, Z and V are not correlated under the null hypothesis of no
+    small-study effect. The same fit is the weighted regression of Z/V on
+    1/sqrt(V) with weights V, i.e. ``egger_test(Z/V, 1/V, model="lm")``
+    (dividing the OLS equation by sqrt(V) swaps the roles of intercept and
+    slope), which is how it is computed here (and in R's
+    ``meta::metabias(method.bias="Harbord")``): ``stat``/``pval`` are the
+    test of Harbord's intercept (the slope on 1/sqrt(V)), ``limit_estimate``
+    is his slope (the log odds ratio of an infinitely large study).
+
+    Tables with V = 0 (no events, or only events, in both arms together, or
+    an empty arm) carry no information on the odds ratio and are left out;
+    ``warning`` says how many.
+
+    Parameters
+    ----------
+    ai, bi, ci, di : array_like, shape (k,)
+        Cell counts (finite, >= 0; N >= 2 per table).
+    level : float
+        Confidence level (percent) of the limit estimate's interval.
+
+    Returns
+    -------
+    EggerTest
+        ``model="lm"``, ``predictor="harbord"``, coefficients named
+        ("Xintrcpt", "Xsei") of the weighted form (Z/V on 1/sqrt(V)).
+
+    Raises
+    ------
+    ValueError
+        Bad cells; fewer than 2 tables with V > 0.
+    """
+    a, b, c, d = (as_float_array(x, name) for x, name in ((ai, "ai"), (bi, "bi"), (ci, "ci"),
+                                                          (di, "di")))
+    if not (a.shape == b.shape == c.shape == d.shape):
+        raise ValueError("ai, bi, ci and di must have one entry per study")
+    cells = np.stack([a, b, c, d])
+    if not (np.all(np.isfinite(cells)) and np.all(cells >= 0)):
+        raise ValueError("cell counts must be finite and >= 0")
+    n1, n0, m1, m0 = a + b, c + d, a + c, b + d
+    N = n1 + n0
+    if np.any(N < 2):
+        raise ValueError("every table needs at least 2 participants (V divides by N - 1)")
+    Z = a - n1 * m1 / N
+    V = n1 * n0 * m1 * m0 / (N**2 * (N - 1))
+    keep = V > 0
+    if keep.sum() < 2:
+        raise ValueError("Harbord's test needs at least 2 tables with score variance V > 0 "
+                         "(events and non-events, both arms non-empty)")
+    dropped = int((~keep).sum())
+    res = egger_test(Z[keep] / V[keep], 1.0 / V[keep], model="lm", level=level)
+    notes = [w for w in (res.warning, f"{dropped} table(s) with V = 0 (no events or no "
+                         "non-events, or an empty arm) left out" if dropped else None) if w]
+    return _egger_result("lm", "harbord", None, res.coefficients, None,
+                         "; ".join(notes) if notes else None)
 
 
 # --------------------------------------------------------------------------- ranktest
