@@ -6,8 +6,9 @@ metafor 3.8-1 (control threshold 1e-12): ``rma(test=)`` for "z", "knha" and
 s2w > 1 under REML: adhoc = knha), its first two studies (k = 2, t(1)),
 homogeneous effects (tau^2 = 0, s2w = 0.015: the floor binds) and identical
 effects (RSS below eps: knha s2w = 0, adhoc 1); ``predict()`` with pi.type
-"default", "riley" and "t"; ``leave1out()`` of REML and DL fits; a
-meta-regression on absolute latitude. Cases are discovered from the fixture.
+"default", "riley" and "t"; ``leave1out()`` of REML and DL fits,
+``influence()`` and ``cumul()`` of REML fits; a meta-regression on absolute
+latitude. Cases are discovered from the fixture.
 The suite does not need R.
 
 Tolerance: ``RTOL`` = 1e-9 relative. Closed-form estimators differ from
@@ -26,7 +27,7 @@ import numpy as np
 import pytest
 
 from ntxmeta.analyse import loads
-from ntxmeta.diagnostics import leave1out
+from ntxmeta.diagnostics import cumulative, influence, leave1out
 from ntxmeta.rma import TESTS, rma, rma_batch
 
 REF = loads((Path(__file__).parent / "fixtures" / "adhoc" / "adhoc.json").read_text(encoding="utf-8"))
@@ -124,22 +125,51 @@ def test_with_test_and_rma_batch_give_the_adhoc_fit(name):
             assert b.se[1] == pytest.approx(float(one.se[0]), rel=1e-10)
 
 
-@pytest.mark.parametrize("key", sorted(REF["leave1out"]))
-def test_leave1out_matches_metafor(key):
+def _arrays_close(ours, theirs, what, scale=None, floor=1e-12):
+    """Elementwise to ``RTOL`` (of ``scale`` if given); ``floor``: the absolute noise of
+    values that are 0 in exact arithmetic (a study's residual at the estimate, tau^2 of
+    homogeneous data, where metafor's iterate stops within 1e-12 of 0)."""
+    theirs = np.array(theirs, dtype=float)
+    tol = np.maximum(RTOL * (np.abs(theirs) if scale is None else scale), floor)
+    assert np.all(np.abs(np.asarray(ours, dtype=float) - theirs) <= tol), (what, ours, theirs)
+
+
+SUBSET_FITS = {"leave1out": leave1out, "cumul": cumulative}
+#: absolute floors other than 1e-12: tau^2 and I^2 of homogeneous subsets are 0 in exact
+#: arithmetic and ~1e-12 (I^2: ~1e-10 %) in metafor's iterate; p-values of Q reach 1e-27
+FLOORS = {"tau2": 1e-10, "I2_pct": 1e-10, "Qp": 0.0}
+#: ours -> metafor's key; cumul's reference has no Q, I^2, H^2
+SUBSET_FIELDS = {"leave1out": (("estimate", "estimate"), ("se", "se"), ("stat", "stat"),
+                               ("pval", "pval"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub"),
+                               ("tau2", "tau2"), ("Q", "Q"), ("Qp", "Qp"), ("I2_pct", "I2"),
+                               ("H2", "H2"))}
+SUBSET_FIELDS["cumul"] = SUBSET_FIELDS["leave1out"][:7]
+
+
+@pytest.mark.parametrize("section, key", [(s, k) for s in SUBSET_FITS for k in sorted(REF[s])])
+def test_leave1out_and_cumul_match_metafor(section, key):
     name, method, test = key.rsplit("_", 2)
     y, v = _data(name)
-    ref = REF["leave1out"][key]
-    got = leave1out(y, v, method=method, test=test)
-    for ours, theirs in (("estimate", "estimate"), ("se", "se"), ("stat", "stat"),
-                         ("pval", "pval"), ("ci_lb", "ci.lb"), ("ci_ub", "ci.ub"), ("Q", "Q"),
-                         ("tau2", "tau2"), ("I2_pct", "I2"), ("H2", "H2")):
-        ours_v = getattr(got, ours)
-        theirs_v = np.array(ref[theirs], dtype=float)
-        scale = np.abs(np.array(ref["estimate"])) + 15 * np.array(ref["se"])
-        tol = RTOL * (scale if ours.startswith("ci") else np.abs(theirs_v))
-        # tau^2, I^2 that are 0 in exact arithmetic: metafor's iterate stops within 1e-12 of 0
-        tol = np.maximum(tol, 1e-10 if ours in ("tau2", "I2_pct") else 0.0)
-        assert np.all(np.abs(ours_v - theirs_v) <= tol), (theirs, ours_v, theirs_v)
+    got = SUBSET_FITS[section](y, v, method=method, test=test)
+    ref = REF[section][key]
+    assert set(ref) == {theirs for _, theirs in SUBSET_FIELDS[section]}   # none left out
+    scale = np.abs(np.array(ref["estimate"])) + 15 * np.array(ref["se"])
+    for ours, theirs in SUBSET_FIELDS[section]:
+        _arrays_close(getattr(got, ours), ref[theirs], theirs,
+                      scale if ours.startswith("ci") else None,
+                      FLOORS.get(ours, 1e-12))
+
+
+@pytest.mark.parametrize("key", sorted(REF["influence"]))
+def test_influence_matches_metafor(key):
+    name, method, test = key.rsplit("_", 2)
+    y, v = _data(name)
+    got = influence(y, v, method=method, test=test)
+    ref = REF["influence"][key]
+    for ours, theirs in (("rstudent", "rstudent"), ("dffits", "dffits"), ("cook_d", "cook.d"),
+                         ("cov_r", "cov.r"), ("tau2_del", "tau2.del"), ("QE_del", "QE.del"),
+                         ("hat", "hat"), ("weight_pct", "weight"), ("dfbetas", "dfbetas")):
+        _arrays_close(getattr(got, ours), ref[theirs], theirs)
 
 
 @pytest.mark.parametrize("test", ["knha", "adhoc"])

@@ -395,3 +395,39 @@ def test_edge_inputs_give_a_finite_fit(method, y, v):
     fit = rma(np.array(y), np.array(v), method=method)
     assert all(math.isfinite(x) for x in (fit.estimate, fit.tau2, fit.I2_pct, fit.QE,
                                            float(fit.se[0])))
+
+
+# --------------------------------------------------------------------------- 7 tiny effects
+
+#: Effects this small make Q(0) and its derivative y'PPy subnormal: the Newton
+#: step of PM/PMM/EB, computed also where it is discarded, overflowed there.
+tiny = st.floats(-300, -150).map(lambda e: 10.0 ** e)
+
+
+@settings(deadline=None, max_examples=EXAMPLES)
+@given(y=st.lists(tiny, min_size=3, max_size=20), method=st.sampled_from(["PM", "PMM", "EB"]))
+def test_tiny_effects_give_tau2_zero_without_warnings(y, method):
+    """Q(0) = sum (y - ybar)^2 / v <= k max|y|^2 < 1e-290, below every target (k - p,
+    or the median of chi^2(k - p) >= 0.45 for PMM), so tau^2 = 0, silently: with
+    RuntimeWarnings as errors, through rma (intercept path and, with a design, the
+    general path) and rma_batch."""
+    import warnings
+
+    from ntxmeta.rma import rma_batch
+    y = np.array(y)
+    v = np.ones(y.size)
+    X = np.column_stack([np.ones(y.size), np.arange(y.size)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        assert rma(y, v, method=method).tau2 == 0
+        assert rma(y, v, method=method, X=X).tau2 == 0
+        assert rma_batch(y[None, :], v[None, :], method=method).tau2[0] == 0
+
+
+@pytest.mark.parametrize("method", ["PM", "PMM", "EB"])
+def test_the_input_that_overflowed_gives_tau2_zero_without_warnings(method):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit = rma(np.array([0.0, 1e-160, 0.0]), np.ones(3), method=method)
+    assert fit.tau2 == 0 and fit.estimate == pytest.approx(1e-160 / 3, rel=1e-12)

@@ -1,8 +1,10 @@
 """Small-study effects: Egger's regression test, Begg's rank test, trim and fill.
 
-The equivalents of metafor 3.8-1 ``regtest()``, ``ranktest()`` and
-``trimfill()`` for a model without moderators, and the ``regtest``,
-``ranktest`` and ``trimfill`` sections of an analysis (metafor's key paths).
+The equivalents of metafor 3.8-1 ``regtest()`` (every predictor: Egger's
+test, Peters' test with ``predictor="ninv"``), ``ranktest()`` and
+``trimfill()`` for a model without moderators, Harbord's score-based test
+for 2x2 tables (``harbord_test``), and the ``regtest``, ``ranktest`` and
+``trimfill`` sections of an analysis (metafor's key paths).
 
 Egger-type regression test (``egger_test``) [1, 2]
 --------------------------------------------------
@@ -143,6 +145,12 @@ References
    Arnold (tie-corrected variance of S).
 7. Stanley TD, Doucouliagos H (2014). Meta-regression approximations to
    reduce publication selection bias. Res Synth Methods 5:60-78.
+8. Peters JL, Sutton AJ, Jones DR, Abrams KR, Rushton L (2006). Comparison
+   of two methods to detect publication bias in meta-analysis. JAMA
+   295:676-680.
+9. Harbord RM, Egger M, Sterne JAC (2006). A modified test for small-study
+   effects in meta-analyses of controlled trials with binary endpoints.
+   Stat Med 25:3443-3457.
 """
 from __future__ import annotations
 
@@ -159,6 +167,14 @@ from .rma import COMMON_ALIASES, FULL, METHODS, Control, RMAFit, estimate_tau2, 
 from .oracle.sections import fit_dict
 
 MODELS = ("rma", "lm")
+#: regtest's predictors: the column x of y = b0 + b1 x (metafor's ``predictor``).
+PREDICTORS = ("sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv")
+#: The predictors that vanish for an infinitely large study, so that the
+#: intercept is a limit estimate (metafor reports it for these only).
+LIMIT_PREDICTORS = ("sei", "vi", "ninv", "sqrtninv")
+#: metafor's name of the predictor's column (it names both square-root columns "ni").
+_PREDICTOR_COLUMN = {"sei": "sei", "vi": "vi", "ni": "ni", "ninv": "ninv", "sqrtni": "ni",
+                     "sqrtninv": "ni"}
 SIDES = ("left", "right")
 #: Estimators whose fits need user weights (metafor passes the fit's weights
 #: on to regtest and trimfill); not offered here.
@@ -206,7 +222,9 @@ class EggerTest:
     ----------
     model : {"rma", "lm"}
     predictor : str
-        "sei" (the standard errors).
+        One of ``PREDICTORS`` ("sei", the standard errors, by default;
+        "ninv" with ``model="lm"`` is Peters' test), or "harbord" for
+        ``harbord_test`` (the score-based standard error 1/sqrt(V)).
     method : str or None
         tau^2 estimator of the meta-regression (None for ``model="lm"``).
     stat, pval : float
@@ -214,10 +232,11 @@ class EggerTest:
     df : float or None
         None for a z test.
     limit_estimate : float
-        The intercept: the effect expected as sei -> 0.
+        The intercept: the effect expected as the predictor -> 0 (NaN for
+        the predictors "ni" and "sqrtni", as metafor reports none).
     limit_ci : Interval
     coefficients : Coefficients
-        The regression (intercept, sei).
+        The regression (intercept, predictor).
     fit : RMAFit or None
         The meta-regression (``model="rma"``).
     warning : str or None
@@ -323,19 +342,37 @@ def _check_parms(method: str, k: int, p: int) -> None:
         raise MetaError(_PARMS_MSG)
 
 
-def _sei_design(v: np.ndarray) -> np.ndarray:
-    """[1, sei], after R's lm rank check (unweighted, as regtest does it first)."""
-    sei = np.sqrt(v)
-    left = np.linalg.norm(sei - sei.mean())
-    if v.size < 2 or left < LM_RANK_TOL * np.linalg.norm(sei):
+def _predictor_column(v: np.ndarray, ni, predictor: str) -> np.ndarray:
+    """The predictor x of regtest: sqrt(v), v, n, 1/n, sqrt(n) or 1/sqrt(n)."""
+    if predictor not in PREDICTORS:
+        raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
+    if predictor == "sei":
+        return np.sqrt(v)
+    if predictor == "vi":
+        return v
+    if ni is None:
+        raise ValueError("No sample size information available to use this predictor.")
+    n = as_float_array(ni, "ni")
+    if n.shape != v.shape:
+        raise ValueError(f"ni must have one entry per study ({n.size} vs {v.size})")
+    if not (np.all(np.isfinite(n)) and np.all(n > 0)):
+        raise ValueError("sample sizes ni must be finite and > 0")
+    return {"ni": n, "ninv": 1.0 / n, "sqrtni": np.sqrt(n), "sqrtninv": 1.0 / np.sqrt(n)}[predictor]
+
+
+def _predictor_design(v: np.ndarray, ni=None, predictor: str = "sei") -> np.ndarray:
+    """[1, x], after R's lm rank check (unweighted, as regtest does it first)."""
+    x = _predictor_column(v, ni, predictor)
+    left = np.linalg.norm(x - x.mean())
+    if v.size < 2 or left < LM_RANK_TOL * np.linalg.norm(x):
         raise MetaError(_RANK_MSG)
-    return np.column_stack([np.ones_like(sei), sei])
+    return np.column_stack([np.ones_like(x), x])
 
 
 # --------------------------------------------------------------------------- regtest
 
-def _weighted_lm(y: np.ndarray, X: np.ndarray, w: np.ndarray,
-                 level: float) -> tuple[Coefficients, str | None]:
+def _weighted_lm(y: np.ndarray, X: np.ndarray, w: np.ndarray, level: float,
+                 column: str = "sei") -> tuple[Coefficients, str | None]:
     """R's ``summary(lm(y ~ X - 1, weights=w))`` coefficient table, with t intervals.
 
     statsmodels' WLS gives R's numbers (checked to 1e-13 on the oracle
@@ -357,8 +394,8 @@ def _weighted_lm(y: np.ndarray, X: np.ndarray, w: np.ndarray,
         # R: residual variance 0/0 = NaN ("NaNs produced"); statsmodels divides
         # a rounding-noise residual sum of squares by 0 and gets inf or 0
         stat, pval, nan = np.full(p, np.nan), np.full(p, np.nan), np.full(p, np.nan)
-        c = Coefficients(("Xintrcpt", "Xsei"), np.asarray(res.params, float), nan, stat, pval,
-                         nan, nan, 0.0)
+        c = Coefficients(("Xintrcpt", "X" + column), np.asarray(res.params, float), nan, stat,
+                         pval, nan, nan, 0.0)
         return c, "no residual degrees of freedom: standard errors, tests and intervals are NaN"
     else:
         f = X @ res.params
@@ -366,22 +403,36 @@ def _weighted_lm(y: np.ndarray, X: np.ndarray, w: np.ndarray,
             stat, pval = np.full(p, np.nan), np.full(p, np.nan)
             warning = ("essentially perfect fit: the slope and its standard error are both "
                        "rounding noise, so t and p are undefined")
-    c = Coefficients(("Xintrcpt", "Xsei"), np.asarray(res.params, float),
+    c = Coefficients(("Xintrcpt", "X" + column), np.asarray(res.params, float),
                      np.asarray(res.bse, float), stat, pval, ci[:, 0], ci[:, 1], float(k - p))
     return c, warning
 
 
-def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = "z",
-               level: float = 95.0, control: Control = FULL) -> EggerTest:
-    """Egger-type regression test; matches metafor 3.8-1 ``regtest(fit, model=...)``.
+def egger_test(yi, vi, *, model: str = "rma", predictor: str = "sei", ni=None,
+               method: str = "REML", test: str = "z", level: float = 95.0,
+               control: Control = FULL) -> EggerTest:
+    """Egger-type regression test; matches metafor 3.8-1 ``regtest(fit, model=, predictor=)``.
+
+    The effects are regressed on a predictor x of study size, y_i = b0 +
+    b1 x_i, and b1 is tested: x = sei (Egger [1], the default), vi, ni,
+    1/ni, sqrt(ni) or 1/sqrt(ni) (metafor's ``predictor``).
+    ``predictor="ninv"`` with ``model="lm"`` is metafor's version of Peters'
+    test [8] for binary outcomes: log odds ratios regressed on 1/n with
+    weights 1/vi. (Peters et al. weight by 1/(1/E + 1/F), E and F the total
+    events and non-events of a study; pass vi = 1/E + 1/F to get their
+    weighting, since ``model="lm"`` weights by 1/vi.)
 
     Parameters
     ----------
     yi, vi : array_like, shape (k,)
         Effects and sampling variances (finite, vi > 0).
     model : {"rma", "lm"}
-        "rma": mixed-effects meta-regression on sei (metafor's default);
-        "lm": classic Egger test (weighted least squares, t with k - 2 df).
+        "rma": mixed-effects meta-regression on x (metafor's default);
+        "lm": weighted least squares with weights 1/vi and a free dispersion,
+        t with k - 2 df (the classic Egger test for x = sei).
+    predictor : {"sei", "vi", "ni", "ninv", "sqrtni", "sqrtninv"}
+    ni : array_like, shape (k,), optional
+        Total sample sizes (finite, > 0); needed by the ni predictors.
     method : str
         tau^2 estimator of the meta-regression (``model="rma"`` only).
     test : {"z", "knha", "adhoc"}
@@ -392,32 +443,113 @@ def egger_test(yi, vi, *, model: str = "rma", method: str = "REML", test: str = 
     Returns
     -------
     EggerTest
+        ``limit_estimate`` is the intercept for the predictors that vanish
+        for an infinitely large study (sei, vi, ninv, sqrtninv) and NaN for
+        ni and sqrtni (metafor reports none).
 
     Raises
     ------
     MetaError
-        k = 1 or all sei equal (sei is then no predictor); fewer than 3
-        studies for a random-effects meta-regression.
+        k = 1 or a predictor without variance (metafor's "Model matrix no
+        longer of full rank ..."); fewer than 3 studies for a random-effects
+        meta-regression.
     ValueError
-        Bad input.
+        Bad input; an ni predictor without ``ni`` (metafor's "No sample size
+        information available to use this predictor.").
     """
     y, v = _inputs(yi, vi)
     if model not in MODELS:
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
-    X = _sei_design(v)
+    X = _predictor_design(v, ni, predictor)
     k, p = X.shape
+    column = _PREDICTOR_COLUMN[predictor]
     if model == "lm":
-        c, warning = _weighted_lm(y, X, 1.0 / v, level)
-        return EggerTest("lm", "sei", None, float(c.stat[1]), float(c.pval[1]), c.df,
-                         float(c.estimate[0]), Interval(float(c.ci_lb[0]), float(c.ci_ub[0])),
-                         c, None, warning)
+        c, warning = _weighted_lm(y, X, 1.0 / v, level, column)
+        return _egger_result("lm", predictor, None, c, None, warning)
     method = _check_method(method)
     _check_parms(method, k, p)
     fit = rma_shared(y, v, method=method, test=test, level=level, X=X, control=control)
-    c = Coefficients(("intrcpt", "sei"), fit.beta, fit.se, fit.stat, fit.pval, fit.ci_lb,
+    c = Coefficients(("intrcpt", column), fit.beta, fit.se, fit.stat, fit.pval, fit.ci_lb,
                      fit.ci_ub, fit.df)
-    return EggerTest("rma", "sei", method, float(fit.stat[1]), float(fit.pval[1]), fit.df,
-                     fit.estimate, fit.ci, c, fit, None)
+    return _egger_result("rma", predictor, method, c, fit, None)
+
+
+def _egger_result(model, predictor, method, c: Coefficients, fit, warning) -> EggerTest:
+    """The test of the slope and, where the predictor has a limit, the intercept."""
+    if predictor in LIMIT_PREDICTORS or predictor == "harbord":
+        limit, ci = float(c.estimate[0]), Interval(float(c.ci_lb[0]), float(c.ci_ub[0]))
+    else:
+        limit, ci = float("nan"), Interval(float("nan"), float("nan"))
+    return EggerTest(model, predictor, method, float(c.stat[1]), float(c.pval[1]), c.df, limit,
+                     ci, c, fit, warning)
+
+
+def harbord_test(ai, bi, ci, di, *, level: float = 95.0) -> EggerTest:
+    """Harbord's modified regression test for small-study effects in 2x2 tables.
+
+    Harbord, Egger & Sterne (2006) [9]: for table i with a events and b
+    non-events in the treated arm, c and d in the control arm (n1 = a + b,
+    n0 = c + d, m1 = a + c, m0 = b + d, N = n1 + n0), the efficient score
+    of the log odds ratio at 0 and its (hypergeometric) variance are
+
+        Z_i = a - n1 m1 / N,    V_i = n1 n0 m1 m0 / (N^2 (N - 1)).
+
+    Z/sqrt(V) is regressed on sqrt(V) by ordinary least squares, and the
+    intercept is tested (t with k - 2 df): unlike Egger's test on the log
+    odds ratio, Z and V are not correlated under the null hypothesis of no
+    small-study effect. The same fit is the weighted regression of Z/V on
+    1/sqrt(V) with weights V, i.e. ``egger_test(Z/V, 1/V, model="lm")``
+    (dividing the OLS equation by sqrt(V) swaps the roles of intercept and
+    slope), which is how it is computed here (and in R's
+    ``meta::metabias(method.bias="Harbord")``): ``stat``/``pval`` are the
+    test of Harbord's intercept (the slope on 1/sqrt(V)), ``limit_estimate``
+    is his slope (the log odds ratio of an infinitely large study).
+
+    Tables with V = 0 (no events, or only events, in both arms together, or
+    an empty arm) carry no information on the odds ratio and are left out;
+    ``warning`` says how many.
+
+    Parameters
+    ----------
+    ai, bi, ci, di : array_like, shape (k,)
+        Cell counts (finite, >= 0; N >= 2 per table).
+    level : float
+        Confidence level (percent) of the limit estimate's interval.
+
+    Returns
+    -------
+    EggerTest
+        ``model="lm"``, ``predictor="harbord"``, coefficients named
+        ("Xintrcpt", "Xsei") of the weighted form (Z/V on 1/sqrt(V)).
+
+    Raises
+    ------
+    ValueError
+        Bad cells; fewer than 2 tables with V > 0.
+    """
+    a, b, c, d = (as_float_array(x, name) for x, name in ((ai, "ai"), (bi, "bi"), (ci, "ci"),
+                                                          (di, "di")))
+    if not (a.shape == b.shape == c.shape == d.shape):
+        raise ValueError("ai, bi, ci and di must have one entry per study")
+    cells = np.stack([a, b, c, d])
+    if not (np.all(np.isfinite(cells)) and np.all(cells >= 0)):
+        raise ValueError("cell counts must be finite and >= 0")
+    n1, n0, m1, m0 = a + b, c + d, a + c, b + d
+    N = n1 + n0
+    if np.any(N < 2):
+        raise ValueError("every table needs at least 2 participants (V divides by N - 1)")
+    Z = a - n1 * m1 / N
+    V = n1 * n0 * m1 * m0 / (N**2 * (N - 1))
+    keep = V > 0
+    if keep.sum() < 2:
+        raise ValueError("Harbord's test needs at least 2 tables with score variance V > 0 "
+                         "(events and non-events, both arms non-empty)")
+    dropped = int((~keep).sum())
+    res = egger_test(Z[keep] / V[keep], 1.0 / V[keep], model="lm", level=level)
+    notes = [w for w in (res.warning, f"{dropped} table(s) with V = 0 (no events or no "
+                         "non-events, or an empty arm) left out" if dropped else None) if w]
+    return _egger_result("lm", "harbord", None, res.coefficients, None,
+                         "; ".join(notes) if notes else None)
 
 
 # --------------------------------------------------------------------------- ranktest

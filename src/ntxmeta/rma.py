@@ -419,6 +419,19 @@ def _q_at(tau2, y, v, m, X):
     return pr.rss(), -pr.ypp()
 
 
+def _newton_step(excess, slope, active):
+    """Newton's step excess / slope where ``active``, 0 elsewhere, divided only where active.
+
+    On inactive lanes (Q already at or below its target) the slope y'PPy can be
+    subnormal (effects of ~1e-160) or 0 (equal effects); dividing there
+    overflowed (a RuntimeWarning, tests/test_properties.py) for a value
+    that was then discarded.
+    """
+    step = np.zeros(np.shape(excess))
+    np.divide(excess, slope, out=step, where=active)
+    return step
+
+
 def _newton_root(y, v, m, X, target):
     """Root tau^2 >= 0 of Q(tau^2) = target by Newton steps from 0 (Q convex, decreasing)."""
     tau2 = np.zeros(y.shape[:-1])
@@ -427,7 +440,7 @@ def _newton_root(y, v, m, X, target):
     for _ in range(MAX_ITER):
         if not np.any(active):
             return tau2
-        step = np.where(active, (q - target) / -dq, 0.0)
+        step = _newton_step(q - target, -dq, active)
         tau2 = tau2 + step
         q, dq = _q_at(tau2, y, v, m, X)
         active = active & (np.abs(step) > TAU2_RTOL * np.maximum(1.0, tau2)) & (q > target)
@@ -1079,8 +1092,7 @@ def _q_root_intercept(target: np.ndarray, data) -> np.ndarray:
         b = S.b
         ypp = S.s2yy - 2 * b * S.s2y + b * b * S.s2
         active = q > target
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(active, (q - target) / ypp, 0.0)
+        step = _newton_step(q - target, ypp, active)
         new = t + step
         done = ~active | ~(np.abs(step) > TAU2_RTOL * np.maximum(1.0, new))
         res[idx] = new
