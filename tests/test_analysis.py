@@ -162,6 +162,24 @@ def test_small_study_tests_equal_metafor(result):
     assert len(ss.trimfill.filled_yi) == tf["k0"]
 
 
+def test_binary_small_study_tests_harbord_and_peters(result):
+    """Harbord: metafor regtest(model="lm") on Harbord's score Z/V and 1/V (make_harbord.R).
+    Peters: log OR on 1/N by weighted least squares with weights 1/(1/E + 1/F)
+    (Peters et al. 2006, JAMA 295:676), recomputed here with statsmodels."""
+    import json
+    import statsmodels.api as sm
+    ref = json.loads((CASE.parent.parent / "harbord" / "harbord.json").read_text())["bcg"]
+    ss = result.small_study
+    assert close(ss.harbord.statistic, ref["stat"]) and close(ss.harbord.pval, ref["pval"])
+    assert ss.harbord.df == ref["ddf"]
+    d = pd.read_csv(CASE / "data.csv")
+    a, b, c, e = d["ai"], d["n1i"] - d["ai"], d["ci"], d["n2i"] - d["ci"]
+    lor = np.log(a * e / (b * c))  # no zero cell in dat.bcg
+    fit = sm.WLS(lor, sm.add_constant(1 / (a + b + c + e)), weights=1 / (1 / (a + c) + 1 / (b + e))).fit()
+    assert close(ss.peters.statistic, fit.tvalues.iloc[1]) and close(ss.peters.pval, fit.pvalues.iloc[1])
+    assert ss.peters.df == len(a) - 2
+
+
 def test_json_round_trip_is_exact(result):
     text = result.to_json()
     back = AnalysisResult.from_json(text)

@@ -326,8 +326,9 @@ def test_sof_on_bcg_against_the_standard_library():
     assert r["events"] == eff.events_treat.sum() + eff.events_ctrl.sum() >= 300
     assert r["imprecision"] == "no"
     assert r["inconsistency"].startswith("yes: I\u00b2 = 92% (> 50%)")
-    egger_p = json.loads((FIX.parent / "bias_tight" / "bcg_RR.json").read_text())["regtest"]["rma_REML"]["pval"]
-    assert r["small_study_effects"] == f"no: Egger p = {egger_p:.3f}"
+    # 2x2 tables: Harbord's test (metafor's regtest on Harbord's score and variance, make_harbord.R)
+    harbord_p = json.loads((FIX.parent / "harbord" / "harbord.json").read_text())["bcg"]["pval"]
+    assert r["small_study_effects"] == f"no: Harbord p = {harbord_p:.3f}"
     w = np.array(ref["weights_pct"])
     assert r["low_confidence_weight_pct"] == pytest.approx(w[eff.confidence == "low"].sum() / w.sum() * 100)
     assert r["indication"] == "alcohol" and r["studies"] == 11          # two authors appear twice
@@ -336,6 +337,12 @@ def test_sof_on_bcg_against_the_standard_library():
 def test_sof_small_study_flag_fires_below_ten_percent():
     import dataclasses
     eff, res = bcg_effects(), bcg_result()
+    # 2x2 tables: Harbord's test decides (Sterne et al. 2011), not Egger's
+    harbord = dataclasses.replace(res.small_study.harbord, pval=0.04)
+    resh = dataclasses.replace(res, small_study=dataclasses.replace(res.small_study, harbord=harbord))
+    assert ev.sof_row(resh, eff)["small_study_effects"] == "yes: Harbord p = 0.040 < 0.10"
+    # without 2x2 tables (no Harbord test), Egger's
+    res = dataclasses.replace(res, small_study=dataclasses.replace(res.small_study, harbord=None))
     egger = dataclasses.replace(res.small_study.egger, pval=0.04)
     res4 = dataclasses.replace(res, small_study=dataclasses.replace(res.small_study, egger=egger))
     assert ev.sof_row(res4, eff)["small_study_effects"] == "yes: Egger p = 0.040 < 0.10"

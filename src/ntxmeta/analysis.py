@@ -419,7 +419,41 @@ def _metaregression(effects, used, yi, vi, moderator, o) -> MetaRegression:
                           note="; ".join(reg.warnings))
 
 
-def _small_study(y, v, o) -> SmallStudy | None:
+def _cells(effects: pd.DataFrame, used: np.ndarray) -> tuple | None:
+    """2x2 cells (a, b, c, d) of the used rows when every one has arm counts, else None."""
+    e1, n1, e2, n2 = (number_column(effects, c)[used]
+                      for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl"))
+    if not (np.isfinite([e1, n1, e2, n2]).all() and
+            (text_column(effects, "data_type")[used] == "binary").all()):
+        return None
+    return e1, n1 - e1, e2, n2 - e2
+
+
+def _binary_bias_tests(cells, o) -> tuple[Test | None, Test | None, list[str]]:
+    """Peters' and Harbord's tests of a binary analysis (Sterne et al. 2011 recommend them
+    over Egger's for odds ratios: log OR and its SE are correlated under the null)."""
+    from .bias import egger_test, harbord_test
+    from .effects import binary_effects
+    a, b, c, d = cells
+    notes = []
+    try:  # Peters et al. 2006: log OR on 1/N, weights 1/(1/E + 1/F) (E, F: events, non-events)
+        lor = binary_effects("OR", a, b, c, d, add=o.add, to=o.to).yi
+        pv = 1 / (a + c) + 1 / (b + d)
+        pt = egger_test(lor, pv, model="lm", predictor="ninv", ni=a + b + c + d, level=o.level)
+        peters = Test("t", pt.stat, pt.pval, pt.df)
+    except ValueError as exc:
+        peters = None
+        notes.append(f"Peters: {exc}")
+    try:
+        ht = harbord_test(a, b, c, d, level=o.level)
+        harbord = Test("t", ht.stat, ht.pval, ht.df)
+    except ValueError as exc:
+        harbord = None
+        notes.append(f"Harbord: {exc}")
+    return peters, harbord, notes
+
+
+def _small_study(y, v, o, cells=None) -> SmallStudy | None:
     k = int(y.size)
     if k < 3:
         return None
@@ -447,10 +481,14 @@ def _small_study(y, v, o) -> SmallStudy | None:
         fv = np.asarray(tf.vi_all)[np.asarray(tf.filled, dtype=bool)]
         trim = TrimFill(int(tf.k0), str(tf.side), pooled_from_fit(tf.fit),
                         tuple(map(float, fy)), tuple(map(float, fv)))
+    peters = harbord = None
+    if cells is not None:
+        peters, harbord, more = _binary_bias_tests(cells, o)
+        notes += more
     assessed = k >= SMALL_STUDY_MIN_K
     note = "; ".join(notes) if assessed else f"not assessed (k < {SMALL_STUDY_MIN_K})"
     return SmallStudy(k, assessed, egger, float(eg.limit_estimate) if eg else math.nan, classic,
-                      begg, trim, note)
+                      begg, trim, note, peters, harbord)
 
 
 def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool | None = None
@@ -513,7 +551,7 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         sub = parts.run("subgroups", _subgroups, plan, effects, used, yi, vi, o)
         regs = tuple(r for r in (parts.run(f"metareg_{m}", _metaregression, effects, used, yi, vi, m, o)
                                  for m in plan.moderators) if r is not None)
-        small = parts.run("small_study", _small_study, y, v, o)
+        small = parts.run("small_study", _small_study, y, v, o, _cells(effects, used))
     # participants of the pooled rows that report arm sizes (effect-size-only rows add none)
     n = np.nansum(number_column(effects, "n_treat")[used]) + np.nansum(number_column(effects, "n_ctrl")[used])
     ev = number_column(effects, "events_treat")[used].sum() + number_column(effects, "events_ctrl")[used].sum()

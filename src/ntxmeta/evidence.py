@@ -126,7 +126,8 @@ SUBGROUP_COLUMNS = ("analysis", "subgroup", "level", "row", "k", "estimate", "ci
                     "tau2", "I2_pct", "statistic", "df", "pval", "note")
 SMALL_STUDY_COLUMNS = ("analysis", "k", "assessed", "egger_z", "egger_p", "egger_limit",
                        "egger_classic_t", "egger_classic_df", "egger_classic_p", "begg_tau",
-                       "begg_p", "trimfill_k0", "trimfill_side", "trimfill_estimate",
+                       "begg_p", "peters_t", "peters_p", "harbord_t", "harbord_p",
+                       "trimfill_k0", "trimfill_side", "trimfill_estimate",
                        "trimfill_ci_lb", "trimfill_ci_ub", "note")
 
 
@@ -301,18 +302,24 @@ def _indication_key(ind: str) -> tuple:
 
 
 def _egger_flag(result: AnalysisResult) -> str:
-    """Small-study flag text (rma-based Egger test of the main estimator)."""
+    """Small-study flag text: Harbord's test for 2x2 tables, else the rma-based Egger test.
+
+    Sterne et al. 2011 advise against Egger's test for binary outcomes (the
+    log odds ratio and its SE are correlated even without bias) and name
+    Harbord's and Peters' tests instead.
+    """
     ss = result.small_study
     if ss is None or not ss.assessed:
         return NOT_ASSESSED
-    if ss.egger is None:
+    name, test = ("Harbord", ss.harbord) if ss.harbord is not None else ("Egger", ss.egger)
+    if test is None:
         return f"not available ({ss.note or 'Egger test refused'})"
-    p = ss.egger.pval
+    p = test.pval
     if not math.isfinite(p):
-        return "not available (Egger p is NA)"
+        return f"not available ({name} p is NA)"
     if p < EGGER_ALPHA:
-        return f"yes: Egger p = {p:.3f} < {EGGER_ALPHA:.2f}"
-    return f"no: Egger p = {p:.3f}"
+        return f"yes: {name} p = {p:.3f} < {EGGER_ALPHA:.2f}"
+    return f"no: {name} p = {p:.3f}"
 
 
 def _low_confidence_weight(effects: pd.DataFrame, result: AnalysisResult) -> float:
@@ -485,6 +492,10 @@ def small_study_row(name: str, res: AnalysisResult) -> dict:
                    egger_classic_p=ss.egger_classic.pval)
     if ss.begg is not None:
         row.update(begg_tau=ss.begg.statistic, begg_p=ss.begg.pval)
+    if ss.peters is not None:
+        row.update(peters_t=ss.peters.statistic, peters_p=ss.peters.pval)
+    if ss.harbord is not None:
+        row.update(harbord_t=ss.harbord.statistic, harbord_p=ss.harbord.pval)
     if ss.trimfill is not None:
         est, lb, ub = _shown(res, ss.trimfill.fit)
         row.update(trimfill_k0=ss.trimfill.k0, trimfill_side=ss.trimfill.side,
@@ -520,7 +531,8 @@ TABLE_DIGITS = {
     "subgroups": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1, "statistic": 2},
     "small_study_effects": {"k": 0, "egger_z": 2, "egger_p": 4, "egger_classic_t": 2,
                             "egger_classic_df": 0, "egger_classic_p": 4, "begg_tau": 3,
-                            "begg_p": 4, "trimfill_k0": 0},
+                            "begg_p": 4, "trimfill_k0": 0, "peters_t": 2, "peters_p": 4,
+                            "harbord_t": 2, "harbord_p": 4},
 }
 
 

@@ -714,6 +714,10 @@ def _small_study_block(row: Mapping | None) -> str:
          f"t = {num(row['egger_classic_t'])} (df = {num(row['egger_classic_df'], 0)}), "
          f"{p_is(row['egger_classic_p'])}"),
         ("Begg rank correlation", f"Kendall \u03c4 = {num(row['begg_tau'], 3)}, {p_is(row['begg_p'])}"),
+        *[(name, f"t = {num(row[f'{key}_t'])}, {p_is(row[f'{key}_p'])}")
+          for name, key in (("Harbord (score test, 2x2 tables)", "harbord"),
+                            ("Peters (log OR on 1/N, 2x2 tables)", "peters"))
+          if _finite(row.get(f"{key}_t", ""))],
         ("Trim-and-fill",
          f"{num(k0, 0)} {'study' if k0 == 1 else 'studies'} filled "
          f"({_text(row['trimfill_side']) or 'NA'} side); adjusted estimate "

@@ -249,6 +249,11 @@ class SmallStudy:
     begg: Test | None
     trimfill: TrimFill | None
     note: str = ""
+    #: binary outcomes (2x2 tables): Peters' test (log OR on 1/N, weights
+    #: 1/(1/E + 1/F)) and Harbord's score test, which avoid Egger's built-in
+    #: correlation of log OR and its SE
+    peters: Test | None = None
+    harbord: Test | None = None
 
 
 @dataclass(frozen=True)
