@@ -203,7 +203,8 @@ def _vector_text(x: np.ndarray, indent: int) -> str:
     the shortest round-trip string), "NA"/"Inf"/"-Inf" for non-finite values.
 
     The numbers' text comes from ``floattext.join_repr`` (repr's bytes, computed
-    over the whole array: ~4x faster than repr of the list at 1e6 numbers)."""
+    over the whole array: 2.4x faster than repr of the list at 1e6 numbers,
+    0.67 s against 1.63 s of process time on the loaded 2-core machine)."""
     sep = ",\n" + " " * (indent + 1)
     body = join_repr(x, sep, **_NON_FINITE_TEXT)
     return "[\n" + " " * (indent + 1) + body + "\n" + " " * indent + "]"

@@ -39,8 +39,8 @@ How it is computed here, per element, for 1e-280 <= |x| <= 1e280:
    powers of ten or splits would leave the normal range), is given to
    ``repr()`` itself. ``AMBIGUOUS`` is 1e7 times the arithmetic's error, so a
    wrong decision would need an error bound that is wrong by that factor; of
-   random bit patterns about 1 in 20,000 goes to ``repr()`` (integers above
-   9e18 mostly), of the weights of bench/analyse_bench.py none.
+   random bit patterns inside the range about 1 in 20,000 goes to ``repr()``
+   (integers above 9e18 mostly), of the weights of bench/analyse_bench.py none.
 
 tests/test_floattext.py compares with ``repr`` on random bit patterns over
 the whole range, on the round-trip boundary cases (powers of two and ten,
