@@ -45,6 +45,39 @@ class Cells:
     di: np.ndarray
 
 
+class RowNumbers:
+    """Stand-in for the labels "1" ... "k" of a spec without a study column."""
+
+    def __init__(self, k: int):
+        self.k = k
+
+    def __reduce__(self):
+        return RowNumbers, (self.k,)
+
+
+class _Labels:
+    """``AnalysisData.slab``: a tuple; ``RowNumbers`` become one on first reading.
+
+    Row-number labels are a million strings at k = 1e6 (0.25 s) that
+    ``--only rma.REML`` never reads, so they are made when a section does.
+    """
+
+    def __set_name__(self, owner, name):
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            raise AttributeError(self.slot[1:])   # no default: the field stays required
+        value = obj.__dict__[self.slot]
+        if isinstance(value, RowNumbers):
+            value = tuple(map(str, range(1, value.k + 1)))
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class AnalysisData:
     """Arrays for one analysis, one entry per input row.
@@ -77,7 +110,7 @@ class AnalysisData:
     name: str
     measure: str
     es: ef.EffectSizes
-    slab: tuple
+    slab: tuple = _Labels()
     level: float = 95.0
     transf: str = "none"
     year: np.ndarray | None = None
@@ -195,7 +228,7 @@ def analysis_data(frame: pd.DataFrame, spec: dict) -> AnalysisData:
     k = len(frame)
     study = spec.get("study")
     # row numbers are unique already: make_unique only for a study column
-    slab = make_unique([str(s) for s in frame[study]]) if study else tuple(map(str, range(1, k + 1)))
+    slab = make_unique([str(s) for s in frame[study]]) if study else RowNumbers(k)
     year = _numeric(frame, spec["year"], name) if spec.get("year") else None
     moderator = _numeric(frame, spec["moderator"], name) if spec.get("moderator") else None
     group = None
