@@ -532,3 +532,45 @@ def test_figures_of_a_real_result_show_metafor_numbers():
     for draw in (lambda: plots.funnel(effects, res), lambda: plots.cumulative(res, effects=effects),
                  lambda: plots.leave_one_out(res)):
         ET.fromstring(_svg(draw()))
+
+
+def test_forest_marks_flips_splits_outcomes_and_definitions(effects, result):
+    eff = effects.assign(flipped=[True, False, False, False, False],
+                         split_control=[1, 2, 1, 1, 1],
+                         event=["not abstinent", "relapse", "relapse", "relapse", "relapse"],
+                         followup_weeks=[12, 24, 24, 12, np.nan],
+                         outcome_definition=["abstinent throughout 12 weeks", "", "", "", ""])
+    ax = plots.forest(eff, result)
+    words = " ".join(" ".join(_strings(ax)).split())
+    alpha, beta = _row(ax, "Alpha 2001 \u2021"), _row(ax, "Beta 2003 \u00a7")  # the marks
+    assert "12 wk: not abstinent" in alpha and "24 wk: relapse" in beta
+    assert "\u2021 favourable events counted as their complement" in words
+    assert "\u00a7 control arm shared with another comparison, split between them" in words
+    assert "Alpha 2001: abstinent throughout 12 weeks" in words
+    # unlike events: no summed events row, totals of participants stay
+    totals = _row(ax, "Random-effects model (REML), k = 4")
+    assert "53" not in totals and "230" in totals  # events 10+20+15+8 = 53 not summed; n 50+80+60+40
+
+
+def test_forest_of_comparator_classes_has_no_overall_diamond(effects, result):
+    res = _result(overall=False, notes=("no overall estimate: the comparator_class subgroups are "
+                                        "different questions",))
+    ax = plots.forest(effects, res)
+    words = " ".join(" ".join(_strings(ax)).split())
+    assert "No overall estimate: the subgroups are different comparisons" in words
+    assert not any(s.startswith("Random-effects model") for s in _strings(ax))
+    assert len(_diamonds(ax)) == 1  # the oral subtotal only
+
+
+def test_forest_of_two_studies_shows_the_common_effect_and_why(effects):
+    ee = _pooled(-0.38, -0.52, -0.24, 2, model="EE", het=_het(df=1))
+    res = _result(main=None, common=ee, subgroups=None, k_used=2,
+                  status="no random-effects estimate: two studies (k = 2; pool_k2: false)",
+                  notes=("no random-effects estimate: two studies (k = 2) cannot estimate the "
+                         "between-study variance",),
+                  weights_pct=(60.0, 40.0, math.nan, math.nan, math.nan),
+                  used=(True, True, False, False, False))
+    words = " ".join(" ".join(_strings(plots.forest(effects, res))).split())
+    assert "Common-effect model, k = 2" in words
+    assert "No random-effects estimate: two studies (k = 2)" in words
+    assert "Prediction interval" not in words

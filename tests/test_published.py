@@ -34,7 +34,7 @@ def test_every_compared_row_names_a_real_analysis_with_a_reason_and_a_quote():
         assert len(r["reason_for_difference"]) > 40 and r["quote"] and r["source"]
     reviews = set(compared["review"])
     for needed in ("Rosner2010_Cochrane", "Minozzi2011_Cochrane", "Hartwell2020_OPRM1",
-                   "McPheeters2023_JAMA_AHRQ"):
+                   "McPheeters2023_JAMA_AHRQ", "Jonas2014_JAMA_AHRQ"):
         assert needed in reviews
 
 

@@ -651,7 +651,7 @@ NOT_POOLED = "not pooled"
 #: a row kept out of the main model for a sensitivity analysis (e.g. a sample-size conflict)
 SENSITIVITY_ONLY = "sensitivity only"
 #: Widest outcome cell (event and time point of each study).
-OUTCOME_MAX_IN = 1.5
+OUTCOME_MAX_IN = 1.7
 
 
 def _has_text(effects: pd.DataFrame, col: str, values: tuple) -> bool:
@@ -663,12 +663,12 @@ def _truthy(value) -> bool:
 
 
 def _outcome_cell(rec: Mapping) -> str:
-    """The event counted and when: 'relapse or dropout, 24 wk'."""
+    """When and the event counted: '24 wk: relapse or dropout' (cut at the end if long)."""
     event = str(rec.get("event") or rec.get("outcome") or "")
     event = "" if event.lower() == "nan" else event.replace("_", " ")
     weeks = _num(rec.get("followup_weeks"))
     when = f"{weeks:g} wk" if math.isfinite(weeks) else ""
-    text = ", ".join(t for t in (event, when) if t)
+    text = ": ".join(t for t in (when, event) if t)
     return style.fit_text(text, OUTCOME_MAX_IN, _row_font(STUDY)) if text else ""
 
 
@@ -896,7 +896,7 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     studies = _Studies.of(effects, result)
     arm_cols = _arm_columns(studies.effects)
     cols = (_Col("label", "Study", "left", align="left"),
-            _Col("outcome", "Outcome, time", "left", align="left"), *arm_cols,
+            _Col("outcome", "Time: outcome", "left", align="left"), *arm_cols,
             _Col("effect", f"{scale.name} [{result.level:.0f}% CI]", "right"),
             _Col("weight", "Weight", "right"))
     every = range(len(studies.effects))
