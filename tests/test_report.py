@@ -719,3 +719,16 @@ def test_large_figure_sets_are_linked_and_still_shown(project):
     assert len(seen["image_widths"]) == len(srcs) and all(w > 0 for w in seen["image_widths"])
     figures_uri = (project["tmp"] / "figures").resolve().as_uri()
     assert all(u.startswith(figures_uri) for u in seen["requests"][1:]), seen["requests"]
+
+
+def test_rows_matched_but_not_used_are_listed_with_their_reason(project):
+    left = project["tmp"] / "left_out_aud_heavy.csv"
+    left.write_text("row_id,study_id,label,year,outcome,data_type,source_file,source_line,"
+                    "exclusion_reason\nX_wk24,X,Kiefer 2003 (wk 24),2003,relapse_heavy_drinking,"
+                    "binary,data/raw/alcohol.csv,9,repeated time point of the same patients "
+                    "<wk 24>\n", encoding="utf-8")
+    page = page_of(project, name="left_out.html", left_out={"aud_heavy": left})
+    part = article(page, "aud_heavy")
+    assert "Matched by the filters but not used (1)" in part
+    assert "repeated time point of the same patients &lt;wk 24&gt;" in part  # escaped
+    assert "Matched by the filters but not used" not in article(page, "oud_gen")

@@ -190,3 +190,34 @@ def test_sample_size_conflict_goes_to_a_sensitivity_analysis_only(tmp_path):
     assert list(select_rows(gone, RELAPSE_RR)["row_id"]) == ["ok"]
     kept = normalise(raw_rows(tmp_path, *rows), {"sample_size_conflicts": "keep"})
     assert set(select_rows(kept, RELAPSE_RR)["role"]) == {"main"}
+
+
+def test_every_matching_row_is_used_or_left_out_with_its_reason(tmp_path):
+    """The effects step writes the rows it does not use beside the ones it does
+    (data/processed/left_out/{analysis}.csv): no row drops out silently."""
+    from ntxmeta.config import resolve
+    from ntxmeta.plan import Config
+    from ntxmeta.workflow import effects
+    rows = ({"row_id": "used", "study_id": "A"},
+            {"row_id": "other_outcome", "study_id": "B", "cluster_id": "B",
+             "pooling_issue": "multiple_outcomes", "outcome": "any_drinking"},
+            {"row_id": "chosen", "study_id": "B", "cluster_id": "B",
+             "pooling_issue": "multiple_outcomes"},
+            {"row_id": "ratio", "study_id": "C", "measure_type": "ratio_only", "events_treat": "",
+             "n_treat": "", "events_ctrl": "", "n_ctrl": "", "ratio_type": "OR", "ratio": "0.8",
+             "ratio_ci_low": "0.5", "ratio_ci_high": "1.2"},
+            {"row_id": "sampled", "study_id": "D", "pooling_issue": "post_randomisation_subgroup"})
+    comp = tmp_path / "comparisons.csv"
+    write_comparisons(normalise(raw_rows(tmp_path, *rows)), comp)
+    a = {"title": "t", "measure": "RR", "preset": "metafor",
+         "filters": {"outcome": ["relapse_trial_defined", "any_drinking"]}}
+    plan = Config.from_resolved(resolve({"analyses": {"x": a}})).analyses["x"]
+    effects(str(comp), plan, tmp_path / "effects.csv", tmp_path / "left_out.csv")
+    used = set(pd.read_csv(tmp_path / "effects.csv")["row_id"])
+    left = pd.read_csv(tmp_path / "left_out.csv", keep_default_na=False).set_index("row_id")
+    assert used == {"used", "chosen"}
+    assert set(left.index) == {"other_outcome", "ratio", "sampled"}
+    assert left.loc["other_outcome", "exclusion_reason"].startswith("same patients as chosen")
+    assert left.loc["ratio", "exclusion_reason"] == "ratio row: measure RR needs binary data"
+    assert "post-randomisation subgroup" in left.loc["sampled", "exclusion_reason"]
+    assert left.loc["ratio", "source_line"]  # where to find the row

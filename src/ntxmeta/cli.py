@@ -4,6 +4,7 @@
     ntxmeta validate [--config config/config.yaml] [--all]
     ntxmeta ingest   --out data/processed/comparisons.csv
     ntxmeta effects  --analysis NAME [--comparisons CSV] --out data/processed/effects/NAME.csv
+                     [--left-out data/processed/left_out/NAME.csv]
     ntxmeta pool     --analysis NAME --effects EFFECTS.csv --out RESULT.json --spec SPEC.json
     ntxmeta summary  RESULT.json ... --csv summary.csv --md summary.md
 
@@ -68,7 +69,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_effects(args: argparse.Namespace) -> int:
     from .workflow import effects
-    effects(args.comparisons, _plan(args), args.out)
+    effects(args.comparisons, _plan(args), args.out, args.left_out)
     return 0
 
 
@@ -109,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--comparisons", default="data/processed/comparisons.csv",
                    help="the ingest step's output")
     p.add_argument("--out", required=True)
+    p.add_argument("--left-out", default=None,
+                   help="also write the rows the filters match but the analysis does not use, "
+                        "with the reason (the workflow: data/processed/left_out/NAME.csv)")
     p.set_defaults(func=_cmd_effects)
     p = sub.add_parser("pool", parents=[config], help="every model one analysis asks for")
     p.add_argument("--analysis", required=True)

@@ -121,6 +121,24 @@ def _unusable_reason(row: dict, measure: str, options: dict, yi: float, vi: floa
             f"(yi = {yi:g}, vi = {vi:g}); check the row")
 
 
+#: Columns of ``data/processed/left_out/{analysis}.csv``: the rows an analysis's
+#: filters match that it does not use, and why.
+LEFT_OUT_COLUMNS = ("row_id", "study_id", "label", "year", "outcome", "data_type", "source_file",
+                    "source_line", "exclusion_reason")
+
+
+def left_out_table(matching: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``select.matching_rows`` that the analysis does not use, with the reason.
+
+    Every row the filters match is either in the effects table or here:
+    rows left out by a pooling rule, by the data type its measure needs, or
+    as another row of the same patients (the outcome hierarchy's choice).
+    """
+    rows = matching.loc[matching["role"].eq("").to_numpy()]
+    return pd.DataFrame({c: rows[c] if c in rows else "" for c in LEFT_OUT_COLUMNS}).reset_index(
+        drop=True)
+
+
 def good_events(rows: pd.DataFrame) -> pd.DataFrame:
     """Binary rows counting the favourable event (``events: good``): each flip undone or made.
 

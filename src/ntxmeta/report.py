@@ -779,9 +779,20 @@ def _rows_of(table: pd.DataFrame, name: str) -> pd.DataFrame:
     return table[table["analysis"] == name]
 
 
+def _left_out_block(left_out: pd.DataFrame | None) -> str:
+    """The rows the analysis's filters match but it does not use, each with its reason."""
+    if left_out is None or left_out.empty:
+        return ""
+    rows = [[esc(_text(r["label"]) or _text(r["row_id"])), esc(_text(r["outcome"])),
+             esc(_text(r["exclusion_reason"]) or "not used")] for r in left_out.to_dict("records")]
+    return tag("details", tag("summary", esc(f"Matched by the filters but not used ({len(rows)})"))
+               + _table([("Row", ""), ("Outcome", ""), ("Why not used", "")], rows),
+               class_="left-out")
+
+
 def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.DataFrame,
                       tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
-                      link_from: Path | None) -> str:
+                      link_from: Path | None, left_out: pd.DataFrame | None = None) -> str:
     name, title = result.name, result.title
     ind = ev._indication(plan.filter_values("indication"), effects)
     parts = [tag("h3", esc(title)),
@@ -791,6 +802,7 @@ def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.Da
              _stats_block(result),
              _figure(figures.get("forest"), "forest", title, link_from),
              tag("h4", "Studies") + _study_table(result, effects),
+             _left_out_block(left_out),
              tag("h4", "Sensitivity analyses") +
              _sensitivity_block(_rows_of(tables["sensitivity"], name), result),
              _subgroup_block(_rows_of(tables["subgroups"], name))]
@@ -879,7 +891,8 @@ def _methods(config: Config, published: pd.DataFrame | None) -> str:
 def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, pd.DataFrame],
                   tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Mapping[str, Path]],
                   config: Config, *, page_dir: str | Path = ".",
-                  inline_max_bytes: int | None = None) -> str:
+                  inline_max_bytes: int | None = None,
+                  left_out: Mapping[str, pd.DataFrame] | None = None) -> str:
     """The report page as a string (see the module docstring); formats, computes nothing.
 
     Parameters
@@ -935,7 +948,7 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                 tag("div", "".join(tag("p", esc(t)) for t in SOF_NOTES), class_="notes")),
             tag("section", tag("h2", "Analyses", id="analyses") + "".join(
                 _analysis_section(config.analyses[n], results[n], frames[n], tables, figs[n],
-                                  link_from)
+                                  link_from, (left_out or {}).get(n))
                 for n in order)),
             tag("section", tag("h2", "Methods", id="methods") +
                 _methods(config, tables.get("published_comparison"))),
@@ -951,7 +964,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
 
 def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | Path],
                  tables: Mapping[str, str | Path], figures: Sequence[str | Path], config: Config,
-                 out_path: str | Path, *, inline_max_bytes: int | None = None) -> Path:
+                 out_path: str | Path, *, inline_max_bytes: int | None = None,
+                 left_out: Mapping[str, str | Path] | None = None) -> Path:
     """The report step: ``results/report.html`` from the files of the run (reads, computes nothing).
 
     Parameters
@@ -973,6 +987,9 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
     inline_max_bytes : int, optional
         Figures larger than this in all are linked, not embedded (see
         :func:`render_report`).
+    left_out : mapping of analysis name to path, optional
+        ``data/processed/left_out/{analysis}.csv``: rows the filters match
+        that the analysis does not use, with the reason (listed per analysis).
     """
     from .pipeline import read_effects
     missing = [s for s in TABLE_STEMS if s not in tables]
@@ -987,6 +1004,8 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
     page = render_report(typed, {str(n): read_effects(p) for n, p in effects.items()},
                          {s: read_table(tables[s], s) for s in TABLE_STEMS},
                          figure_map(figures, list(config.analyses)), config,
-                         page_dir=Path(out_path).parent, inline_max_bytes=inline_max_bytes)
+                         page_dir=Path(out_path).parent, inline_max_bytes=inline_max_bytes,
+                         left_out={str(n): pd.read_csv(p, dtype=str, keep_default_na=False)
+                                   for n, p in (left_out or {}).items()})
     write_text(out_path, page)
     return Path(out_path)

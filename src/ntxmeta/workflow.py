@@ -157,21 +157,26 @@ def read_comparisons_cached(path: str | Path):
         return _comparisons_cache[key]
 
 
-def effects(comparisons, plan, out: str | Path) -> None:
+def effects(comparisons, plan, out: str | Path, left_out: str | Path | None = None) -> None:
     """comparisons + one analysis plan -> data/processed/effects/{analysis}.csv (no model fit).
 
     ``comparisons`` is the path of comparisons.csv (the command line), or a
     ``Preflight`` whose validated table is the one ingest writes (the
-    workflow: see ``rule_effects``).
+    workflow: see ``rule_effects``). ``left_out`` (data/processed/left_out/
+    {analysis}.csv) receives the rows the filters match that the analysis
+    does not use, each with its reason.
     """
-    from .pipeline import effects_table, write_csv
-    from .select import CanonicalColumns, select_rows
+    from .pipeline import effects_table, left_out_table, write_csv
+    from .select import CanonicalColumns, matching_rows
     if isinstance(comparisons, Preflight):
         table, texts = comparisons.comparisons, comparisons.texts
     else:
         table, texts = read_comparisons_cached(comparisons)
-    rows = select_rows(table, plan.selection, texts=texts or CanonicalColumns(table))
+    matching = matching_rows(table, plan.selection, texts=texts or CanonicalColumns(table))
+    rows = matching.loc[matching["role"].ne("").to_numpy()].reset_index(drop=True)
     write_csv(effects_table(rows, plan), out)
+    if left_out is not None:
+        write_csv(left_out_table(matching), left_out)
 
 
 def pool(effects_csv: str | Path, plan, result_json: str | Path, spec_json: str | Path) -> None:
@@ -233,11 +238,12 @@ def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict,
 
 
 def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
-           out: str | Path) -> None:
+           out: str | Path, left_out_paths=()) -> None:
     """Results, effects, tables and figures -> results/report.html (computes nothing)."""
     from .report import write_report
     write_report(by_analysis(result_paths, "results"), by_analysis(effects_paths, "effects"),
-                 table_paths, list(map(str, figure_paths)), config, out)
+                 table_paths, list(map(str, figure_paths)), config, out,
+                 left_out=by_analysis(left_out_paths, "effects"))
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -338,7 +344,7 @@ def rule_effects(pf: Preflight, output, wildcards, log: str) -> None:
     if pf.comparisons is None:  # a cluster job: validate here (job_preflight has no table)
         pf = preflight(pf.config_path)
     with logged(log, "effects"):
-        effects(pf, pf.config.analyses[wildcards.analysis], output[0])
+        effects(pf, pf.config.analyses[wildcards.analysis], output.effects, output.left_out)
 
 
 def rule_pool(pf: Preflight, input, output, wildcards, log: str) -> None:
@@ -387,4 +393,5 @@ def rule_report(pf: Preflight, input, output, log: str) -> None:
     tables = {stem: str(input[f"{stem}"]) for stem in EVIDENCE_TABLES}
     with logged(log, "report"):
         offload(report, list(map(str, input.results)), list(map(str, input.effects)), tables,
-                list(map(str, input.figures)), pf.config, str(output[0]))
+                list(map(str, input.figures)), pf.config, str(output[0]),
+                list(map(str, input.left_out)))

@@ -57,6 +57,10 @@ def analysis_effects(wildcards):
     return expand("data/processed/effects/{analysis}.csv", analysis=ANALYSES)
 
 
+def analysis_left_out(wildcards):
+    return expand("data/processed/left_out/{analysis}.csv", analysis=ANALYSES)
+
+
 def figure_files(wildcards):
     pairs = ntx.bubble_targets(PREFLIGHT.config)
     return expand(

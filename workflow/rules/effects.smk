@@ -6,7 +6,8 @@ rule effects:
     # downstream of a job that runs, so comparisons.csv as input (even
     # ancient) would hide every change of rows.
     output:
-        update("data/processed/effects/{analysis}.csv"),
+        effects=update("data/processed/effects/{analysis}.csv"),
+        left_out=update("data/processed/left_out/{analysis}.csv"),
     log:
         "logs/effects/{analysis}.log",
     params:

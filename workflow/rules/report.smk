@@ -3,6 +3,7 @@ rule report:
         unpack(evidence_table_csvs),
         results=analysis_results,
         effects=analysis_effects,
+        left_out=analysis_left_out,
         figures=figure_files,
     output:
         report(
