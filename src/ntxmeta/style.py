@@ -80,6 +80,19 @@ PAD_IN = 0.05
 #: give the same bytes.
 SVG_HASHSALT = "ntxmeta"
 
+#: Risk-of-bias judgements (ntxmeta.robplots): the only colours of the
+#: figures, from the Okabe-Ito palette, which stays distinct under the common
+#: colour-vision deficiencies (blue / yellow / vermillion rather than robvis'
+#: green / yellow / red), with a symbol on every dot so the judgement reads
+#: in greyscale too (robvis' symbols: + low, - some concerns, x high, ? none).
+ROB_COLOURS = {"low": "#0072B2", "some_concerns": "#F0E442", "high": "#D55E00",
+               "not_assessed": "#FFFFFF"}
+ROB_SYMBOLS = {"low": "+", "some_concerns": "\u2212", "high": "\u00d7", "not_assessed": "?"}
+#: Symbol ink per judgement: white on the dark fills, black on the light ones.
+ROB_SYMBOL_INK = {"low": "white", "some_concerns": INK, "high": "white", "not_assessed": INK}
+ROB_WORDS = {"low": "Low", "some_concerns": "Some concerns", "high": "High",
+             "not_assessed": "Not assessed"}
+
 _RC = {
     **sns.axes_style("ticks"),
     **sns.plotting_context("paper"),
