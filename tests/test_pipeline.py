@@ -103,3 +103,22 @@ def test_good_events_count_responders_as_reported():
     # RR of response: (40/50) / (30/50) for the first row
     assert good["yi"].iloc[0] == pytest.approx(np.log((40 / 50) / (30 / 50)), abs=1e-12)
     assert bad["yi"].iloc[0] == pytest.approx(np.log((10 / 50) / (20 / 50)), abs=1e-12)
+
+
+def test_a_variance_that_would_take_all_the_weight_is_left_out_with_its_reason():
+    """An MD row with SD 1e-9 (vi ~ 1e-19) beside ordinary rows: the fit used to fail
+    (tr P cancels to 0); the row is now left out with its reason and the rest pooled."""
+    from ntxmeta.analysis import run_plan
+    rows = pd.DataFrame([dict(row_id=f"c{i}", study_id=f"S{i}", label=f"S{i}", year=2000 + i,
+                              data_type="continuous", mean_treat=m1, sd_treat=s1, n_treat=30,
+                              mean_ctrl=m2, sd_ctrl=s2, n_ctrl=30)
+                         for i, (m1, s1, m2, s2) in enumerate([(10.0, 1e-9, 11.0, 1e-9),
+                                                               (10.0, 3.0, 12.0, 3.5),
+                                                               (9.0, 2.5, 10.0, 3.0),
+                                                               (8.0, 4.0, 9.5, 4.0)])])
+    p = plan(measure="MD", preset="metafor")
+    eff = effects_table(rows, p)
+    assert np.isnan(eff["vi"].iloc[0]) and "more than 1e+12 times below" in eff["exclusion_reason"].iloc[0]
+    assert (eff["exclusion_reason"].iloc[1:] == "").all()
+    res = run_plan(p, eff)
+    assert res.status == "pooled" and res.k_used == 3 and not res.failed

@@ -127,6 +127,30 @@ LEFT_OUT_COLUMNS = ("row_id", "study_id", "label", "year", "outcome", "data_type
                     "source_line", "exclusion_reason")
 
 
+#: A row whose variance is this many times smaller than the largest of its
+#: analysis is left out with its reason: 1 / vi then holds all but 1e-12 of
+#: the weight sum, and Q, tr P and the likelihood lose their digits to
+#: cancellation (metafor warns "Ratio of largest to smallest sampling
+#: variance extremely large" from 1e7 and returns such numbers: e.g. Q = 3
+#: where the exact value is 4.8 for vi = 1e-19 beside 0.04 and 0.05).
+VARIANCE_RATIO_MAX = 1e12
+
+
+def _dominating_variances(reasons: list[str], vi: np.ndarray, measure: str) -> list[str]:
+    """The reasons, with one added for each row whose variance is too small to weigh stably."""
+    ok = np.array([not r for r in reasons], dtype=bool) & np.isfinite(vi) & (vi > 0)
+    if ok.sum() < 2:
+        return reasons
+    top = float(vi[ok].max())
+    out = list(reasons)
+    for i in np.flatnonzero(ok & (vi * VARIANCE_RATIO_MAX < top)):
+        out[i] = (f"its {measure} has a sampling variance of {vi[i]:.3g}, more than "
+                  f"{VARIANCE_RATIO_MAX:.0e} times below the largest of this analysis "
+                  f"({top:.3g}): it would take all the weight and the models could not be "
+                  "computed stably; check its SD or CI")
+    return out
+
+
 def left_out_table(matching: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``select.matching_rows`` that the analysis does not use, with the reason.
 
@@ -194,6 +218,7 @@ def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
         yi, vi = _row_effects(rows, plan.measure, vars(o))
         reasons = [_unusable_reason(r, plan.measure, vars(o), y, v)
                    for r, y, v in zip(rows.to_dict("records"), yi, vi)]
+    reasons = _dominating_variances(reasons, vi, plan.measure)
     unusable = np.array([bool(r) for r in reasons], dtype=bool)
     yi, vi = np.where(unusable, np.nan, yi), np.where(unusable, np.nan, vi)
     if "role" in rows:  # a sensitivity-only row says why it is not in the main model
