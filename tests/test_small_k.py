@@ -101,3 +101,16 @@ def test_meta_regression_needs_ten_studies():
     assert METAREG_MIN_K == 10
     y, v = rng.normal(0, 0.3, 10), np.full(10, 0.05)
     assert run_plan(plan(moderators=["year"]), effects(y, v)).metaregression[0].coefficients
+
+
+def test_risk_of_bias_sensitivity_keeps_low_risk_or_drops_high_risk_trials():
+    y, v = [-0.5, -0.1, -0.3, 0.4], [0.04, 0.09, 0.05, 0.06]
+    eff = effects(y, v, rob_overall=["low", "high", "low", "some_concerns"])
+    res = run_plan(plan(), eff)
+    by = {x.name: x for x in res.variants}
+    low = rma(np.array([y[0], y[2]]), np.array([v[0], v[2]]), method="REML")
+    assert by["rob_low"].k == 2 and by["rob_low"].fit.estimate == pytest.approx(low.estimate)
+    keep = [0, 2, 3]
+    not_high = rma(np.array(y)[keep], np.array(v)[keep], method="REML")
+    assert by["rob_not_high"].k == 3
+    assert by["rob_not_high"].fit.estimate == pytest.approx(not_high.estimate, abs=1e-10)

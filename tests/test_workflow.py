@@ -22,7 +22,7 @@ from scipy import optimize, stats
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT_PARTS = ("Snakefile", "Makefile", "workflow", "config", "data/raw", "data/reference",
-                 "profiles")
+                 "data/rob", "profiles")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 pytestmark = pytest.mark.workflow

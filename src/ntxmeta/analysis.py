@@ -276,6 +276,14 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
     placebo = text_column(effects, "comparator_type").eq("placebo").to_numpy()
     out.append(_subset_mask(cache, used, placebo, "placebo_only", "Placebo-controlled rows only", o))
     out += [_subset(cache, effects, used, s, o) for s in subsets[2:]]
+    rob = text_column(effects, "rob_overall")
+    for name, description, keep in (
+            ("rob_low", "Trials at low risk of bias only (RoB 2 overall)", rob.eq("low")),
+            ("rob_not_high", "Without trials at high risk of bias (RoB 2 overall)",
+             ~rob.eq("high"))):
+        out.append(_subset_mask(cache, used, keep.to_numpy(), name, description, o,
+                                "" if "rob_overall" in effects else
+                                "no risk-of-bias column in the effects table"))
     if extra is not None and extra.any():
         ids = ", ".join(str(r) for r in effects.loc[extra, "row_id"])
         out.append(_variant(cache, used | extra, every, "with_sensitivity_rows",

@@ -353,10 +353,11 @@ def raw_data_glob(config_path: str | Path) -> str:
 
 def _check_meaning(data: dict, report: _Reporter) -> set[str]:
     """Paths, columns and vocabularies; the names of analyses whose filters can be applied."""
-    raw_data = data.get("raw_data")
-    if isinstance(raw_data, str) and not inside_project(raw_data):
-        report(("raw_data",), "must stay inside the project: give a path relative to the "
-               "project folder, without '..'", raw_data)
+    for key in ("raw_data", "risk_of_bias"):
+        where = data.get(key)
+        if isinstance(where, str) and not inside_project(where):
+            report((key,), "must stay inside the project: give a path relative to the "
+                   "project folder, without '..'", where)
     columns = comparison_columns()
     for name, sens in (data.get("sensitivity") or {}).items():
         if isinstance(sens, dict):
@@ -440,6 +441,7 @@ def resolve(data: dict) -> dict:
     props, defs, presets = schema["properties"], schema["$defs"], schema["x-presets"]
     cfg = copy.deepcopy(data)
     cfg.setdefault("raw_data", props["raw_data"]["default"])
+    cfg.setdefault("risk_of_bias", props["risk_of_bias"]["default"])
     given = cfg.get("defaults", {})
     preset = given.get("preset", defs["preset"]["default"])
     cfg["defaults"] = {k: given.get(k, presets[preset].get(k, defs[k].get("default")))
@@ -524,7 +526,8 @@ def _rules_if_valid(path: str | Path) -> dict | None:
 
 
 def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path,
-                 raw_where: str = "data/raw") -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+                 raw_where: str = "data/raw", root: str | Path = "."
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Raw tables and config checked together; every problem of both raised at once.
 
     ``raw_where`` names where the raw tables were looked for (the config's
@@ -535,7 +538,9 @@ def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path,
     raw : DataFrame
         The validated raw rows.
     comparisons : DataFrame
-        ``normalise(raw, config["rules"])``.
+        ``normalise(raw, config["rules"])`` with each row's risk of bias
+        (``rob.with_rob``: the config's ``risk_of_bias`` table, relative to
+        ``root``, floored by the row's design facts).
     config : dict
         The resolved config.
 
@@ -555,6 +560,21 @@ def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path,
     rules = _rules_if_valid(config_path)
     comparisons = normalise(raw, rules) if not raw_problems and rules is not None else None
     cfg, cfg_problems = check_config(config_path, comparisons)
-    if raw_problems or cfg_problems:
-        raise ValidationError(raw_problems + cfg_problems)
+    rob_problems = []
+    if cfg is not None and raw is not None and not raw_problems:
+        from .rob import COLUMNS as ROB_TABLE_COLUMNS, check_rob, with_rob
+        rob_path = Path(root) / cfg["risk_of_bias"]
+        default = load_schema("config")["properties"]["risk_of_bias"]["default"]
+        if rob_path.is_file():
+            rob, rob_problems = check_rob(rob_path, known_studies=raw["study_id"])
+        elif cfg["risk_of_bias"] == default:  # no table yet: every domain not assessed
+            rob = pd.DataFrame(columns=[*ROB_TABLE_COLUMNS, "source_file", "source_line"])
+        else:
+            rob_problems = [Problem(cfg["risk_of_bias"], None, None, None,
+                                    "the risk-of-bias table (config key risk_of_bias) is missing; "
+                                    "restore it or give its path (data/rob/README.md)")]
+        if not rob_problems and comparisons is not None:
+            comparisons = with_rob(comparisons, rob)
+    if raw_problems or cfg_problems or rob_problems:
+        raise ValidationError(raw_problems + cfg_problems + rob_problems)
     return raw, comparisons, cfg

@@ -375,6 +375,9 @@ def normalise(raw: pd.DataFrame, rules: dict | None = None) -> pd.DataFrame:
     out["sensitivity_only"] = False
     classes = load_schema("raw_trials")["properties"]["comparator_type"]["x-class"]
     out["comparator_class"] = out["comparator_type"].map(classes)
+    for col in comparison_columns():  # filled by rob.with_rob from data/rob (check_inputs)
+        if col.startswith("rob_"):
+            out[col] = "" if col == "rob_reasons" else "not_assessed"
     for rule in RULES:
         rule(out, rules, reasons)
     out["pooled"] = _pooled(reasons)

@@ -32,6 +32,7 @@ EFFECT_COLUMNS = (
     "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
     "yi", "vi", "sei", "ci_lb", "ci_ub", "role", "chosen_because", "exclusion_reason",
+    "rob_overall", "rob_reasons",
     "confidence", "derived", "derived_text", "flipped", "split_control", "adjustment", "source",
     "quote",
 )

@@ -140,6 +140,8 @@ class Config:
     defaults: ModelOptions
     rules: Mapping     # read-only by convention (plain dicts pickle for worker processes)
     analyses: Mapping  # name -> AnalysisPlan, in config order
+    #: the risk-of-bias table, relative to the project folder
+    risk_of_bias: str = "data/rob/risk_of_bias.csv"
 
     @classmethod
     def from_resolved(cls, cfg: Mapping) -> "Config":
@@ -158,7 +160,8 @@ class Config:
                 hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()),
                 events=str(a.get("events", "bad")))
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
-                   rules=dict(cfg["rules"]), analyses=plans)
+                   rules=dict(cfg["rules"]), analyses=plans,
+                   risk_of_bias=str(cfg.get("risk_of_bias", "data/rob/risk_of_bias.csv")))
 
     @classmethod
     def load(cls, path: str | Path, comparisons=None) -> "Config":

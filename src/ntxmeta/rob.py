@@ -464,6 +464,27 @@ def assess_frame(rob: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
                                           "reasons"])
 
 
+#: comparisons.csv columns of each row's risk of bias (comparisons.schema.yaml).
+ROB_COLUMNS = tuple(f"rob_{d}" for d in DOMAINS) + ("rob_overall", "rob_reasons")
+
+
+def with_rob(comparisons: pd.DataFrame, rob: pd.DataFrame) -> pd.DataFrame:
+    """comparisons with each row's risk of bias: the domains, ``rob_overall`` and the reasons.
+
+    :func:`assess_frame` per row (the sourced judgement of its trial and
+    outcome family, floored by the row's design facts), so that the effects
+    step carries it into every analysis and the sensitivity analyses can
+    keep the low-risk rows.
+    """
+    out = comparisons.copy()
+    judged = assess_frame(rob, comparisons)
+    for d in DOMAINS:
+        out[f"rob_{d}"] = judged[d].to_numpy()
+    out["rob_overall"] = judged["overall"].to_numpy()
+    out["rob_reasons"] = judged["reasons"].to_numpy()
+    return out
+
+
 def weighted_shares(rob_frame: pd.DataFrame, weights: Sequence[float]) -> pd.DataFrame:
     """Percent of the total weight per judgement, for each domain and overall.
 

@@ -79,7 +79,7 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     pattern = raw_data_glob(config_path)
     raw = raw_files(pattern, root)
     try:
-        _, comparisons, resolved = check_inputs(raw, config_path, raw_where=pattern)
+        _, comparisons, resolved = check_inputs(raw, config_path, raw_where=pattern, root=root)
     except ValidationError as err:
         print(str(err), file=sys.stderr)
         print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)

@@ -44,6 +44,13 @@ def selection_digest(wildcards):
     return PREFLIGHT.digests.get(wildcards.analysis, "")
 
 
+def rob_table(wildcards):
+    """The risk-of-bias table (config key risk_of_bias), if there is one: its
+    judgements go into comparisons (without it every domain is not assessed)."""
+    path = PREFLIGHT.config.risk_of_bias
+    return [path] if Path(path).is_file() else []
+
+
 def raw_csvs(wildcards):
     """The raw tables of the config's raw_data glob (default data/raw/*.csv)."""
     return [str(p) for p in PREFLIGHT.raw_files]

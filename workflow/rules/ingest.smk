@@ -2,6 +2,7 @@ rule ingest:
     input:
         raw=raw_csvs,
         config=CONFIG_FILE,
+        rob=rob_table,
     output:
         update("data/processed/comparisons.csv"),
     log:
