@@ -313,7 +313,9 @@ def test_raw_data_glob_of_the_config_is_where_the_tables_are_read(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     ingest_inputs = re.search(r"rule ingest:\n\s+input: ([^\n]+)", proc.stdout).group(1)
     tables = sorted(p.relative_to(dest).as_posix() for p in trials.glob("*.csv"))
-    assert tables and sorted(ingest_inputs.split(", ")[:-1]) == tables
+    inputs = ingest_inputs.split(", ")
+    assert tables and sorted(i for i in inputs if i.startswith("data/trials/")) == tables
+    assert set(inputs) - set(tables) == {"config/config.yaml", "data/rob/risk_of_bias.csv"}
 
 
 def test_a_run_from_another_folder_is_refused_and_leaves_nothing_there(tmp_path):
