@@ -38,3 +38,23 @@ def test_without_the_default_table_every_row_is_not_assessed(tmp_path):
     raw = sorted((tmp_path / "data" / "raw").glob("*.csv"))
     _, comp, _ = check_inputs(raw, ROOT / "config" / "config.yaml", root=tmp_path)
     assert set(comp["rob_overall"]) == {"not_assessed"}
+
+
+def test_the_figures_read_the_used_rows_and_their_weights():
+    import math
+
+    import pandas as pd
+
+    from ntxmeta.rob import DOMAINS, rob_of_effects
+
+    class Result:  # the two fields rob_of_effects reads
+        used = (True, False, True)
+        weights_pct = (70.0, math.nan, 30.0)
+
+    eff = pd.DataFrame({"row_id": ["a", "b", "c"], "study_id": ["A", "B", "C"],
+                        "label": ["A 1", "B 2", "C 3"], "rob_overall": ["high", "low", None],
+                        **{f"rob_{d}": ["high", "low", "low"] for d in DOMAINS}})
+    frame, weights = rob_of_effects(eff, Result())
+    assert list(frame["label"]) == ["A 1", "C 3"] and weights == [70.0, 30.0]
+    assert list(frame["overall"]) == ["high", "not_assessed"]
+    assert list(frame[DOMAINS[0]]) == ["high", "low"]

@@ -32,7 +32,8 @@ EFFECT_COLUMNS = (
     "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
     "yi", "vi", "sei", "ci_lb", "ci_ub", "role", "chosen_because", "exclusion_reason",
-    "rob_overall", "rob_reasons",
+    "rob_d1_randomisation", "rob_d2_deviations", "rob_d3_missing_data", "rob_d4_measurement",
+    "rob_d5_reporting", "rob_overall", "rob_reasons",
     "confidence", "derived", "derived_text", "flipped", "split_control", "adjustment", "source",
     "quote",
 )

@@ -79,12 +79,15 @@ TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "sensitivity": ev.SENSIT
                  "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS,
                  "published_comparison": ev.PUBLISHED_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
-FIGURE_KINDS = ("forest", "funnel", "cumulative", "leave_one_out", "bubble")
+FIGURE_KINDS = ("forest", "rob_traffic_light", "rob_summary", "funnel", "cumulative",
+                "leave_one_out", "bubble")
 #: Figure file types, preferred first (an SVG stays sharp at any zoom).
 FIGURE_EXTENSIONS = (".svg", ".png")
 FIGURE_TITLES = {"forest": "Forest plot", "funnel": "Contour-enhanced funnel plot",
                  "cumulative": "Cumulative meta-analysis by year",
-                 "leave_one_out": "Leave-one-out analysis", "bubble": "Meta-regression (bubble plot)"}
+                 "leave_one_out": "Leave-one-out analysis", "bubble": "Meta-regression (bubble plot)",
+                 "rob_traffic_light": "Risk of bias (RoB 2) per trial",
+                 "rob_summary": "Risk of bias (RoB 2), weighted by the trials' weights"}
 INDICATION_NAMES = {"alcohol": "Alcohol use disorder", "opioid": "Opioid use disorder",
                     "stimulant": "Stimulant use disorder", "gambling": "Gambling disorder"}
 #: What a reader calls each shown measure (``Scale.name``: a generic analysis is "Ratio" or "Effect").

@@ -485,6 +485,28 @@ def with_rob(comparisons: pd.DataFrame, rob: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def rob_of_effects(effects: pd.DataFrame, result) -> tuple[pd.DataFrame, list[float]]:
+    """The used rows of an analysis as a risk-of-bias frame, and their weights.
+
+    The effects table carries each row's ``rob_*`` columns (comparisons.csv,
+    :func:`with_rob`); rows the models do not use are left out, and the
+    weights are the result's (``weights_pct``), in the same order.
+    """
+    used = [bool(u) for u in result.used]
+    rows = effects.loc[used].reset_index(drop=True)
+    frame = pd.DataFrame({"row_id": rows.get("row_id", ""),
+                          "study_id": rows.get("study_id", ""),
+                          "label": rows.get("label", rows.get("study_id", ""))})
+    for d in DOMAINS:
+        col = f"rob_{d}"
+        frame[d] = (rows[col].fillna("not_assessed").astype(str) if col in rows
+                    else "not_assessed")
+    frame["overall"] = (rows["rob_overall"].fillna("not_assessed").astype(str)
+                        if "rob_overall" in rows else "not_assessed")
+    weights = [w for w, u in zip(result.weights_pct, used) if u]
+    return frame, weights
+
+
 def weighted_shares(rob_frame: pd.DataFrame, weights: Sequence[float]) -> pd.DataFrame:
     """Percent of the total weight per judgement, for each domain and overall.
 

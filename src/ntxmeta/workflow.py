@@ -193,6 +193,8 @@ def summary(result_jsons, csv_path, md_path) -> None:
 
 #: Figure kinds drawn for every analysis (bubble plots are per moderator).
 FIGURES = ("forest", "funnel", "cumulative", "leave_one_out")
+#: Risk-of-bias figures, drawn for every main analysis (rule rob_figures).
+ROB_FIGURES = ("rob_traffic_light", "rob_summary")
 
 
 def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
@@ -210,7 +212,13 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
     from .style import save_figure
     eff = read_effects(effects_csv)
     result = read_result(result_json)
+    if any(k in ROB_FIGURES for k in kinds):
+        from . import robplots
+        from .rob import rob_of_effects
+        rob_frame, rob_weights = rob_of_effects(eff, result)
     draw = {
+        "rob_traffic_light": lambda: robplots.rob_traffic_light(rob_frame),
+        "rob_summary": lambda: robplots.rob_summary(rob_frame, rob_weights),
         "forest": lambda: plots.forest(eff, result),
         "funnel": lambda: plots.funnel(eff, result),
         "cumulative": lambda: plots.cumulative(result, effects=eff),
@@ -358,6 +366,18 @@ def rule_figures(input, output, log: str) -> None:
     pngs = [str(output[f"{kind}_png"]) for kind in FIGURES]
     with logged(log, "figures"):
         offload(figures, list(FIGURES), str(input.effects), str(input.result), pngs)
+
+
+def rule_rob_figures(input, output, log: str) -> None:
+    """The risk-of-bias figures of one main analysis (outputs ``{kind}_png``)."""
+    pngs = [str(output[f"{kind}_png"]) for kind in ROB_FIGURES]
+    with logged(log, "rob_figures"):
+        offload(figures, list(ROB_FIGURES), str(input.effects), str(input.result), pngs)
+
+
+def rob_targets(config: Config) -> list[str]:
+    """The analyses that get risk-of-bias figures: the main ones."""
+    return [name for name in config.names if config.analyses[name].main]
 
 
 def rule_bubble(input, output, wildcards, log: str) -> None:

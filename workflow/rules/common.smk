@@ -79,7 +79,12 @@ def figure_files(wildcards):
         f"results/figures/bubble/{a}__{m}.{ext}"
         for a, m in pairs
         for ext in ("png", "svg")
-    ]
+    ] + expand(
+        "results/figures/{kind}/{analysis}.{ext}",
+        kind=ntx.ROB_FIGURES,
+        analysis=ntx.rob_targets(PREFLIGHT.config),
+        ext=["png", "svg"],
+    )
 
 
 def all_outputs(wildcards):

@@ -37,6 +37,29 @@ rule figures:
         ntx.rule_figures(input, output, log[0])
 
 
+rule rob_figures:
+    input:
+        effects="data/processed/effects/{analysis}.csv",
+        result="results/analyses/{analysis}/result.json",
+    output:
+        rob_traffic_light_png=report(
+            update("results/figures/rob_traffic_light/{analysis}.png"),
+            caption="../report/rob_traffic_light.rst",
+            category="Risk of bias",
+        ),
+        rob_traffic_light_svg=update("results/figures/rob_traffic_light/{analysis}.svg"),
+        rob_summary_png=report(
+            update("results/figures/rob_summary/{analysis}.png"),
+            caption="../report/rob_summary.rst",
+            category="Risk of bias",
+        ),
+        rob_summary_svg=update("results/figures/rob_summary/{analysis}.svg"),
+    log:
+        "logs/figures/rob/{analysis}.log",
+    run:
+        ntx.rule_rob_figures(input, output, log[0])
+
+
 rule bubble:
     input:
         effects="data/processed/effects/{analysis}.csv",
