@@ -70,20 +70,24 @@ def analysis_left_out(wildcards):
 
 def figure_files(wildcards):
     pairs = ntx.bubble_targets(PREFLIGHT.config)
-    return expand(
-        "results/figures/{kind}/{analysis}.{ext}",
-        kind=ntx.FIGURES,
-        analysis=ANALYSES,
-        ext=["png", "svg"],
-    ) + [
-        f"results/figures/bubble/{a}__{m}.{ext}"
-        for a, m in pairs
-        for ext in ("png", "svg")
-    ] + expand(
-        "results/figures/{kind}/{analysis}.{ext}",
-        kind=ntx.ROB_FIGURES,
-        analysis=ntx.rob_targets(PREFLIGHT.config),
-        ext=["png", "svg"],
+    return (
+        expand(
+            "results/figures/{kind}/{analysis}.{ext}",
+            kind=ntx.FIGURES,
+            analysis=ANALYSES,
+            ext=["png", "svg"],
+        )
+        + [
+            f"results/figures/bubble/{a}__{m}.{ext}"
+            for a, m in pairs
+            for ext in ("png", "svg")
+        ]
+        + expand(
+            "results/figures/{kind}/{analysis}.{ext}",
+            kind=ntx.ROB_FIGURES,
+            analysis=ntx.rob_targets(PREFLIGHT.config),
+            ext=["png", "svg"],
+        )
     )
 
 
