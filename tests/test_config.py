@@ -150,24 +150,22 @@ def test_presets_set_method_test_pi_and_k2_and_own_keys_win(tmp_path, defaults, 
     assert (a["method"], a["test"], a["pi"], a["pool_k2"]) == expected
 
 
-def test_a_main_analysis_must_pool_one_comparator_class(tmp_path):
+@pytest.mark.parametrize("extra, message, fix, key, value", [
+    # a main analysis answers one question: one comparator class
+    ("    main: true\n", "a main analysis pools one comparator class",
+     "comparator_class: [placebo], ", "main", True),
+    # dose_mg is mg a day for oral naltrexone and mg per injection otherwise
+    ("    moderators: [dose_mg]\n", "dose_mg is mg a day for oral naltrexone",
+     "formulation: [oral], ", "moderators", ["dose_mg"]),
+])
+def test_one_question_rules_are_config_errors_until_the_filters_fix_them(tmp_path, extra, message,
+                                                                        fix, key, value):
     path = tmp_path / "config.yaml"
-    path.write_text(MINIMAL + "    main: true\n", "utf-8")
-    with pytest.raises(ValidationError, match="a main analysis pools one comparator class"):
+    path.write_text(MINIMAL + extra, "utf-8")
+    with pytest.raises(ValidationError, match=message):
         load_config(path)
-    path.write_text(MINIMAL.replace("filters: {", "filters: {comparator_class: [placebo], ")
-                    + "    main: true\n", "utf-8")
-    assert load_config(path)["analyses"]["aud_relapse_rr"]["main"]
-
-
-def test_a_dose_moderator_needs_one_formulation(tmp_path):
-    path = tmp_path / "config.yaml"
-    path.write_text(MINIMAL + "    moderators: [dose_mg]\n", "utf-8")
-    with pytest.raises(ValidationError, match="dose_mg is mg a day for oral naltrexone"):
-        load_config(path)
-    path.write_text(MINIMAL.replace("filters: {", "filters: {formulation: [oral], ")
-                    + "    moderators: [dose_mg]\n", "utf-8")
-    assert load_config(path)["analyses"]["aud_relapse_rr"]["moderators"] == ["dose_mg"]
+    path.write_text(MINIMAL.replace("filters: {", "filters: {" + fix) + extra, "utf-8")
+    assert load_config(path)["analyses"]["aud_relapse_rr"][key] == value
 
 
 def test_every_real_analysis_matches_rows(real):

@@ -29,7 +29,6 @@ parts go on, so one bad section never hides the rest.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
@@ -153,9 +152,15 @@ class FitCache:
     fit reuses the z fit's tau^2 when the engine offers ``with_test``.
     """
 
-    def __init__(self, yi: np.ndarray, vi: np.ndarray, level: float):
+    def __init__(self, yi: np.ndarray, vi: np.ndarray, level: float, pool_k2: bool = True):
         self.yi, self.vi, self.level = yi, vi, level
+        #: whether two studies get a random-effects fit (the plan's pool_k2)
+        self.pool_k2 = pool_k2
         self._fits: dict = {}
+
+    def refuses(self, k: int, method: str) -> bool:
+        """The k = 2 rule: no random-effects model of two studies unless pool_k2."""
+        return k == 2 and not self.pool_k2 and method not in COMMON
 
     def fit(self, mask: np.ndarray, method: str, test: str):
         from .rma import rma
@@ -219,6 +224,8 @@ def _variant(cache: FitCache, used, mask, name, description, method, test, note=
     if k == 1:
         return Variant(name, description, words, 1, None,
                        "not computed: a single study (k = 1), nothing to pool")
+    if cache.refuses(k, method):
+        return Variant(name, description, words, k, None, f"not computed: {K2_VARIANT}")
     try:
         fit = cache.fit(sel, method, test)
     except ValueError as exc:
@@ -289,10 +296,6 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
         out.append(_variant(cache, used | extra, every, "with_sensitivity_rows",
                             f"With the rows kept out of the main model by a rule ({ids})",
                             o.method, o.test))
-    if not o.pool_k2:  # the k = 2 rule of the main model holds for every variant
-        out = [dataclasses.replace(v, fit=None, note=f"not computed: {K2_VARIANT}")
-               if v.k == 2 and v.fit is not None and not v.model.startswith("common") else v
-               for v in out]
     if loo is not None and len(loo.estimate) >= 2:
         est = np.asarray(loo.estimate)
         # argmin/argmax take the first of tied studies: deterministic, in table order
@@ -523,14 +526,14 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     scale = Scale.of(plan.measure, log_ratio_rows=log_ratio_rows)
     k_used = int(used.sum())
     parts = _Parts()
-    cache = FitCache(yi, vi, o.level)
+    cache = FitCache(yi, vi, o.level, o.pool_k2)
     from .data import make_unique  # metafor's slab: duplicate labels get " #1", " #2"
     labels = list(make_unique([str(s) for s in effects["label"]] if "label" in effects
                               else [str(i + 1) for i in range(len(effects))]))
     weights = np.full(len(effects), np.nan)
     main = common = None
     notes = []
-    two_only = k_used == 2 and not o.pool_k2 and o.method not in COMMON
+    two_only = cache.refuses(k_used, o.method)
     if k_used >= 2:
         ee = parts.run("common", cache.fit, used, "EE", "z")
         common = None if ee is None else pooled_from_fit(ee)
