@@ -77,7 +77,7 @@ from .validate import (Problem, ValidationError, did_you_mean, identity, load_sc
 __all__ = ["DOMAINS", "JUDGEMENTS", "OBJECTIVE_OUTCOMES", "OPEN_LABEL_COMPARATORS",
            "DomainJudgement", "Assessment", "overall_judgement", "overall_problem",
            "check_rob", "validate_rob", "design_facts", "combine", "assess", "assess_frame",
-           "weighted_shares"]
+           "JUDGEMENT_COLUMNS", "has_judgements", "judgements_of", "weighted_shares"]
 
 SCHEMA = load_schema("rob")
 #: The five RoB 2 domains, in order.
@@ -464,8 +464,10 @@ def assess_frame(rob: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
                                           "reasons"])
 
 
+#: The columns of each row's judgements, in the figures' order (domains, then overall).
+JUDGEMENT_COLUMNS = tuple(f"rob_{d}" for d in DOMAINS) + ("rob_overall",)
 #: comparisons.csv columns of each row's risk of bias (comparisons.schema.yaml).
-ROB_COLUMNS = tuple(f"rob_{d}" for d in DOMAINS) + ("rob_overall", "rob_reasons")
+ROB_COLUMNS = (*JUDGEMENT_COLUMNS, "rob_reasons")
 
 
 def with_rob(comparisons: pd.DataFrame, rob: pd.DataFrame) -> pd.DataFrame:
@@ -485,24 +487,43 @@ def with_rob(comparisons: pd.DataFrame, rob: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def has_judgements(effects: pd.DataFrame) -> bool:
+    """Whether an effects table carries risk of bias (any of :data:`JUDGEMENT_COLUMNS`).
+
+    Tables written before the risk-of-bias step have none; a table with the
+    columns but no judgement in them is a table whose rows nobody assessed.
+    """
+    return any(c in effects.columns for c in JUDGEMENT_COLUMNS)
+
+
+def judgements_of(effects: pd.DataFrame) -> pd.DataFrame:
+    """Every row of an effects table as a risk-of-bias frame, in its order.
+
+    ``row_id``, ``study_id``, ``label`` and the :data:`DOMAINS` and
+    ``overall`` columns of :func:`assess_frame`, read from the effects
+    table's ``rob_*`` columns (comparisons.csv, :func:`with_rob`); a
+    missing column or an empty cell is ``not_assessed``.
+    """
+    rows = effects.reset_index(drop=True)
+    frame = pd.DataFrame({"row_id": rows.get("row_id", ""),
+                          "study_id": rows.get("study_id", ""),
+                          "label": rows.get("label", rows.get("study_id", ""))},
+                         index=rows.index)
+    for name, col in zip((*DOMAINS, "overall"), JUDGEMENT_COLUMNS):
+        frame[name] = (rows[col].fillna("not_assessed").astype(str) if col in rows
+                       else "not_assessed")
+    return frame
+
+
 def rob_of_effects(effects: pd.DataFrame, result) -> tuple[pd.DataFrame, list[float]]:
     """The used rows of an analysis as a risk-of-bias frame, and their weights.
 
-    The effects table carries each row's ``rob_*`` columns (comparisons.csv,
-    :func:`with_rob`); rows the models do not use are left out, and the
-    weights are the result's (``weights_pct``), in the same order.
+    :func:`judgements_of` the effects table; rows the models do not use are
+    left out, and the weights are the result's (``weights_pct``), in the
+    same order.
     """
     used = [bool(u) for u in result.used]
-    rows = effects.loc[used].reset_index(drop=True)
-    frame = pd.DataFrame({"row_id": rows.get("row_id", ""),
-                          "study_id": rows.get("study_id", ""),
-                          "label": rows.get("label", rows.get("study_id", ""))})
-    for d in DOMAINS:
-        col = f"rob_{d}"
-        frame[d] = (rows[col].fillna("not_assessed").astype(str) if col in rows
-                    else "not_assessed")
-    frame["overall"] = (rows["rob_overall"].fillna("not_assessed").astype(str)
-                        if "rob_overall" in rows else "not_assessed")
+    frame = judgements_of(effects).loc[used].reset_index(drop=True)
     weights = [w for w, u in zip(result.weights_pct, used) if u]
     return frame, weights
 

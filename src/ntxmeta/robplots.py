@@ -47,7 +47,8 @@ from . import style
 from .rob import DOMAINS, JUDGEMENTS, NAMES, SHORT, weighted_shares
 from .style import save_figure
 
-__all__ = ["rob_traffic_light", "rob_summary", "save_figure", "COLUMNS"]
+__all__ = ["rob_traffic_light", "rob_summary", "save_figure", "COLUMNS", "check_frame",
+           "draw_judgement", "domain_key", "judgement_key"]
 
 #: The columns of both figures: the five domains, then overall.
 COLUMNS: tuple[str, ...] = (*DOMAINS, "overall")
@@ -68,7 +69,7 @@ SUMMARY_PLOT_IN = 3.2
 SHARE_LABEL_MIN_PCT = 10.0
 
 
-def _check(rob_frame: pd.DataFrame) -> list[str]:
+def check_frame(rob_frame: pd.DataFrame) -> list[str]:
     """The study labels; ValueError if a column or a judgement is missing or unknown."""
     missing = [c for c in COLUMNS if c not in rob_frame.columns]
     if missing:
@@ -91,8 +92,34 @@ def _judgement_handles() -> list:
                    label=f"{style.ROB_SYMBOLS[j]}  {style.ROB_WORDS[j]}") for j in JUDGEMENTS]
 
 
-def _domain_key() -> str:
-    return "\n".join(f"{SHORT[d]}: {NAMES[d]}" for d in DOMAINS)
+def domain_key() -> list[str]:
+    """The key of the domain columns, one entry per domain: 'D1: Randomisation process', ..."""
+    return [f"{SHORT[d]}: {NAMES[d]}" for d in DOMAINS]
+
+
+def judgement_key() -> list[str]:
+    """The key of the dots in words, one entry per judgement: '+ Low', '\u2212 Some concerns', ..."""
+    return [f"{style.ROB_SYMBOLS[j]} {style.ROB_WORDS[j]}" for j in JUDGEMENTS]
+
+
+def draw_judgement(ax: Axes, x: float, y: float, judgement: str, *, cell: str,
+                   transform=None, dot_pt: float = DOT_PT,
+                   symbol_pt: float = SYMBOL_SIZE) -> None:
+    """One cell: a dot coloured by the judgement with its symbol on it.
+
+    The dot is a PathCollection with ``gid`` ``rob:{cell}``, the symbol a
+    Text with ``gid`` ``robsym:{cell}`` (``cell`` is ``{row}:{column}``).
+    ``transform`` places (x, y) (default the data coordinates); a cell
+    placed by another transform (the forest plot's columns, outside the
+    Axes) is not clipped.
+    """
+    where = {} if transform is None else {"transform": transform}
+    ax.scatter([x], [y], s=dot_pt ** 2, facecolors=style.ROB_COLOURS[judgement],
+               edgecolors=style.INK, linewidths=style.THIN_LINE, zorder=3, gid=f"rob:{cell}",
+               clip_on=transform is None, **where)
+    ax.text(x, y, style.ROB_SYMBOLS[judgement], ha="center", va="center_baseline",
+            color=style.ROB_SYMBOL_INK[judgement], fontproperties=style.font(symbol_pt, "bold"),
+            zorder=4, gid=f"robsym:{cell}", **where)
 
 
 def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
@@ -118,7 +145,7 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ValueError
         If a column is missing or a cell is not a judgement.
     """
-    labels = _check(rob_frame)
+    labels = check_frame(rob_frame)
     n = len(labels)
     prop = style.font()
     labels = [style.fit_text(t, LABEL_MAX_IN, prop) for t in labels]
@@ -135,14 +162,7 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
     with style.styled():
         for i, rec in enumerate(rob_frame[list(COLUMNS)].to_dict("records")):
             for x, col in enumerate(COLUMNS):
-                j = rec[col]
-                ax.scatter([x], [i], s=DOT_PT ** 2, facecolors=style.ROB_COLOURS[j],
-                           edgecolors=style.INK, linewidths=style.THIN_LINE, zorder=3,
-                           gid=f"rob:{i}:{col}")
-                ax.text(x, i, style.ROB_SYMBOLS[j], ha="center", va="center_baseline",
-                        color=style.ROB_SYMBOL_INK[j], fontproperties=style.font(SYMBOL_SIZE,
-                                                                                  "bold"),
-                        zorder=4, gid=f"robsym:{i}:{col}")
+                draw_judgement(ax, x, i, rec[col], cell=f"{i}:{col}")
         ax.axvline(len(DOMAINS) - 0.5, color=style.MID, linewidth=style.THIN_LINE)
         for i in range(n):
             ax.axhline(i, color=style.FAINT, linewidth=style.THIN_LINE, zorder=1)
@@ -154,7 +174,7 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
         ax.tick_params(length=0)
         for spine in ax.spines.values():
             spine.set_visible(False)
-        ax.text(0.0, -0.04, _domain_key(), transform=ax.transAxes, ha="right", va="top",
+        ax.text(0.0, -0.04, "\n".join(domain_key()), transform=ax.transAxes, ha="right", va="top",
                 fontproperties=style.font(style.SMALL_SIZE), gid="rob:key")
         ax.legend(handles=_judgement_handles(), loc="upper left", bbox_to_anchor=(0.0, -0.02),
                   title="Judgement", alignment="left", borderaxespad=0.0, handletextpad=0.3)
@@ -192,7 +212,7 @@ def rob_summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | No
         As :func:`rob_traffic_light`, or if the weights do not fit (see
         :func:`ntxmeta.rob.weighted_shares`).
     """
-    _check(rob_frame)
+    check_frame(rob_frame)
     shares = weighted_shares(rob_frame, weights)
     names = {**{d: f"{SHORT[d]} {NAMES[d]}" for d in DOMAINS}, "overall": "Overall"}
     if ax is None:
