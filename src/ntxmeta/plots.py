@@ -13,7 +13,9 @@ Every function takes plain data, never file paths:
   (``data/processed/effects/{analysis}.csv``), one row per study in the
   order of ``result.weights_pct`` and ``result.used``: ``label``, ``year``,
   ``subgroup``, ``yi``, ``vi``, ``sei``, ``ci_lb``, ``ci_ub`` (analysis
-  scale), arm-level columns and ``confidence``.
+  scale), arm-level columns, ``confidence`` and each row's risk of bias
+  (``rob_d1_randomisation`` ... ``rob_d5_reporting``, ``rob_overall``;
+  :func:`ntxmeta.rob.judgements_of`).
 
 The plots compute no statistic: every estimate, interval, test, weight,
 fitted line and trim-and-fill study is read from the result; what is done
@@ -33,6 +35,9 @@ interval) drawn as text columns left and right of an effect axis. Column
 widths are measured with the renderer before anything is placed, long study
 labels are cut with an ellipsis, and spanning notes (heterogeneity, tests)
 widen the left block rather than run into the plot, so no two texts overlap.
+A column may hold dots instead of text: the forest's risk-of-bias columns,
+one per RoB 2 domain and one for the overall judgement, drawn by
+:func:`ntxmeta.robplots.draw_judgement` as the traffic light draws them.
 Those columns sit outside the Axes: when you pass your own ``ax``, leave
 room on both sides of it.
 
@@ -67,7 +72,7 @@ from matplotlib.patches import Patch, Polygon
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-from . import style
+from . import rob, robplots, style
 from ._common import z_crit
 from .data import make_unique
 from .result import AnalysisResult, MetaRegression, Pooled, Scale, Series, SubgroupLevel, Test
@@ -85,10 +90,21 @@ ACRONYMS = frozenset({"xr", "iv", "im", "sc", "aud", "oud", "ntx", "oprm1", "gp"
 #: Table geometry, in inches. A row of 0.19 in fits 8 pt text with air.
 ROW_IN = 0.19
 COL_GAP_IN = 0.12          # between two text columns
+#: Risk-of-bias columns (RevMan's, right of the weights): a dot of 10 pt with
+#: a 6-pt symbol fits a 0.19-in (13.7-pt) row with air above and below (the
+#: traffic light's 12-pt dot would all but touch the next row's), and dots
+#: of adjacent domains stand this far apart; the overall column keeps the
+#: gap of a text column, to set it off from the domains.
+ROB_DOT_PT = 10.0
+ROB_SYMBOL_PT = 6.0
+ROB_GAP_IN = 0.04
 PLOT_GAP_IN = 0.18         # between a text block and the plot
 PLOT_IN = 2.3              # width of the effect axis
 LABEL_MAX_IN = 1.8         # study labels longer than this are cut with an ellipsis
 MARGIN_IN = 0.1
+POINTS_PER_IN = 72.0
+#: Where a column's anchor sits in its width, by the column's alignment.
+ALIGN_AT = {"left": 0.0, "center": 0.5, "right": 1.0}
 #: Figure kinds whose size is computed from their content (a table beside an
 #: effect axis, MARGIN_IN of white on every side): they are saved as they
 #: are (``save_figure(..., crop=False)``), without the tight crop that
@@ -310,13 +326,20 @@ def _overall_test(fit: Pooled) -> str:
 
 @dataclass(frozen=True)
 class _Col:
-    """A text column left or right of the plot; ``group`` spans adjacent columns."""
+    """A text column left or right of the plot; ``group`` spans adjacent columns.
+
+    ``gap_in`` is the space before the column (from the one left of it);
+    a ``dot`` column's cells are risk-of-bias judgements, each drawn as a
+    dot (:func:`ntxmeta.robplots.draw_judgement`), not as text.
+    """
 
     key: str
     header: str
     side: str
     align: str = "right"
     group: str = ""
+    gap_in: float = COL_GAP_IN
+    dot: bool = False
 
 
 @dataclass(frozen=True)
@@ -325,6 +348,7 @@ class _Row:
 
     ``area`` (STUDY rows) is the marker area as a fraction of the largest.
     NOTE rows carry their text in ``cells["note"]``; it spans the left block.
+    ``ref`` is the effects row of a study row (it names the row's dots).
     """
 
     kind: str
@@ -333,6 +357,7 @@ class _Row:
     lb: float = math.nan
     ub: float = math.nan
     area: float = 1.0
+    ref: int = -1
 
 
 @dataclass(frozen=True)
@@ -381,11 +406,15 @@ def _measure(table: _Table) -> _Layout:
     widths = {}
     for col in table.cols:
         texts = [(col.header, _row_font(HEADING))]
-        texts += [(row.cells[col.key], _row_font(row.kind)) for row in table.rows if col.key in row.cells]
+        if not col.dot:
+            texts += [(row.cells[col.key], _row_font(row.kind)) for row in table.rows
+                      if col.key in row.cells]
         widths[col.key] = max(style.text_width_in(t, p) for t, p in texts)
+        if col.dot:
+            widths[col.key] = max(widths[col.key], ROB_DOT_PT / POINTS_PER_IN)
 
     def run(cols: Sequence[_Col]) -> float:
-        return sum(widths[c.key] for c in cols) + COL_GAP_IN * max(len(cols) - 1, 0)
+        return sum(widths[c.key] for c in cols) + sum(c.gap_in for c in cols[1:])
 
     for name in sorted({c.group for c in table.cols if c.group}):  # a group header wider than its columns
         members = [c for c in table.cols if c.group == name]
@@ -400,12 +429,13 @@ def _measure(table: _Table) -> _Layout:
     anchor: dict[str, float] = {}
     span: dict[str, tuple[float, float]] = {}
     for cols, x in ((left, -run(left) - PLOT_GAP_IN), (right, PLOT_GAP_IN)):
-        for col in cols:
-            anchor[col.key] = x + (widths[col.key] if col.align == "right" else 0.0)
+        for n, col in enumerate(cols):
+            x += col.gap_in if n else 0.0
+            anchor[col.key] = x + widths[col.key] * ALIGN_AT[col.align]
             if col.group:
                 lo, _ = span.get(col.group, (x, x))
                 span[col.group] = (lo, x + widths[col.key])
-            x += widths[col.key] + COL_GAP_IN
+            x += widths[col.key]
     return _Layout(anchor, span, run(left) + PLOT_GAP_IN, run(right) + PLOT_GAP_IN if right else 0.0)
 
 
@@ -548,7 +578,11 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
             put("left", -layout.left_in, y, row.cells["note"], _row_font(NOTE), "left", style.DARK)
             continue
         for col in table.cols:
-            if col.key in row.cells:
+            if col.key in row.cells and col.dot:
+                robplots.draw_judgement(ax, layout.anchor[col.key], y, row.cells[col.key],
+                                        cell=f"{row.ref}:{col.key}", transform=trans[col.side],
+                                        dot_pt=ROB_DOT_PT, symbol_pt=ROB_SYMBOL_PT)
+            elif col.key in row.cells:
                 put(col.side, layout.anchor[col.key], y, row.cells[col.key],
                     _row_font(row.kind), col.align)
         if row.kind in _GRAPHIC_KINDS:
@@ -617,6 +651,27 @@ def _arm_columns(effects: pd.DataFrame) -> list[_Col]:
     return [_Col(f"{f}_{arm}", header, "left", group=_capital(name))
             for arm, name in (("treat", FAVOURS[0]), ("ctrl", FAVOURS[1]))
             for f, header in fields]
+
+
+#: Risk-of-bias columns: their group header and the overall judgement's header
+#: (a letter, as RevMan heads its narrow columns; the key says what it is).
+ROB_GROUP = "Risk of bias"
+OVERALL_HEADER = "O"
+
+
+def _rob_columns() -> list[_Col]:
+    """One narrow dot column per RoB 2 domain (D1...D5), then the overall judgement (O)."""
+    headers = {**rob.SHORT, "overall": OVERALL_HEADER}
+    return [_Col(c, headers[c], "right", align="center", group=ROB_GROUP, dot=True,
+                 gap_in=ROB_GAP_IN if 0 < n < len(rob.DOMAINS) else COL_GAP_IN)
+            for n, c in enumerate(robplots.COLUMNS)]
+
+
+def _rob_key() -> list[_Row]:
+    """The key under the table: what D1...D5 and O are (robplots' key), and the symbols."""
+    domains = [*robplots.domain_key(), f"{OVERALL_HEADER}: Overall"]
+    return (_notes(f"{ROB_GROUP} (RoB 2): " + "; ".join(domains))
+            + _notes(", ".join(robplots.judgement_key())))
 
 
 def _decimals(values: pd.Series) -> int:
@@ -691,12 +746,18 @@ def _label_cell(text: str, mark: str = "") -> str:
 
 @dataclass(frozen=True)
 class _Studies:
-    """The effects table with the result's per-row weights and used flags."""
+    """The effects table with the result's per-row weights and used flags.
+
+    ``rob``: each row's risk-of-bias judgements (:func:`ntxmeta.rob.judgements_of`),
+    or None when the table has no ``rob_*`` column (written before the
+    risk-of-bias step): then the forest has no risk-of-bias columns.
+    """
 
     effects: pd.DataFrame
     weights: np.ndarray   # percent of the overall model, NaN where not used
     used: np.ndarray      # bool
     wmax: float           # the largest overall weight (NaN if none)
+    rob: pd.DataFrame | None = None
 
     @classmethod
     def of(cls, effects: pd.DataFrame, result: AnalysisResult) -> "_Studies":
@@ -704,8 +765,16 @@ class _Studies:
         weights = np.asarray(result.weights_pct, dtype=float)
         used = np.asarray(result.used, dtype=bool)
         finite = weights[used & np.isfinite(weights)]
+        judged = None
+        if rob.has_judgements(effects):
+            judged = rob.judgements_of(effects)
+            try:
+                robplots.check_frame(judged)
+            except ValueError as err:
+                raise ValueError(f"{result.name}: the effects table's risk of bias (rob_*): "
+                                 f"{err}") from err
         return cls(effects.reset_index(drop=True), weights, used,
-                   float(finite.max()) if finite.size else math.nan)
+                   float(finite.max()) if finite.size else math.nan, judged)
 
 
 def _study_rows(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col],
@@ -727,15 +796,17 @@ def _study_rows(studies: _Studies, rows: Sequence[int], arm_cols: Sequence[_Col]
             cells[c.key] = _fmt(v, digits[c.key]) if math.isfinite(v) else ""
         yi, lb, ub = (_num(rec.get(k)) for k in ("yi", "ci_lb", "ci_ub"))
         cells["effect"] = _effect(scale, yi, lb, ub) if math.isfinite(yi) else "not estimable"
+        if studies.rob is not None:  # shown on rows left out of the pool too
+            cells.update({c: studies.rob.at[i, c] for c in robplots.COLUMNS})
         weight = studies.weights[i]
         if studies.used[i]:
             cells["weight"] = f"{weight:.1f}%" if math.isfinite(weight) else ""
             area = weight / studies.wmax if math.isfinite(weight) and studies.wmax > 0 else 0.0
-            out.append(_Row(STUDY, cells, yi, lb, ub, area))
+            out.append(_Row(STUDY, cells, yi, lb, ub, area, ref=i))
         else:
             cells["weight"] = (SENSITIVITY_ONLY if str(rec.get("role", "")) == "sensitivity"
                                else NOT_POOLED)
-            out.append(_Row(EXCLUDED, cells, yi, lb, ub, 0.0))
+            out.append(_Row(EXCLUDED, cells, yi, lb, ub, 0.0, ref=i))
     return out
 
 
@@ -852,11 +923,18 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     marks low-confidence rows); arm-level data (events and totals, or mean,
     SD and total per arm); the effect and its CI on the shown scale (RR, not
     log RR, when ``result.scale.log``); the weight in percent
-    (``result.weights_pct``). Squares have an area proportional to the
-    study's weight in the overall model, in subgroup blocks too; rows that
-    do not enter the models (``result.used`` False) have no square, their CI
-    in grey and "not pooled" as their weight. CIs that leave the axis end in
-    an arrow.
+    (``result.weights_pct``); then, when the effects table has ``rob_*``
+    columns, risk of bias as RevMan draws it: one narrow column per RoB 2
+    domain (D1...D5) and one for the overall judgement (O), a dot per study
+    row coloured and marked as in the traffic light (+ low, − some
+    concerns, × high, ? not assessed; an empty cell is not assessed), on
+    rows left out of the pool too but not on summary rows, and a key of the
+    domains and symbols under the notes. Without ``rob_*`` columns (tables
+    written before the risk-of-bias step) there are no such columns. Squares
+    have an area proportional to the study's weight in the overall model, in
+    subgroup blocks too; rows that do not enter the models (``result.used``
+    False) have no square, their CI in grey and "not pooled" as their
+    weight. CIs that leave the axis end in an arrow.
 
     Below the studies: the diamond of ``result.main`` ("Random-effects model
     (REML)", "Common-effect model" for EE) with its arm totals, the
@@ -886,11 +964,15 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     Returns
     -------
     Axes
+        Each risk-of-bias dot is a PathCollection with ``gid``
+        ``rob:{row}:{column}`` (``row`` the effects row, ``column`` one of
+        :data:`ntxmeta.robplots.COLUMNS`), its symbol a Text ``robsym:...``.
 
     Raises
     ------
     ValueError
-        When ``effects`` does not have one row per entry of ``result.weights_pct``.
+        When ``effects`` does not have one row per entry of ``result.weights_pct``,
+        or a ``rob_*`` cell is not one of :data:`ntxmeta.rob.JUDGEMENTS`.
     """
     scale = result.scale
     studies = _Studies.of(effects, result)
@@ -898,7 +980,8 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     cols = (_Col("label", "Study", "left", align="left"),
             _Col("outcome", "Time: outcome", "left", align="left"), *arm_cols,
             _Col("effect", f"{scale.name} [{result.level:.0f}% CI]", "right"),
-            _Col("weight", "Weight", "right"))
+            _Col("weight", "Weight", "right"),
+            *(_rob_columns() if studies.rob is not None else ()))
     every = range(len(studies.effects))
     rows: list[_Row] = []
     if result.subgroups is None:
@@ -937,6 +1020,8 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
             rows += _notes(f"{mark.strip()} {words}")
     for line in _definition_notes(effects, studies.used):
         rows += _notes(line)
+    if studies.rob is not None:
+        rows += _rob_key()
     return _draw_table(_Table(tuple(cols), tuple(rows), scale, result.title or None,
                               _favours(result)), ax)
 

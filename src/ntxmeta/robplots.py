@@ -23,7 +23,12 @@ Each dot, symbol and bar segment carries a ``gid`` (``rob:{row}:{column}``,
 ``robsym:{row}:{column}``, ``robsum:{column}:{judgement}``) that the SVG
 keeps as its ``id``, so a test or an editor can find every cell.
 
-Each function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
+:func:`draw_judgement` draws one cell, :func:`domain_key` and
+:func:`judgement_key` are the key in words: the forest plot
+(:func:`ntxmeta.plots.forest`) draws its risk-of-bias columns and key with
+them, so the two figures cannot drift apart.
+
+Each figure function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
 habit 12); with ``ax=None`` it makes its own Agg-backed Figure sized to its
 content (save it with :func:`ntxmeta.style.save_figure`, cropped).
 
