@@ -366,8 +366,13 @@ def test_sof_continuous_and_unpooled_rows():
     eff1 = pd.DataFrame({"study_id": ["a"], "label": ["a"], "yi": [0.2], "vi": [0.1]})
     single = run_plan(config({"one": {"measure": "GEN"}}).analyses["one"], eff1)
     r = ev.sof_row(single, eff1)
-    assert math.isnan(r["estimate"]) and r["status"].startswith("no pooled estimate: a single study")
-    assert r["imprecision"] == "not assessed" and r["small_study_effects"] == "not assessed (k < 10)"
+    # k = 1: the trial's own estimate and Wald CI (0.2 -+ 1.959964 sqrt(0.1)), not pooled
+    assert r["status"].startswith("no pooled estimate: a single study")
+    assert (r["estimate"], r["ci_lb"], r["ci_ub"]) == pytest.approx(
+        (0.2, 0.2 - 1.959963985 * 0.1 ** 0.5, 0.2 + 1.959963985 * 0.1 ** 0.5), rel=1e-9)
+    assert r["model"].startswith("a single trial (k = 1)")
+    assert r["imprecision"] == "not assessed (k = 1)" and r["small_study_effects"] == "not assessed (k < 10)"
+    assert r["certainty_label"] in ("High", "Moderate", "Low", "Very low")
 
 
 def test_sof_order_and_main_selection():

@@ -382,7 +382,41 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
                 hint = "" if mod in columns else did_you_mean(mod, numeric)
                 report(base + ("moderators", i), f"not a numeric column of comparisons.csv"
                        f"{hint}; use one of {one_of(numeric)}", mod)
+    _check_grade(data, analyses if isinstance(analyses, dict) else {}, report)
     return usable
+
+
+def _check_mid(where: tuple, mid, report: _Reporter, null: float) -> None:
+    if (isinstance(mid, list) and len(mid) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in mid)
+            and not mid[0] < null < mid[1]):
+        report(where, f"a minimal important difference is [lower, upper] around no effect "
+               f"({null:g}): lower < {null:g} < upper", mid)
+
+
+def _check_grade(data: dict, analyses: dict, report: _Reporter) -> None:
+    """MIDs around no effect, MH pooling of a binary measure, overrides of known analyses."""
+    grade = data.get("grade") if isinstance(data.get("grade"), dict) else {}
+    for measure, mid in (grade.get("mid") or {}).items():
+        _check_mid(("grade", "mid", measure), mid, report, 0.0 if measure in NULL_ZERO else 1.0)
+    for name in (grade.get("overrides") or {}):
+        if name not in analyses:
+            report(("grade", "overrides", name), f"not an analysis of this config"
+                   f"{did_you_mean(name, list(analyses))}", name)
+    for name, a in analyses.items():
+        if not isinstance(a, dict):
+            continue
+        measure = a.get("measure")
+        if "mid" in a:
+            _check_mid(("analyses", name, "mid"), a["mid"], report,
+                       0.0 if measure in NULL_ZERO else 1.0)
+        if a.get("pooling") == "mantel_haenszel" and measure not in ("RR", "OR", "RD"):
+            report(("analyses", name, "pooling"), "Mantel-Haenszel pools 2x2 tables: use "
+                   "measure RR, OR or RD, or pooling: inverse_variance", "mantel_haenszel")
+
+
+#: Measures whose no-effect value is 0 (differences); ratios have 1.
+NULL_ZERO = ("RD", "SMD", "MD")
 
 
 #: Moderators whose unit differs by formulation (mg a day for oral
@@ -462,7 +496,11 @@ def resolve(data: dict) -> dict:
         a.setdefault("main", False)
         a.setdefault("overall", True)
         a.setdefault("events", "bad")
+        a.setdefault("pooling", "inverse_variance")
         a.setdefault("outcome_hierarchy", cfg["outcome_hierarchy"])
+    grade = cfg.setdefault("grade", {})
+    grade.setdefault("mid", {})
+    grade.setdefault("overrides", {})
     return cfg
 
 

@@ -75,12 +75,15 @@ References
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
+from . import grade
 from .analysis import SMALL_STUDY_MIN_K, model_words, number_column, text_column
+from .grade import LICENSED_ORAL_MG
 from .plan import Config
 from .result import AnalysisResult, Pooled
 
@@ -121,7 +124,11 @@ SOF_COLUMNS = ("indication", "analysis", "outcome", "comparator", "formulation",
                "acr_per_1000", "cr_per_1000", "cr_lb_per_1000", "cr_ub_per_1000",
                "ard_per_1000", "ard_lb_per_1000", "ard_ub_per_1000", "nnt_kind", "nnt",
                "nnt_ci", "imprecision", "inconsistency", "small_study_effects",
-               "low_confidence_weight_pct", "status")
+               "low_confidence_weight_pct", "certainty", "certainty_level", "certainty_label",
+               "statement", "footnotes", "status")
+#: One row per SoF row and GRADE domain: the rating, its reason, any override.
+CERTAINTY_COLUMNS = ("indication", "analysis", "outcome", "domain", "levels", "reason",
+                     "override", "rule_levels", "rule_reason")
 SUBGROUP_COLUMNS = ("analysis", "subgroup", "level", "row", "k", "estimate", "ci_lb", "ci_ub",
                     "tau2", "I2_pct", "statistic", "df", "pval", "note")
 SMALL_STUDY_COLUMNS = ("analysis", "k", "assessed", "egger_z", "egger_p", "egger_limit",
@@ -330,8 +337,91 @@ def _low_confidence_weight(effects: pd.DataFrame, result: AnalysisResult) -> flo
     return float(w[ok & low].sum() / w[ok].sum() * 100) if ok.any() and w[ok].sum() > 0 else math.nan
 
 
-def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = ()) -> dict:
-    """One summary-of-findings row for one analysis (see the module docstring)."""
+def indirectness_flags(effects: pd.DataFrame) -> list[tuple[str, ...]]:
+    """GRADE indirectness flags of each row, "domain: reason" (:mod:`ntxmeta.grade`).
+
+    The raw ``indirectness`` entries, and two design facts: an oral dose
+    other than the licensed 50 mg a day, and a combination with another
+    active drug (``pooling_issue`` combination_treatment).
+    """
+    given = text_column(effects, "indirectness") if "indirectness" in effects else None
+    raw = (effects["indirectness"].astype(object).where(effects["indirectness"].notna(), "")
+           if given is not None else pd.Series([""] * len(effects), index=effects.index))
+    dose = number_column(effects, "dose_mg")
+    oral = text_column(effects, "formulation").eq("oral").to_numpy()
+    combo = text_column(effects, "pooling_issue").str.contains("combination_treatment").to_numpy()
+    out = []
+    for i, text in enumerate(raw):
+        flags = [f.strip() for f in str(text).split(";") if f.strip()]
+        if oral[i] and np.isfinite(dose[i]) and dose[i] != LICENSED_ORAL_MG:
+            flags.append(f"intervention: oral {dose[i]:g} mg a day (licensed: "
+                         f"{LICENSED_ORAL_MG:g} mg)")
+        if combo[i]:
+            flags.append("intervention: naltrexone combined with another active drug")
+        out.append(tuple(flags))
+    return out
+
+
+def _single_trial(result: AnalysisResult, effects: pd.DataFrame, used: np.ndarray):
+    """Estimate and CI of the one pooled trial (k = 1) on the shown scale, a Wald interval."""
+    y, v = number_column(effects, "yi")[used][0], number_column(effects, "vi")[used][0]
+    z = NormalDist().inv_cdf(0.5 + result.level / 200.0)
+    show = result.scale.show
+    return float(show(y)), float(show(y - z * math.sqrt(v))), float(show(y + z * math.sqrt(v)))
+
+
+def grade_evidence(result: AnalysisResult, effects: pd.DataFrame, row: Mapping,
+                   plain_outcome: str, mid=None) -> grade.Evidence:
+    """What the GRADE rules read of one SoF row (its numbers and its pooled rows)."""
+    used = np.asarray(result.used, dtype=bool)
+    show = result.scale.show
+    lb, ub = number_column(effects, "ci_lb")[used], number_column(effects, "ci_ub")[used]
+    ss = result.small_study
+    test = (("Harbord", ss.harbord) if ss is not None and ss.harbord is not None
+            else ("Egger", ss.egger if ss is not None else None))
+    weights = np.asarray(result.weights_pct, dtype=float)[used]
+    return grade.Evidence(
+        outcome=plain_outcome, estimate=row["estimate"], ci=(row["ci_lb"], row["ci_ub"]),
+        null=float(result.scale.null), k=result.k_used, binary=result.events is not None,
+        events=row["events"], participants=row["participants"],
+        pi=(row["pi_lb"], row["pi_ub"]), i2_pct=row["I2_pct"], i2_q_pct=row["I2_q_pct"],
+        q_pval=row["q_pval"], weights=tuple(map(float, weights)),
+        rob=tuple(text_column(effects, "rob_overall")[used]),
+        indirect=tuple(f for f, u in zip(indirectness_flags(effects), used) if u),
+        trial_ci=tuple(zip(map(float, show(lb)), map(float, show(ub)))),
+        small_study_test=test[0], small_study_p=test[1].pval if test[1] is not None else math.nan,
+        mid=mid, good_events=result.good_events)
+
+
+def _with_certainty(row: dict, result: AnalysisResult, effects: pd.DataFrame, plan) -> dict:
+    """The SoF row with its GRADE certainty, statement and footnotes."""
+    outcome = plan.plain_outcome if plan is not None else result.title
+    ev = grade_evidence(result, effects, row, outcome, plan.mid if plan is not None else None)
+    c = grade.certainty(ev, plan.overrides if plan is not None else None)
+    row.update(certainty=c.text, certainty_level=c.level, certainty_label=c.label,
+               statement=c.statement,
+               footnotes=" ".join(f"{grade.letter(i)}. {f}" for i, f in enumerate(c.footnotes)))
+    row["_ratings"] = c.ratings
+    return row
+
+
+def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = (),
+            plan=None) -> dict:
+    """One summary-of-findings row for one analysis (see the module docstring).
+
+    With the analysis's ``plan``, the GRADE certainty uses its minimal
+    important difference, plain-language outcome and reviewer overrides.
+    """
+    row = _sof_numbers(result, effects, indications)
+    if row["k"] == 0:
+        row.update(certainty="not rated: no trial", certainty_label="", footnotes="",
+                   statement="No trial answers this question.", _ratings=())
+        return row
+    return _with_certainty(row, result, effects, plan)
+
+
+def _sof_numbers(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = ()) -> dict:
+    """The numbers of one summary-of-findings row (estimates, absolute effects, flags)."""
     measure = result.measure
     used = np.asarray(result.used, dtype=bool)
     if used.size != len(effects):
@@ -352,6 +442,12 @@ def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = 
     fit = result.main
     if fit is None and result.k_used == 2 and result.common is not None:
         fit = result.common  # k = 2 without random-effects pooling: the common effect, so named
+    if fit is None and result.k_used == 1:
+        est, lb, ub = _single_trial(result, effects, used)
+        row.update(estimate=est, ci_lb=lb, ci_ub=ub, model="a single trial (k = 1): its own "
+                   "estimate, not pooled", imprecision="not assessed (k = 1)",
+                   inconsistency="not assessed (k = 1)", small_study_effects=NOT_ASSESSED)
+        return row
     if fit is None:
         row.update(imprecision="not assessed", inconsistency="not assessed",
                    small_study_effects=NOT_ASSESSED if row["k"] < SMALL_STUDY_MIN_K else "not assessed")
@@ -415,12 +511,25 @@ def summary_of_findings(effects_by_analysis: Mapping[str, pd.DataFrame],
     """
     names = [n for n in config.analyses if n in results]
     main = [n for n in names if config.analyses[n].main]
+    return _sof_and_certainty(effects_by_analysis, results, config)[0]
+
+
+def _sof_and_certainty(effects_by_analysis, results, config) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary of findings and its GRADE ratings (one row per analysis and domain)."""
+    names = [n for n in config.analyses if n in results]
+    main = [n for n in names if config.analyses[n].main]
     rows = [{**sof_row(results[n], effects_by_analysis.get(n, pd.DataFrame()),
-                       config.analyses[n].filter_values("indication")), "analysis": n}
+                       config.analyses[n].filter_values("indication"), config.analyses[n]),
+             "analysis": n}
             for n in (main or names)]
     order = {n: i for i, n in enumerate(names)}
     rows.sort(key=lambda r: (_indication_key(r["indication"]), order[r["analysis"]]))
-    return pd.DataFrame(rows, columns=list(SOF_COLUMNS))
+    ratings = [{"indication": r["indication"], "analysis": r["analysis"], "outcome": r["outcome"],
+                "domain": x.domain, "levels": x.levels, "reason": x.reason, "override": x.override,
+                "rule_levels": x.rule_levels if x.override else math.nan,
+                "rule_reason": x.rule_reason} for r in rows for x in r.pop("_ratings")]
+    return (pd.DataFrame(rows, columns=list(SOF_COLUMNS)),
+            pd.DataFrame(ratings, columns=list(CERTAINTY_COLUMNS)))
 
 
 # --------------------------------------------------------------------------- subgroups
@@ -525,7 +634,8 @@ TABLE_DIGITS = {
                             "tau2": 4, "acr_per_1000": 0, "cr_per_1000": 0, "cr_lb_per_1000": 0,
                             "cr_ub_per_1000": 0, "ard_per_1000": 0, "ard_lb_per_1000": 0,
                             "ard_ub_per_1000": 0, "nnt": 0, "low_confidence_weight_pct": 1,
-                            "I2_q_pct": 0, "q_pval": 4},
+                            "I2_q_pct": 0, "q_pval": 4, "certainty_level": 0},
+    "certainty": {"levels": 0, "rule_levels": 0},
     "sensitivity": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1},
     "published_comparison": {"k": 0, "studies": 0},
     "subgroups": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1, "statistic": 2},
@@ -595,8 +705,10 @@ def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, A
     sens = [sensitivity_table(results[n]).assign(analysis=n) for n in order]
     sens_frame = (pd.concat(sens, ignore_index=True) if sens
                   else pd.DataFrame(columns=list(SENSITIVITY_COLUMNS)))
+    sof, certainty = _sof_and_certainty(effects, results, config)
     return {
-        "summary_of_findings": summary_of_findings(effects, results, config),
+        "summary_of_findings": sof,
+        "certainty": certainty,
         "sensitivity": sens_frame,
         "subgroups": subgroup_table(results),
         "small_study_effects": small_study_table(results),

@@ -28,7 +28,7 @@ from .result import AnalysisResult, Scale
 EFFECT_COLUMNS = (
     "row_id", "study_id", "label", "year", "subgroup", "indication", "outcome", "event",
     "outcome_definition", "timepoint", "analysis_population", "primary_outcome",
-    "comparator_class", "comparator_type", "comparator", "formulation", "genotype", "dose_mg",
+    "indirectness", "pooling_issue", "comparator_class", "comparator_type", "comparator", "formulation", "genotype", "dose_mg",
     "followup_weeks", "data_type", "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl", "log_ratio", "var_log_ratio",
     "yi", "vi", "sei", "ci_lb", "ci_ub", "role", "chosen_because", "exclusion_reason",

@@ -94,6 +94,19 @@ class AnalysisPlan:
     hierarchy: Filters = ()
     #: "bad" (relapse, no response: RR < 1 favours naltrexone) or "good" (response)
     events: str = "bad"
+    #: "inverse_variance" (random effects) or "mantel_haenszel" (common effect, harms)
+    pooling: str = "inverse_variance"
+    #: GRADE: minimal important differences (lower, upper) on the shown scale, or None
+    mid: tuple | None = None
+    #: GRADE: the outcome as the plain-language statement names it
+    plain_outcome: str = ""
+    #: GRADE: reviewer overrides, ((domain, levels, reason), ...)
+    grade_overrides: tuple = ()
+
+    @property
+    def overrides(self) -> dict:
+        """The reviewer overrides as :func:`ntxmeta.grade.certainty` takes them."""
+        return {d: {"levels": n, "reason": r} for d, n, r in self.grade_overrides}
 
     @property
     def selection(self) -> dict:
@@ -101,7 +114,7 @@ class AnalysisPlan:
         return {"filters": {k: list(v) for k, v in self.filters}, "measure": self.measure,
                 **vars(self.options), "subgroup": self.subgroup, "moderators": list(self.moderators),
                 "main": self.main, "title": self.title, "overall": self.overall,
-                "events": self.events,
+                "events": self.events, "pooling": self.pooling,
                 "outcome_hierarchy": [[c, list(v)] for c, v in self.hierarchy],
                 "subsets": [[s.name, s.title, [[c, list(v)] for c, v in s.exclude]]
                             for s in self.subsets]}
@@ -132,6 +145,16 @@ def _subsets(sensitivity: Mapping) -> tuple[Subset, ...]:
                               for s in config.values())
 
 
+def _mid(value) -> tuple | None:
+    return None if value is None else (float(value[0]), float(value[1]))
+
+
+def _after_colon(title: str) -> str:
+    """The outcome part of a title ("...: return to heavy drinking"), lower-cased first letter."""
+    text = title.rsplit(": ", 1)[-1].strip()
+    return text[:1].lower() + text[1:]
+
+
 @dataclass(frozen=True)
 class Config:
     """The validated config, frozen: raw-data glob, pooling rules, the plans."""
@@ -147,6 +170,7 @@ class Config:
     def from_resolved(cls, cfg: Mapping) -> "Config":
         """From :func:`ntxmeta.config.resolve`'s dict (every default filled in)."""
         subsets = _subsets(cfg.get("sensitivity") or {})
+        grade = cfg.get("grade") or {}
         plans = {}
         for name in cfg["analyses"]:  # config order: the order of the summary of findings
             a = cfg["analyses"][name]
@@ -158,7 +182,12 @@ class Config:
                 main=bool(a.get("main", False)), subsets=subsets,
                 overall=bool(a.get("overall", True)) and (a.get("subgroup") not in QUESTION_COLUMNS),
                 hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()),
-                events=str(a.get("events", "bad")))
+                events=str(a.get("events", "bad")),
+                pooling=str(a.get("pooling", "inverse_variance")),
+                mid=_mid(a.get("mid", grade.get("mid", {}).get(str(a["measure"])))),
+                plain_outcome=str(a.get("plain_outcome") or _after_colon(str(a.get("title", name)))),
+                grade_overrides=tuple((str(d), int(o["levels"]), str(o["reason"]))
+                                      for d, o in (grade.get("overrides", {}).get(name) or {}).items()))
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
                    rules=dict(cfg["rules"]), analyses=plans,
                    risk_of_bias=str(cfg.get("risk_of_bias", "data/rob/risk_of_bias.csv")))

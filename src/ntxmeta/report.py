@@ -75,7 +75,8 @@ from .tables import FORMULA_PREFIXES
 #: The evidence tables the page shows, by file stem (the tables step writes them).
 TABLE_STEMS = tuple(ev.TABLE_DIGITS)
 #: The columns each evidence table must have (the tables step's column order).
-TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "sensitivity": ev.SENSITIVITY_COLUMNS,
+TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "certainty": ev.CERTAINTY_COLUMNS,
+                 "sensitivity": ev.SENSITIVITY_COLUMNS,
                  "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS,
                  "published_comparison": ev.PUBLISHED_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.

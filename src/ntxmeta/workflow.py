@@ -397,7 +397,7 @@ def bubble_targets(config: Config) -> list[tuple[str, str]]:
 
 
 #: Table stems of the evidence_tables rule, in its output order.
-EVIDENCE_TABLES = ("summary_of_findings", "sensitivity", "subgroups", "small_study_effects",
+EVIDENCE_TABLES = ("summary_of_findings", "certainty", "sensitivity", "subgroups", "small_study_effects",
                    "published_comparison")
 
 

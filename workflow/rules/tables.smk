@@ -26,6 +26,12 @@ rule evidence_tables:
             category="Tables",
         ),
         summary_of_findings_md=update("results/tables/summary_of_findings.md"),
+        certainty_csv=report(
+            update("results/tables/certainty.csv"),
+            caption="../report/certainty.rst",
+            category="Tables",
+        ),
+        certainty_md=update("results/tables/certainty.md"),
         sensitivity_csv=update("results/tables/sensitivity.csv"),
         sensitivity_md=update("results/tables/sensitivity.md"),
         subgroups_csv=update("results/tables/subgroups.csv"),
