@@ -66,6 +66,8 @@ def model_words(method: str, test: str) -> str:
     """A model in words, as the sensitivity table names it."""
     if method in COMMON:
         return "common effect, inverse variance"
+    if method in ("MH", "Peto"):
+        return f"common effect, {'Mantel-Haenszel' if method == 'MH' else 'Peto'}"
     return f"{method} random effects, {TEST_WORDS.get(test, test)}"
 
 
@@ -237,7 +239,7 @@ def _binary_variant(effects, used, name, description, fitter, measure, level) ->
     cells = [number_column(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
     has = used & np.all([np.isfinite(c) for c in cells], axis=0)
     k = int(has.sum())
-    words = f"common effect, {description.split()[0]}"
+    words = model_words("MH" if "Mantel" in description else "Peto", "z")
     if k < 2:
         return Variant(name, description, words, k, None,
                        "not computed: no row has arm counts" if k == 0 else
@@ -251,19 +253,51 @@ def _binary_variant(effects, used, name, description, fitter, measure, level) ->
         return Variant(name, description, words, k, None, f"not computed: {exc}")
     h = fit.heterogeneity
     het = Heterogeneity(q=float(h.QE), q_df=int(h.df), q_pval=float(h.QEp), tau2=0.0,
-                        tau2_se=math.nan, tau=0.0, i2_pct=float(h.I2_pct), h2=float(h.H2))
+                        tau2_se=math.nan, tau=0.0, i2_pct=float(h.I2_pct), h2=float(h.H2),
+                        i2_q_pct=float(h.I2_pct))
     pooled = Pooled(model="MH" if "Mantel" in description else "Peto", test="z", level=level,
                     k=k, estimate=float(fit.estimate), se=float(fit.se), ci=fit.ci,
                     test_stat=Test("z", float(fit.zval), float(fit.pval)), heterogeneity=het)
     return Variant(name, description, words, k, pooled, note)
 
 
+#: Mantel-Haenszel weight of each 2x2 table (RevMan; Cochrane Handbook 10.4.1):
+#: RD n1 n2 / N, RR c n1 / N, OR b c / N.
+MH_WEIGHTS = {"RD": lambda a, b, c, d: (a + b) * (c + d) / (a + b + c + d),
+              "RR": lambda a, b, c, d: c * (a + b) / (a + b + c + d),
+              "OR": lambda a, b, c, d: b * c / (a + b + c + d)}
+
+
+def mantel_haenszel_main(effects: pd.DataFrame, used: np.ndarray, measure: str, level: float
+                         ) -> tuple[Variant, np.ndarray]:
+    """The Mantel-Haenszel main model of a ``pooling: mantel_haenszel`` analysis and its weights.
+
+    The common effect of the arm counts with no continuity correction (a
+    table with no events in either arm keeps its RD weight), as
+    :func:`ntxmeta.binary.mantel_haenszel` (metafor ``rma.mh``) computes
+    it; weights in percent of the MH weights, NaN off the model.
+    """
+    from .binary import mantel_haenszel
+    main = _binary_variant(effects, used, "main", f"Main model: Mantel-Haenszel {measure}",
+                           mantel_haenszel, measure, level)
+    weights = np.full(len(effects), np.nan)
+    cells = _cells(effects, used)
+    if main.fit is not None and cells is not None:
+        w = MH_WEIGHTS[measure](*cells)
+        if w.sum() > 0:
+            weights[used] = 100.0 * w / w.sum()
+    return main, weights
+
+
 def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, scale: Scale,
-              loo: Series | None, extra=None) -> tuple[Variant, ...]:
+              loo: Series | None, extra=None, main: Variant | None = None) -> tuple[Variant, ...]:
     o = plan.options
     every = np.ones(len(effects), dtype=bool)
     same = "same model as the main model"
     out = [_variant(cache, used, every, "main", "Main model", o.method, o.test)]
+    if main is not None:  # Mantel-Haenszel main model; random effects as a sensitivity analysis
+        out = [main, _variant(cache, used, every, "random_effects",
+                              "Random-effects model (inverse variance)", o.method, o.test)]
     out += [_variant(cache, used, every, f"tau2_{m}", f"tau\u00b2 estimator {m}", m, o.test,
                      same if m == o.method else "") for m in plan.sensitivity_methods]
     out += [_variant(cache, used, every, f"test_{t}", TEST_DESCRIPTIONS[t], o.method, t,
@@ -449,7 +483,8 @@ def _binary_bias_tests(cells, o) -> tuple[Test | None, Test | None, list[str]]:
     notes = []
     try:  # Peters et al. 2006: log OR on 1/N, weights 1/(1/E + 1/F) (E, F: events, non-events)
         lor = binary_effects("OR", a, b, c, d, add=o.add, to=o.to).yi
-        pv = 1 / (a + c) + 1 / (b + d)
+        with np.errstate(divide="ignore"):  # a table with no events has no Peters weight
+            pv = 1 / (a + c) + 1 / (b + d)
         pt = egger_test(lor, pv, model="lm", predictor="ninv", ni=a + b + c + d, level=o.level)
         peters = Test("t", pt.stat, pt.pval, pt.df)
     except ValueError as exc:
@@ -534,7 +569,15 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     main = common = None
     notes = []
     two_only = cache.refuses(k_used, o.method)
-    if k_used >= 2:
+    mh = None
+    if k_used >= 2 and plan.pooling == "mantel_haenszel":
+        mh, weights = mantel_haenszel_main(effects, used, plan.measure, o.level)
+        ee = parts.run("common", cache.fit, used, "EE", "z")
+        common = None if ee is None else pooled_from_fit(ee)
+        main, two_only = mh.fit, False
+        if main is None:
+            notes.append(f"no Mantel-Haenszel estimate: {mh.note}")
+    elif k_used >= 2:
         ee = parts.run("common", cache.fit, used, "EE", "z")
         common = None if ee is None else pooled_from_fit(ee)
         fit = None if two_only else parts.run("main", cache.fit, used, o.method, o.test)
@@ -558,7 +601,7 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         years = number_column(effects, "year")[used]
         cum = parts.run("cumulative", _cumulative, y, v, used_labels, years, o)
         variants = parts.run("sensitivity", _variants, plan, effects, cache, used, scale, loo,
-                             finite & extra) or ()
+                             finite & extra, mh) or ()
         sub = parts.run("subgroups", _subgroups, plan, effects, used, yi, vi, o)
         regs = tuple(r for r in (parts.run(f"metareg_{m}", _metaregression, effects, used, yi, vi, m, o)
                                  for m in plan.moderators) if r is not None)

@@ -174,6 +174,9 @@ def sensitivity_table(result: AnalysisResult) -> pd.DataFrame:
         het = v.fit.heterogeneity if v.fit is not None else None
         measure = "OR (Peto)" if v.name == "common_Peto" else (
             v.description.split()[-1] if v.name == "common_MH" else result.scale.name)
+        if v.name == "common_Peto" and not result.scale.log and v.fit is not None:
+            # Peto's log OR beside an RD analysis: shown as an odds ratio all the same
+            est, lb, ub = (math.exp(x) for x in (v.fit.estimate, v.fit.ci.low, v.fit.ci.high))
         rows.append({"analysis": result.title, "variant": v.name, "description": v.description,
                      "model": v.model, "measure": measure, "k": v.k, "estimate": est,
                      "ci_lb": lb, "ci_ub": ub,
@@ -420,6 +423,26 @@ def sof_row(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = 
     return _with_certainty(row, result, effects, plan)
 
 
+def _absolute(result: AnalysisResult, effects: pd.DataFrame, used: np.ndarray,
+              est: float, lb: float, ub: float) -> dict:
+    """Assumed control risk, corresponding risk, ARD per 1000 and NNT of an estimate and CI.
+
+    A pooled risk difference is itself the absolute effect (GRADE 12): its
+    ARD is the RD, not a corresponding risk capped to [0, 1] minus the ACR.
+    """
+    measure = result.measure
+    acr = assumed_control_risk(effects, used)
+    cr = [corresponding_risk(acr, x, measure) for x in (est, lb, ub)]
+    ard = [est, lb, ub] if measure == "RD" else [c - acr for c in cr]
+    # NNT counts bad events: a gain in good events is a fall in bad ones
+    kind, nnt, nnt_ci = (number_needed_to_treat(-ard[0], -ard[2], -ard[1])
+                         if result.good_events else number_needed_to_treat(*ard))
+    return dict(control_risk_source=control_risk_source(effects, used), acr_per_1000=acr * PER,
+                cr_per_1000=cr[0] * PER, cr_lb_per_1000=cr[1] * PER, cr_ub_per_1000=cr[2] * PER,
+                ard_per_1000=ard[0] * PER, ard_lb_per_1000=ard[1] * PER,
+                ard_ub_per_1000=ard[2] * PER, nnt_kind=kind, nnt=nnt, nnt_ci=nnt_ci)
+
+
 def _sof_numbers(result: AnalysisResult, effects: pd.DataFrame, indications: tuple = ()) -> dict:
     """The numbers of one summary-of-findings row (estimates, absolute effects, flags)."""
     measure = result.measure
@@ -447,6 +470,8 @@ def _sof_numbers(result: AnalysisResult, effects: pd.DataFrame, indications: tup
         row.update(estimate=est, ci_lb=lb, ci_ub=ub, model="a single trial (k = 1): its own "
                    "estimate, not pooled", imprecision="not assessed (k = 1)",
                    inconsistency="not assessed (k = 1)", small_study_effects=NOT_ASSESSED)
+        if result.measure in ABSOLUTE_MEASURES:
+            row.update(_absolute(result, effects, used, est, lb, ub))
         return row
     if fit is None:
         row.update(imprecision="not assessed", inconsistency="not assessed",
@@ -464,17 +489,7 @@ def _sof_numbers(result: AnalysisResult, effects: pd.DataFrame, indications: tup
     row.update(estimate=est, ci_lb=lb, ci_ub=ub, pi_lb=pi_lb, pi_ub=pi_ub, I2_pct=i2,
                I2_q_pct=het.i2_q_pct, q_pval=het.q_pval, tau2=tau2)
     if measure in ABSOLUTE_MEASURES:
-        acr = assumed_control_risk(effects, used)
-        row["control_risk_source"] = control_risk_source(effects, used)
-        cr = [corresponding_risk(acr, x, measure) for x in (est, lb, ub)]
-        ard = [c - acr for c in cr]
-        # NNT counts bad events: a gain in good events is a fall in bad ones
-        kind, nnt, nnt_ci = (number_needed_to_treat(-ard[0], -ard[2], -ard[1])
-                             if result.good_events else number_needed_to_treat(*ard))
-        row.update(acr_per_1000=acr * PER, cr_per_1000=cr[0] * PER, cr_lb_per_1000=cr[1] * PER,
-                   cr_ub_per_1000=cr[2] * PER, ard_per_1000=ard[0] * PER,
-                   ard_lb_per_1000=ard[1] * PER, ard_ub_per_1000=ard[2] * PER,
-                   nnt_kind=kind, nnt=nnt, nnt_ci=nnt_ci)
+        row.update(_absolute(result, effects, used, est, lb, ub))
     null_txt = "1" if scale.log else "0"
     why_imp = []
     if _crosses(lb, ub, null):
