@@ -616,8 +616,12 @@ class Chromium:
             os.close(self._w)
 
 
-def render(page: Path, profile: Path, screenshot: Path | None = None, width: int = 1280) -> dict:
-    """Load a file in headless Chromium; return console errors, requests, headings (and a screenshot)."""
+def render(page: Path, profile: Path, screenshot: Path | None = None, width: int = 1280,
+           probe: str | None = None) -> dict:
+    """Load a file in headless Chromium; return console errors, requests, headings (and a screenshot).
+
+    ``probe``: a JavaScript expression whose JSON value is returned as ``probe``.
+    """
     browser = Chromium(profile)
     try:
         target = browser.send("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -639,6 +643,9 @@ def render(page: Path, profile: Path, screenshot: Path | None = None, width: int
                           "return i.decode().then(() => i.naturalWidth, () => 0); }))",
             "awaitPromise": True, "returnByValue": True}, session=session)
         image_widths = loaded["result"]["value"]
+        probed = (json.loads(browser.send("Runtime.evaluate", {
+            "expression": f"JSON.stringify({probe})", "returnByValue": True},
+            session=session)["result"]["value"]) if probe else None)
         browser.drain(SETTLE_S)
         if screenshot is not None:
             metrics = browser.send("Page.getLayoutMetrics", session=session)
@@ -661,7 +668,8 @@ def render(page: Path, profile: Path, screenshot: Path | None = None, width: int
             errors.append("log: " + p["entry"].get("text", ""))
     requests = [ev["params"]["request"]["url"] for ev in browser.events
                 if ev.get("method") == "Network.requestWillBeSent"]
-    return {"errors": errors, "requests": requests, "headings": headings, "image_widths": image_widths}
+    return {"errors": errors, "requests": requests, "headings": headings, "image_widths": image_widths,
+            "probe": probed}
 
 
 needs_chromium = pytest.mark.skipif(
@@ -703,6 +711,33 @@ def test_report_renders_in_chromium_without_errors(project):
         assert expected in h, (expected, h)
     assert shot.stat().st_size > 10_000       # a page was painted, not a blank
     assert seen["image_widths"] and all(w > 0 for w in seen["image_widths"])
+
+
+#: What the browser shows in each row of the summary of findings: the certainty cell, as rendered.
+SOF_CERTAINTY_JS = ("[...document.querySelectorAll('table.sof tbody tr')].map(tr => "
+                    "{ const c = tr.querySelector('.certainty'); "
+                    "return c ? [c.innerText.trim(), c.getBoundingClientRect().width] : null; })")
+
+
+@pytest.mark.browser
+@needs_chromium
+def test_every_sof_row_shows_its_certainty_in_chromium(project):
+    """The rendered page (not the HTML string) shows a GRADE certainty in every SoF row, visibly,
+    and it is the one the tables step wrote for that row."""
+    out = build(project)
+    seen = render(out, project["tmp"] / "profile", probe=SOF_CERTAINTY_JS)
+    assert seen["errors"] == []
+    sof = pd.read_csv(project["tables"]["summary_of_findings"])
+    cells = seen["probe"]
+    assert len(cells) == len(sof) > 0 and all(c is not None for c in cells), cells
+    pattern = re.compile(r"^[\u2295\u25ef]{4} (High|Moderate|Low|Very low)( \([a-z,]+\))?$")
+    for (text, width), want in zip(cells, sof["certainty"]):
+        assert pattern.match(text), text
+        assert width > 0 and text == want
+    # each symbol count matches its label (4 high ... 1 very low)
+    for text, _ in cells:
+        label = pattern.match(text).group(1)
+        assert text.count("\u2295") == {"High": 4, "Moderate": 3, "Low": 2, "Very low": 1}[label]
 
 
 @pytest.mark.browser

@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from . import evidence as ev
+from . import grade
 from .analysis import PI_MIN_K, model_words
 from .io import write_text
 from .plan import AnalysisPlan, Config
@@ -445,7 +446,7 @@ def _count(x: Any) -> str:
 
 #: Column widths of the summary-of-findings tables (percent), the same for every
 #: indication so that the tables line up one under the other.
-SOF_WIDTHS_PCT = (13, 11, 12, 21, 10, 12, 21)
+SOF_WIDTHS_PCT = (12, 9, 11, 18, 9, 10, 15, 16)
 
 
 def _no_absolute(measure: str) -> str:
@@ -504,7 +505,18 @@ def _sof_row(r: Mapping[str, str]) -> list[str]:
         ("Imprecision", "imprecision"), ("Inconsistency", "inconsistency"),
         ("Small-study effects", "small_study_effects"))) +
         tag("li", esc(f"Weight from low-confidence rows: {low}")), class_="flags")
-    return [outcome, studies, rel, absolute, nnt, het, flags]
+    return [outcome, studies, rel, absolute, nnt, het, flags, _certainty_cell(r)]
+
+
+def _certainty_cell(r: Mapping[str, str]) -> str:
+    """GRADE certainty (symbols, label, footnote letters), the statement and the footnotes."""
+    notes = [n.strip() for n in re.split(r"(?:^| )(?=[a-z]{1,2}\. [A-Z])", _text(r.get("footnotes", "")))
+             if n.strip()]
+    return (tag("div", esc(_text(r.get("certainty", ""))), class_="certainty") +
+            tag("div", esc(_text(r.get("statement", "")))) +
+            (tag("details", tag("summary", "Footnotes") +
+                 tag("ol", "".join(tag("li", esc(n)) for n in notes), class_="footnotes"))
+             if notes else ""))
 
 
 def _sof_tables(sof: pd.DataFrame) -> str:
@@ -513,7 +525,7 @@ def _sof_tables(sof: pd.DataFrame) -> str:
         return tag("p", "No analysis has results yet.", class_="muted")
     head = [("Outcome", ""), ("Studies", ""), ("Relative effect (95% CI)", ""),
             ("Anticipated absolute effects (95% CI)", ""), ("NNT (95% CI)", ""),
-            ("Heterogeneity", ""), ("Flags", "flags")]
+            ("Heterogeneity", ""), ("Flags", "flags"), ("Certainty of the evidence (GRADE)", "")]
     parts = []
     for ind, block in sof.groupby("indication", sort=False):
         rows = [_sof_row(r) for r in block.to_dict("records")]
@@ -533,6 +545,11 @@ SOF_NOTES = (
     "NNT: number needed to treat for one more patient to benefit (NNTB) or be harmed (NNTH), "
     "rounded up; when the CI of the difference includes 0 its CI runs from NNTB through "
     "\u221e to NNTH (Altman, BMJ 1998;317:1309).",
+    "Certainty of the evidence (GRADE): \u2295\u2295\u2295\u2295 high, \u2295\u2295\u2295\u25ef "
+    "moderate, \u2295\u2295\u25ef\u25ef low, \u2295\u25ef\u25ef\u25ef very low; randomised "
+    "trials start high and are rated down by the rules of the methods section; the footnotes "
+    "give every reason and every reviewer override. The statements use GRADE's standard "
+    "wording (Santesso et al., J Clin Epidemiol 2020;119:126).",
     "Imprecision: CI includes no effect, or fewer than 300 events (400 participants for "
     "continuous outcomes). Inconsistency: I\u00b2 above 50% or a prediction interval (PI) that "
     "includes no effect while the CI does not. Small-study effects: Egger's test p < 0.10, assessed only with 10 or "
@@ -794,6 +811,20 @@ def _left_out_block(left_out: pd.DataFrame | None) -> str:
                class_="left-out")
 
 
+def _certainty_block(rows: pd.DataFrame) -> str:
+    """The GRADE ratings of one analysis, a domain a row (only analyses in the SoF have them)."""
+    if rows.empty:
+        return ""
+    body = [[esc(grade.DOMAINS.get(_text(r["domain"]), _text(r["domain"]))),
+             esc(num(r["levels"], 0)),
+             esc(_text(r["reason"])) + (tag("div", esc(
+                 f"Reviewer override; the rule rated down {num(r['rule_levels'], 0)}: "
+                 f"{_text(r['rule_reason'])}"), class_="muted") if _truthy(r["override"]) else "")]
+            for r in rows.to_dict("records")]
+    return tag("h4", "Certainty of the evidence (GRADE)") + _table(
+        [("Domain", ""), ("Levels rated down", "num"), ("Why", "")], body, cls="certainty")
+
+
 def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.DataFrame,
                       tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
                       link_from: Path | None, left_out: pd.DataFrame | None = None) -> str:
@@ -814,6 +845,7 @@ def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.Da
     parts.append(tag("h4", "Small-study effects") +
                  _small_study_block(ss.iloc[0].to_dict() if len(ss) else None))
     parts.append(_metareg_block(result))
+    parts.append(_certainty_block(_rows_of(tables["certainty"], name)))
     more = [_figure(path, key.partition(":")[0], title, link_from) for key, path in figures.items()
             if key != "forest"]
     if more:
@@ -868,11 +900,57 @@ METHODS_TEXT = (
 )
 
 
+#: The GRADE rules (ntxmeta.grade), as the methods section lists them.
+GRADE_RULES = (
+    ("Risk of bias", f"rated down two levels when trials at high risk (RoB 2 overall) carry at "
+     f"least {grade.ROB_HIGH_SERIOUS_PCT:.0f}% of the weight; one level when they carry more than "
+     f"{grade.ROB_HIGH_PCT:.0f}% (Pollock et al. 2016), or when trials not at low risk - some "
+     f"concerns, high, or not assessed - carry more than {grade.ROB_MAJORITY_PCT:.0f}% (CINeMA's "
+     "majority rule). A trial nobody assessed counts as not at low risk."),
+    ("Inconsistency", f"one level when I\u00b2 (from the model or from Q) exceeds "
+     f"{grade.I2_SERIOUS_PCT:.0f}%, Q has p < {grade.Q_ALPHA:.2f}, or the prediction interval "
+     f"includes no effect while the CI does not; two when I\u00b2 exceeds "
+     f"{grade.I2_VERY_SERIOUS_PCT:.0f}% and trials' CIs lie on opposite sides of no effect; not "
+     "assessable with one trial."),
+    ("Indirectness", f"one level when rows flagged indirect in one domain (population, "
+     f"intervention, comparator, outcome) carry at least {grade.INDIRECT_PCT:.0f}% of the weight, "
+     "two when two domains do. Flags come from the trial tables' indirectness column and from "
+     f"design facts: an oral dose other than {grade.LICENSED_ORAL_MG:g} mg a day, a combination "
+     "with another active drug."),
+    ("Imprecision", "two levels when the CI includes both minimal important differences "
+     "(appreciable benefit and harm); one when it includes no effect, or when the optimal "
+     f"information size is not met ({grade.OIS_EVENTS} events, {grade.OIS_PARTICIPANTS} "
+     "participants for continuous outcomes; GRADE 6, GRADE 34)."),
+    ("Publication bias", f"one level when a small-study test (Harbord's for 2x2 tables, else "
+     f"Egger's) has p < {grade.SMALL_STUDY_ALPHA:.2f} with at least {grade.SMALL_STUDY_MIN_K} "
+     "trials; not assessable with fewer."),
+)
+
+
+def _grade_methods(config: Config) -> str:
+    """The GRADE rules, the minimal important differences and every reviewer override."""
+    rules = tag("ul", "".join(tag("li", tag("strong", esc(d + ": ")) + esc(t)) for d, t in GRADE_RULES))
+    mids = sorted({(p.measure, p.mid) for p in config.analyses.values() if p.main and p.mid})
+    mid_text = ("Minimal important differences: " + "; ".join(
+        f"{m} {lo:g} and {hi:g}" for m, (lo, hi) in mids) + "." if mids else
+        "No minimal important difference is configured: imprecision is judged against no effect.")
+    overrides = [(n, d, lv, why) for n, p in config.analyses.items() for d, lv, why in p.grade_overrides]
+    over = (tag("ul", "".join(tag("li", esc(f"{n}, {grade.DOMAINS.get(d, d).lower()}: rated down "
+                                             f"{lv} level(s): {why}")) for n, d, lv, why in overrides))
+            if overrides else tag("p", esc("Reviewer overrides: none (every rating is the rule's).")))
+    return (tag("h3", "Certainty of the evidence (GRADE)", id="grade") +
+            tag("p", esc("Randomised trials start at high certainty; each domain is rated down by a "
+                         "written rule (src/ntxmeta/grade.py), and a reviewer may override a "
+                         "rating in the configuration (grade.overrides), with the reason, shown "
+                         "beside what the rule gave:")) + rules + tag("p", esc(mid_text)) +
+            (tag("h4", "Reviewer overrides") if overrides else "") + over)
+
+
 def _methods(config: Config, published: pd.DataFrame | None) -> str:
-    """The methods section: the preset in words, the rules, and the published comparison."""
+    """The methods section: the preset in words, the rules, GRADE, and the published comparison."""
     presets = sorted({p.options.preset for p in config.analyses.values()})
     text = [PRESET_TEXT[p] for p in presets if p in PRESET_TEXT] + list(METHODS_TEXT)
-    out = "".join(tag("p", esc(t)) for t in text)
+    out = "".join(tag("p", esc(t)) for t in text) + _grade_methods(config)
     if published is not None and not published.empty:
         head = [("Our analysis", ""), ("Published review", ""), ("Published estimate", "num"),
                 ("Ours", "num"), ("Why they differ", "")]
