@@ -170,3 +170,56 @@ def test_certainty_text_has_footnote_letters():
     c = certainty(clean(rob=("high",) * 4))
     assert c.text == "\u2295\u2295\u25ef\u25ef Low (a,b)"
     assert grade.letter(0) == "a" and grade.letter(26) == "aa"
+
+
+# --------------------------------------------------------------------------- from the data and the config
+
+def test_indirectness_flags_come_from_the_column_and_the_design():
+    import pandas as pd
+    from ntxmeta.evidence import indirectness_flags
+    eff = pd.DataFrame({"formulation": ["oral", "oral", "xr_injection", "oral"],
+                        "dose_mg": [100, 50, 380, None],
+                        "pooling_issue": ["", "combination_treatment", "", ""],
+                        "indirectness": ["population: not seeking treatment", "", "", ""]})
+    flags = indirectness_flags(eff)
+    assert flags[0] == ("population: not seeking treatment",
+                        "intervention: oral 100 mg a day (licensed: 50 mg)")
+    assert flags[1] == ("intervention: naltrexone combined with another active drug",)
+    assert flags[2] == () and flags[3] == ()  # 380 mg is an injection; no dose, no flag
+
+
+def _config_problems(tmp_path, data):
+    import yaml
+    from ntxmeta.config import check_config
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return [p.message for p in check_config(path)[1]]
+
+
+def test_config_refuses_a_mid_on_one_side_and_an_override_of_no_analysis(tmp_path):
+    block = {"title": "t", "measure": "RR", "filters": {"indication": ["alcohol"]}}
+    msgs = _config_problems(tmp_path, {"analyses": {"a": {**block, "mid": [0.8, 0.9]}},
+                                       "grade": {"mid": {"SMD": [0.1, 0.2]},
+                                                 "overrides": {"b": {"imprecision": {
+                                                     "levels": 1, "reason": "a long enough reason"}}}}})
+    assert sum("lower < 1 < upper" in m for m in msgs) == 1
+    assert sum("lower < 0 < upper" in m for m in msgs) == 1
+    assert any("not an analysis of this config" in m for m in msgs)
+    ok = _config_problems(tmp_path, {"analyses": {"a": {**block, "mid": [0.8, 1.25]}},
+                                     "grade": {"overrides": {"a": {"imprecision": {
+                                         "levels": 1, "reason": "a long enough reason"}}}}})
+    assert ok == []
+
+
+def test_overrides_reach_the_plan_and_the_sof_row():
+    from ntxmeta.config import resolve
+    from ntxmeta.plan import Config
+    cfg = Config.from_resolved(resolve({
+        "analyses": {"a": {"title": "AUD: return to heavy drinking", "measure": "RR",
+                           "filters": {"indication": ["alcohol"]}}},
+        "grade": {"mid": {"RR": [0.8, 1.25]},
+                  "overrides": {"a": {"risk_of_bias": {"levels": 2, "reason": "open-label, subjective"}}}}}))
+    plan = cfg.analyses["a"]
+    assert plan.mid == (0.8, 1.25) and plan.plain_outcome == "return to heavy drinking"
+    c = certainty(clean(mid=plan.mid), plan.overrides)
+    assert c.level == 2 and c.ratings[0].override and c.ratings[0].rule_levels == 0
