@@ -65,7 +65,10 @@ def test_duplicates_are_found_across_files(tmp_path):
 
 def test_real_data_is_valid_and_complete():
     raw = validate_raw(RAW)
-    assert len(raw) == 58  # 27 rows of trials.csv + 28 of additions.csv + 3 added later
+    assert len(raw) == 77  # 27 rows of trials.csv + 28 of additions.csv + 3 added later + 19 harms rows
+    nausea = raw.set_index("row_id").loc["Springer2017_XRNTX_ae_nausea"]
+    # PMC5407009 Table 5: nausea 13 (19%) XR-NTX vs 3 (9%) placebo, arms 67/33
+    assert (nausea.events_treat, nausea.n_treat, nausea.events_ctrl, nausea.n_ctrl) == (13, 67, 3, 33)
     assert raw["row_id"].is_unique
     latt = raw.set_index("row_id").loc["Latt2002_relapse"]
     # MJA abstract: "19 of 56 patients (33.9%) ... compared with 27 of 51"
