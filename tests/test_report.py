@@ -740,6 +740,38 @@ def test_every_sof_row_shows_its_certainty_in_chromium(project):
         assert text.count("\u2295") == {"High": 4, "Moderate": 3, "Low": 2, "Very low": 1}[label]
 
 
+#: Elements that run off the page: right edge past the viewport, not inside a box that scrolls.
+OVERFLOW_JS = ("({page: document.documentElement.scrollWidth, view: window.innerWidth, "
+               "off: [...document.body.querySelectorAll('*')].filter(e => !e.closest('.scroll') && "
+               "e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + "
+               "e.className).slice(0, 10), "
+               "boxes: [...document.querySelectorAll('.scroll')].filter(b => "
+               "b.getBoundingClientRect().right > window.innerWidth + 1).length})")
+
+
+@pytest.mark.browser
+@needs_chromium
+@pytest.mark.parametrize("width", [400, 1280])
+def test_report_fits_the_screen_at_400_and_1280_px(project, width):
+    """Nothing runs off the page: wide tables scroll inside their own box (issue: any screen)."""
+    out = build(project)
+    shot = project["tmp"] / f"report_{width}.png"
+    seen = render(out, project["tmp"] / f"profile{width}", screenshot=shot, width=width,
+                  probe=OVERFLOW_JS)
+    got = seen["probe"]
+    assert seen["errors"] == []
+    assert got["view"] == width and got["page"] <= width, got
+    assert got["off"] == [] and got["boxes"] == 0, got
+    assert shot.stat().st_size > 10_000
+
+
+def test_tables_sit_in_scroll_boxes_and_print_has_its_stylesheet(project):
+    page = page_of(project)
+    tables = [t for t, _ in parse(page).tags if t == "table"]
+    assert tables and page.count('<div class="scroll"><table') == len(tables)
+    assert "@media print" in page and "@media (max-width: 640px)" in page
+
+
 @pytest.mark.browser
 @needs_chromium
 def test_large_figure_sets_are_linked_and_still_shown(project):

@@ -163,8 +163,30 @@ article { margin-top: 2.5rem; }
 article + article { border-top: 1px solid var(--rule); }
 .notes { font-size: .85rem; color: var(--mute); }
 footer { margin-top: 3rem; font-size: .8rem; color: var(--mute); }
-@media print { details > *:not(summary) { display: block; } body { max-width: none; font-size: 11px; }
-  article { break-before: page; } }
+.scroll { overflow-x: auto; max-width: 100%; }
+body { overflow-wrap: break-word; }
+@media (max-width: 640px) {
+  body { padding: 1rem .7rem 3rem; font-size: 14px; }
+  h1 { font-size: 1.5rem; } h2 { font-size: 1.25rem; }
+  nav ol { columns: 1; }
+  table.sof { min-width: 58rem; }
+  table.studies { min-width: 40rem; }
+  dl.stats { grid-template-columns: 1fr; }
+  dl.stats dd { margin-bottom: .3rem; }
+}
+@media print {
+  @page { margin: 15mm; }
+  details > *:not(summary) { display: block; }
+  body { max-width: none; padding: 0; font-size: 10px; }
+  nav { break-after: page; }
+  article { break-before: page; }
+  .scroll { overflow: visible; }
+  table.sof, table.studies { min-width: 0; }
+  thead { display: table-header-group; }
+  tr, figure, img { break-inside: avoid; }
+  a { text-decoration: none; }
+  h2, h3, h4 { break-after: avoid; }
+}
 """
 
 
@@ -293,7 +315,9 @@ def _table(head: Sequence[tuple[str, str]], rows: Iterable[Sequence[str]], capti
     body = "".join(tag("tr", "".join(tag("td", cell, class_=c or None)
                                      for cell, (_, c) in zip(row, head))) for row in rows)
     cap = tag("caption", esc(caption)) if caption else ""
-    return tag("table", cap + cols + tag("thead", tag("tr", th)) + tag("tbody", body), class_=cls)
+    # in a box of its own that scrolls sideways on a narrow screen, so the page never does
+    return tag("div", tag("table", cap + cols + tag("thead", tag("tr", th)) + tag("tbody", body),
+                          class_=cls), class_="scroll")
 
 
 def _flag(text: Any) -> str:
