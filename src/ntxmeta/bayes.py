@@ -231,46 +231,49 @@ TAU_PRIORS = {"halfnormal": (halfnormal, ("SCALE",)), "halfcauchy": (halfcauchy,
               "lognormal": (lognormal, ("MU", "SIGMA")), "uniform": (uniform, ("UPPER",))}
 
 
-def _spec_numbers(spec: str, names: tuple[str, ...], form: str) -> list[float]:
+def _spec_numbers(spec: str, names: tuple[str, ...], form: str, what: str) -> list[float]:
     parts = spec.split(":")[1:]
     if len(parts) != len(names):
-        raise ValueError(f"prior {spec!r}: expected {form}")
+        raise ValueError(f"{what} {spec!r}: expected {form}")
     out = []
     for name, text in zip(names, parts):
         try:
             out.append(float(text))
         except ValueError:
-            raise ValueError(f"prior {spec!r}: {name} = {text!r} is not a number; "
+            raise ValueError(f"{what} {spec!r}: {name} = {text!r} is not a number; "
                              f"expected {form}") from None
     return out
 
 
-def parse_tau_prior(spec: str) -> TauPrior:
-    """``halfnormal:SCALE``, ``halfcauchy:SCALE``, ``lognormal:MU:SIGMA`` or ``uniform:UPPER``."""
+def parse_tau_prior(spec: str, *, what: str = "tau prior") -> TauPrior:
+    """``halfnormal:SCALE``, ``halfcauchy:SCALE``, ``lognormal:MU:SIGMA`` or ``uniform:UPPER``.
+
+    A bad spec raises a one-line ValueError that starts with ``what`` and the
+    spec (the command line passes ``what="--tau-prior"``).
+    """
     name = spec.split(":")[0].strip().lower()
     forms = ", ".join(f"{n}:" + ":".join(p) for n, (_, p) in TAU_PRIORS.items())
     if name not in TAU_PRIORS:
-        raise ValueError(f"tau prior {spec!r}: unknown family {name!r}; write one of {forms}")
+        raise ValueError(f"{what} {spec!r}: unknown family {name!r}; write one of {forms}")
     make, names = TAU_PRIORS[name]
-    form = f"{name}:" + ":".join(names)
+    numbers = _spec_numbers(spec, names, f"{name}:" + ":".join(names), what)
     try:
-        return make(*_spec_numbers(spec, names, form))
+        return make(*numbers)
     except ValueError as exc:
-        raise ValueError(str(exc) if str(exc).startswith("prior ")
-                         else f"tau prior {spec!r}: {exc}") from None
+        raise ValueError(f"{what} {spec!r}: {exc}") from None
 
 
-def parse_mu_prior(spec: str | None) -> MuPrior:
+def parse_mu_prior(spec: str | None, *, what: str = "mu prior") -> MuPrior:
     """None or ``flat`` -> flat; ``normal:MEAN:SD`` -> N(MEAN, SD^2)."""
     if spec is None or spec.strip().lower() == "flat":
         return FLAT
     if spec.split(":")[0].strip().lower() != "normal":
-        raise ValueError(f"mu prior {spec!r}: write normal:MEAN:SD or flat")
-    mean, sd = _spec_numbers(spec, ("MEAN", "SD"), "normal:MEAN:SD")
+        raise ValueError(f"{what} {spec!r}: write normal:MEAN:SD or flat")
+    mean, sd = _spec_numbers(spec, ("MEAN", "SD"), "normal:MEAN:SD", what)
     if not math.isfinite(mean):
-        raise ValueError(f"mu prior {spec!r}: MEAN must be finite")
+        raise ValueError(f"{what} {spec!r}: MEAN must be a finite number")
     if not (math.isfinite(sd) and sd > 0):
-        raise ValueError(f"mu prior {spec!r}: SD must be a finite number > 0")
+        raise ValueError(f"{what} {spec!r}: SD must be a finite number > 0")
     return MuPrior(mean, sd)
 
 
@@ -637,3 +640,62 @@ def bayesmeta(yi, vi, *, tau_prior: TauPrior, mu_prior: MuPrior = FLAT, level: f
         tau_grid=frozen(tau_grid), tau_density=frozen(tau_density),
         mu_grid=frozen(mu_grid), mu_density=frozen(mu_mix.pdf(mu_grid)),
         log_evidence=post.shift + math.log(post.norm))
+
+
+# --------------------------------------------------------------------------- input
+
+def _cell(path: str, line: int, column: str, text: str, *, variance: bool) -> float:
+    """One cell as a finite number (a variance: > 0), or a ValueError naming the place."""
+    from .validate import Problem
+    s = text.strip()
+    rule = None
+    try:
+        value = float(s)
+    except ValueError:
+        value = math.nan
+        rule = ("empty cell: every study needs a value (drop the row)" if not s
+                else "not a number")
+    if rule is None and not math.isfinite(value):
+        rule = "must be a finite number"
+    if rule is None and variance and value <= 0:
+        rule = "a sampling variance must be > 0"
+    if rule is not None:
+        raise ValueError(str(Problem(path, line, column, text, rule)))
+    return value
+
+
+def read_effects(path, yi: str, vi: str) -> tuple[np.ndarray, np.ndarray]:
+    """Columns ``yi`` and ``vi`` of a CSV (header on line 1) as float arrays.
+
+    Errors are one line, as ``ntxmeta.validate.Problem``: ``FILE:LINE:
+    column 'vi' = '-0.1': a sampling variance must be > 0``.
+    """
+    import csv
+    from .validate import Problem
+    name = str(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise ValueError(str(Problem(name, None, None, None,
+                                         f"empty file; expected a header with {yi} and {vi}")))
+        header = [h.strip() for h in header]
+        for col in (yi, vi):
+            if col not in header:
+                raise ValueError(str(Problem(name, 1, col, None,
+                                             "no such column; the header has "
+                                             + ", ".join(header))))
+        iy, iv = header.index(yi), header.index(vi)
+        ys, vs = [], []
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise ValueError(str(Problem(name, line, None, None,
+                                             f"{len(row)} cells, the header has {len(header)}")))
+            ys.append(_cell(name, line, yi, row[iy], variance=False))
+            vs.append(_cell(name, line, vi, row[iv], variance=True))
+    if not ys:
+        raise ValueError(str(Problem(name, None, None, None, "no study rows after the header")))
+    return np.array(ys), np.array(vs)
