@@ -112,6 +112,10 @@ COARSE_SPAN = (-60.0, 40.0)
 #: Standard-normal scores whose prior quantiles join the coarse grid (a prior
 #: narrower than COARSE_STEP, e.g. a point-mass-like log-normal, is then found).
 PRIOR_SCORES = np.linspace(-8.0, 8.0, 161)
+#: Each panel-range edge is narrowed EDGE_ROUNDS times by EDGE_REFINE points
+#: (to 1/32^3 ~ 3e-5 of a coarse step).
+EDGE_REFINE = 32
+EDGE_ROUNDS = 3
 #: Quantile root finding stops when the bracket is this narrow (absolute, on
 #: the scale searched) or the CDF is within QUANTILE_PTOL of the target.
 QUANTILE_XTOL = 1e-12
@@ -542,10 +546,27 @@ def _locate(logpost_z: Callable[[np.ndarray], np.ndarray], v: np.ndarray,
         coarse = np.unique(np.append(coarse[coarse < math.log(prior.upper)],
                                      math.log(prior.upper)))
     lp = logpost_z(coarse)
-    keep = np.flatnonzero(lp > np.max(lp) - LOG_CUT)
-    lo = coarse[max(keep[0] - 1, 0)]
-    hi = coarse[min(keep[-1] + 1, coarse.size - 1)]
+    cut = np.max(lp) - LOG_CUT
+    keep = np.flatnonzero(lp > cut)
+    lo = _edge(logpost_z, cut, coarse[max(keep[0] - 1, 0)], coarse[keep[0]])
+    hi = _edge(logpost_z, cut, coarse[min(keep[-1] + 1, coarse.size - 1)], coarse[keep[-1]])
     return np.linspace(lo, hi, N_PANELS + 1)
+
+
+def _edge(logpost_z, cut: float, outside: float, inside: float) -> float:
+    """Narrow [outside, inside] to within EDGE_REFINE^-EDGE_ROUNDS of where lp crosses ``cut``.
+
+    Without this a posterior narrower than a coarse step (a point-mass-like
+    prior) would be spread over a range of many coarse steps and fall into
+    one panel. The returned edge stays on the outside of the crossing.
+    """
+    for _ in range(EDGE_ROUNDS):
+        zs = np.linspace(outside, inside, EDGE_REFINE + 1)
+        above = np.flatnonzero(logpost_z(zs) > cut)
+        if above.size == 0 or above[0] == 0:
+            break
+        outside, inside = zs[above[0] - 1], zs[above[0]]
+    return float(outside)
 
 
 def bayesmeta(yi, vi, *, tau_prior: TauPrior, mu_prior: MuPrior = FLAT, level: float = 95.0,
