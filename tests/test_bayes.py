@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 from scipy import integrate, interpolate, optimize, special, stats
 
-from ntxmeta.bayes import (FLAT, MuPrior, bayesmeta, halfcauchy, halfnormal, lognormal,
+from ntxmeta.bayes import (FLAT, N_PANELS, MuPrior, bayesmeta, halfcauchy, halfnormal, lognormal,
                            parse_mu_prior, parse_tau_prior, uniform)
 from ntxmeta.cli import main
 
@@ -217,7 +217,7 @@ def test_shrinkage_against_grid(case):
 def test_quadrature_is_converged(c):
     _, (y, v), tp, mp, _, _ = c
     a = bayesmeta(y, v, tau_prior=tp, mu_prior=mp)
-    b = bayesmeta(y, v, tau_prior=tp, mu_prior=mp, n_panels=800)
+    b = bayesmeta(y, v, tau_prior=tp, mu_prior=mp, n_panels=4 * N_PANELS)
     for name in ("mu", "tau", "pred"):
         sa, sb = getattr(a, name), getattr(b, name)
         assert [sa.median, sa.mean, sa.sd, sa.ci.low, sa.ci.high, sa.shortest.low,
@@ -247,6 +247,21 @@ def test_point_mass_prior_gives_the_normal_at_that_tau(tau0, mu_prior):
          special.ndtr(-mean / sd)], abs=POINT_MASS_TOL)
     assert fit.tau.median == pytest.approx(tau0, rel=1e-4)
     assert fit.pred.sd == pytest.approx(math.sqrt(sd ** 2 + tau0 ** 2), abs=POINT_MASS_TOL)
+
+
+@pytest.mark.parametrize("k,mu_prior,mean_ok,sd_ok", [(1, FLAT, False, False),
+                                                      (2, FLAT, True, False),
+                                                      (3, FLAT, True, True),
+                                                      (1, MuPrior(0, 1), True, False)])
+def test_halfcauchy_moments_that_do_not_exist(k, mu_prior, mean_ok, sd_ok):
+    """Tail of p(tau | y) ~ tau^-(k+1) (flat) or tau^-(k+2) (normal mu prior)."""
+    y, v = D7[0][:k], D7[1][:k]
+    fit = bayesmeta(y, v, tau_prior=halfcauchy(0.5), mu_prior=mu_prior)
+    assert math.isfinite(fit.tau.mean) == mean_ok and math.isfinite(fit.tau.sd) == sd_ok
+    assert math.isfinite(fit.pred.sd) == sd_ok
+    assert math.isfinite(fit.mu.sd) == (sd_ok or mu_prior.sd is not None)
+    assert all(math.isfinite(x) for x in (fit.mu.median, fit.tau.median, fit.pred.ci.low,
+                                          fit.pred.ci.high, fit.tau.shortest.high))
 
 
 def test_very_wide_normal_mu_prior_approaches_flat():
