@@ -60,8 +60,12 @@ prior's upper bound is a panel edge, so the kink lies between panels.
 Quantiles are found by safeguarded Newton steps on the exact mixture CDF
 (the tau CDF integrates the last, partial panel with its own Gauss-Legendre
 rule), so they are not limited by the spacing of the nodes. Agreement with a
-brute-force 2-D grid is tested to 1e-4 and with a 4x finer quadrature to
-1e-8 (tests/test_bayes.py).
+brute-force 2-D grid is tested to 1e-4 (measured <= 7.5e-6) and with a 4x
+finer quadrature to 1e-8 (tests/test_bayes.py).
+
+Speed: ~10 ms a fit (k = 7, one core of a busy 2-core machine), mostly the
+~50 quantile searches on the 800-component mixtures (~4 Newton steps each,
+started from a tabulated CDF).
 
 Edge cases: k = 1 is allowed (the posterior of tau is then nearly its prior);
 a half-Cauchy posterior of tau has a tail ~ tau^-(k + 1) (flat mu prior;
