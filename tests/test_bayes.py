@@ -203,6 +203,10 @@ def test_predictive_against_grid(case):
     ref = [ppf(0.5), mean, sd, ppf(0.025), ppf(0.975)]
     got = [fit.pred.median, fit.pred.mean, fit.pred.sd, fit.pred.ci.low, fit.pred.ci.high]
     assert got == pytest.approx(ref, abs=GRID_TOL)
+    # the shortest interval holds 95% by the grid's CDF and is no wider than the equal-tailed
+    lo, hi = fit.pred.shortest.low, fit.pred.shortest.high
+    assert cdf(hi) - cdf(lo) == pytest.approx(0.95, abs=GRID_TOL)
+    assert hi - lo <= fit.pred.ci.high - fit.pred.ci.low + 1e-12
 
 
 def test_shrinkage_against_grid(case):
@@ -331,7 +335,7 @@ def test_prior_specs_round_trip():
 
 def _csv(tmp_path, text, name="effects.csv"):
     path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8" if text.isascii() else "latin-1")
     return path
 
 
@@ -364,8 +368,9 @@ def test_cli_bayes_prints_the_fit(tmp_path, capsys):
      "--tau-prior 'halfnormal:-1': half-normal scale must be a finite number > 0"),
     ("study,yi,vi\nA,0.1,0.04\n", ["--mu-prior", "normal:0"],
      "--mu-prior 'normal:0': expected normal:MEAN:SD"),
+    ("study,yi,vi\nA,0.1,0.04\nB,caf\xe9,0.05\n", [], ": not UTF-8 text"),
 ], ids=["missing-column", "non-numeric", "negative-variance", "empty-cell", "bad-tau-prior",
-        "bad-mu-prior"])
+        "bad-mu-prior", "not-utf8"])
 def test_cli_bayes_bad_input(tmp_path, capsys, text, args, expected):
     path = _csv(tmp_path, text)
     base = {"--yi": "yi", "--vi": "vi", "--tau-prior": "halfnormal:0.5"}

@@ -334,8 +334,9 @@ class BayesFit:
     tau_grid, tau_density, mu_grid, mu_density : ndarray, shape (DENSITY_POINTS,)
         Marginal posterior densities for plotting.
     log_evidence : float
-        log of the normalising constant on the scale of p(tau) p(y | tau)
-        without its tau-free constants (for comparing priors on one data set only).
+        log int p(tau) p(y | tau) dtau less the constants that do not depend
+        on tau (2 pi, the mu prior's 1/sd): comparable between tau priors
+        for the same data and mu prior only (Bayes factors between them).
     """
 
     k: int
@@ -721,6 +722,16 @@ def read_effects(path, yi: str, vi: str) -> tuple[np.ndarray, np.ndarray]:
     import csv
     from .validate import Problem
     name = str(path)
+    try:
+        return _read_effects(path, name, yi, vi, csv)
+    except UnicodeDecodeError as exc:
+        raise ValueError(str(Problem(name, None, None, None,
+                                     f"not UTF-8 text (byte {exc.start}); save the file as "
+                                     "UTF-8"))) from None
+
+
+def _read_effects(path, name: str, yi: str, vi: str, csv) -> tuple[np.ndarray, np.ndarray]:
+    from .validate import Problem
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
