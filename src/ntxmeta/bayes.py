@@ -606,10 +606,11 @@ def bayesmeta(yi, vi, *, tau_prior: TauPrior, mu_prior: MuPrior = FLAT, level: f
     Returns
     -------
     BayesFit
-        See the module docstring for the formulas. Matches what bayesmeta
-        (Röver 2020) computes for the same priors (its ``summary``,
-        ``post.interval``, ``pposterior``, ``theta``); no R reference is
-        stored, the tests check against a brute-force 2-D grid instead.
+        See the module docstring for the formulas. The same quantities as
+        bayesmeta's (Röver 2020) ``summary``, ``post.interval``,
+        ``pposterior`` and ``theta``, but NOT checked against bayesmeta: R
+        with bayesmeta is not available here, so the tests compare with an
+        independent brute-force 2-D grid instead.
     """
     y = as_float_array(yi, "yi")
     v = as_float_array(vi, "vi")
