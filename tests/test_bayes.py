@@ -358,6 +358,15 @@ def test_cli_bayes_prints_the_fit(tmp_path, capsys):
     assert len(out["study.mean"]) == 7
 
 
+def test_cli_bayes_writes_non_finite_moments_as_strict_json(tmp_path, capsys):
+    path = _csv(tmp_path, "study,yi,vi\nA,0.2,0.05\n")
+    assert main(["bayes", str(path), "--yi", "yi", "--vi", "vi",
+                 "--tau-prior", "halfcauchy:0.5"]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=pytest.fail)
+    assert out["tau.mean"] == "Inf" and out["mu.mean"] == "NA"
+    assert out["tau.median"] > 0
+
+
 @pytest.mark.parametrize("text,args,expected", [
     ("study,yi,vi\nA,0.1,0.04\n", ["--yi", "effect"], ":1: column 'effect': no such column"),
     ("study,yi,vi\nA,0.1,0.04\nB,abc,0.05\n", [], ":3: column 'yi' = 'abc': not a number"),

@@ -88,14 +88,14 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_bayes(args: argparse.Namespace) -> int:
-    import json
     from .bayes import bayesmeta, parse_mu_prior, parse_tau_prior, read_effects
+    from .oracle import dumps
     tau_prior = parse_tau_prior(args.tau_prior, what="--tau-prior")
     mu_prior = parse_mu_prior(args.mu_prior, what="--mu-prior")
     yi, vi = read_effects(args.csv, args.yi, args.vi)
     fit = bayesmeta(yi, vi, tau_prior=tau_prior, mu_prior=mu_prior, level=args.level,
                     threshold=args.threshold)
-    print(json.dumps(fit.to_dict(), indent=1))
+    sys.stdout.write(dumps(fit.to_dict()))   # non-finite numbers as metafor's "NA"/"Inf"
     return 0
 
 
