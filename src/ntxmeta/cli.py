@@ -7,6 +7,8 @@
                      [--left-out data/processed/left_out/NAME.csv]
     ntxmeta pool     --analysis NAME --effects EFFECTS.csv --out RESULT.json --spec SPEC.json
     ntxmeta summary  RESULT.json ... --csv summary.csv --md summary.md
+    ntxmeta bayes    EFFECTS.csv --yi COL --vi COL --tau-prior halfnormal:0.5
+                     [--mu-prior normal:MEAN:SD] [--threshold X] [--level 95]
 
 Paths default to the project layout; run from the project root.
 """
@@ -85,6 +87,18 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bayes(args: argparse.Namespace) -> int:
+    from .bayes import bayesmeta, parse_mu_prior, parse_tau_prior, read_effects
+    from .oracle import dumps
+    tau_prior = parse_tau_prior(args.tau_prior, what="--tau-prior")
+    mu_prior = parse_mu_prior(args.mu_prior, what="--mu-prior")
+    yi, vi = read_effects(args.csv, args.yi, args.vi)
+    fit = bayesmeta(yi, vi, tau_prior=tau_prior, mu_prior=mu_prior, level=args.level,
+                    threshold=args.threshold)
+    sys.stdout.write(dumps(fit.to_dict()))   # non-finite numbers as metafor's "NA"/"Inf"
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ntxmeta", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"ntxmeta {__version__}")
@@ -125,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", required=True)
     p.add_argument("--md", required=True)
     p.set_defaults(func=_cmd_summary)
+    p = sub.add_parser("bayes", help="Bayesian random-effects meta-analysis (bayesmeta), JSON "
+                                     "to stdout")
+    p.add_argument("csv", help="CSV with one row per study")
+    p.add_argument("--yi", required=True, help="column of effect estimates")
+    p.add_argument("--vi", required=True, help="column of sampling variances (> 0)")
+    p.add_argument("--tau-prior", required=True,
+                   help="halfnormal:SCALE, halfcauchy:SCALE, lognormal:MU:SIGMA or uniform:UPPER")
+    p.add_argument("--mu-prior", default=None, help="normal:MEAN:SD (default: flat)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="also report P(mu < THRESHOLD) (default 0)")
+    p.add_argument("--level", type=float, default=95.0, help="credible level in percent")
+    p.set_defaults(func=_cmd_bayes)
     return parser
 
 
