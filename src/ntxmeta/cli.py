@@ -140,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--md", required=True)
     p.set_defaults(func=_cmd_summary)
     p = sub.add_parser("bayes", help="Bayesian random-effects meta-analysis (bayesmeta), JSON "
-                                     "to stdout")
+                                     "to stdout",
+                       description="Exact Bayesian random-effects meta-analysis of one table "
+                                   "(normal-normal model by numerical integration), JSON to stdout.",
+                       epilog="example: ntxmeta bayes effects.csv --yi yi --vi vi "
+                              "--tau-prior halfnormal:0.5 --mu-prior normal:0:2")
     p.add_argument("csv", help="CSV with one row per study")
     p.add_argument("--yi", required=True, help="column of effect estimates")
     p.add_argument("--vi", required=True, help="column of sampling variances (> 0)")
