@@ -101,3 +101,19 @@ def test_mantel_haenszel_needs_a_binary_measure():
                                            "filters": {"indication": ["alcohol"]}}}}, f)
     _, problems = check_config(f.name)
     assert any("Mantel-Haenszel pools 2x2 tables" in p.message for p in problems)
+
+
+def test_subsets_of_a_mantel_haenszel_analysis_refit_mantel_haenszel():
+    """Without the low-confidence row, the nausea RD is MH on the other two tables (metafor by hand:
+    the closed-form MH RD of tables 1 and 3)."""
+    eff = harms_effects("aud_nausea").assign(confidence=["high", "low", "high"], derived="no")
+    res = run_plan(plan(), eff)
+    v = next(v for v in res.variants if v.name == "excl_low_confidence")
+    d = pd.DataFrame(REF["aud_nausea"]["data"]).iloc[[0, 2]]
+    n = d.n1i + d.n2i
+    rd = ((d.ai * d.n2i - d.ci * d.n1i) / n).sum() / (d.n1i * d.n2i / n).sum()
+    assert v.fit.model == "MH" and v.k == 2
+    assert v.fit.estimate == pytest.approx(rd, rel=CLOSED_FORM)
+    same = next(v for v in res.variants if v.name == "excl_derived")
+    assert same.fit.estimate == pytest.approx(REF["aud_nausea"]["RD"]["estimate"], rel=CLOSED_FORM)
+    assert "same rows as the main model" in same.note

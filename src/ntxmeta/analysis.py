@@ -235,11 +235,13 @@ def _variant(cache: FitCache, used, mask, name, description, method, test, note=
     return Variant(name, description, words, k, pooled_from_fit(fit, with_pi=False), note)
 
 
-def _binary_variant(effects, used, name, description, fitter, measure, level) -> Variant:
+def _binary_variant(effects, used, name, description, fitter, measure, level,
+                    model: str | None = None) -> Variant:
+    model = model or ("MH" if "Mantel" in description else "Peto")
     cells = [number_column(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
     has = used & np.all([np.isfinite(c) for c in cells], axis=0)
     k = int(has.sum())
-    words = model_words("MH" if "Mantel" in description else "Peto", "z")
+    words = model_words(model, "z")
     if k < 2:
         return Variant(name, description, words, k, None,
                        "not computed: no row has arm counts" if k == 0 else
@@ -255,7 +257,7 @@ def _binary_variant(effects, used, name, description, fitter, measure, level) ->
     het = Heterogeneity(q=float(h.QE), q_df=int(h.df), q_pval=float(h.QEp), tau2=0.0,
                         tau2_se=math.nan, tau=0.0, i2_pct=float(h.I2_pct), h2=float(h.H2),
                         i2_q_pct=float(h.I2_pct))
-    pooled = Pooled(model="MH" if "Mantel" in description else "Peto", test="z", level=level,
+    pooled = Pooled(model=model, test="z", level=level,
                     k=k, estimate=float(fit.estimate), se=float(fit.se), ci=fit.ci,
                     test_stat=Test("z", float(fit.zval), float(fit.pval)), heterogeneity=het)
     return Variant(name, description, words, k, pooled, note)
@@ -312,11 +314,13 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
         out.append(_binary_variant(effects, used, "common_Peto", "Peto odds ratio",
                                    lambda *a, measure, **kw: peto(*a, **kw), "OR", o.level))
     subsets = list(plan.subsets)
+    mh = (effects, plan.measure) if main is not None else None  # subsets refit the MH main model
     for s in subsets[:2]:  # the built-in ones, first
-        out.append(_subset(cache, effects, used, s, o))
+        out.append(_subset(cache, effects, used, s, o, mh))
     placebo = text_column(effects, "comparator_type").eq("placebo").to_numpy()
-    out.append(_subset_mask(cache, used, placebo, "placebo_only", "Placebo-controlled rows only", o))
-    out += [_subset(cache, effects, used, s, o) for s in subsets[2:]]
+    out.append(_subset_mask(cache, used, placebo, "placebo_only", "Placebo-controlled rows only", o,
+                            mh=mh))
+    out += [_subset(cache, effects, used, s, o, mh) for s in subsets[2:]]
     rob = text_column(effects, "rob_overall")
     for name, description, keep in (
             ("rob_low", "Trials at low risk of bias only (RoB 2 overall)", rob.eq("low")),
@@ -324,7 +328,7 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
              ~rob.eq("high"))):
         out.append(_subset_mask(cache, used, keep.to_numpy(), name, description, o,
                                 "" if "rob_overall" in effects else
-                                "no risk-of-bias column in the effects table"))
+                                "no risk-of-bias column in the effects table", mh))
     if extra is not None and extra.any():
         ids = ", ".join(str(r) for r in effects.loc[extra, "row_id"])
         out.append(_variant(cache, used | extra, every, "with_sensitivity_rows",
@@ -353,17 +357,26 @@ TEST_DESCRIPTIONS = {"z": "Wald z test", "knha": "Hartung-Knapp test",
                      "adhoc": "Hartung-Knapp test with the ad hoc variance floor"}
 
 
-def _subset_mask(cache, used, keep, name, description, o, note="") -> Variant:
+def _subset_mask(cache, used, keep, name, description, o, note="", mh=None) -> Variant:
+    """The main model on the rows kept; ``mh`` = (effects, measure) when the main model is
+    Mantel-Haenszel, so that a subset is refitted as its main model was."""
     if not note and (used & keep).sum() == used.sum():
         note = "same rows as the main model"
-    return _variant(cache, used, keep, name, description, o.method, o.test, note)
+    if mh is None:
+        return _variant(cache, used, keep, name, description, o.method, o.test, note)
+    from dataclasses import replace
+
+    from .binary import mantel_haenszel
+    v = _binary_variant(mh[0], used & keep, name, description, mantel_haenszel, mh[1], o.level,
+                        model="MH")
+    return replace(v, note="; ".join(n for n in (v.note, note) if n))
 
 
-def _subset(cache, effects, used, subset, o) -> Variant:
+def _subset(cache, effects, used, subset, o, mh=None) -> Variant:
     hit, missing = _exclude_mask(effects, subset.exclude)
     note = (f"filter column(s) {', '.join(missing)} not in the effects table: nothing excluded"
             if missing else "")
-    return _subset_mask(cache, used, ~hit, subset.name, subset.title, o, note)
+    return _subset_mask(cache, used, ~hit, subset.name, subset.title, o, note, mh)
 
 
 def _series(kind: str, res, labels) -> Series:
