@@ -363,7 +363,9 @@ def test_sof_continuous_and_unpooled_rows():
     assert r["estimate"] == pytest.approx(ref["rma_tight"]["REML"]["estimate"], rel=TIGHT)
     assert math.isnan(r["acr_per_1000"]) and r["nnt_kind"] == "" and math.isnan(r["events"])
     assert r["participants"] == d.n1i.sum() + d.n2i.sum() >= 400
-    eff1 = pd.DataFrame({"study_id": ["a"], "label": ["a"], "yi": [0.2], "vi": [0.1]})
+    eff1 = pd.DataFrame({"study_id": ["a"], "label": ["a"], "yi": [0.2], "vi": [0.1],
+                         # the Wald interval the effects step writes beside yi
+                         "ci_lb": [0.2 - 1.959963985 * 0.1 ** 0.5], "ci_ub": [0.2 + 1.959963985 * 0.1 ** 0.5]})
     single = run_plan(config({"one": {"measure": "GEN"}}).analyses["one"], eff1)
     r = ev.sof_row(single, eff1)
     # k = 1: the trial's own estimate and Wald CI (0.2 -+ 1.959964 sqrt(0.1)), not pooled

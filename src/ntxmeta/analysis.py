@@ -30,6 +30,7 @@ parts go on, so one bad section never hides the rest.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
@@ -235,9 +236,10 @@ def _variant(cache: FitCache, used, mask, name, description, method, test, note=
     return Variant(name, description, words, k, pooled_from_fit(fit, with_pi=False), note)
 
 
-def _binary_variant(effects, used, name, description, fitter, measure, level,
-                    model: str | None = None) -> Variant:
-    model = model or ("MH" if "Mantel" in description else "Peto")
+def _binary_variant(effects, used, name, description, model, measure, level) -> Variant:
+    """A Mantel-Haenszel ("MH") or Peto ("Peto") common-effect fit of the used rows' 2x2 tables."""
+    from .binary import mantel_haenszel, peto
+    fitter = mantel_haenszel if model == "MH" else (lambda *a, measure, **kw: peto(*a, **kw))
     cells = [number_column(effects, c) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")]
     has = used & np.all([np.isfinite(c) for c in cells], axis=0)
     k = int(has.sum())
@@ -279,9 +281,8 @@ def mantel_haenszel_main(effects: pd.DataFrame, used: np.ndarray, measure: str, 
     :func:`ntxmeta.binary.mantel_haenszel` (metafor ``rma.mh``) computes
     it; weights in percent of the MH weights, NaN off the model.
     """
-    from .binary import mantel_haenszel
     main = _binary_variant(effects, used, "main", f"Main model: Mantel-Haenszel {measure}",
-                           mantel_haenszel, measure, level)
+                           "MH", measure, level)
     weights = np.full(len(effects), np.nan)
     cells = _cells(effects, used)
     if main.fit is not None and cells is not None:
@@ -307,12 +308,11 @@ def _variants(plan: AnalysisPlan, effects: pd.DataFrame, cache: FitCache, used, 
     out.append(_variant(cache, used, every, "common_EE", "Common effect (inverse variance)",
                         "EE", "z"))
     if (text_column(effects, "data_type") == "binary").any():
-        from .binary import mantel_haenszel, peto
         mh_measure = plan.measure if plan.measure in ("RR", "OR", "RD") else "OR"
         out.append(_binary_variant(effects, used, "common_MH", f"Mantel-Haenszel {mh_measure}",
-                                   mantel_haenszel, mh_measure, o.level))
-        out.append(_binary_variant(effects, used, "common_Peto", "Peto odds ratio",
-                                   lambda *a, measure, **kw: peto(*a, **kw), "OR", o.level))
+                                   "MH", mh_measure, o.level))
+        out.append(_binary_variant(effects, used, "common_Peto", "Peto odds ratio", "Peto", "OR",
+                                   o.level))
     subsets = list(plan.subsets)
     mh = (effects, plan.measure) if main is not None else None  # subsets refit the MH main model
     for s in subsets[:2]:  # the built-in ones, first
@@ -364,11 +364,7 @@ def _subset_mask(cache, used, keep, name, description, o, note="", mh=None) -> V
         note = "same rows as the main model"
     if mh is None:
         return _variant(cache, used, keep, name, description, o.method, o.test, note)
-    from dataclasses import replace
-
-    from .binary import mantel_haenszel
-    v = _binary_variant(mh[0], used & keep, name, description, mantel_haenszel, mh[1], o.level,
-                        model="MH")
+    v = _binary_variant(mh[0], used & keep, name, description, "MH", mh[1], o.level)
     return replace(v, note="; ".join(n for n in (v.note, note) if n))
 
 

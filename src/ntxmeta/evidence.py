@@ -75,7 +75,6 @@ References
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -92,17 +91,17 @@ MH_MEASURES = ("RR", "OR", "RD")
 #: Measures with an assumed control risk and absolute effects.
 ABSOLUTE_MEASURES = ("RR", "OR", "RD")
 #: Egger's test is read at the 10 % level (Egger et al. 1997; Sterne 2011).
-EGGER_ALPHA = 0.10
+EGGER_ALPHA = grade.SMALL_STUDY_ALPHA
 #: GRADE optimal information size rules of thumb (Guyatt 2011, GRADE 6).
-OIS_EVENTS = 300
-OIS_PARTICIPANTS = 400
+OIS_EVENTS = grade.OIS_EVENTS
+OIS_PARTICIPANTS = grade.OIS_PARTICIPANTS
 #: I^2 above this (percent) flags inconsistency (Cochrane Handbook 10.10.2:
 #: "may represent substantial heterogeneity" from 50 %).
-I2_INCONSISTENCY_PCT = 50.0
+I2_INCONSISTENCY_PCT = grade.I2_SERIOUS_PCT
 #: Cochran's Q is read at the 10 % level: it has low power with few studies
 #: (Cochrane Handbook 6.5, 10.10.2), and a REML tau^2 of 0 (so I^2 = 0) can
 #: sit beside a Q with p < 0.10.
-Q_ALPHA = 0.10
+Q_ALPHA = grade.Q_ALPHA
 #: A risk difference this close to 0 is 0: its NNT is infinite. Far below any
 #: risk a trial can estimate (one event in a billion participants).
 ARD_ZERO = 1e-12
@@ -321,7 +320,7 @@ def _egger_flag(result: AnalysisResult) -> str:
     ss = result.small_study
     if ss is None or not ss.assessed:
         return NOT_ASSESSED
-    name, test = ("Harbord", ss.harbord) if ss.harbord is not None else ("Egger", ss.egger)
+    name, test = small_study_test(result)
     if test is None:
         return f"not available ({ss.note or 'Egger test refused'})"
     p = test.pval
@@ -347,9 +346,8 @@ def indirectness_flags(effects: pd.DataFrame) -> list[tuple[str, ...]]:
     other than the licensed 50 mg a day, and a combination with another
     active drug (``pooling_issue`` combination_treatment).
     """
-    given = text_column(effects, "indirectness") if "indirectness" in effects else None
-    raw = (effects["indirectness"].astype(object).where(effects["indirectness"].notna(), "")
-           if given is not None else pd.Series([""] * len(effects), index=effects.index))
+    raw = (effects["indirectness"].astype(object).fillna("").astype(str) if "indirectness" in effects
+           else [""] * len(effects))
     dose = number_column(effects, "dose_mg")
     oral = text_column(effects, "formulation").eq("oral").to_numpy()
     combo = text_column(effects, "pooling_issue").str.contains("combination_treatment").to_numpy()
@@ -366,11 +364,18 @@ def indirectness_flags(effects: pd.DataFrame) -> list[tuple[str, ...]]:
 
 
 def _single_trial(result: AnalysisResult, effects: pd.DataFrame, used: np.ndarray):
-    """Estimate and CI of the one pooled trial (k = 1) on the shown scale, a Wald interval."""
-    y, v = number_column(effects, "yi")[used][0], number_column(effects, "vi")[used][0]
-    z = NormalDist().inv_cdf(0.5 + result.level / 200.0)
+    """Estimate and CI of the one pooled trial (k = 1) on the shown scale: the effects
+    step's own Wald interval of that row."""
     show = result.scale.show
-    return float(show(y)), float(show(y - z * math.sqrt(v))), float(show(y + z * math.sqrt(v)))
+    return tuple(float(show(number_column(effects, c)[used][0])) for c in ("yi", "ci_lb", "ci_ub"))
+
+
+def small_study_test(result: AnalysisResult):
+    """The small-study test a 2x2 analysis is read by (Harbord's), else Egger's: (name, Test)."""
+    ss = result.small_study
+    if ss is not None and ss.harbord is not None:
+        return "Harbord", ss.harbord
+    return "Egger", ss.egger if ss is not None else None
 
 
 def grade_evidence(result: AnalysisResult, effects: pd.DataFrame, row: Mapping,
@@ -379,9 +384,7 @@ def grade_evidence(result: AnalysisResult, effects: pd.DataFrame, row: Mapping,
     used = np.asarray(result.used, dtype=bool)
     show = result.scale.show
     lb, ub = number_column(effects, "ci_lb")[used], number_column(effects, "ci_ub")[used]
-    ss = result.small_study
-    test = (("Harbord", ss.harbord) if ss is not None and ss.harbord is not None
-            else ("Egger", ss.egger if ss is not None else None))
+    test = small_study_test(result)
     weights = np.asarray(result.weights_pct, dtype=float)[used]
     return grade.Evidence(
         outcome=plain_outcome, estimate=row["estimate"], ci=(row["ci_lb"], row["ci_ub"]),
@@ -393,7 +396,7 @@ def grade_evidence(result: AnalysisResult, effects: pd.DataFrame, row: Mapping,
         indirect=tuple(f for f, u in zip(indirectness_flags(effects), used) if u),
         trial_ci=tuple(zip(map(float, show(lb)), map(float, show(ub)))),
         small_study_test=test[0], small_study_p=test[1].pval if test[1] is not None else math.nan,
-        mid=mid, good_events=result.good_events)
+        mid=mid)
 
 
 def _with_certainty(row: dict, result: AnalysisResult, effects: pd.DataFrame, plan) -> dict:
@@ -524,8 +527,6 @@ def summary_of_findings(effects_by_analysis: Mapping[str, pd.DataFrame],
     shown scale; risks and differences per 1000; ``nnt`` rounded up; flags
     as text ("no", or "yes: <why>").
     """
-    names = [n for n in config.analyses if n in results]
-    main = [n for n in names if config.analyses[n].main]
     return _sof_and_certainty(effects_by_analysis, results, config)[0]
 
 

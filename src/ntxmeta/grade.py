@@ -85,8 +85,10 @@ References
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
-from typing import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .analysis import SMALL_STUDY_MIN_K
 
 #: The five domains, in GRADEpro's order, and their names in footnotes.
 DOMAINS = {"risk_of_bias": "Risk of bias", "inconsistency": "Inconsistency",
@@ -104,7 +106,6 @@ Q_ALPHA = 0.10
 INDIRECT_PCT = 50.0
 OIS_EVENTS = 300
 OIS_PARTICIPANTS = 400
-SMALL_STUDY_MIN_K = 10
 SMALL_STUDY_ALPHA = 0.10
 #: The licensed oral dose (mg a day) for alcohol and opioid use disorder.
 LICENSED_ORAL_MG = 50.0
@@ -144,7 +145,6 @@ class Evidence:
     small_study_test: str = ""
     small_study_p: float = math.nan
     mid: tuple[float, float] | None = None
-    good_events: bool = False
 
 
 @dataclass(frozen=True)
@@ -328,7 +328,7 @@ def _rated(levels: int) -> str:
     return f"rated down {LEVEL_WORDS[levels]}" if levels else "not rated down"
 
 
-def _footnote(r: Rating) -> str | None:
+def footnote(r: Rating) -> str | None:
     """The footnote of one rating: every downgrade, every override, what was not assessable."""
     name = DOMAINS[r.domain]
     if r.override:
@@ -389,10 +389,5 @@ def certainty(ev: Evidence, overrides: Mapping[str, Mapping] | None = None) -> C
         raise ValueError(f"unknown GRADE domain(s) {sorted(unknown)}; use {list(DOMAINS)}")
     ratings = tuple(_overridden(RULES[d](ev), overrides.get(d)) for d in DOMAINS)
     level = max(1, START - sum(r.levels for r in ratings))
-    notes = tuple(n for n in (_footnote(r) for r in ratings) if n)
+    notes = tuple(n for n in (footnote(r) for r in ratings) if n)
     return Certainty(level, ratings, plain_statement(level, effect_direction(ev), ev.outcome), notes)
-
-
-def with_mid(ev: Evidence, mid: Sequence[float] | None) -> Evidence:
-    """The evidence with a (lower, upper) minimal important difference, or none."""
-    return replace(ev, mid=None if mid is None else (float(mid[0]), float(mid[1])))

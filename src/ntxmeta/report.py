@@ -482,7 +482,7 @@ def _no_absolute(measure: str) -> str:
     return "not applicable (no arm-level risks)"
 
 
-def _sof_row(r: Mapping[str, str]) -> list[str]:
+def _sof_row(r: Mapping[str, str], ratings: Sequence = ()) -> list[str]:
     """The cells of one summary-of-findings row (``r``: the CSV row, text cells)."""
     measure = _text(r["measure"])
     question = "; ".join(f"{name}: {_text(r.get(key, ''))}" for name, key in (
@@ -529,13 +529,21 @@ def _sof_row(r: Mapping[str, str]) -> list[str]:
         ("Imprecision", "imprecision"), ("Inconsistency", "inconsistency"),
         ("Small-study effects", "small_study_effects"))) +
         tag("li", esc(f"Weight from low-confidence rows: {low}")), class_="flags")
-    return [outcome, studies, rel, absolute, nnt, het, flags, _certainty_cell(r)]
+    return [outcome, studies, rel, absolute, nnt, het, flags, _certainty_cell(r, ratings)]
 
 
-def _certainty_cell(r: Mapping[str, str]) -> str:
-    """GRADE certainty (symbols, label, footnote letters), the statement and the footnotes."""
-    notes = [n.strip() for n in re.split(r"(?:^| )(?=[a-z]{1,2}\. [A-Z])", _text(r.get("footnotes", "")))
-             if n.strip()]
+def _ratings(rows: pd.DataFrame) -> list:
+    """The GRADE ratings of one SoF row, as ``certainty.csv`` holds them."""
+    return [grade.Rating(_text(r["domain"]), int(_float(r["levels"])), _text(r["reason"]),
+                         _truthy(r["override"]),
+                         int(_float(r["rule_levels"])) if _finite(r["rule_levels"]) else None,
+                         _text(r["rule_reason"])) for r in rows.to_dict("records")]
+
+
+def _certainty_cell(r: Mapping[str, str], ratings: Sequence) -> str:
+    """GRADE certainty (symbols, label, footnote letters), the statement and the footnotes
+    (written from the ratings by :func:`ntxmeta.grade.footnote`, as the tables step wrote them)."""
+    notes = [n for n in map(grade.footnote, ratings) if n]
     return (tag("div", esc(_text(r.get("certainty", ""))), class_="certainty") +
             tag("div", esc(_text(r.get("statement", "")))) +
             (tag("details", tag("summary", "Footnotes") +
@@ -543,7 +551,7 @@ def _certainty_cell(r: Mapping[str, str]) -> str:
              if notes else ""))
 
 
-def _sof_tables(sof: pd.DataFrame) -> str:
+def _sof_tables(sof: pd.DataFrame, certainty: pd.DataFrame) -> str:
     """The summary of findings (``summary_of_findings.csv``), one table per indication, in its row order."""
     if sof.empty:
         return tag("p", "No analysis has results yet.", class_="muted")
@@ -552,7 +560,8 @@ def _sof_tables(sof: pd.DataFrame) -> str:
             ("Heterogeneity", ""), ("Flags", "flags"), ("Certainty of the evidence (GRADE)", "")]
     parts = []
     for ind, block in sof.groupby("indication", sort=False):
-        rows = [_sof_row(r) for r in block.to_dict("records")]
+        rows = [_sof_row(r, _ratings(_rows_of(certainty, r["analysis"])))
+                for r in block.to_dict("records")]
         parts.append(tag("h3", esc(indication_name(ind)),
                          id="sof-" + re.sub(r"[^a-z0-9_-]", "-", str(ind).lower())))
         parts.append(_table(head, rows, cls="sof", widths=SOF_WIDTHS_PCT))
@@ -1050,7 +1059,7 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
     body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")),
             tag("nav", tag("h2", "Contents") + tag("ol", "".join(toc)), aria_label="Contents"),
             tag("section", tag("h2", "Summary of findings", id="summary-of-findings") +
-                _sof_tables(tables["summary_of_findings"]) +
+                _sof_tables(tables["summary_of_findings"], tables["certainty"]) +
                 tag("div", "".join(tag("p", esc(t)) for t in SOF_NOTES), class_="notes")),
             tag("section", tag("h2", "Analyses", id="analyses") + "".join(
                 _analysis_section(config.analyses[n], results[n], frames[n], tables, figs[n],
