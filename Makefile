@@ -36,8 +36,13 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
+# The evidence changelog (results/changelog.*) is history: `make clean` removes
+# it with everything else unless KEEP_CHANGELOG=1 is given.
 clean:
-	rm -rf results/* data/processed/* .snakemake logs
+	@if [ -n "$(KEEP_CHANGELOG)" ]; then \
+	  find results -mindepth 1 -maxdepth 1 ! -name changelog.json ! -name changelog.md -exec rm -rf {} +; \
+	else rm -rf results/*; fi
+	rm -rf data/processed/* .snakemake logs
 	touch results/.gitkeep data/processed/.gitkeep
 
 distclean: clean

@@ -1007,7 +1007,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                   tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Mapping[str, Path]],
                   config: Config, *, page_dir: str | Path = ".",
                   inline_max_bytes: int | None = None,
-                  left_out: Mapping[str, pd.DataFrame] | None = None) -> str:
+                  left_out: Mapping[str, pd.DataFrame] | None = None,
+                  version: Mapping[str, Any] | None = None) -> str:
     """The report page as a string (see the module docstring); formats, computes nothing.
 
     Parameters
@@ -1028,6 +1029,9 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
         The folder the page will be written to: figures too large to inline
         (over ``inline_max_bytes`` in all, default
         :data:`INLINE_FIGURES_MAX_BYTES`) are linked relative to it.
+    version : mapping, optional
+        The newest evidence version (:func:`ntxmeta.changelog.latest`): the
+        header names it and links ``changelog.md`` beside the page.
 
     Raises
     ------
@@ -1056,7 +1060,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
     if link_from is not None:
         intro += (f" The figures ({figure_bytes / 2**20:,.0f} MB) are linked, not embedded: keep the "
                   "figures/ folder beside this page.")
-    body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")),
+    body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")
+                + _version_line(version)),
             tag("nav", tag("h2", "Contents") + tag("ol", "".join(toc)), aria_label="Contents"),
             tag("section", tag("h2", "Summary of findings", id="summary-of-findings") +
                 _sof_tables(tables["summary_of_findings"], tables["certainty"]) +
@@ -1077,10 +1082,21 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
     return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head>\n<body>\n' + "\n".join(body) + "\n</body></html>\n"
 
 
+def _version_line(version: Mapping[str, Any] | None) -> str:
+    """The header's evidence version and the link to the changelog (none without a version)."""
+    if not version:
+        return ""
+    text = (f"Evidence version {int(version['version'])} of {version['date']} (data digest "
+            f"{str(version['data_digest'])[:12]}, ntxmeta {version['tool_version']}). ")
+    return tag("p", esc(text) + tag("a", "What changed: the changelog", href="changelog.md"),
+               class_="version", id="evidence-version")
+
+
 def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | Path],
                  tables: Mapping[str, str | Path], figures: Sequence[str | Path], config: Config,
                  out_path: str | Path, *, inline_max_bytes: int | None = None,
-                 left_out: Mapping[str, str | Path] | None = None) -> Path:
+                 left_out: Mapping[str, str | Path] | None = None,
+                 changelog: str | Path | None = None) -> Path:
     """The report step: ``results/report.html`` from the files of the run (reads, computes nothing).
 
     Parameters
@@ -1105,7 +1121,10 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
     left_out : mapping of analysis name to path, optional
         ``data/processed/left_out/{analysis}.csv``: rows the filters match
         that the analysis does not use, with the reason (listed per analysis).
+    changelog : path, optional
+        ``results/changelog.json``: its newest version goes into the header.
     """
+    from .changelog import latest
     from .pipeline import read_effects
     missing = [s for s in TABLE_STEMS if s not in tables]
     if missing:
@@ -1121,6 +1140,7 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
                          figure_map(figures, list(config.analyses)), config,
                          page_dir=Path(out_path).parent, inline_max_bytes=inline_max_bytes,
                          left_out={str(n): pd.read_csv(p, dtype=str, keep_default_na=False)
-                                   for n, p in (left_out or {}).items()})
+                                   for n, p in (left_out or {}).items()},
+                         version=latest(changelog) if changelog else None)
     write_text(out_path, page)
     return Path(out_path)

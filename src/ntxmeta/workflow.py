@@ -246,12 +246,20 @@ def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict,
 
 
 def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
-           out: str | Path, left_out_paths=()) -> None:
+           out: str | Path, left_out_paths=(), changelog: str | Path | None = None) -> None:
     """Results, effects, tables and figures -> results/report.html (computes nothing)."""
     from .report import write_report
     write_report(by_analysis(result_paths, "results"), by_analysis(effects_paths, "effects"),
                  table_paths, list(map(str, figure_paths)), config, out,
-                 left_out=by_analysis(left_out_paths, "effects"))
+                 left_out=by_analysis(left_out_paths, "effects"), changelog=changelog)
+
+
+def changelog(comparisons, effects_paths, summary_csv, sof_csv, json_path, md_path) -> None:
+    """Comparisons, effects and the summary tables -> results/changelog.{json,md}."""
+    from . import __version__
+    from .changelog import update
+    update(comparisons, list(effects_paths), summary_csv, sof_csv, json_path, md_path,
+           tool_version=__version__)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -414,4 +422,10 @@ def rule_report(pf: Preflight, input, output, log: str) -> None:
     with logged(log, "report"):
         offload(report, list(map(str, input.results)), list(map(str, input.effects)), tables,
                 list(map(str, input.figures)), pf.config, str(output[0]),
-                list(map(str, input.left_out)))
+                list(map(str, input.left_out)), str(input.changelog))
+
+
+def rule_changelog(input, output, log: str) -> None:
+    with logged(log, "changelog"):
+        changelog(str(input.comparisons), list(map(str, input.effects)), str(input.summary),
+                  str(input.sof), str(output.json), str(output.md))

@@ -100,6 +100,7 @@ def all_outputs(wildcards):
             "results/tables/summary.csv",
             "results/tables/summary.md",
             "results/report.html",
+            "results/changelog.md",
         ]
         + rules.evidence_tables.output
     )

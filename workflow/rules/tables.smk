@@ -44,3 +44,25 @@ rule evidence_tables:
         "logs/tables/evidence.log",
     run:
         ntx.rule_evidence_tables(PREFLIGHT, input, output, log[0])
+
+
+# The changelog reads its own previous output (update(): Snakemake keeps it),
+# records a version when the evidence changed and only touches the files
+# otherwise.
+rule changelog:
+    input:
+        comparisons="data/processed/comparisons.csv",
+        effects=analysis_effects,
+        summary="results/tables/summary.csv",
+        sof="results/tables/summary_of_findings.csv",
+    output:
+        json=update("results/changelog.json"),
+        md=report(
+            update("results/changelog.md"),
+            caption="../report/changelog.rst",
+            category="Tables",
+        ),
+    log:
+        "logs/changelog.log",
+    run:
+        ntx.rule_changelog(input, output, log[0])
