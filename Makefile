@@ -6,6 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 STAMP  := $(VENV)/.installed
+# `make` prints one line per finished step (ntxmeta.progress); VERBOSE=1 shows
+# Snakemake's whole output. Each step's log is under logs/.
+RUN    := $(if $(VERBOSE),NTXMETA_VERBOSE=1 ,)$(BIN)/python -m ntxmeta.progress
 
 .PHONY: all run report test bench clean distclean
 
@@ -20,14 +23,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(STAMP)
-	$(BIN)/snakemake --cores $(CORES)
+	@$(RUN) $(BIN)/snakemake --cores $(CORES)
 
 # Snakemake's report is rebuilt only when an output is newer than it (a
 # re-run with nothing changed rewrites no file).
 SMK_REPORT := results/snakemake_report.html
 report: run
 	@if [ ! -f $(SMK_REPORT) ] || [ -n "$$(find results data/processed -type f -newer $(SMK_REPORT) ! -name '.*' -print -quit)" ]; then \
-	  $(BIN)/snakemake --cores $(CORES) --report $(SMK_REPORT); \
+	  $(RUN) $(BIN)/snakemake --cores $(CORES) --report $(SMK_REPORT); \
 	else echo "$(SMK_REPORT) is up to date"; fi
 
 test: $(STAMP)

@@ -46,10 +46,10 @@ def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def jobs_run(proc: subprocess.CompletedProcess) -> list[str]:
-    """Rule names of the jobs a run executed (from Snakemake's log lines)."""
+    """Rule names of the jobs a run executed (Snakemake's log lines, or make's progress lines)."""
     text = proc.stdout + proc.stderr
     return [line.split()[1].rstrip(":") for line in text.splitlines()
-            if line.startswith(("rule ", "localrule "))]
+            if line.startswith(("rule ", "localrule ")) or re.match(r"\[\s*\d+/\d+\] ", line)]
 
 
 @pytest.fixture(scope="module")

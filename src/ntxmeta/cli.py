@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
 from . import __version__
 
@@ -99,11 +100,62 @@ def _cmd_bayes(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What each subcommand does and an example, for its ``--help`` (name -> (summary, text, example)).
+COMMANDS = {
+    "analyse": ("run one analysis from a spec (oracle format)",
+                "Fit the models a spec asks for (metafor's rma, confint, regtest, ... under "
+                "metafor's key names) and write every number as JSON: the oracle adapter.",
+                "ntxmeta analyse results/analyses/aud_heavy_drinking_rr/spec.json --out out.json "
+                "--only rma.REML"),
+    "validate": ("check data/raw and the config",
+                 "Check every raw table (schema, counts, provenance), the risk-of-bias table and "
+                 "the config; each problem names its file, line, column, value and rule.",
+                 "ntxmeta validate --all"),
+    "ingest": ("data/raw -> comparisons.csv",
+               "Validate and normalise the raw tables into one row per comparison (favourable "
+               "events flipped, shared control arms split, pooling flags).",
+               "ntxmeta ingest --out data/processed/comparisons.csv"),
+    "effects": ("effect sizes of one analysis",
+                "Select one analysis's rows from comparisons.csv and compute their effect sizes "
+                "(yi, vi, CI); no model is fitted.",
+                "ntxmeta effects --analysis aud_heavy_drinking_rr "
+                "--out data/processed/effects/aud_heavy_drinking_rr.csv"),
+    "pool": ("every model one analysis asks for",
+             "Fit the main model, variants, subgroups, meta-regressions and small-study tests "
+             "of one analysis into its typed result (result.json) and its oracle spec.",
+             "ntxmeta pool --analysis aud_heavy_drinking_rr "
+             "--effects data/processed/effects/aud_heavy_drinking_rr.csv --out result.json "
+             "--spec spec.json"),
+    "summary": ("summary table of many results",
+                "One row per analysis (k, participants, estimate, CI, PI, tau2, I2, p) as CSV "
+                "and Markdown.",
+                "ntxmeta summary results/analyses/*/result.json --csv summary.csv --md summary.md"),
+    "bayes": ("Bayesian random-effects meta-analysis (bayesmeta), JSON to stdout",
+              "Exact Bayesian random-effects meta-analysis of one table (normal-normal model "
+              "by numerical integration), JSON to stdout.",
+              "ntxmeta bayes effects.csv --yi yi --vi vi --tau-prior halfnormal:0.5 "
+              "--mu-prior normal:0:2"),
+}
+
+
+def _sub(sub, name: str, parents=()) -> argparse.ArgumentParser:
+    summary, text, example = COMMANDS[name]
+    return sub.add_parser(name, parents=list(parents), help=summary, description=textwrap.fill(text, 79),
+                          epilog=f"example:\n  {example}",
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ntxmeta", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ntxmeta", description=__doc__.splitlines()[0].replace("``", ""),
+        epilog="The whole workflow is `make` (Snakemake); each step can also be run alone.\n"
+               "example:\n  ntxmeta validate && ntxmeta ingest && "
+               "ntxmeta effects --analysis aud_heavy_drinking_rr --out effects.csv\n"
+               "Each subcommand's --help says what it does, with an example.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ntxmeta {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("analyse", help="run one analysis from a spec (oracle format)")
+    p = _sub(sub, "analyse")
     p.add_argument("spec", help="spec JSON (csv path relative to it)")
     p.add_argument("--out", required=True, help="result JSON to write")
     p.add_argument("--only", default=None,
@@ -111,40 +163,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_analyse)
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", default="config/config.yaml", help="config YAML")
-    p = sub.add_parser("validate", parents=[config], help="check data/raw and the config")
+    p = _sub(sub, "validate", [config])
     p.add_argument("--all", action="store_true",
                    help="list every problem (by default the first 20 of each column of each "
                         "file are listed and the rest counted)")
     p.set_defaults(func=_cmd_validate)
-    p = sub.add_parser("ingest", parents=[config], help="data/raw -> comparisons.csv")
-    p.add_argument("--out", default="data/processed/comparisons.csv")
+    p = _sub(sub, "ingest", [config])
+    p.add_argument("--out", default="data/processed/comparisons.csv",
+                   help="comparisons CSV to write (default: %(default)s)")
     p.set_defaults(func=_cmd_ingest)
-    p = sub.add_parser("effects", parents=[config], help="effect sizes of one analysis")
-    p.add_argument("--analysis", required=True)
+    p = _sub(sub, "effects", [config])
+    p.add_argument("--analysis", required=True, help="analysis name in the config")
     p.add_argument("--comparisons", default="data/processed/comparisons.csv",
-                   help="the ingest step's output")
-    p.add_argument("--out", required=True)
+                   help="the ingest step's output (default: %(default)s)")
+    p.add_argument("--out", required=True, help="effects CSV to write")
     p.add_argument("--left-out", default=None,
                    help="also write the rows the filters match but the analysis does not use, "
                         "with the reason (the workflow: data/processed/left_out/NAME.csv)")
     p.set_defaults(func=_cmd_effects)
-    p = sub.add_parser("pool", parents=[config], help="every model one analysis asks for")
-    p.add_argument("--analysis", required=True)
-    p.add_argument("--effects", required=True)
+    p = _sub(sub, "pool", [config])
+    p.add_argument("--analysis", required=True, help="analysis name in the config")
+    p.add_argument("--effects", required=True, help="the effects step's CSV")
     p.add_argument("--out", required=True, help="result JSON")
     p.add_argument("--spec", required=True, help="oracle-format spec JSON to write")
     p.set_defaults(func=_cmd_pool)
-    p = sub.add_parser("summary", help="summary table of many results")
-    p.add_argument("results", nargs="+")
-    p.add_argument("--csv", required=True)
-    p.add_argument("--md", required=True)
+    p = _sub(sub, "summary")
+    p.add_argument("results", nargs="+", help="result.json files")
+    p.add_argument("--csv", required=True, help="CSV to write")
+    p.add_argument("--md", required=True, help="Markdown to write")
     p.set_defaults(func=_cmd_summary)
-    p = sub.add_parser("bayes", help="Bayesian random-effects meta-analysis (bayesmeta), JSON "
-                                     "to stdout",
-                       description="Exact Bayesian random-effects meta-analysis of one table "
-                                   "(normal-normal model by numerical integration), JSON to stdout.",
-                       epilog="example: ntxmeta bayes effects.csv --yi yi --vi vi "
-                              "--tau-prior halfnormal:0.5 --mu-prior normal:0:2")
+    p = _sub(sub, "bayes")
     p.add_argument("csv", help="CSV with one row per study")
     p.add_argument("--yi", required=True, help="column of effect estimates")
     p.add_argument("--vi", required=True, help="column of sampling variances (> 0)")

@@ -1,0 +1,141 @@
+"""Quiet runs: Snakemake's output reduced to one progress line per finished step.
+
+``python -m ntxmeta.progress snakemake --cores 2 ...`` runs the command,
+prints ``[ 3/105] pool aud_heavy_drinking_rr`` when a job ends, passes every
+line it does not know through unchanged (so that every error message, a
+validation error of data/raw/ above all, still reaches the user), and ends
+with where the results are and where the complete log is (Snakemake writes
+it under ``.snakemake/log/`` on every run; each step's own log is under
+``logs/``). The exit status is the command's. ``NTXMETA_VERBOSE=1`` shows
+the whole output instead (``make VERBOSE=1``).
+
+Snakemake's ``--quiet`` can only drop whole categories (the rule blocks
+with their wildcards, or the progress counts), and its logger plugins are
+a separate package per format; a line filter over its documented output
+is the smaller thing, so it is written here.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+#: Where a finished workflow's results are, printed at the end of a run.
+RESULTS_HINT = "results/report.html (tables in results/tables/, figures in results/figures/)"
+
+_RULE = re.compile(r"^(?:local)?rule (\w+):$")
+_JOBID = re.compile(r"^\s+jobid: (\d+)$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)$")
+_STEPS = re.compile(r"^(\d+) of (\d+) steps \(\d+%\) done$")
+_LOG = re.compile(r"^Complete log\(s\): (.*)$")
+#: Lines of Snakemake's run output that say nothing a user of `make` needs.
+_NOISE = re.compile(
+    r"^(Using workflow specific profile|Assuming unrestricted shared filesystem|SNAKEMAKE$|=+$|"
+    r"Building DAG of jobs|Using shell:|Provided cores:|Rules claiming more threads|Job stats:|"
+    r"job\s+count$|-+\s+-+$|total\s+\d+$|Select jobs to execute|Execute \d+ jobs|"
+    r"\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$|Elapsed time:|Reasons:|"
+    r"Some jobs were triggered by provenance|If you prefer that only modification time|"
+    r"If you are sure that a change for a certain output file|Rules with provenance triggered jobs|"
+    r"\s+(input|output|log|jobid|reason|wildcards|resources|threads|priority|benchmark): )")
+_BANNER_LINE = re.compile(r"^  [A-Z][\w ()]*: ")
+_STATS_ROW = re.compile(r"^\w+\s+\d+$")
+
+
+class Filter:
+    """Turn Snakemake's output lines into progress lines; unknown lines pass through."""
+
+    def __init__(self, write):
+        self.write = write
+        self.jobs: dict[str, str] = {}      # jobid -> "rule wildcard values"
+        self._rule: str | None = None
+        self._jobid: str | None = None
+        self._finished: str | None = None
+        self.steps = 0
+        self.log: str | None = None
+        self.nothing = False
+        self._in_banner = False
+
+    def line(self, text: str) -> None:
+        text = text.rstrip("\n")
+        if text == "SNAKEMAKE":
+            self._in_banner = True
+            return
+        if self._in_banner:
+            if _BANNER_LINE.match(text) or text.startswith("=") or not text.strip():
+                return
+            self._in_banner = False
+        if m := _RULE.match(text):
+            self._rule, self._jobid = m.group(1), None
+            return
+        if (m := _JOBID.match(text)) and self._rule:   # Snakemake prints it before the wildcards
+            self._jobid = m.group(1)
+            self.jobs[self._jobid] = self._rule
+            return
+        if (m := _WILDCARDS.match(text)) and self._jobid:
+            values = " ".join(v.split("=", 1)[-1] for v in m.group(1).split(", "))
+            self.jobs[self._jobid] = f"{self._rule} {values}"
+            return
+        if m := _FINISHED.match(text):
+            self._finished = self.jobs.get(m.group(1), m.group(2))
+            return
+        if m := _STEPS.match(text):
+            done, total = m.groups()
+            self.steps = int(total)
+            if self._finished != "all":
+                width = len(total)
+                self.write(f"[{done:>{width}}/{total}] {self._finished or 'step'}\n")
+            self._finished = None
+            return
+        if m := _LOG.match(text):
+            self.log = m.group(1)
+            return
+        if text.startswith("Report created"):
+            self.write(text + "\n")
+            return
+        if text.startswith("Nothing to be done"):
+            self.nothing = True
+            return
+        if not text.strip() or _NOISE.match(text) or _STATS_ROW.match(text):
+            return
+        self.write(text + "\n")
+
+
+def run(cmd: list[str], out=sys.stdout) -> int:
+    """Run ``cmd`` with its output filtered; returns its exit status."""
+    if os.environ.get("NTXMETA_VERBOSE"):
+        return subprocess.call(cmd)
+    start = time.monotonic()
+    filt = Filter(out.write)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as proc:
+        for text in proc.stdout:
+            filt.line(text)
+            out.flush()
+    status = proc.returncode
+    where = f"full log: {os.path.relpath(filt.log)}; " if filt.log else ""
+    if status != 0:
+        out.write(f"Stopped with errors (above). {where}each step's log is under logs/.\n")
+    elif filt.nothing:
+        out.write(f"Nothing to be done: the results are up to date in {RESULTS_HINT}.\n")
+    else:
+        out.write(f"Done in {time.monotonic() - start:.0f} s. Results: {RESULTS_HINT}; "
+                  f"{where}each step's log is under logs/.\n")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: python -m ntxmeta.progress COMMAND [ARG ...]\n\n"
+              "Run COMMAND (a Snakemake run) and print one line per finished step instead of\n"
+              "its full output; errors pass through. Example:\n"
+              "  python -m ntxmeta.progress snakemake --cores 2")
+        return 0 if argv else 2
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

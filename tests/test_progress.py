@@ -1,0 +1,93 @@
+"""Quiet runs: Snakemake's output as one line per finished step, errors passed through.
+
+The canned output (fixtures/progress/snakemake_9_run.txt) is Snakemake
+9.27's own output of a four-job run of this workflow; the other tests run
+the filter on a copy of the project.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ntxmeta.progress import Filter, main, run
+
+FIXTURE = Path(__file__).parent / "fixtures" / "progress" / "snakemake_9_run.txt"
+
+
+def _filtered(lines) -> list[str]:
+    out = []
+    filt = Filter(out.append)
+    for line in lines:
+        filt.line(line)
+    return out, filt
+
+
+def test_a_four_job_run_prints_three_step_lines_and_keeps_the_log_path():
+    text = FIXTURE.read_text()
+    assert len(text.splitlines()) > 80          # what Snakemake prints for 4 jobs
+    out, filt = _filtered(text.splitlines(keepends=True))
+    assert out == ["[1/4] summary_table\n", "[2/4] changelog\n", "[3/4] report\n"]
+    assert filt.log is None or filt.log.endswith(".snakemake.log")
+
+
+def test_wildcards_name_the_analysis_and_unknown_lines_pass_through():
+    lines = ["rule pool:", "    input: a.csv", "    output: b.json", "    jobid: 7",
+             "    reason: Missing output files", "    wildcards: analysis=aud_heavy_drinking_rr",
+             "Finished jobid: 7 (Rule: pool)", "1 of 9 steps (11%) done",
+             "data/raw/alcohol.csv:2: column 'events_treat' = '99' is more than n_treat",
+             "Nothing to be done (all requested files are present and up to date)."]
+    out, filt = _filtered(lines)
+    assert out == ["[1/9] pool aud_heavy_drinking_rr\n",
+                   "data/raw/alcohol.csv:2: column 'events_treat' = '99' is more than n_treat\n"]
+    assert filt.nothing
+
+
+def test_exit_status_and_the_closing_line():
+    buf = io.StringIO()
+    assert run([sys.executable, "-c", "print('1 of 1 steps (100%) done')"], out=buf) == 0
+    assert buf.getvalue().splitlines()[-1].startswith("Done in ")
+    assert "results/report.html" in buf.getvalue()
+    buf = io.StringIO()
+    assert run([sys.executable, "-c", "import sys; print('Error in rule pool:'); sys.exit(3)"],
+               out=buf) == 3
+    assert buf.getvalue().splitlines() == [
+        "Error in rule pool:", "Stopped with errors (above). each step's log is under logs/."]
+
+
+def test_help_has_an_example(capsys):
+    assert main(["--help"]) == 0
+    assert "example:" in capsys.readouterr().out.lower()
+
+
+@pytest.mark.workflow
+def test_make_run_is_quiet_and_a_data_error_still_reaches_the_user(tmp_path):
+    from test_workflow import ROOT, copy_project
+    project = copy_project(tmp_path)
+    makefile = (ROOT / "Makefile").read_text()
+    assert "@$(RUN) $(BIN)/snakemake --cores $(CORES)" in makefile   # make run goes through it
+    cmd = [sys.executable, "-m", "ntxmeta.progress", sys.executable, "-m", "snakemake",
+           "--cores", "2", "results/tables/summary.csv"]
+    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    lines = proc.stdout.splitlines()
+    steps = [line for line in lines if line.startswith("[")]
+    assert len(steps) == len(lines) - 1 > 20           # one line per step and the closing line
+    assert any(line.split("] ", 1)[1].startswith("pool ") for line in steps)
+    assert "results/report.html" in lines[-1] and ".snakemake/log/" in lines[-1]
+
+    raw = project / "data/raw/alcohol.csv"
+    rows = list(csv.reader(io.StringIO(raw.read_text())))
+    col = rows[0].index("events_treat")
+    rows[1][col] = str(int(rows[1][rows[0].index("n_treat")]) + 5)    # more events than patients
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    raw.write_text(buf.getvalue())
+    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=900)
+    assert proc.returncode != 0
+    assert f"alcohol.csv:2: column 'events_treat' = '{rows[1][col]}'" in proc.stdout
+    assert proc.stdout.splitlines()[-1].startswith("Stopped with errors")
