@@ -38,8 +38,8 @@ import pandas as pd
 
 from ._common import Interval
 from .plan import AnalysisPlan
-from .result import (AnalysisResult, Coefficient, Heterogeneity, MetaRegression, Pooled,
-                     RegressionLine, Scale, Series, SmallStudy, SubgroupLevel, Subgroups, Test,
+from .result import (AnalysisResult, BayesResult, Coefficient, Heterogeneity, MetaRegression,
+                     Pooled, Posterior, RegressionLine, Scale, Series, SmallStudy, SubgroupLevel, Subgroups, Test,
                      TrimFill, Variant)
 
 #: Fewest studies for a funnel-plot-based test (Sterne et al. 2011, BMJ 343:d4002).
@@ -546,6 +546,40 @@ def _small_study(y, v, o, cells=None) -> SmallStudy | None:
                       begg, trim, note, peters, harbord)
 
 
+def _posterior(s) -> Posterior:
+    return Posterior(s.median, s.mean, s.sd, s.ci, s.shortest)
+
+
+def _bayes(options, y: np.ndarray, v: np.ndarray, scale: Scale, good: bool, level: float
+           ) -> BayesResult:
+    """The Bayesian model of the pooled rows; benefit and the threshold on naltrexone's side.
+
+    Benefit is mu < 0 on the analysis scale (bad events, outcomes oriented so
+    that negative favours naltrexone), mu > 0 for an analysis of favourable
+    events; a shown-scale threshold becomes the analysis scale (log for
+    ratios) and, for favourable events, is mirrored (RR 0.9 -> RR > 1/0.9).
+    """
+    from .bayes import bayesmeta, parse_mu_prior, parse_tau_prior
+    thr = None
+    if options.threshold is not None:
+        thr = float(np.log(options.threshold)) if scale.log else float(options.threshold)
+        thr = -thr if good else thr
+    fit = bayesmeta(y, v, tau_prior=parse_tau_prior(options.tau_prior),
+                    mu_prior=parse_mu_prior(options.mu_prior), level=level,
+                    threshold=0.0 if thr is None else thr)
+    below = fit.prob_below_null
+    beyond = None if thr is None else (1.0 - fit.prob_below_threshold if good
+                                       else fit.prob_below_threshold)
+    return BayesResult(
+        tau_prior=fit.tau_prior, mu_prior=fit.mu_prior, level=fit.level, mu=_posterior(fit.mu),
+        tau=_posterior(fit.tau), pred=_posterior(fit.pred),
+        prob_benefit=float(1.0 - below if good else below), threshold=thr,
+        prob_beyond_threshold=None if beyond is None else float(beyond),
+        study_mean=tuple(map(float, fit.study_mean)), study_sd=tuple(map(float, fit.study_sd)),
+        mu_grid=tuple(map(float, fit.mu_grid)), mu_density=tuple(map(float, fit.mu_density)),
+        tau_grid=tuple(map(float, fit.tau_grid)), tau_density=tuple(map(float, fit.tau_density)))
+
+
 def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool | None = None
              ) -> AnalysisResult:
     """Every part of one analysis, each model fitted once.
@@ -615,6 +649,9 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         regs = tuple(r for r in (parts.run(f"metareg_{m}", _metaregression, effects, used, yi, vi, m, o)
                                  for m in plan.moderators) if r is not None)
         small = parts.run("small_study", _small_study, y, v, o, _cells(effects, used))
+    bayes = None
+    if main is not None and plan.bayes is not None:
+        bayes = parts.run("bayes", _bayes, plan.bayes, y, v, scale, plan.events == "good", o.level)
     # participants of the pooled rows that report arm sizes (effect-size-only rows add none)
     n = np.nansum(number_column(effects, "n_treat")[used]) + np.nansum(number_column(effects, "n_ctrl")[used])
     ev = number_column(effects, "events_treat")[used].sum() + number_column(effects, "events_ctrl")[used].sum()
@@ -634,4 +671,4 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         main=main, common=common, weights_pct=tuple(map(float, weights)),
         used=tuple(bool(u) for u in used), variants=variants, leave_one_out=loo,
         cumulative=cum, subgroups=sub, metaregression=regs, small_study=small,
-        failed=tuple(parts.failed))
+        bayes=bayes, failed=tuple(parts.failed))

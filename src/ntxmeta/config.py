@@ -383,7 +383,34 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
                 report(base + ("moderators", i), f"not a numeric column of comparisons.csv"
                        f"{hint}; use one of {one_of(numeric)}", mod)
     _check_grade(data, analyses if isinstance(analyses, dict) else {}, report)
+    _check_bayes(data, analyses if isinstance(analyses, dict) else {}, report)
     return usable
+
+
+def _check_bayes(data: dict, analyses: dict, report: _Reporter) -> None:
+    """Every prior spelled as ``ntxmeta bayes`` reads it (``halfnormal:0.5``, ``normal:0:2``)."""
+    from .bayes import parse_mu_prior, parse_tau_prior
+    blocks = [(("bayes",), data.get("bayes"))] + [(("analyses", n, "bayes"), a.get("bayes"))
+                                                  for n, a in analyses.items() if isinstance(a, dict)]
+    for where, block in blocks:
+        if not isinstance(block, dict):
+            continue
+        priors = block.get("tau_prior")
+        items = (priors.items() if isinstance(priors, dict)
+                 else [(None, priors)] if priors is not None else [])
+        for measure, spec in items:
+            if isinstance(spec, str):
+                path = where + ("tau_prior",) + ((measure,) if measure else ())
+                try:
+                    parse_tau_prior(spec, what="tau prior")
+                except ValueError as exc:
+                    report(path, str(exc), spec, show_value=False)
+        spec = block.get("mu_prior")
+        if isinstance(spec, str):
+            try:
+                parse_mu_prior(spec, what="mu prior")
+            except ValueError as exc:
+                report(where + ("mu_prior",), str(exc), spec, show_value=False)
 
 
 def _check_mid(where: tuple, mid, report: _Reporter, null: float) -> None:
@@ -501,6 +528,11 @@ def resolve(data: dict) -> dict:
     grade = cfg.setdefault("grade", {})
     grade.setdefault("mid", {})
     grade.setdefault("overrides", {})
+    for key in ("bayes", "tsa"):   # the schema's defaults, under what the config gives
+        given = cfg.get(key) or {}
+        cfg[key] = {k: ({**v, **given.get(k, {})} if isinstance(v, dict) else given.get(k, v))
+                    for k, v in props[key]["x-defaults"].items()}
+        cfg[key].update({k: v for k, v in given.items() if k not in cfg[key]})
     return cfg
 
 

@@ -55,6 +55,30 @@ class ModelOptions:
 Filters = tuple  # ((column, (value, ...)), ...), sorted by column
 
 
+@dataclass(frozen=True)
+class BayesOptions:
+    """The Bayesian random-effects model of an analysis (``ntxmeta.bayes`` spellings).
+
+    ``threshold`` is on the shown scale (RR 0.9), or None for no threshold.
+    """
+
+    tau_prior: str
+    mu_prior: str = "flat"
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class TSAOptions:
+    """Trial sequential analysis settings (``ntxmeta.tsa``); ``control_risk`` None: the trials' median."""
+
+    alpha: float = 0.05
+    beta: float = 0.20
+    rrr: float = 0.20
+    spending: str = "obf"
+    futility: bool = True
+    control_risk: float | None = None
+
+
 def _filters(block: Mapping) -> Filters:
     return tuple(sorted((str(c), tuple(str(v).strip().lower() for v in vals))
                         for c, vals in block.items()))
@@ -102,6 +126,10 @@ class AnalysisPlan:
     plain_outcome: str = ""
     #: GRADE: reviewer overrides, ((domain, levels, reason), ...)
     grade_overrides: tuple = ()
+    #: the exact Bayesian random-effects model, or None (no tau prior for the measure)
+    bayes: BayesOptions | None = None
+    #: trial sequential analysis, or None (not a main analysis, or no difference to detect)
+    tsa: TSAOptions | None = None
 
     @property
     def overrides(self) -> dict:
@@ -116,6 +144,7 @@ class AnalysisPlan:
                 "main": self.main, "title": self.title, "overall": self.overall,
                 "events": self.events, "pooling": self.pooling,
                 "outcome_hierarchy": [[c, list(v)] for c, v in self.hierarchy],
+                "bayes": self.bayes and vars(self.bayes), "tsa": self.tsa and vars(self.tsa),
                 "subsets": [[s.name, s.title, [[c, list(v)] for c, v in s.exclude]]
                             for s in self.subsets]}
 
@@ -149,6 +178,29 @@ def _mid(value) -> tuple | None:
     return None if value is None else (float(value[0]), float(value[1]))
 
 
+#: Measures a trial sequential analysis is run for without a minimal important difference.
+TSA_BINARY = ("RR", "OR", "RD")
+
+
+def _bayes(a: Mapping, defaults: Mapping) -> BayesOptions | None:
+    """An analysis's Bayesian options: its own ``bayes`` keys over the measure's defaults."""
+    own, measure = a.get("bayes") or {}, str(a["measure"])
+    prior = own.get("tau_prior", (defaults.get("tau_prior") or {}).get(measure))
+    if prior is None:
+        return None
+    threshold = own.get("threshold", (defaults.get("threshold") or {}).get(measure))
+    return BayesOptions(str(prior), str(own.get("mu_prior", defaults.get("mu_prior", "flat"))),
+                        None if threshold is None else float(threshold))
+
+
+def _tsa(a: Mapping, defaults: Mapping, mid) -> TSAOptions | None:
+    """Main analyses of a binary measure, or with a minimal important difference."""
+    if not a.get("main") or (str(a["measure"]) not in TSA_BINARY and mid is None):
+        return None
+    keys = {**defaults, **(a.get("tsa") or {})}
+    return TSAOptions(**{k: keys[k] for k in TSAOptions.__dataclass_fields__ if k in keys})
+
+
 def _after_colon(title: str) -> str:
     """The outcome part of a title ("...: return to heavy drinking"), lower-cased first letter."""
     text = title.rsplit(": ", 1)[-1].strip()
@@ -174,6 +226,7 @@ class Config:
         plans = {}
         for name in cfg["analyses"]:  # config order: the order of the summary of findings
             a = cfg["analyses"][name]
+            mid = _mid(a.get("mid", grade.get("mid", {}).get(str(a["measure"]))))
             plans[name] = AnalysisPlan(
                 name=name, title=str(a.get("title", name)), measure=str(a["measure"]),
                 options=ModelOptions.of(a),
@@ -184,7 +237,8 @@ class Config:
                 hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()),
                 events=str(a.get("events", "bad")),
                 pooling=str(a.get("pooling", "inverse_variance")),
-                mid=_mid(a.get("mid", grade.get("mid", {}).get(str(a["measure"])))),
+                mid=mid, bayes=_bayes(a, cfg.get("bayes") or {}),
+                tsa=_tsa(a, cfg.get("tsa") or {}, mid),
                 plain_outcome=str(a.get("plain_outcome") or _after_colon(str(a.get("title", name)))),
                 grade_overrides=tuple((str(d), int(o["levels"]), str(o["reason"]))
                                       for d, o in (grade.get("overrides", {}).get(name) or {}).items()))

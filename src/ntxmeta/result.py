@@ -257,6 +257,45 @@ class SmallStudy:
 
 
 @dataclass(frozen=True)
+class Posterior:
+    """Posterior summary of one scalar: ``ci`` equal-tailed, ``shortest`` the shortest interval."""
+
+    median: float
+    mean: float
+    sd: float
+    ci: Interval
+    shortest: Interval
+
+
+@dataclass(frozen=True)
+class BayesResult:
+    """The exact Bayesian random-effects model of an analysis (``ntxmeta.bayes.bayesmeta``).
+
+    On the analysis scale. ``prob_benefit``: P(mu on the side that favours
+    naltrexone); ``threshold`` (analysis scale, on the benefit side) and
+    ``prob_beyond_threshold``: P(mu beyond it), None without a threshold.
+    ``study_mean``/``study_sd``: each pooled study's shrunken effect, in the
+    order of the used rows; the marginal densities are for the figures.
+    """
+
+    tau_prior: str
+    mu_prior: str
+    level: float
+    mu: Posterior
+    tau: Posterior
+    pred: Posterior
+    prob_benefit: float
+    threshold: float | None
+    prob_beyond_threshold: float | None
+    study_mean: tuple[float, ...]
+    study_sd: tuple[float, ...]
+    mu_grid: tuple[float, ...]
+    mu_density: tuple[float, ...]
+    tau_grid: tuple[float, ...]
+    tau_density: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     """Everything ``pool`` computed for one analysis (see the module docstring).
 
@@ -297,6 +336,8 @@ class AnalysisResult:
     notes: tuple[str, ...] = ()
     #: the analysis counts favourable events (RR > 1 favours naltrexone)
     good_events: bool = False
+    #: the exact Bayesian random-effects model (None: not pooled, or no tau prior)
+    bayes: BayesResult | None = None
     schema: str = field(default=SCHEMA)
 
     @property

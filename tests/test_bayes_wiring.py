@@ -1,0 +1,119 @@
+"""The Bayesian model in the pipeline: configured priors, benefit and threshold on the right side.
+
+The numbers are checked against a brute-force (mu, tau) grid written here
+(the engine itself is checked to 1e-4 in test_bayes.py); the config tests
+check defaults and file:line errors for a misspelt prior.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from ntxmeta.analysis import run_plan
+from ntxmeta.config import check_config, resolve
+from ntxmeta.plan import Config
+from ntxmeta.result import AnalysisResult
+
+from test_analysis import bcg_effects, bcg_plan
+
+#: A 1500 x 3000 grid's error in a posterior probability (trapezoid rule in
+#: mu, a Riemann sum in tau; the engine's quadrature is exact to 1e-8,
+#: test_bayes.py): measured below 1e-6 on BCG; 1e-4 is the issue's bound.
+GRID_TOL = 1e-4
+
+
+def grid_posterior(y, v, scale):
+    """P(mu < t) for any t: joint posterior on a grid, half-normal(scale) on tau, flat mu."""
+    tau = np.linspace(0, 8 * scale, 1500)[1:]
+    mu = np.linspace(y.min() - 3, y.max() + 3, 3000)
+    w = 1.0 / (v[None, :] + tau[:, None] ** 2)
+    loglik = np.array([stats.norm.logpdf(y[None, :], mu[:, None], 1 / np.sqrt(wt)).sum(axis=1)
+                       for wt in w])                    # (tau, mu)
+    logpost = loglik + stats.halfnorm.logpdf(tau, scale=scale)[:, None]
+    post = np.exp(logpost - logpost.max()).sum(axis=0)      # marginal of mu (tau summed out)
+    cdf = integrate.cumulative_trapezoid(post, mu, initial=0.0)
+    cdf /= cdf[-1]
+    return lambda t: float(np.interp(t, mu, cdf))
+
+
+@pytest.fixture(scope="module")
+def bcg():
+    effects = bcg_effects()
+    return effects, run_plan(bcg_plan(), effects)
+
+
+def test_default_prior_and_probabilities_equal_a_brute_force_grid(bcg):
+    effects, result = bcg
+    b = result.bayes
+    assert (b.tau_prior, b.mu_prior, b.level) == ("halfnormal:0.5", "flat", 95.0)
+    cdf = grid_posterior(effects["yi"].to_numpy(), effects["vi"].to_numpy(), 0.5)
+    assert b.prob_benefit == pytest.approx(cdf(0.0), abs=GRID_TOL)            # bad events: mu < 0
+    assert b.threshold == pytest.approx(math.log(0.9), rel=1e-15)             # RR 0.9 on the log scale
+    assert b.prob_beyond_threshold == pytest.approx(cdf(math.log(0.9)), abs=GRID_TOL)
+    assert cdf(b.mu.median) == pytest.approx(0.5, abs=GRID_TOL)
+    assert len(b.study_mean) == result.k_used == len(b.study_sd)
+
+
+def test_favourable_events_mirror_benefit_and_threshold(bcg):
+    effects, _ = bcg
+    result = run_plan(bcg_plan(events="good"), effects)
+    b = result.bayes
+    cdf = grid_posterior(effects["yi"].to_numpy(), effects["vi"].to_numpy(), 0.5)
+    assert b.prob_benefit == pytest.approx(1 - cdf(0.0), abs=GRID_TOL)        # RR > 1 favours
+    assert b.threshold == pytest.approx(-math.log(0.9), rel=1e-15)            # RR > 1/0.9
+    assert b.prob_beyond_threshold == pytest.approx(1 - cdf(-math.log(0.9)), abs=GRID_TOL)
+
+
+def test_an_analysis_prior_and_threshold_override_the_measure_defaults(bcg):
+    effects, _ = bcg
+    plan = bcg_plan(bayes={"tau_prior": "halfcauchy:0.3", "threshold": 0.8})
+    b = run_plan(plan, effects).bayes
+    assert b.tau_prior == "halfcauchy:0.3"
+    assert b.threshold == pytest.approx(math.log(0.8))
+
+
+def test_result_json_round_trips_the_bayes_part(bcg):
+    _, result = bcg
+    again = AnalysisResult.from_json(result.to_json())
+    assert again.bayes == result.bayes
+
+
+def _plan(measure, **block):
+    cfg = {"analyses": {"a": {"title": "A", "filters": {"indication": ["x"]}, "measure": measure,
+                              **block}}}
+    return Config.from_resolved(resolve(cfg)).analyses["a"]
+
+
+def test_measure_defaults_and_no_model_without_a_prior():
+    assert _plan("RD").bayes.tau_prior == "halfnormal:0.1"
+    assert _plan("SMD").bayes.threshold == -0.2
+    assert _plan("MD").bayes is None
+    assert _plan("MD", bayes={"tau_prior": "halfnormal:5"}).bayes.tau_prior == "halfnormal:5"
+
+
+def test_tsa_is_planned_for_main_binary_analyses_and_continuous_ones_with_a_mid():
+    assert _plan("RR", main=True, filters={"comparator_class": ["placebo"]}).tsa.rrr == 0.2
+    assert _plan("RR").tsa is None                                             # not a main analysis
+    assert _plan("MD", main=True, filters={"comparator_class": ["placebo"]}).tsa is None
+    smd = _plan("SMD", main=True, mid=[-0.3, 0.3], filters={"comparator_class": ["placebo"]},
+                tsa={"spending": "pocock"})
+    assert (smd.tsa.spending, smd.tsa.alpha) == ("pocock", 0.05)
+
+
+@pytest.mark.parametrize("block, where, message", [
+    ("bayes:\n  tau_prior: {RR: 'halfnormal:-1'}\n", "bayes.tau_prior.RR",
+     "half-normal scale must be a finite number > 0"),
+    ("bayes:\n  mu_prior: 'normal:0'\n", "bayes.mu_prior", "expected normal:MEAN:SD"),
+])
+def test_a_misspelt_prior_is_a_config_error_with_its_line(tmp_path, block, where, message):
+    text = ("analyses:\n  a:\n    title: A\n    filters: {indication: [alcohol]}\n"
+            "    measure: RR\n" + block)
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    _, problems = check_config(path)
+    shown = [str(p) for p in problems]
+    # the key sits on line 7 of the file (five lines of analyses, then "bayes:")
+    assert any(s.startswith(f"{path}:7: key '{where}'") and message in s for s in shown), shown
