@@ -124,7 +124,13 @@ SOF_COLUMNS = ("indication", "analysis", "outcome", "comparator", "formulation",
                "ard_per_1000", "ard_lb_per_1000", "ard_ub_per_1000", "nnt_kind", "nnt",
                "nnt_ci", "imprecision", "inconsistency", "small_study_effects",
                "low_confidence_weight_pct", "certainty", "certainty_level", "certainty_label",
-               "statement", "footnotes", "status")
+               "statement", "footnotes", "prob_benefit_pct", "threshold",
+               "prob_beyond_threshold_pct", "status")
+#: One row per analysis with a Bayesian model: priors, posteriors (shown scale), probabilities.
+BAYES_COLUMNS = ("analysis", "title", "measure", "k", "tau_prior", "mu_prior", "mu_median",
+                 "mu_cri_lb", "mu_cri_ub", "tau_median", "tau_cri_lb", "tau_cri_ub",
+                 "pred_cri_lb", "pred_cri_ub", "prob_benefit_pct", "threshold",
+                 "prob_beyond_threshold_pct", "freq_estimate", "freq_ci_lb", "freq_ci_ub")
 #: One row per SoF row and GRADE domain: the rating, its reason, any override.
 CERTAINTY_COLUMNS = ("indication", "analysis", "outcome", "domain", "levels", "reason",
                      "override", "rule_levels", "rule_reason")
@@ -530,13 +536,51 @@ def summary_of_findings(effects_by_analysis: Mapping[str, pd.DataFrame],
     return _sof_and_certainty(effects_by_analysis, results, config)[0]
 
 
+def _bayes_numbers(result: AnalysisResult) -> dict:
+    """P(benefit) and P(beyond the threshold) in percent, the threshold on the shown scale."""
+    b = result.bayes
+    if b is None:
+        return {"prob_benefit_pct": math.nan, "threshold": math.nan,
+                "prob_beyond_threshold_pct": math.nan}
+    return {"prob_benefit_pct": 100.0 * b.prob_benefit,
+            "threshold": math.nan if b.threshold is None else float(result.scale.show(b.threshold)),
+            "prob_beyond_threshold_pct": (math.nan if b.prob_beyond_threshold is None
+                                          else 100.0 * b.prob_beyond_threshold)}
+
+
+def bayes_table(results: Mapping[str, AnalysisResult], order) -> pd.DataFrame:
+    """The Bayesian random-effects model of every analysis that has one, beside the frequentist fit.
+
+    Posterior medians and equal-tailed credible intervals on the shown scale
+    (tau on the analysis scale: the between-trial SD of log ratios, SMDs or
+    risk differences).
+    """
+    rows = []
+    for n in order:
+        res = results[n]
+        b = res.bayes
+        if b is None:
+            continue
+        show = res.scale.show
+        est, lb, ub = _shown(res, res.main)
+        rows.append({"analysis": n, "title": res.title, "measure": res.scale.name,
+                     "k": res.k_used, "tau_prior": b.tau_prior, "mu_prior": b.mu_prior,
+                     "mu_median": float(show(b.mu.median)), "mu_cri_lb": float(show(b.mu.ci.low)),
+                     "mu_cri_ub": float(show(b.mu.ci.high)), "tau_median": b.tau.median,
+                     "tau_cri_lb": b.tau.ci.low, "tau_cri_ub": b.tau.ci.high,
+                     "pred_cri_lb": float(show(b.pred.ci.low)),
+                     "pred_cri_ub": float(show(b.pred.ci.high)), **_bayes_numbers(res),
+                     "freq_estimate": est, "freq_ci_lb": lb, "freq_ci_ub": ub})
+    return pd.DataFrame(rows, columns=list(BAYES_COLUMNS))
+
+
 def _sof_and_certainty(effects_by_analysis, results, config) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The summary of findings and its GRADE ratings (one row per analysis and domain)."""
     names = [n for n in config.analyses if n in results]
     main = [n for n in names if config.analyses[n].main]
     rows = [{**sof_row(results[n], effects_by_analysis.get(n, pd.DataFrame()),
                        config.analyses[n].filter_values("indication"), config.analyses[n]),
-             "analysis": n}
+             **_bayes_numbers(results[n]), "analysis": n}
             for n in (main or names)]
     order = {n: i for i, n in enumerate(names)}
     rows.sort(key=lambda r: (_indication_key(r["indication"]), order[r["analysis"]]))
@@ -650,8 +694,11 @@ TABLE_DIGITS = {
                             "tau2": 4, "acr_per_1000": 0, "cr_per_1000": 0, "cr_lb_per_1000": 0,
                             "cr_ub_per_1000": 0, "ard_per_1000": 0, "ard_lb_per_1000": 0,
                             "ard_ub_per_1000": 0, "nnt": 0, "low_confidence_weight_pct": 1,
-                            "I2_q_pct": 0, "q_pval": 4, "certainty_level": 0},
+                            "I2_q_pct": 0, "q_pval": 4, "certainty_level": 0,
+                            "prob_benefit_pct": 1, "prob_beyond_threshold_pct": 1},
     "certainty": {"levels": 0, "rule_levels": 0},
+    "bayes": {"k": 0, "prob_benefit_pct": 1, "prob_beyond_threshold_pct": 1, "tau_median": 3,
+              "tau_cri_lb": 3, "tau_cri_ub": 3},
     "sensitivity": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1},
     "published_comparison": {"k": 0, "studies": 0},
     "subgroups": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1, "statistic": 2},
@@ -727,6 +774,7 @@ def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, A
         "certainty": certainty,
         "sensitivity": sens_frame,
         "subgroups": subgroup_table(results),
+        "bayes": bayes_table(results, order),
         "small_study_effects": small_study_table(results),
         "published_comparison": published_comparison(
             published if published is not None else pd.DataFrame(columns=["our_analysis"]),

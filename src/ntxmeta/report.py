@@ -79,7 +79,7 @@ TABLE_STEMS = tuple(ev.TABLE_DIGITS)
 TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "certainty": ev.CERTAINTY_COLUMNS,
                  "sensitivity": ev.SENSITIVITY_COLUMNS,
                  "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS,
-                 "published_comparison": ev.PUBLISHED_COLUMNS}
+                 "published_comparison": ev.PUBLISHED_COLUMNS, "bayes": ev.BAYES_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
 FIGURE_KINDS = ("forest", "rob_traffic_light", "rob_summary", "funnel", "cumulative",
                 "leave_one_out", "bubble")
@@ -500,7 +500,8 @@ def _sof_row(r: Mapping[str, str], ratings: Sequence = ()) -> list[str]:
         "<br>" + tag("span", esc(f"{_count(r['participants'])} participants{events}"), class_="muted")
     rel = (esc(f"{measure} {num(r['estimate'])}") + "<br>" +
            esc(f"({num(r['ci_lb'])} to {num(r['ci_ub'])})") +
-           tag("div", esc(_text(r.get("model", ""))), class_="muted") if pooled
+           tag("div", esc(_text(r.get("model", ""))), class_="muted") +
+           _bayes_line(r, measure) if pooled
            else tag("span", esc(r["status"]), class_="muted"))
     if pooled and _finite(r["acr_per_1000"]):
         absolute = "<br>".join([
@@ -530,6 +531,41 @@ def _sof_row(r: Mapping[str, str], ratings: Sequence = ()) -> list[str]:
         ("Small-study effects", "small_study_effects"))) +
         tag("li", esc(f"Weight from low-confidence rows: {low}")), class_="flags")
     return [outcome, studies, rel, absolute, nnt, het, flags, _certainty_cell(r, ratings)]
+
+
+def _bayes_line(r: Mapping[str, str], measure: str) -> str:
+    """"Bayesian: P(benefit) 98%; P(RR < 0.9) 84%" from the SoF row (nothing without a model)."""
+    if not _finite(r.get("prob_benefit_pct", "")):
+        return ""
+    text = f"Bayesian: P(benefit) {num(r['prob_benefit_pct'], 0)}%"
+    if _finite(r.get("threshold", "")) and _finite(r.get("prob_beyond_threshold_pct", "")):
+        text += f"; P(beyond {measure} {num(r['threshold'])}) {num(r['prob_beyond_threshold_pct'], 0)}%"
+    return tag("div", esc(text), class_="muted bayes")
+
+
+def _bayes_block(row: Mapping | None, figures: Mapping[str, Path], title: str,
+                 link_from: Path | None) -> str:
+    """The Bayesian random-effects model of one analysis (``bayes.csv``) and its figures."""
+    if row is None:
+        return ""
+    m = _text(row["measure"])
+    cells = [("Priors", f"tau ~ {_text(row['tau_prior'])}; mu ~ {_text(row['mu_prior'])}"),
+             (f"Overall effect ({m}), posterior median (95% CrI)",
+              interval(row["mu_median"], row["mu_cri_lb"], row["mu_cri_ub"])),
+             ("Frequentist estimate (95% CI)",
+              interval(row["freq_estimate"], row["freq_ci_lb"], row["freq_ci_ub"])),
+             ("Between-trial SD tau (95% CrI)",
+              interval(row["tau_median"], row["tau_cri_lb"], row["tau_cri_ub"], 3)),
+             (f"Effect in a new trial ({m}), 95% CrI",
+              f"{num(row['pred_cri_lb'])} to {num(row['pred_cri_ub'])}"),
+             ("Probability that naltrexone is beneficial", f"{num(row['prob_benefit_pct'], 1)}%")]
+    if _finite(row.get("threshold", "")):
+        cells.append((f"Probability of an effect beyond {m} {num(row['threshold'])}",
+                      f"{num(row['prob_beyond_threshold_pct'], 1)}%"))
+    body = _table([("Quantity", ""), ("Value", "")], [[esc(a), esc(b)] for a, b in cells])
+    figs = "".join(_figure(figures.get(k), k, title, link_from)
+                   for k in ("bayes_posterior", "bayes_forest") if k in figures)
+    return tag("h4", "Bayesian random-effects model") + body + figs
 
 
 def _ratings(rows: pd.DataFrame) -> list:
@@ -858,6 +894,10 @@ def _certainty_block(rows: pd.DataFrame) -> str:
         [("Domain", ""), ("Levels rated down", "num"), ("Why", "")], body, cls="certainty")
 
 
+#: Figure kinds shown inside their own section of an analysis, not under "More figures".
+IN_SECTIONS = ("bayes_posterior", "bayes_forest", "tsa")
+
+
 def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.DataFrame,
                       tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
                       link_from: Path | None, left_out: pd.DataFrame | None = None) -> str:
@@ -879,8 +919,11 @@ def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.Da
                  _small_study_block(ss.iloc[0].to_dict() if len(ss) else None))
     parts.append(_metareg_block(result))
     parts.append(_certainty_block(_rows_of(tables["certainty"], name)))
+    bayes = _rows_of(tables["bayes"], name)
+    parts.append(_bayes_block(bayes.iloc[0].to_dict() if len(bayes) else None, figures, title,
+                              link_from))
     more = [_figure(path, key.partition(":")[0], title, link_from) for key, path in figures.items()
-            if key != "forest"]
+            if key not in ("forest",) + IN_SECTIONS]
     if more:
         parts.append(tag("details", tag("summary", esc(f"More figures ({len(more)})")) + "".join(more)))
     return tag("article", "".join(parts), id=_anchor(name))
@@ -925,6 +968,13 @@ METHODS_TEXT = (
     "Paule-Mandel), the Wald and Hartung-Knapp tests, common-effect models (inverse variance, "
     "Mantel-Haenszel, Peto), without low-confidence or derived rows, and with each study left "
     "out in turn (the lowest and highest estimates are shown).",
+    "Every pooled analysis also gets an exact Bayesian random-effects model (the normal-normal "
+    "hierarchical model, integrated numerically as R's bayesmeta does, not by MCMC): by default "
+    "a half-normal prior with scale 0.5 on the between-trial SD \u03c4 of log ratios and SMDs "
+    "(0.1 for risk differences) and a flat prior on the overall effect; the report gives the "
+    "posterior median and 95% credible interval, the probability that naltrexone is "
+    "beneficial (the overall effect on its side of no effect) and that the effect passes the "
+    "configured threshold (RR 0.9, SMD \u22120.2).",
     "Subgroup differences are tested as RevMan does (Chi\u00b2 between the separate subgroup "
     "estimates, with its I\u00b2), and with a mixed-effects model sharing one \u03c4\u00b2 "
     "(footnote). Meta-regression and small-study effects (Egger's regression test, Begg's rank "

@@ -406,7 +406,7 @@ def bubble_targets(config: Config) -> list[tuple[str, str]]:
 
 #: Table stems of the evidence_tables rule, in its output order.
 EVIDENCE_TABLES = ("summary_of_findings", "certainty", "sensitivity", "subgroups", "small_study_effects",
-                   "published_comparison")
+                   "published_comparison", "bayes")
 
 
 def rule_evidence_tables(pf: Preflight, input, output, log: str) -> None:

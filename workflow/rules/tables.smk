@@ -40,6 +40,12 @@ rule evidence_tables:
         small_study_effects_md=update("results/tables/small_study_effects.md"),
         published_comparison_csv=update("results/tables/published_comparison.csv"),
         published_comparison_md=update("results/tables/published_comparison.md"),
+        bayes_csv=report(
+            update("results/tables/bayes.csv"),
+            caption="../report/bayes_table.rst",
+            category="Tables",
+        ),
+        bayes_md=update("results/tables/bayes.md"),
     log:
         "logs/tables/evidence.log",
     run:
