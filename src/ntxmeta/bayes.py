@@ -66,7 +66,9 @@ finer quadrature to 1e-8 (tests/test_bayes.py).
 
 Speed: ~10 ms a fit (k = 7, one core of a busy 2-core machine), mostly the
 ~50 quantile searches on the 800-component mixtures (~4 Newton steps each,
-started from a tabulated CDF).
+started from a tabulated CDF). The 2k quantiles of the per-study intervals
+(``study_ci``) are solved together, one vectorised Newton iteration for all
+studies: ~1 ms more at k = 7, ~40 ms more at k = 200 (17 -> 58 ms).
 
 Edge cases: k = 1 is allowed (the posterior of tau is then nearly its prior);
 a half-Cauchy posterior of tau has a tail ~ tau^-(k + 1) (flat mu prior;
