@@ -221,6 +221,72 @@ def test_shrinkage_against_grid(case):
         assert fit.study_sd[i] == pytest.approx(sd, abs=GRID_TOL)
 
 
+def test_study_intervals_against_grid(case):
+    """theta_i's credible interval: quantiles of the grid's CDF of theta_i.
+
+    theta_i | mu, tau, y_i ~ N(B mu + (1 - B) y_i, (1 - B) v_i), B = v_i /
+    (v_i + tau^2) (conjugacy at fixed mu, tau), summed over the grid's
+    (mu, tau) points as the predictive is (every PRED_STRIDE-th tau row):
+    rows whose conditional sd (over B, the scale in mu) is at least the mu
+    step by the trapezoid sum over mu; sharper rows, where the normal CDF
+    is a step on the grid's scale, by parts: E_e P((x - (1 - B) y_i - sd e) / B)
+    with P the row's CDF in mu and e ~ N(0, 1) by Gauss-Hermite. The first
+    and the last study of each case (the quantile searches are the slow part).
+    """
+    g, fit = case
+    t = g.t[::PRED_STRIDE]
+    rows = g.p[::PRED_STRIDE] * integrate.simpson(np.eye(t.size), x=t, axis=1)[:, None]
+    rows /= rows.sum()
+    gh_x, gh_w = np.polynomial.hermite.hermgauss(40)
+    e, we = math.sqrt(2.0) * gh_x, gh_w / math.sqrt(math.pi)
+    alpha = 1.0 - fit.level / 100.0
+    for i in sorted({0, g.y.size - 1}):
+        yi, vi = g.y[i], g.v[i]
+        B = vi / (vi + t ** 2)
+        sd = np.sqrt((1.0 - B) * vi)
+        sharp = sd / B < g.dm
+        splines = [(b, c, s_, interpolate.CubicSpline(g.m, integrate.cumulative_simpson(
+            r / g.dm, x=g.m, initial=0.0)))
+            for b, c, s_, r in zip(B[sharp], (1 - B[sharp]) * yi, sd[sharp], rows[sharp])]
+        Bs, Cs, Ss = B[~sharp][:, None], ((1 - B[~sharp]) * yi)[:, None], sd[~sharp][:, None]
+        R = rows[~sharp]
+
+        def cdf(x):
+            smooth = float((R * special.ndtr((x - Cs - Bs * g.m[None, :]) / Ss)).sum())
+            return smooth + sum(float(we @ sp((x - c - s_ * e) / b)) for b, c, s_, sp in splines)
+
+        got = [fit.study_ci[i].low, fit.study_ci[i].high]
+        ref = []
+        for p, x0 in zip((alpha / 2, 1 - alpha / 2), got):
+            lo, hi = x0 - 10 * GRID_TOL, x0 + 10 * GRID_TOL   # a narrow bracket, else the grid's
+            if not (cdf(lo) < p < cdf(hi)):
+                lo, hi = g.m[0], g.m[-1]
+            ref.append(optimize.brentq(lambda x: cdf(x) - p, lo, hi, xtol=1e-12))
+        assert got == pytest.approx(ref, abs=GRID_TOL), i
+
+
+def test_joint_density_against_grid(case):
+    """``joint_density`` on (tau_grid, mu) against prior x likelihood, normalised by the grid."""
+    g, fit = case
+    mu = np.linspace(fit.mu.ci.low, fit.mu.ci.high, 7)
+    tau = fit.tau_grid[(fit.tau_grid > 0) & (fit.tau_grid <= g.t[-1])][::20]
+    got = fit.joint_density(mu)[np.isin(fit.tau_grid, tau)]
+    # the grid's normalising constant: sum of p over its Simpson x trapezoid weights
+    wm = np.full(N_MU, g.dm)
+    wm[[0, -1]] /= 2
+    z = float((g.p * wm[None, :] * g.wt[:, None]).sum())
+    ref = interpolate.RectBivariateSpline(g.t, g.m, g.p / z, kx=3, ky=3)(tau, mu)
+    assert np.max(np.abs(got - ref)) < GRID_TOL * ref.max()
+
+
+def test_prior_density_on_the_grid():
+    """``tau_prior_density`` is the prior's density (scipy's half-normal) on ``tau_grid``."""
+    y, v = D7
+    fit = bayesmeta(y, v, tau_prior=halfnormal(0.5))
+    assert fit.tau_prior_density == pytest.approx(stats.halfnorm(scale=0.5).pdf(fit.tau_grid),
+                                                  rel=1e-12)
+
+
 @pytest.mark.parametrize("c", CASES, ids=[c[0] for c in CASES])
 def test_quadrature_is_converged(c):
     _, (y, v), tp, mp, _, _ = c
@@ -391,3 +457,43 @@ def test_cli_bayes_bad_input(tmp_path, capsys, text, args, expected):
     assert expected in err
     if not args or args[0] in ("--yi", "--vi"):
         assert str(path) in err
+
+
+# Turner et al. (2015), Table IV, as quoted (log tau^2 ~ N(m, s^2)); rows
+# copied from the paper's table as transcribed by bayesmeta's
+# TurnerEtAlParameters and rnmamod's table_tau2_prior (they agree):
+TURNER_QUOTED = [
+    ("all-cause mortality", "pharmacological vs placebo / control", -3.95, 1.34),
+    ("subjective outcomes (various)", "pharmacological vs placebo / control", -2.70, 1.52),
+    ("adverse events", "pharmacological vs placebo / control", -1.87, 1.52),
+    ("mental health indicators", "pharmacological vs pharmacological", -2.35, 1.60),
+    ("withdrawals / drop-outs", "non-pharmacological vs placebo / control", -3.21, 1.91),
+    ("pain", "non-pharmacological vs pharmacological", -0.80, 1.25),
+    ("biological markers (dichotomized)", "non-pharmacological vs non-pharmacological",
+     -1.33, 1.45),
+]
+
+
+@pytest.mark.parametrize("outcome, comparison, m, s", TURNER_QUOTED)
+def test_turner_prior_is_the_quoted_lognormal(outcome, comparison, m, s):
+    """log tau = log(tau^2) / 2 ~ N(m/2, (s/2)^2): density and quantiles against scipy."""
+    from ntxmeta.bayes import turner_prior
+    prior = turner_prior(outcome, comparison)
+    assert prior.name == "lognormal" and prior.params == pytest.approx((m / 2, s / 2), abs=1e-15)
+    # tau^2 ~ lognormal(m, s): P(tau <= t) = P(tau^2 <= t^2)
+    tau2 = stats.lognorm(s=s, scale=math.exp(m))
+    u = np.array([0.025, 0.5, 0.975])
+    assert np.asarray(prior.ppf(u)) ** 2 == pytest.approx(tau2.ppf(u), rel=1e-12)
+    t = np.array([0.05, 0.2, 0.8])
+    assert prior.pdf(t) == pytest.approx(tau2.pdf(t ** 2) * 2 * t, rel=1e-12)
+
+
+def test_turner_prior_spellings_and_errors():
+    from ntxmeta.bayes import TURNER_2015, turner_prior
+    assert len(TURNER_2015) == 16 * 5
+    a = turner_prior("Pain", "Non-Pharmacological vs. Pharmacological")
+    assert a.params == turner_prior("pain", "non-pharmacological vs pharmacological").params
+    with pytest.raises(ValueError, match="unknown outcome type 'semi-objective'"):
+        turner_prior("semi-objective", "pharmacological vs placebo / control")
+    with pytest.raises(ValueError, match="unknown comparison type"):
+        turner_prior("pain", "drug vs drug")
