@@ -4,10 +4,13 @@ References the tests compare against (none is a number this code produced):
 
 - Published Lan-DeMets O'Brien-Fleming-type boundaries, two-sided alpha =
   0.05, printed to 3 decimals:
-  * K = 5 equal looks: 4.877, 3.357, 2.680, 2.290, 2.031 (the classic table
-    of the Lan-DeMets program ld98, Reboussin, DeMets, Kim & Lan 2000,
-    Control Clin Trials 21:190; the same values are produced by rpact 3.3.4,
-    tests/fixtures/tsa/rpact_bounds.json, case obf_equal5_two_sided).
+  * K = 5 equal looks: 4.877, 3.357, 2.680, 2.290, 2.031, the classic values
+    of the Lan-DeMets program (Reboussin, DeMets, Kim & Lan 2000, Control
+    Clin Trials 21:190; DeMets & Lan 1994, Stat Med 13:1341) as the brief
+    quotes them. The printed tables themselves could not be retrieved here;
+    rpact 3.3.4 gives the same 3 decimals (tests/fixtures/tsa/
+    rpact_bounds.json, case obf_equal5_two_sided), so the numbers rest on
+    that independent implementation.
   * K = 4 equal looks: 4.332634, 2.963129, 2.35902, 2.014057, from the
     tests of the R package GroupSeq (rpahl/GroupSeq,
     tests/testthat/test-GroupSeq.R, "computeAlphaLevel"); its 5th decimals
@@ -21,8 +24,8 @@ References the tests compare against (none is a number this code produced):
     decimals are off by up to 4e-5 against rpact; compared to 3 decimals).
 - rpact 3.3.4 ``getDesignGroupSequential`` boundaries at equal and unequal
   looks (fixture made by tests/fixtures/tsa/make_fixtures.R).
-- The TSA manual's worked example (Thorlund et al. 2011, ch. 5, smoking
-  cessation): control event proportion 14%, a 20% relative benefit
+- The TSA manual's worked example (Thorlund et al. 2011, the smoking
+  cessation example): control event proportion 14%, a 20% relative benefit
   increment, alpha 5%, beta 20%, no heterogeneity correction: "the required
   information size to 5218 patients".
 - Independent computations in this file: the crossing probabilities of the
@@ -234,7 +237,16 @@ def test_d2_by_hand_and_not_below_i2():
     med = T.tsa(Y, V, N, events_ctrl=EC, n_ctrl=NC, control_risk="median")
     assert med.control_risk == pytest.approx(np.median(EC / NC), rel=1e-14)
     off = T.tsa(Y, V, N, events_ctrl=EC, n_ctrl=NC, heterogeneity_adjusted=False)
-    assert off.d2 == 0.0 and off.ris_adjusted == off.ris
+    assert off.d2 == r.d2 and off.ris_adjusted == off.ris
+
+
+def test_common_effect_tsa_has_no_diversity():
+    r = T.tsa(Y, V, N, events_ctrl=EC, n_ctrl=NC, method="EE")
+    assert r.d2 == 0.0 and r.ris_adjusted == r.ris
+    for j, lk in enumerate(r.looks):
+        w = 1 / V[:j + 1]
+        est = np.sum(w * Y[:j + 1]) / w.sum()
+        assert lk.z == pytest.approx(est * math.sqrt(w.sum()), rel=1e-10, abs=1e-12)
 
 
 def test_diversity_zero_without_heterogeneity():

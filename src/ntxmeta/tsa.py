@@ -58,7 +58,7 @@ TSA conventions followed (TSA manual [4], Wetterslev et al. [2, 3])
   conventional boundary z_{1-alpha/2} is the one that applies. The
   TSA-adjusted CI at such a look is the conventional CI [4].
 - TSA-adjusted CI at the last look: ``estimate +- c * SE`` with ``c`` the
-  alpha-spending boundary at the current information fraction [4, ch. 2.4].
+  alpha-spending boundary at the current information fraction [4].
 
 Futility (beta-spending) boundaries
 -----------------------------------
@@ -70,8 +70,8 @@ The futility boundary ``f_k`` is the root of
 
 with ``b(t)`` the same spending family with total ``beta`` and ``b_j`` the
 (non-binding) efficacy boundaries; this is the one-sided beta-spending of
-Pampallona, Tsiatis & Kim [7] and Jennison & Turnbull [6, ch. 7.2] as the
-TSA software draws it [4, ch. 1.4 and 2.3]: for two-sided TSA the inner
+Pampallona, Tsiatis & Kim [7] and Jennison & Turnbull [6, ch. 7] as the
+TSA software draws it [4, ch. 1.4]: for two-sided TSA the inner
 wedge is ``+-f_k`` (the futility region is ``|Z_k| < f_k``), shown only
 where ``f_k > 0``. The efficacy boundaries are not changed by the futility
 boundaries (non-binding), and the RIS is not inflated for the sequential
@@ -124,7 +124,7 @@ from ._common import Interval
 SPENDING = ("OBF", "Pocock")
 
 #: Default relative risk reduction to detect: 20%. The TSA manual's worked
-#: examples use a 20% relative change [4, ch. 5], and Wetterslev et al. [2]
+#: example (smoking cessation) uses a 20% relative change [4], and Wetterslev et al. [2]
 #: advise a realistic anticipated effect such as RRR 20% or the estimate of
 #: the trials at low risk of bias; give ``rrr=`` to change it.
 DEFAULT_RRR = 0.20
@@ -218,7 +218,7 @@ def _grid(mu: float, lo: float, hi: float, r: int) -> tuple[np.ndarray, np.ndarr
     """Jennison & Turnbull's grid for one look, trimmed to (lo, hi), with Simpson weights.
 
     Points ``mu - 3 - 4 ln(r/i)`` (i < r), ``mu - 3 + 3(i - r)/(2r)``
-    (r <= i <= 5r), ``mu + 3 + 4 ln(r/(6r - i))`` (i > 5r) [6, eq. 19.5];
+    (r <= i <= 5r), ``mu + 3 + 4 ln(r/(6r - i))`` (i > 5r) [6, ch. 19.2];
     the ends of the continuation region are added when they fall inside;
     midpoints are inserted and weights are Simpson's (1, 4, 2, ..., 4, 1)/6
     of each pair of intervals.
@@ -557,7 +557,8 @@ class TSAResult:
     """A trial sequential analysis of one meta-analysis (analysis scale: log for RR/OR).
 
     ``ris`` is the unadjusted, ``ris_adjusted`` the D^2-adjusted RIS
-    (``= ris`` when ``heterogeneity_adjusted`` is False), both unrounded;
+    (``= ris`` when ``heterogeneity_adjusted`` is False; ``d2`` is reported
+    either way), both unrounded;
     ``control_risk``/``rrr`` are NaN for a continuous outcome, ``mid``/``sd``
     NaN for a binary one. ``ci_adjusted`` is the TSA-adjusted CI at the
     last look, ``critical_value`` the boundary it used.
@@ -747,8 +748,8 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
     est, se = np.asarray(fits.estimate, float), np.asarray(fits.se, float)
     z = est / se
     var_common = 1.0 / np.sum(1.0 / vs)
-    d2 = diversity(se[-1] ** 2, var_common) if heterogeneity_adjusted else 0.0
-    if d2 >= 1.0:
+    d2 = diversity(se[-1] ** 2, var_common)
+    if heterogeneity_adjusted and d2 >= 1.0:
         raise ValueError("D^2 = 1: the common-effect variance is 0 against the random-effects one")
     ris_d = ris / (1.0 - d2) if heterogeneity_adjusted else ris
     n_cum = np.cumsum(ns)

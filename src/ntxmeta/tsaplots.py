@@ -22,7 +22,7 @@ References
 ----------
 1. Thorlund K, Engstrom J, Wetterslev J, Brok J, Imberger G, Gluud C. User
    manual for trial sequential analysis (TSA). Copenhagen Trial Unit, 2011,
-   ch. 1.3-1.4 (figures 1-4).
+   ch. 1.3-1.4.
 """
 from __future__ import annotations
 
