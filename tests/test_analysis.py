@@ -186,7 +186,7 @@ def test_json_round_trip_is_exact(result):
     assert back == result or back.to_json() == text
     assert back.to_json() == text
     with pytest.raises(ValueError, match="schema"):
-        AnalysisResult.from_json(text.replace("ntxmeta.result/1", "ntxmeta.result/0"))
+        AnalysisResult.from_json(text.replace("ntxmeta.result/2", "ntxmeta.result/1"))
 
 
 def test_small_k_and_refusals():

@@ -570,14 +570,18 @@ def _bayes(options, y: np.ndarray, v: np.ndarray, scale: Scale, good: bool, leve
     below = fit.prob_below_null
     beyond = None if thr is None else (1.0 - fit.prob_below_threshold if good
                                        else fit.prob_below_threshold)
+    floats = lambda a: tuple(map(float, a))  # noqa: E731
     return BayesResult(
-        tau_prior=fit.tau_prior, mu_prior=fit.mu_prior, level=fit.level, mu=_posterior(fit.mu),
+        k=fit.k, tau_prior=fit.tau_prior, mu_prior=fit.mu_prior, level=fit.level, mu=_posterior(fit.mu),
         tau=_posterior(fit.tau), pred=_posterior(fit.pred),
         prob_benefit=float(1.0 - below if good else below), threshold=thr,
         prob_beyond_threshold=None if beyond is None else float(beyond),
-        study_mean=tuple(map(float, fit.study_mean)), study_sd=tuple(map(float, fit.study_sd)),
-        mu_grid=tuple(map(float, fit.mu_grid)), mu_density=tuple(map(float, fit.mu_density)),
-        tau_grid=tuple(map(float, fit.tau_grid)), tau_density=tuple(map(float, fit.tau_density)))
+        study_mean=floats(fit.study_mean), study_sd=floats(fit.study_sd),
+        mu_grid=floats(fit.mu_grid), mu_density=floats(fit.mu_density),
+        tau_grid=floats(fit.tau_grid), tau_density=floats(fit.tau_density),
+        prob_below_null=float(below), study_ci=tuple(fit.study_ci),
+        tau_prior_density=floats(fit.tau_prior_density), cond_mu_mean=floats(fit.cond_mu_mean),
+        cond_mu_sd=floats(fit.cond_mu_sd))
 
 
 def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool | None = None

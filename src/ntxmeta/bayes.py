@@ -480,10 +480,9 @@ class BayesFit:
         ``tau_density``, ``cond_mu_mean`` and ``cond_mu_sd``; normalised
         over (mu, tau) on the whole plane, not on the grid.
         """
-        m = self.mu_grid if mu is None else np.asarray(mu, dtype=float)
-        z = (m[None, :] - self.cond_mu_mean[:, None]) / self.cond_mu_sd[:, None]
-        return (self.tau_density[:, None] * np.exp(-0.5 * z * z)
-                / (self.cond_mu_sd[:, None] * math.sqrt(2.0 * math.pi)))
+        from .result import joint_posterior
+        return joint_posterior(self.tau_density, self.cond_mu_mean, self.cond_mu_sd,
+                               self.mu_grid if mu is None else mu)
 
     def to_dict(self) -> dict:
         """Flat JSON-ready keys: ``mu.median``, ``mu.ci95`` = [low, high], ..."""

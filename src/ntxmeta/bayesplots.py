@@ -37,6 +37,7 @@ References
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Sequence
 
@@ -137,6 +138,19 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
 # --------------------------------------------------------------------------- posterior
 
 
+#: Vector fields a figure reads, as arrays (a result read from JSON holds tuples).
+_VECTORS = ("mu_grid", "mu_density", "tau_grid", "tau_density", "tau_prior_density",
+            "study_mean", "study_sd", "cond_mu_mean", "cond_mu_sd")
+
+
+def _arrays(fit):
+    """A ``BayesFit``, or an ``AnalysisResult.bayes`` with its vectors as arrays."""
+    if isinstance(fit, BayesFit):
+        return fit
+    return dataclasses.replace(fit, **{f: np.asarray(getattr(fit, f), dtype=float)
+                                       for f in _VECTORS})
+
+
 @style.styled()
 def posterior_figure(fit: BayesFit, *, scale: Scale | None = None,
                      title: str | None = None) -> Figure:
@@ -159,6 +173,7 @@ def posterior_figure(fit: BayesFit, *, scale: Scale | None = None,
         ``mu-density``, ``mu-ci`` (the shaded interval), ``null``,
         ``tau-density``, ``tau-prior``.
     """
+    fit = _arrays(fit)
     fig = _new_figure(*POSTERIOR_SIZE_IN)
     ax_joint, ax_mu, ax_tau = fig.subplots(1, 3)
     mu, tau = fit.mu_grid, fit.tau_grid
@@ -259,6 +274,7 @@ def shrinkage_forest(fit: BayesFit, labels: Sequence[str], yi, vi, *,
         ``observed-ci`` / ``shrunken-ci`` (one Line2D per study),
         ``mu-diamond``, ``pred-bar``, ``null``.
     """
+    fit = _arrays(fit)
     y = as_float_array(yi, "yi")
     v = as_float_array(vi, "vi")
     labels = [str(s) for s in labels]
@@ -326,4 +342,14 @@ def shrinkage_forest(fit: BayesFit, labels: Sequence[str], yi, vi, *,
     if title:
         fig.suptitle(title, x=MARGIN_IN / width, y=1 - MARGIN_IN / height, ha="left",
                      va="top", fontweight="bold", fontsize=style.TITLE_SIZE)
+    return fig
+
+
+def note_figure(text: str, *, title: str | None = None) -> Figure:
+    """A small figure that says why there is no Bayesian model (an analysis that was not pooled)."""
+    fig = _new_figure(POSTERIOR_SIZE_IN[0], 0.8)
+    fig.text(0.02, 0.5, text, ha="left", va="center", fontsize=style.FONT_SIZE,
+             color=style.INK, gid="note")
+    if title:
+        fig.suptitle(title, x=0.02, ha="left", fontsize=style.FONT_SIZE)
     return fig

@@ -82,10 +82,12 @@ TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "certainty": ev.CERTAINT
                  "published_comparison": ev.PUBLISHED_COLUMNS, "bayes": ev.BAYES_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
 FIGURE_KINDS = ("forest", "rob_traffic_light", "rob_summary", "funnel", "cumulative",
-                "leave_one_out", "bubble")
+                "leave_one_out", "bubble", "bayes_posterior", "bayes_forest")
 #: Figure file types, preferred first (an SVG stays sharp at any zoom).
 FIGURE_EXTENSIONS = (".svg", ".png")
-FIGURE_TITLES = {"forest": "Forest plot", "funnel": "Contour-enhanced funnel plot",
+FIGURE_TITLES = {"bayes_posterior": "Bayesian posterior: joint (mu, tau), mu and tau",
+                 "bayes_forest": "Bayesian forest plot: observed and shrunken study effects",
+                 "forest": "Forest plot", "funnel": "Contour-enhanced funnel plot",
                  "cumulative": "Cumulative meta-analysis by year",
                  "leave_one_out": "Leave-one-out analysis", "bubble": "Meta-regression (bubble plot)",
                  "rob_traffic_light": "Risk of bias (RoB 2) per trial",

@@ -33,7 +33,7 @@ import numpy as np
 from ._common import Interval
 
 #: Version of the result layout; a reader refuses any other.
-SCHEMA = "ntxmeta.result/1"
+SCHEMA = "ntxmeta.result/2"
 
 #: Measures reported as ratios (estimates are log ratios, shown with exp).
 RATIO_MEASURES = ("RR", "OR", "ROM", "ROR")
@@ -267,6 +267,20 @@ class Posterior:
     shortest: Interval
 
 
+def joint_posterior(tau_density, cond_mean, cond_sd, mu) -> np.ndarray:
+    """p(mu, tau | y) = p(tau | y) N(mu; M(tau), 1/W(tau)) on ``tau`` x ``mu``, shape (n_tau, n_mu).
+
+    The normal-normal model's mu | tau, y is normal (``ntxmeta.bayes``), so the
+    joint posterior is this product exactly; one formula for the engine's fit
+    and for a result read back from JSON.
+    """
+    m = np.asarray(mu, dtype=float)
+    mean, sd = np.asarray(cond_mean, dtype=float), np.asarray(cond_sd, dtype=float)
+    z = (m[None, :] - mean[:, None]) / sd[:, None]
+    return (np.asarray(tau_density, dtype=float)[:, None] * np.exp(-0.5 * z * z)
+            / (sd[:, None] * math.sqrt(2.0 * math.pi)))
+
+
 @dataclass(frozen=True)
 class BayesResult:
     """The exact Bayesian random-effects model of an analysis (``ntxmeta.bayes.bayesmeta``).
@@ -275,9 +289,12 @@ class BayesResult:
     naltrexone); ``threshold`` (analysis scale, on the benefit side) and
     ``prob_beyond_threshold``: P(mu beyond it), None without a threshold.
     ``study_mean``/``study_sd``: each pooled study's shrunken effect, in the
-    order of the used rows; the marginal densities are for the figures.
+    order of the used rows; the densities on ``tau_grid``/``mu_grid`` are
+    what the figures draw (``joint_density`` rebuilds the joint posterior
+    from them exactly), so no figure refits the model.
     """
 
+    k: int
     tau_prior: str
     mu_prior: str
     level: float
@@ -293,6 +310,16 @@ class BayesResult:
     mu_density: tuple[float, ...]
     tau_grid: tuple[float, ...]
     tau_density: tuple[float, ...]
+    prob_below_null: float = math.nan
+    study_ci: tuple[Interval, ...] = ()
+    tau_prior_density: tuple[float, ...] = ()
+    cond_mu_mean: tuple[float, ...] = ()
+    cond_mu_sd: tuple[float, ...] = ()
+
+    def joint_density(self, mu=None) -> np.ndarray:
+        """The joint posterior on ``tau_grid`` x ``mu`` (default ``mu_grid``)."""
+        return joint_posterior(self.tau_density, self.cond_mu_mean, self.cond_mu_sd,
+                               self.mu_grid if mu is None else mu)
 
 
 @dataclass(frozen=True)

@@ -191,8 +191,11 @@ def summary(result_jsons, csv_path, md_path) -> None:
     write_summary(list(result_jsons), csv_path, md_path)
 
 
+#: The layout of result.json: a pool job's param, so that a new layout re-runs every pool job.
+from .result import SCHEMA as RESULT_SCHEMA  # noqa: E402
+
 #: Figure kinds drawn for every analysis (bubble plots are per moderator).
-FIGURES = ("forest", "funnel", "cumulative", "leave_one_out")
+FIGURES = ("forest", "funnel", "cumulative", "leave_one_out", "bayes_posterior", "bayes_forest")
 #: Risk-of-bias figures, drawn for every main analysis (rule rob_figures).
 ROB_FIGURES = ("rob_traffic_light", "rob_summary")
 
@@ -216,7 +219,21 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
         from . import robplots
         from .rob import rob_of_effects
         rob_frame, rob_weights = rob_of_effects(eff, result)
+    if any(k.startswith("bayes_") for k in kinds):
+        from . import bayesplots
+        bayes = result.bayes
+        used = [bool(u) for u in result.used]
+        why = ("No Bayesian model: " + plots._missing_reason(result, "bayes")
+               if bayes is None else "")
     draw = {
+        "bayes_posterior": lambda: (
+            bayesplots.posterior_figure(bayes, scale=result.scale) if bayes is not None
+            else bayesplots.note_figure(why)),
+        "bayes_forest": lambda: (
+            bayesplots.shrinkage_forest(bayes, list(eff["label"].astype(str)[used]),
+                                        eff["yi"].to_numpy(float)[used],
+                                        eff["vi"].to_numpy(float)[used], scale=result.scale)
+            if bayes is not None else bayesplots.note_figure(why)),
         "rob_traffic_light": lambda: robplots.rob_traffic_light(rob_frame),
         "rob_summary": lambda: robplots.rob_summary(rob_frame, rob_weights),
         "forest": lambda: plots.forest(eff, result),
@@ -228,8 +245,9 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
     for kind, png_path in zip(kinds, png_paths, strict=True):
         if kind not in draw:
             raise ValueError(f"unknown figure kind {kind!r}")
-        ax = draw[kind]()
-        save_figure(ax.figure, str(Path(png_path).with_suffix("")), crop=kind not in plots.LAID_OUT)
+        drawn = draw[kind]()
+        fig = getattr(drawn, "figure", drawn)   # plots draw on Axes, bayesplots return a Figure
+        save_figure(fig, str(Path(png_path).with_suffix("")), crop=kind not in plots.LAID_OUT)
 
 
 def by_analysis(paths, kind: str) -> dict[str, str]:

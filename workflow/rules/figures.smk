@@ -31,6 +31,18 @@ rule figures:
             category="Leave-one-out analyses",
         ),
         leave_one_out_svg=update("results/figures/leave_one_out/{analysis}.svg"),
+        bayes_posterior_png=report(
+            update("results/figures/bayes_posterior/{analysis}.png"),
+            caption="../report/bayes_posterior.rst",
+            category="Bayesian random effects",
+        ),
+        bayes_posterior_svg=update("results/figures/bayes_posterior/{analysis}.svg"),
+        bayes_forest_png=report(
+            update("results/figures/bayes_forest/{analysis}.png"),
+            caption="../report/bayes_forest.rst",
+            category="Bayesian random effects",
+        ),
+        bayes_forest_svg=update("results/figures/bayes_forest/{analysis}.svg"),
     log:
         "logs/figures/{analysis}.log",
     run:

@@ -8,5 +8,7 @@ rule pool:
         "logs/pool/{analysis}.log",
     params:
         digest=selection_digest,
+        # a new result layout re-runs every pool job (Snakemake's params trigger)
+        schema=ntx.RESULT_SCHEMA,
     run:
         ntx.rule_pool(PREFLIGHT, input, output, wildcards, log[0])
