@@ -117,3 +117,39 @@ def test_a_misspelt_prior_is_a_config_error_with_its_line(tmp_path, block, where
     shown = [str(p) for p in problems]
     # the key sits on line 7 of the file (five lines of analyses, then "bayes:")
     assert any(s.startswith(f"{path}:7: key '{where}'") and message in s for s in shown), shown
+
+
+# --------------------------------------------------------------------------- trial sequential analysis
+
+def _main_bcg(**over):
+    return bcg_plan(main=True, filters={"comparator_class": ["placebo"]}, **over)
+
+
+def test_tsa_of_a_main_binary_analysis_uses_the_trials_median_control_risk(bcg):
+    effects, _ = bcg
+    result = run_plan(_main_bcg(), effects)
+    t = result.tsa
+    risk = np.median(effects["events_ctrl"] / effects["n_ctrl"])              # by hand
+    assert t.control_risk == pytest.approx(risk, rel=1e-15)
+    assert (t.alpha, t.beta, t.rrr, t.spending, t.futility) == (0.05, 0.2, 0.2, "OBF", True)
+    assert t.n_total == (effects["n_treat"] + effects["n_ctrl"]).sum()
+    years = [lk.year for lk in t.looks]
+    assert years == sorted(years) and len(years) == result.k_used           # chronological
+    # the binary RIS of Wetterslev 2008, then D^2-adjusted (independent formula)
+    pc, pe = risk, risk * 0.8
+    pbar = (pc + pe) / 2
+    ris = 4 * (stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) ** 2 * pbar * (1 - pbar) / (pc - pe) ** 2
+    assert t.ris == pytest.approx(ris, rel=1e-12)
+    assert t.ris_adjusted == pytest.approx(ris / (1 - t.d2), rel=1e-12)
+    assert AnalysisResult.from_json(result.to_json()).tsa.conclusion == t.conclusion
+
+
+def test_tsa_settings_come_from_the_config_and_a_zero_control_risk_is_a_note(bcg):
+    effects, _ = bcg
+    t = run_plan(_main_bcg(tsa={"rrr": 0.3, "spending": "pocock", "alpha": 0.01}), effects).tsa
+    assert (t.rrr, t.spending, t.alpha) == (0.3, "Pocock", 0.01)
+    zero = effects.assign(events_ctrl=0.0)
+    result = run_plan(_main_bcg(), zero)
+    assert result.tsa is None and not result.failed
+    assert any(n.startswith("no trial sequential analysis: the median control-arm risk is 0")
+               for n in result.notes)

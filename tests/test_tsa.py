@@ -280,7 +280,8 @@ def test_boundaries_at_the_looks_and_beyond_the_ris():
     b = T.sequential_bounds(t_b)
     got = np.array([lk.upper for lk in r.looks])
     assert np.allclose(got[:first + 1], b.upper, rtol=0, atol=1e-12)
-    assert np.all(np.isnan(got[first + 1:]))          # no monitoring boundary past the RIS
+    # past the RIS the conventional boundary applies
+    assert np.allclose(got[first + 1:], stats.norm.ppf(0.975), rtol=0, atol=1e-12)
     assert np.allclose([lk.lower for lk in r.looks][:first + 1], -np.array(b.upper))
     # once the RIS is reached the adjusted CI is the conventional one
     c = stats.norm.ppf(0.975)

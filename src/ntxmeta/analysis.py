@@ -178,6 +178,10 @@ class FitCache:
         return self._fits[key]
 
 
+class NotApplicable(Exception):
+    """A part of an analysis that its data cannot have (said in the result's notes, not a failure)."""
+
+
 class _Parts:
     """Runs the parts of one analysis, isolating unexpected failures."""
 
@@ -187,6 +191,8 @@ class _Parts:
     def run(self, name: str, fn: Callable, *args):
         try:
             return fn(*args)
+        except NotApplicable:
+            raise
         except Exception as exc:  # noqa: BLE001 - recorded in the result, not swallowed
             self.failed.append(f"{name}: {type(exc).__name__}: {exc}")
             return None
@@ -584,6 +590,40 @@ def _bayes(options, y: np.ndarray, v: np.ndarray, scale: Scale, good: bool, leve
         cond_mu_sd=floats(fit.cond_mu_sd))
 
 
+#: Config spellings of the alpha-spending families -> ntxmeta.tsa's.
+SPENDING = {"obf": "OBF", "pocock": "Pocock"}
+
+
+def _tsa(plan: AnalysisPlan, effects: pd.DataFrame, used: np.ndarray, method: str):
+    """The trial sequential analysis of the pooled rows, in chronological order.
+
+    Every pooled row needs its arm sizes (the information is participants);
+    a continuous outcome detects its minimal important difference on the
+    benefit side (negative favours naltrexone: ``|mid[0]|``).
+    """
+    from .tsa import tsa
+    t = plan.tsa
+    n = (number_column(effects, "n_treat") + number_column(effects, "n_ctrl"))[used]
+    if not np.all(np.isfinite(n) & (n > 0)):
+        raise NotApplicable("a pooled row reports no arm sizes")
+    binary = plan.measure in ("RR", "OR", "RD")
+    if binary and t.control_risk is None:
+        risk = np.median(number_column(effects, "events_ctrl")[used]
+                         / number_column(effects, "n_ctrl")[used])
+        if not 0 < risk < 1:
+            raise NotApplicable(f"the median control-arm risk is {risk:g}, so no information "
+                                "size can be computed (set tsa.control_risk)")
+    labels = effects["label"].astype(str).to_numpy()[used] if "label" in effects else None
+    return tsa(number_column(effects, "yi")[used], number_column(effects, "vi")[used], n,
+               year=number_column(effects, "year")[used], labels=labels,
+               events_ctrl=number_column(effects, "events_ctrl")[used] if binary else None,
+               n_ctrl=number_column(effects, "n_ctrl")[used] if binary else None,
+               measure=plan.measure,
+               control_risk="median" if t.control_risk is None else t.control_risk,
+               rrr=t.rrr, mid=None if binary else abs(plan.mid[0]), alpha=t.alpha,
+               beta=t.beta, spending=SPENDING[t.spending], futility=t.futility, method=method)
+
+
 def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool | None = None
              ) -> AnalysisResult:
     """Every part of one analysis, each model fitted once.
@@ -656,6 +696,12 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     bayes = None
     if main is not None and plan.bayes is not None:
         bayes = parts.run("bayes", _bayes, plan.bayes, y, v, scale, plan.events == "good", o.level)
+    tsa = None
+    if plan.tsa is not None and k_used >= 2:
+        try:
+            tsa = parts.run("tsa", _tsa, plan, effects, used, "EE" if mh is not None else o.method)
+        except NotApplicable as exc:
+            notes.append(f"no trial sequential analysis: {exc}")
     # participants of the pooled rows that report arm sizes (effect-size-only rows add none)
     n = np.nansum(number_column(effects, "n_treat")[used]) + np.nansum(number_column(effects, "n_ctrl")[used])
     ev = number_column(effects, "events_treat")[used].sum() + number_column(effects, "events_ctrl")[used].sum()
@@ -675,4 +721,4 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
         main=main, common=common, weights_pct=tuple(map(float, weights)),
         used=tuple(bool(u) for u in used), variants=variants, leave_one_out=loo,
         cumulative=cum, subgroups=sub, metaregression=regs, small_study=small,
-        bayes=bayes, failed=tuple(parts.failed))
+        bayes=bayes, tsa=tsa, failed=tuple(parts.failed))

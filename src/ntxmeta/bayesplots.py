@@ -344,12 +344,3 @@ def shrinkage_forest(fit: BayesFit, labels: Sequence[str], yi, vi, *,
                      va="top", fontweight="bold", fontsize=style.TITLE_SIZE)
     return fig
 
-
-def note_figure(text: str, *, title: str | None = None) -> Figure:
-    """A small figure that says why there is no Bayesian model (an analysis that was not pooled)."""
-    fig = _new_figure(POSTERIOR_SIZE_IN[0], 0.8)
-    fig.text(0.02, 0.5, text, ha="left", va="center", fontsize=style.FONT_SIZE,
-             color=style.INK, gid="note")
-    if title:
-        fig.suptitle(title, x=0.02, ha="left", fontsize=style.FONT_SIZE)
-    return fig

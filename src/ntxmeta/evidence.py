@@ -125,7 +125,7 @@ SOF_COLUMNS = ("indication", "analysis", "outcome", "comparator", "formulation",
                "nnt_ci", "imprecision", "inconsistency", "small_study_effects",
                "low_confidence_weight_pct", "certainty", "certainty_level", "certainty_label",
                "statement", "footnotes", "prob_benefit_pct", "threshold",
-               "prob_beyond_threshold_pct", "status")
+               "prob_beyond_threshold_pct", "information_size", "status")
 #: One row per analysis with a Bayesian model: priors, posteriors (shown scale), probabilities.
 BAYES_COLUMNS = ("analysis", "title", "measure", "k", "tau_prior", "mu_prior", "mu_median",
                  "mu_cri_lb", "mu_cri_ub", "tau_median", "tau_cri_lb", "tau_cri_ub",
@@ -548,6 +548,37 @@ def _bayes_numbers(result: AnalysisResult) -> dict:
                                           else 100.0 * b.prob_beyond_threshold)}
 
 
+#: One row per trial sequential analysis (``ntxmeta.tsa.table_row`` and its settings).
+TSA_COLUMNS = ("analysis", "title", "measure", "k", "spending", "alpha", "beta", "control_risk",
+               "rrr", "mid", "d2_pct", "ris", "n_accrued", "ris_pct", "z_final", "boundary_final",
+               "crossed", "ci_adjusted_low", "ci_adjusted_high", "conclusion")
+
+
+def tsa_table(results: Mapping[str, AnalysisResult], order) -> pd.DataFrame:
+    """The trial sequential analysis of every analysis that has one (settings, RIS, conclusion)."""
+    from .tsa import table_row
+    rows = []
+    for n in order:
+        t = results[n].tsa
+        if t is None:
+            continue
+        rows.append({"analysis": n, "title": results[n].title, "measure": results[n].scale.name,
+                     "k": len(t.looks), "spending": t.spending, "alpha": t.alpha, "beta": t.beta,
+                     "control_risk": t.control_risk, "rrr": t.rrr, "mid": t.mid, **table_row(t)})
+    return pd.DataFrame(rows, columns=list(TSA_COLUMNS))
+
+
+def information_size_text(t) -> str:
+    """"RIS 1,734 (D² 67%); 1,914 accrued (110%): firm evidence of effect" for the SoF."""
+    if t is None:
+        return ""
+    from .tsa import table_row
+    r = table_row(t)
+    return (f"RIS {r['ris']:,} (D\u00b2 {r['d2_pct']:.0f}%); {r['n_accrued']:,} accrued "
+            f"({r['ris_pct']:.0f}%): {'reached' if t.info_fraction >= 1 else 'not reached'}; "
+            f"{r['conclusion']}")
+
+
 def bayes_table(results: Mapping[str, AnalysisResult], order) -> pd.DataFrame:
     """The Bayesian random-effects model of every analysis that has one, beside the frequentist fit.
 
@@ -580,7 +611,8 @@ def _sof_and_certainty(effects_by_analysis, results, config) -> tuple[pd.DataFra
     main = [n for n in names if config.analyses[n].main]
     rows = [{**sof_row(results[n], effects_by_analysis.get(n, pd.DataFrame()),
                        config.analyses[n].filter_values("indication"), config.analyses[n]),
-             **_bayes_numbers(results[n]), "analysis": n}
+             **_bayes_numbers(results[n]), "information_size": information_size_text(results[n].tsa),
+             "analysis": n}
             for n in (main or names)]
     order = {n: i for i, n in enumerate(names)}
     rows.sort(key=lambda r: (_indication_key(r["indication"]), order[r["analysis"]]))
@@ -697,6 +729,8 @@ TABLE_DIGITS = {
                             "I2_q_pct": 0, "q_pval": 4, "certainty_level": 0,
                             "prob_benefit_pct": 1, "prob_beyond_threshold_pct": 1},
     "certainty": {"levels": 0, "rule_levels": 0},
+    "tsa": {"k": 0, "alpha": 3, "beta": 3, "control_risk": 3, "rrr": 2, "mid": 2, "d2_pct": 0,
+            "ris": 0, "n_accrued": 0, "ris_pct": 0, "z_final": 2, "boundary_final": 2},
     "bayes": {"k": 0, "prob_benefit_pct": 1, "prob_beyond_threshold_pct": 1, "tau_median": 3,
               "tau_cri_lb": 3, "tau_cri_ub": 3},
     "sensitivity": {"k": 0, "pval": 4, "tau2": 4, "I2_pct": 1},
@@ -775,6 +809,7 @@ def evidence_tables(effects: Mapping[str, pd.DataFrame], results: Mapping[str, A
         "sensitivity": sens_frame,
         "subgroups": subgroup_table(results),
         "bayes": bayes_table(results, order),
+        "tsa": tsa_table(results, order),
         "small_study_effects": small_study_table(results),
         "published_comparison": published_comparison(
             published if published is not None else pd.DataFrame(columns=["our_analysis"]),

@@ -178,8 +178,10 @@ def _mid(value) -> tuple | None:
     return None if value is None else (float(value[0]), float(value[1]))
 
 
-#: Measures a trial sequential analysis is run for without a minimal important difference.
+#: Measures a trial sequential analysis is run for without a minimal important difference;
+#: an SMD gets one when it has a MID (other continuous measures lack a known SD).
 TSA_BINARY = ("RR", "OR", "RD")
+TSA_CONTINUOUS = ("SMD",)
 
 
 def _bayes(a: Mapping, defaults: Mapping) -> BayesOptions | None:
@@ -195,7 +197,9 @@ def _bayes(a: Mapping, defaults: Mapping) -> BayesOptions | None:
 
 def _tsa(a: Mapping, defaults: Mapping, mid) -> TSAOptions | None:
     """Main analyses of a binary measure, or with a minimal important difference."""
-    if not a.get("main") or (str(a["measure"]) not in TSA_BINARY and mid is None):
+    measure = str(a["measure"])
+    if not a.get("main") or not (measure in TSA_BINARY
+                                 or (measure in TSA_CONTINUOUS and mid is not None)):
         return None
     keys = {**defaults, **(a.get("tsa") or {})}
     return TSAOptions(**{k: keys[k] for k in TSAOptions.__dataclass_fields__ if k in keys})

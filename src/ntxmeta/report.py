@@ -79,13 +79,15 @@ TABLE_STEMS = tuple(ev.TABLE_DIGITS)
 TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "certainty": ev.CERTAINTY_COLUMNS,
                  "sensitivity": ev.SENSITIVITY_COLUMNS,
                  "subgroups": ev.SUBGROUP_COLUMNS, "small_study_effects": ev.SMALL_STUDY_COLUMNS,
-                 "published_comparison": ev.PUBLISHED_COLUMNS, "bayes": ev.BAYES_COLUMNS}
+                 "published_comparison": ev.PUBLISHED_COLUMNS, "bayes": ev.BAYES_COLUMNS,
+                 "tsa": ev.TSA_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
 FIGURE_KINDS = ("forest", "rob_traffic_light", "rob_summary", "funnel", "cumulative",
-                "leave_one_out", "bubble", "bayes_posterior", "bayes_forest")
+                "leave_one_out", "bubble", "bayes_posterior", "bayes_forest", "tsa")
 #: Figure file types, preferred first (an SVG stays sharp at any zoom).
 FIGURE_EXTENSIONS = (".svg", ".png")
-FIGURE_TITLES = {"bayes_posterior": "Bayesian posterior: joint (mu, tau), mu and tau",
+FIGURE_TITLES = {"tsa": "Trial sequential analysis: cumulative z-curve, monitoring boundaries, RIS",
+                 "bayes_posterior": "Bayesian posterior: joint (mu, tau), mu and tau",
                  "bayes_forest": "Bayesian forest plot: observed and shrunken study effects",
                  "forest": "Forest plot", "funnel": "Contour-enhanced funnel plot",
                  "cumulative": "Cumulative meta-analysis by year",
@@ -503,7 +505,7 @@ def _sof_row(r: Mapping[str, str], ratings: Sequence = ()) -> list[str]:
     rel = (esc(f"{measure} {num(r['estimate'])}") + "<br>" +
            esc(f"({num(r['ci_lb'])} to {num(r['ci_ub'])})") +
            tag("div", esc(_text(r.get("model", ""))), class_="muted") +
-           _bayes_line(r, measure) if pooled
+           _bayes_line(r, measure) + _tsa_line(r) if pooled
            else tag("span", esc(r["status"]), class_="muted"))
     if pooled and _finite(r["acr_per_1000"]):
         absolute = "<br>".join([
@@ -543,6 +545,39 @@ def _bayes_line(r: Mapping[str, str], measure: str) -> str:
     if _finite(r.get("threshold", "")) and _finite(r.get("prob_beyond_threshold_pct", "")):
         text += f"; P(beyond {measure} {num(r['threshold'])}) {num(r['prob_beyond_threshold_pct'], 0)}%"
     return tag("div", esc(text), class_="muted bayes")
+
+
+def _tsa_line(r: Mapping[str, str]) -> str:
+    """The information size and the TSA's conclusion, from the SoF row (nothing without a TSA)."""
+    text = _text(r.get("information_size", ""))
+    return tag("div", esc("TSA: " + text), class_="muted tsa") if text else ""
+
+
+def _tsa_block(row: Mapping | None, figures: Mapping[str, Path], title: str,
+               link_from: Path | None) -> str:
+    """The trial sequential analysis of one analysis (``tsa.csv``) and its figure."""
+    if row is None:
+        return ""
+    m = _text(row["measure"])
+    size = (f"control risk {num(row['control_risk'], 3)}, relative risk reduction "
+            f"{num(100 * _float(row['rrr']), 0)}%" if _finite(row["rrr"])
+            else f"minimal important difference {num(row['mid'])}")
+    cells = [("Settings", f"{size}; alpha {num(row['alpha'], 3)}, beta {num(row['beta'], 3)}; "
+                          f"{_text(row['spending'])}-type alpha spending"),
+             ("Required information size (D\u00b2-adjusted)",
+              f"{num(row['ris'], 0)} participants (D\u00b2 = {num(row['d2_pct'], 0)}%)"),
+             ("Accrued", f"{num(row['n_accrued'], 0)} participants ({num(row['ris_pct'], 0)}% "
+                         "of the RIS)"),
+             ("Final z and its boundary", f"{num(row['z_final'])} (boundary \u00b1"
+                                          f"{num(row['boundary_final'])})"),
+             ("Boundary crossed", _text(row["crossed"]) or "none"),
+             (f"TSA-adjusted 95% CI ({m})",
+              f"{num(row['ci_adjusted_low'])} to {num(row['ci_adjusted_high'])}"),
+             ("Conclusion", _text(row["conclusion"]))]
+    body = _table([("Quantity", ""), ("Value", "")], [[esc(a), esc(b)] for a, b in cells])
+    return (tag("h4", "Trial sequential analysis") + body +
+            _figure(figures.get("tsa"), "tsa", title, link_from) if "tsa" in figures else
+            tag("h4", "Trial sequential analysis") + body)
 
 
 def _bayes_block(row: Mapping | None, figures: Mapping[str, Path], title: str,
@@ -921,6 +956,8 @@ def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.Da
                  _small_study_block(ss.iloc[0].to_dict() if len(ss) else None))
     parts.append(_metareg_block(result))
     parts.append(_certainty_block(_rows_of(tables["certainty"], name)))
+    tsa = _rows_of(tables["tsa"], name)
+    parts.append(_tsa_block(tsa.iloc[0].to_dict() if len(tsa) else None, figures, title, link_from))
     bayes = _rows_of(tables["bayes"], name)
     parts.append(_bayes_block(bayes.iloc[0].to_dict() if len(bayes) else None, figures, title,
                               link_from))
@@ -977,6 +1014,13 @@ METHODS_TEXT = (
     "posterior median and 95% credible interval, the probability that naltrexone is "
     "beneficial (the overall effect on its side of no effect) and that the effect passes the "
     "configured threshold (RR 0.9, SMD \u22120.2).",
+    "Each main analysis of a binary outcome, and of an SMD with a minimal important difference, "
+    "gets a trial sequential analysis (Wetterslev et al. 2008; the Copenhagen TSA manual, "
+    "Thorlund et al. 2011): the required information size from the median control-arm risk, a "
+    "relative risk reduction of 20%, alpha 5% and beta 20%, adjusted for the diversity D\u00b2 "
+    "of the meta-analysis; Lan-DeMets O'Brien-Fleming-type alpha-spending boundaries and "
+    "beta-spending futility boundaries on the cumulative z-curve of the trials in chronological "
+    "order; the TSA-adjusted CI uses the boundary at the information accrued.",
     "Subgroup differences are tested as RevMan does (Chi\u00b2 between the separate subgroup "
     "estimates, with its I\u00b2), and with a mixed-effects model sharing one \u03c4\u00b2 "
     "(footnote). Meta-regression and small-study effects (Egger's regression test, Begg's rank "

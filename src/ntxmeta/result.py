@@ -323,6 +323,85 @@ class BayesResult:
 
 
 @dataclass(frozen=True)
+class TSALook:
+    """One look of the TSA: the meta-analysis of the first trials up to this one.
+
+    ``upper``/``lower``: the alpha-spending boundaries (past the RIS the conventional z);
+    ``futility_upper``/``futility_lower``: the inner wedge (NaN when not
+    computed or while empty). ``info_fraction = n_cum / ris_adjusted`` (may
+    exceed 1).
+    """
+
+    label: str
+    year: float
+    n_cum: float
+    info_fraction: float
+    estimate: float
+    se: float
+    z: float
+    upper: float
+    lower: float
+    futility_upper: float
+    futility_lower: float
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """Which boundary the z-curve crossed first, and at which look (0-based)."""
+
+    boundary: str      # "upper", "lower" (monitoring boundaries) or "futility"
+    look: int
+    label: str
+
+
+@dataclass(frozen=True)
+class TSAResult:
+    """A trial sequential analysis of one meta-analysis (analysis scale: log for RR/OR).
+
+    ``ris`` is the unadjusted, ``ris_adjusted`` the D^2-adjusted RIS
+    (``= ris`` when ``heterogeneity_adjusted`` is False; ``d2`` is reported
+    either way), both unrounded;
+    ``control_risk``/``rrr`` are NaN for a continuous outcome, ``mid``/``sd``
+    NaN for a binary one. ``ci_adjusted`` is the TSA-adjusted CI at the
+    last look, ``critical_value`` the boundary it used.
+    """
+
+    measure: str
+    method: str
+    sides: int
+    spending: str
+    alpha: float
+    beta: float
+    control_risk: float
+    control_risk_rule: str
+    rrr: float
+    mid: float
+    sd: float
+    ris: float
+    ris_adjusted: float
+    d2: float
+    heterogeneity_adjusted: bool
+    futility: bool
+    n_total: float
+    info_fraction: float
+    estimate: float
+    se: float
+    critical_value: float
+    ci_adjusted: Interval
+    looks: tuple[TSALook, ...]
+    crossed: Crossing | None
+    conclusion: str
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (NaN as None, infinities as "Inf"/"-Inf")."""
+        return _encode(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TSAResult":
+        return _decode(cls, data)
+
+
+@dataclass(frozen=True)
 class AnalysisResult:
     """Everything ``pool`` computed for one analysis (see the module docstring).
 
@@ -365,6 +444,8 @@ class AnalysisResult:
     good_events: bool = False
     #: the exact Bayesian random-effects model (None: not pooled, or no tau prior)
     bayes: BayesResult | None = None
+    #: the trial sequential analysis (None: not planned, or no trial with a size)
+    tsa: TSAResult | None = None
     schema: str = field(default=SCHEMA)
 
     @property

@@ -244,3 +244,13 @@ def save_figure(fig: Figure, stem: str | os.PathLike, *, crop: bool = True) -> t
             with atomic_path(path) as tmp, open(tmp, "wb") as handle:
                 fig.savefig(handle, bbox_inches=bbox, **options)
     return tuple(path for path, _ in outputs)
+
+
+def note_figure(text: str, *, width_in: float = 7.5) -> "Figure":
+    """A one-line figure that says why a figure has nothing to draw (an analysis not pooled)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(width_in, 0.6))
+    FigureCanvasAgg(fig)
+    fig.text(0.02, 0.5, text, ha="left", va="center", fontsize=FONT_SIZE, color=INK, gid="note")
+    return fig

@@ -53,10 +53,11 @@ TSA conventions followed (TSA manual [4], Wetterslev et al. [2, 3])
   meta-analysis, ``RIS_D = RIS / (1 - D^2)`` [3].
 - Looks beyond the RIS: the alpha-spending function is spent up at t = 1,
   so the first look at which the accrued information reaches the RIS is the
-  final analysis, taken at t = 1 (all remaining alpha spent); later looks
-  have no monitoring boundary (NaN): the RIS has been reached and the
-  conventional boundary z_{1-alpha/2} is the one that applies. The
-  TSA-adjusted CI at such a look is the conventional CI [4].
+  final analysis, taken at t = 1 (all remaining alpha spent); at later looks
+  the RIS has been reached and the conventional boundary z_{1-alpha/2}
+  applies (a z-curve that passes it there is firm evidence, as in a
+  conventional meta-analysis of enough information). The TSA-adjusted CI at
+  such a look is the conventional CI [4].
 - TSA-adjusted CI at the last look: ``estimate +- c * SE`` with ``c`` the
   alpha-spending boundary at the current information fraction [4].
 
@@ -119,6 +120,7 @@ import numpy as np
 from scipy import optimize, special
 
 from ._common import Interval
+from .result import Crossing, TSALook, TSAResult  # noqa: F401  (re-exported)
 
 #: Spending-function families (Lan & DeMets 1983 [5]).
 SPENDING = ("OBF", "Pocock")
@@ -520,85 +522,7 @@ def diversity(var_random: float, var_common: float) -> float:
 
 # --------------------------------------------------------------------------- result
 
-@dataclass(frozen=True)
-class TSALook:
-    """One look of the TSA: the meta-analysis of the first trials up to this one.
-
-    ``upper``/``lower``: the alpha-spending boundaries (NaN beyond the RIS);
-    ``futility_upper``/``futility_lower``: the inner wedge (NaN when not
-    computed or while empty). ``info_fraction = n_cum / ris_adjusted`` (may
-    exceed 1).
-    """
-
-    label: str
-    year: float
-    n_cum: float
-    info_fraction: float
-    estimate: float
-    se: float
-    z: float
-    upper: float
-    lower: float
-    futility_upper: float
-    futility_lower: float
-
-
-@dataclass(frozen=True)
-class Crossing:
-    """Which boundary the z-curve crossed first, and at which look (0-based)."""
-
-    boundary: str      # "upper", "lower" (monitoring boundaries) or "futility"
-    look: int
-    label: str
-
-
-@dataclass(frozen=True)
-class TSAResult:
-    """A trial sequential analysis of one meta-analysis (analysis scale: log for RR/OR).
-
-    ``ris`` is the unadjusted, ``ris_adjusted`` the D^2-adjusted RIS
-    (``= ris`` when ``heterogeneity_adjusted`` is False; ``d2`` is reported
-    either way), both unrounded;
-    ``control_risk``/``rrr`` are NaN for a continuous outcome, ``mid``/``sd``
-    NaN for a binary one. ``ci_adjusted`` is the TSA-adjusted CI at the
-    last look, ``critical_value`` the boundary it used.
-    """
-
-    measure: str
-    method: str
-    sides: int
-    spending: str
-    alpha: float
-    beta: float
-    control_risk: float
-    control_risk_rule: str
-    rrr: float
-    mid: float
-    sd: float
-    ris: float
-    ris_adjusted: float
-    d2: float
-    heterogeneity_adjusted: bool
-    futility: bool
-    n_total: float
-    info_fraction: float
-    estimate: float
-    se: float
-    critical_value: float
-    ci_adjusted: Interval
-    looks: tuple[TSALook, ...]
-    crossed: Crossing | None
-    conclusion: str
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict (NaN as None, infinities as "Inf"/"-Inf")."""
-        from .result import _encode
-        return _encode(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TSAResult":
-        from .result import _decode
-        return _decode(cls, data)
+# TSALook, Crossing and TSAResult live in ntxmeta.result (the result layout's one home).
 
 
 def _as_1d(name: str, x, k: int | None = None) -> np.ndarray:
@@ -760,7 +684,7 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
     last = int(reached[0]) if reached.size else k - 1
     t_b = np.minimum(t[:last + 1], 1.0)
     bounds = sequential_bounds(t_b, alpha=alpha, spending=spending, sides=sides)
-    upper = np.full(k, np.nan)
+    upper = np.full(k, float(-special.ndtri(alpha / sides)))   # past the RIS: conventional
     upper[:last + 1] = bounds.upper
     fut = np.full(k, np.nan)
     if futility:

@@ -212,13 +212,15 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
     from . import plots
     from .pipeline import read_effects
     from .result import read_result
-    from .style import save_figure
+    from .style import note_figure, save_figure
     eff = read_effects(effects_csv)
     result = read_result(result_json)
     if any(k in ROB_FIGURES for k in kinds):
         from . import robplots
         from .rob import rob_of_effects
         rob_frame, rob_weights = rob_of_effects(eff, result)
+    if "tsa" in kinds:
+        from . import tsaplots
     if any(k.startswith("bayes_") for k in kinds):
         from . import bayesplots
         bayes = result.bayes
@@ -226,14 +228,19 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
         why = ("No Bayesian model: " + plots._missing_reason(result, "bayes")
                if bayes is None else "")
     draw = {
+        "tsa": lambda: (
+            tsaplots.plot_tsa(result.tsa, scale_name=result.scale.name) if result.tsa is not None
+            else note_figure("No trial sequential analysis: "
+                             + (next((n for n in result.notes if "sequential" in n), "")
+                                or plots._missing_reason(result, "tsa")))),
         "bayes_posterior": lambda: (
             bayesplots.posterior_figure(bayes, scale=result.scale) if bayes is not None
-            else bayesplots.note_figure(why)),
+            else note_figure(why)),
         "bayes_forest": lambda: (
             bayesplots.shrinkage_forest(bayes, list(eff["label"].astype(str)[used]),
                                         eff["yi"].to_numpy(float)[used],
                                         eff["vi"].to_numpy(float)[used], scale=result.scale)
-            if bayes is not None else bayesplots.note_figure(why)),
+            if bayes is not None else note_figure(why)),
         "rob_traffic_light": lambda: robplots.rob_traffic_light(rob_frame),
         "rob_summary": lambda: robplots.rob_summary(rob_frame, rob_weights),
         "forest": lambda: plots.forest(eff, result),
@@ -401,6 +408,16 @@ def rule_rob_figures(input, output, log: str) -> None:
         offload(figures, list(ROB_FIGURES), str(input.effects), str(input.result), pngs)
 
 
+def tsa_targets(config: Config) -> list[str]:
+    """Analyses with a trial sequential analysis planned (main, binary or with a MID)."""
+    return [name for name in config.names if config.analyses[name].tsa is not None]
+
+
+def rule_tsa_figure(input, output, log: str) -> None:
+    with logged(log, "tsa_figure"):
+        offload(figures, ["tsa"], str(input.effects), str(input.result), [str(output.png)])
+
+
 def rob_targets(config: Config) -> list[str]:
     """The analyses that get risk-of-bias figures: the main ones."""
     return [name for name in config.names if config.analyses[name].main]
@@ -424,7 +441,7 @@ def bubble_targets(config: Config) -> list[tuple[str, str]]:
 
 #: Table stems of the evidence_tables rule, in its output order.
 EVIDENCE_TABLES = ("summary_of_findings", "certainty", "sensitivity", "subgroups", "small_study_effects",
-                   "published_comparison", "bayes")
+                   "published_comparison", "bayes", "tsa")
 
 
 def rule_evidence_tables(pf: Preflight, input, output, log: str) -> None:

@@ -88,6 +88,11 @@ def figure_files(wildcards):
             analysis=ntx.rob_targets(PREFLIGHT.config),
             ext=["png", "svg"],
         )
+        + expand(
+            "results/figures/tsa/{analysis}.{ext}",
+            analysis=ntx.tsa_targets(PREFLIGHT.config),
+            ext=["png", "svg"],
+        )
     )
 
 

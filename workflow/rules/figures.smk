@@ -87,3 +87,20 @@ rule bubble:
         "logs/figures/bubble/{analysis}__{moderator}.log",
     run:
         ntx.rule_bubble(input, output, wildcards, log[0])
+
+
+rule tsa_figure:
+    input:
+        effects="data/processed/effects/{analysis}.csv",
+        result="results/analyses/{analysis}/result.json",
+    output:
+        png=report(
+            update("results/figures/tsa/{analysis}.png"),
+            caption="../report/tsa.rst",
+            category="Trial sequential analyses",
+        ),
+        svg=update("results/figures/tsa/{analysis}.svg"),
+    log:
+        "logs/figures/tsa/{analysis}.log",
+    run:
+        ntx.rule_tsa_figure(input, output, log[0])

@@ -46,6 +46,12 @@ rule evidence_tables:
             category="Tables",
         ),
         bayes_md=update("results/tables/bayes.md"),
+        tsa_csv=report(
+            update("results/tables/tsa.csv"),
+            caption="../report/tsa_table.rst",
+            category="Tables",
+        ),
+        tsa_md=update("results/tables/tsa.md"),
     log:
         "logs/tables/evidence.log",
     run:
