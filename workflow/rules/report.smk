@@ -5,6 +5,7 @@ rule report:
         effects=analysis_effects,
         left_out=analysis_left_out,
         figures=figure_files,
+        prisma=prisma_svg,
     output:
         report(
             update("results/report.html"),
