@@ -49,7 +49,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import mimetypes
 import os
 import platform
 import tomllib
@@ -67,6 +66,13 @@ KEY_PACKAGES = ("numpy", "scipy", "pandas", "statsmodels", "pymare", "matplotlib
                 "jsonschema", "PyYAML", "snakemake", "rocrate")
 #: Read size of the checksum (1 MiB: the largest results are a few MB).
 CHUNK_BYTES = 1 << 20
+#: Media types of the files of a run, by suffix. A fixed table, not
+#: ``mimetypes`` (which reads the machine's /etc/mime.types), so that the
+#: crate is the same on every machine; other suffixes get none.
+MEDIA_TYPES = {".csv": "text/csv", ".md": "text/markdown", ".json": "application/json",
+               ".yaml": "application/yaml", ".yml": "application/yaml", ".png": "image/png",
+               ".svg": "image/svg+xml", ".pdf": "application/pdf", ".html": "text/html",
+               ".rst": "text/x-rst", ".txt": "text/plain"}
 #: The creator when neither pyproject.toml nor CITATION.cff names one.
 AUTHOR_PLACEHOLDER = "Author(s): fill in before deposit (CITATION.cff or pyproject.toml [project].authors)"
 
@@ -136,7 +142,7 @@ def _software(crate) -> list:
 
 
 def _file_props(path: Path) -> dict:
-    mime = mimetypes.guess_type(path.name)[0]
+    mime = MEDIA_TYPES.get(path.suffix.lower())
     props = {"contentSize": str(path.stat().st_size), "sha256": sha256_of(path)}
     if mime:
         props["encodingFormat"] = mime
