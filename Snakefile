@@ -1,7 +1,8 @@
 # ntxmeta: naltrexone trials -> effect sizes -> meta-analyses -> figures, tables, report.
 # Contents: data/raw/*.csv is validated and normalised (ingest), each analysis in
 # config/config.yaml gets its effect sizes (effects), its models (pool) and its
-# figures (figures); tables and the report gather all analyses.
+# figures (figures); tables and the report gather all analyses; the crate
+# lists every file of the run with its checksum.
 
 
 # common.smk checks data/raw/ and the config first, so that every problem
@@ -18,9 +19,11 @@ include: "workflow/rules/pool.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/crate.smk"
 
 
 rule all:
     default_target: True
     input:
         all_outputs,
+        "ro-crate-metadata.json",

@@ -799,3 +799,18 @@ def test_rows_matched_but_not_used_are_listed_with_their_reason(project):
     assert "Matched by the filters but not used (1)" in part
     assert "repeated time point of the same patients &lt;wk 24&gt;" in part  # escaped
     assert "Matched by the filters but not used" not in article(page, "oud_gen")
+
+
+def test_prisma_diagram_is_its_own_section_before_the_methods(project):
+    """The study-selection section embeds the PRISMA SVG it is given, right before the methods."""
+    from ntxmeta.prisma import write_prisma
+    log = Path(__file__).resolve().parents[1] / "data/screening"
+    png, svg, _ = write_prisma(log / "records.csv", log / "studies.csv",
+                               project["tmp"] / "figures/prisma/prisma.png")
+    page = page_of(project, prisma=svg)
+    heads = parse(page).headings
+    assert heads.index("Study selection") == heads.index("Methods") - 1
+    section = page[page.index('id="study-selection"'):page.index('id="methods"')]
+    assert base64.b64encode(svg.read_bytes()).decode("ascii") in section
+    assert "not recorded" in section and 'href="#study-selection"' in page
+    assert 'id="study-selection"' not in page_of(project)  # no diagram given, no section

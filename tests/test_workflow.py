@@ -21,8 +21,8 @@ import pytest
 from scipy import optimize, stats
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_PARTS = ("Snakefile", "Makefile", "workflow", "config", "data/raw", "data/reference",
-                 "data/rob", "profiles")
+PROJECT_PARTS = ("Snakefile", "Makefile", "pyproject.toml", "workflow", "config", "data/raw",
+                 "data/reference", "data/rob", "data/screening", "profiles")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 pytestmark = pytest.mark.workflow
@@ -214,8 +214,11 @@ def test_malformed_raw_stops_before_any_job(tmp_path):
 
 
 def snapshot(root: Path) -> dict:
-    """Every file the workflow writes (data/processed, results, logs): modification time and bytes."""
+    """Every file the workflow writes (data/processed, results, logs, the RO-Crate): mtime and bytes."""
     out = {}
+    crate = root / "ro-crate-metadata.json"
+    if crate.is_file():
+        out[crate.name] = (crate.stat().st_mtime_ns, crate.read_bytes())
     for part in ("data/processed", "results", "logs"):
         for p in sorted((root / part).rglob("*")):
             if p.is_file():

@@ -42,14 +42,19 @@ def _plan(args):
 def _validate_all(config: str) -> int:
     """Every problem, uncapped (``ValidationError.report(limit=None)``); the exit code."""
     from .config import check_inputs, raw_data_glob
+    from .prisma import check_screening
     from .validate import ValidationError, count_line
     from .workflow import raw_files
     pattern = raw_data_glob(config)
+    problems, raw = [], None
     try:
-        check_inputs(raw_files(pattern), config, raw_where=pattern)
+        raw, _, _ = check_inputs(raw_files(pattern), config, raw_where=pattern)
     except ValidationError as err:
-        print(err.report(limit=None), file=sys.stderr)
-        print(count_line(len(err.problems)), file=sys.stderr)
+        problems = err.problems
+    problems = problems + check_screening(raw_studies=raw)[1]
+    if problems:
+        print(ValidationError(problems).report(limit=None), file=sys.stderr)
+        print(count_line(len(problems)), file=sys.stderr)
         return 1
     return 0
 

@@ -35,6 +35,7 @@ class Preflight:
     raw_files: list[Path]    # the tables read: the config's raw_data glob
     config_path: str = "config/config.yaml"
     texts: object = None     # CanonicalColumns of comparisons, shared by the selections
+    screening: tuple = ()    # data/screening/{records,studies}.csv, if the project has a log
 
     @property
     def analyses(self) -> list[str]:
@@ -74,21 +75,31 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     schedules a job, so nothing is written.
     """
     from .config import check_inputs, raw_data_glob
+    from .prisma import check_screening, screening_files
     from .select import CanonicalColumns, selection_digest
     from .validate import ValidationError
     pattern = raw_data_glob(config_path)
     raw = raw_files(pattern, root)
+    problems = []
+    raw_rows = None
     try:
-        _, comparisons, resolved = check_inputs(raw, config_path, raw_where=pattern, root=root)
+        raw_rows, comparisons, resolved = check_inputs(raw, config_path, raw_where=pattern, root=root)
     except ValidationError as err:
-        print(str(err), file=sys.stderr)
-        print(f"ntxmeta: {len(err.problems)} problem(s) found; nothing was run.", file=sys.stderr)
+        problems = err.problems
+    # the screening log's problems are reported with the raw tables' (the check of its
+    # included studies against data/raw's trials needs valid raw tables)
+    screening = screening_files(root)
+    problems = problems + check_screening(screening, raw_studies=raw_rows)[1]
+    if problems:
+        print(str(ValidationError(problems)), file=sys.stderr)
+        print(f"ntxmeta: {len(problems)} problem(s) found; nothing was run.", file=sys.stderr)
         raise SystemExit(1) from None
     config = Config.from_resolved(resolved)
     texts = CanonicalColumns(comparisons)
     digests = {name: selection_digest(comparisons, plan.selection, texts)
                for name, plan in config.analyses.items()}
-    return Preflight(config, comparisons, digests, raw, str(config_path), texts)
+    return Preflight(config, comparisons, digests, raw, str(config_path), texts,
+                     tuple(screening))
 
 
 def job_preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
@@ -99,8 +110,10 @@ def job_preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     needs only the plans (its inputs are files). ``comparisons`` is None and
     ``digests`` empty: the ingest job computes the comparisons itself.
     """
+    from .prisma import screening_files
     config = Config.load(config_path)
-    return Preflight(config, None, {}, raw_files(config.raw_data, root), str(config_path))
+    return Preflight(config, None, {}, raw_files(config.raw_data, root), str(config_path),
+                     screening=tuple(screening_files(root)))
 
 
 @contextmanager
@@ -271,12 +284,14 @@ def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict,
 
 
 def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
-           out: str | Path, left_out_paths=(), changelog: str | Path | None = None) -> None:
-    """Results, effects, tables and figures -> results/report.html (computes nothing)."""
+           out: str | Path, left_out_paths=(), changelog: str | Path | None = None,
+           prisma_path: str | None = None) -> None:
+    """Results, effects, tables and figures (and the PRISMA diagram) -> results/report.html."""
     from .report import write_report
     write_report(by_analysis(result_paths, "results"), by_analysis(effects_paths, "effects"),
                  table_paths, list(map(str, figure_paths)), config, out,
-                 left_out=by_analysis(left_out_paths, "effects"), changelog=changelog)
+                 left_out=by_analysis(left_out_paths, "effects"), changelog=changelog,
+                 prisma=prisma_path)
 
 
 def changelog(comparisons, effects_paths, summary_csv, sof_csv, json_path, md_path) -> None:
@@ -454,13 +469,65 @@ def rule_evidence_tables(pf: Preflight, input, output, log: str) -> None:
 
 def rule_report(pf: Preflight, input, output, log: str) -> None:
     tables = {stem: str(input[f"{stem}"]) for stem in EVIDENCE_TABLES}
+    prisma = _paths(getattr(input, "prisma", []))
     with logged(log, "report"):
         offload(report, list(map(str, input.results)), list(map(str, input.effects)), tables,
                 list(map(str, input.figures)), pf.config, str(output[0]),
-                list(map(str, input.left_out)), str(input.changelog))
+                list(map(str, input.left_out)), str(input.changelog),
+                prisma[0] if prisma else None)
 
 
 def rule_changelog(input, output, log: str) -> None:
     with logged(log, "changelog"):
         changelog(str(input.comparisons), list(map(str, input.effects)), str(input.summary),
                   str(input.sof), str(output.json), str(output.md))
+
+
+def _paths(value) -> list[str]:
+    """A rule's named input as a list of paths (Snakemake gives one path as a string)."""
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def prisma(records_csv, studies_csv, png_path) -> None:
+    """data/screening/{records,studies}.csv -> results/figures/prisma/prisma.{png,svg,pdf}."""
+    from .prisma import write_prisma
+    write_prisma(records_csv, studies_csv, png_path)
+
+
+def rule_prisma(input, output, log: str) -> None:
+    with logged(log, "prisma"):
+        offload(prisma, str(input.records), str(input.studies), str(output.png))
+
+
+#: Folders of the data a run reads, listed in the crate beside the config
+#: (every file in them, documentation included).
+CRATE_DATA_DIRS = ("data/raw", "data/screening", "data/rob", "data/reference")
+
+
+def crate_workflow_files(project: str | Path = ".") -> list[Path]:
+    """Every file of ``workflow/`` (relative, sorted; linked folders not followed)."""
+    base = Path(project)
+    return sorted(p.relative_to(base) for p in (base / "workflow").rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts)
+
+
+def crate_data_files(pf: Preflight, root: str | Path = ".") -> list[Path]:
+    """The data files of the crate: the raw tables read, and every file of :data:`CRATE_DATA_DIRS`."""
+    base = Path(root)
+    found = {Path(p) for p in pf.raw_files}
+    for folder in CRATE_DATA_DIRS:
+        found |= {p.relative_to(base) if p.is_absolute() else p
+                  for p in (base / folder).glob("*") if p.is_file() and not p.name.startswith(".")}
+    return sorted(found)
+
+
+def crate(workflow_files, inputs, outputs, out) -> None:
+    """The files of the run -> ro-crate-metadata.json at the project folder (the crate's root)."""
+    from .crate import write_crate
+    write_crate(Path(out).parent, out, workflow_files=workflow_files, inputs=inputs,
+                outputs=outputs)
+
+
+def rule_crate(input, output, log: str) -> None:
+    with logged(log, "crate"):
+        crate(_paths(input.workflow), _paths(input.inputs), _paths(input.outputs), str(output[0]))

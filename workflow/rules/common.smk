@@ -96,6 +96,38 @@ def figure_files(wildcards):
     )
 
 
+def prisma_files(wildcards):
+    """The PRISMA flow diagram (PNG, SVG, PDF), if the project has a screening log."""
+    if not PREFLIGHT.screening:
+        return []
+    return expand("results/figures/prisma/prisma.{ext}", ext=["png", "svg", "pdf"])
+
+
+def prisma_svg(wildcards):
+    """The diagram the HTML report shows (none without a screening log)."""
+    return ["results/figures/prisma/prisma.svg"] if PREFLIGHT.screening else []
+
+
+def crate_workflow_files(wildcards):
+    """The Snakefile first, then every file of workflow/: the crate's workflow."""
+    return ["Snakefile"] + [str(p) for p in ntx.crate_workflow_files(PROJECT)]
+
+
+def crate_inputs(wildcards):
+    """The config and every file of the data folders that the run reads (crate inputs)."""
+    return [CONFIG_FILE] + [str(p) for p in ntx.crate_data_files(PREFLIGHT)]
+
+
+def crate_outputs(wildcards):
+    """Every output of the run: the targets of all and the per-analysis tables and specs."""
+    return (
+        all_outputs(wildcards)
+        + analysis_effects(wildcards)
+        + analysis_left_out(wildcards)
+        + expand("results/analyses/{analysis}/spec.json", analysis=ANALYSES)
+    )
+
+
 def all_outputs(wildcards):
     return (
         ["data/processed/comparisons.csv"]
@@ -108,6 +140,7 @@ def all_outputs(wildcards):
             "results/changelog.md",
         ]
         + rules.evidence_tables.output
+        + prisma_files(wildcards)
     )
 
 

@@ -104,3 +104,23 @@ rule tsa_figure:
         "logs/figures/tsa/{analysis}.log",
     run:
         ntx.rule_tsa_figure(input, output, log[0])
+
+
+# The PRISMA 2020 flow diagram of the screening log (data/screening/); the log
+# was checked against data/raw's trials when the Snakefile was read.
+rule prisma:
+    input:
+        records="data/screening/records.csv",
+        studies="data/screening/studies.csv",
+    output:
+        png=report(
+            update("results/figures/prisma/prisma.png"),
+            caption="../report/prisma.rst",
+            category="Study selection",
+        ),
+        svg=update("results/figures/prisma/prisma.svg"),
+        pdf=update("results/figures/prisma/prisma.pdf"),
+    log:
+        "logs/figures/prisma.log",
+    run:
+        ntx.rule_prisma(input, output, log[0])
