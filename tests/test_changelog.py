@@ -202,6 +202,11 @@ def test_adding_a_trial_row_writes_a_changelog_of_that_row_and_its_analyses(tmp_
            "events_treat": "30", "n_treat": "100", "events_ctrl": "45", "n_ctrl": "100"}
     with open(raw, "a", encoding="utf-8", newline="") as fh:
         csv.DictWriter(fh, fieldnames=list(anton), lineterminator="\n").writerow(new)
+    # a new trial is also a record of the screening log (checked against data/raw)
+    with open(project / "data/screening/studies.csv", "a", encoding="utf-8", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerow(
+            ["Newtrial2026", "Newtrial2026", "starter_search", "Test 2026", "included", "",
+             "test trial"])
     env["SOURCE_DATE_EPOCH"] = "1767312000"                    # 2026-01-02
     second = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=900, env=env)
     assert second.returncode == 0, second.stderr[-3000:]
