@@ -254,3 +254,18 @@ def test_make_clean_keeps_the_changelog_only_when_asked(tmp_path, keep):
     left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     kept = ["results/changelog.json", "results/changelog.md"] if keep else []
     assert left == sorted(["Makefile", "data/processed/.gitkeep", "results/.gitkeep", *kept])
+
+
+def test_each_analysis_section_says_what_its_last_change_was(tables):
+    from ntxmeta.report import _change_line
+    tables.rows.append(["D1", "D", "Trial D", "8", "45", "raw.csv", "5"])
+    tables.effects["rr_one"].append("D1")
+    tables.summary["rr_one"] = ["rr_one", "One", "RR", "3", "310", "0.7", "0.55", "0.9", "0.4",
+                                "1.2", "0.02", "30", "0.01", "REML", "pooled"]
+    tables.update(date="2026-03-03")
+    changes = cl.last_changes(tables.root / "changelog.json")
+    assert set(changes) == {"rr_one"}                    # smd_two never moved after version 1
+    line = _change_line(changes["rr_one"])
+    assert ("Changed in evidence version 2 (2026-03-03): rows added: D1; k 2 \u2192 3; "
+            "RR 0.80 \u2192 0.70; CI no longer includes the null.") in line
+    assert _change_line(None) == ""

@@ -358,6 +358,16 @@ def update(comparisons_csv, effects_csvs, summary_csv, sof_csv, json_path, md_pa
     return history
 
 
+def last_changes(json_path) -> dict[str, dict]:
+    """Per analysis, the newest version that moved it: {name: {version, date, change}}."""
+    out: dict[str, dict] = {}
+    for v in reversed(read_history(json_path)["versions"]):
+        for change in v.get("analyses", []):
+            out.setdefault(change["analysis"], {"version": v["version"], "date": v["date"],
+                                                "change": change})
+    return out
+
+
 def latest(json_path) -> dict | None:
     """The newest version of a changelog (without the snapshot), or None."""
     history = read_history(json_path)

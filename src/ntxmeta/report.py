@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from . import evidence as ev
+from . import changelog as ch
 from . import grade
 from .analysis import PI_MIN_K, model_words
 from .io import write_text
@@ -547,6 +548,26 @@ def _bayes_line(r: Mapping[str, str], measure: str) -> str:
     return tag("div", esc(text), class_="muted bayes")
 
 
+def _change_line(change: Mapping | None) -> str:
+    """"Changed in evidence version 3 (2026-01-02): rows added ...; k 6 -> 7; RR 0.83 -> 0.80"."""
+    if not change:
+        return ""
+    c = change["change"]
+    before, after = c.get("before") or {}, c.get("after") or {}
+    bits = [f"rows {kind}: {', '.join(ids)}" for kind, ids in (c.get("rows") or {}).items() if ids]
+    for key, label in (("k", "k"), ("estimate", _text(c.get("measure", "")))):
+        if before.get(key) is not None or after.get(key) is not None:
+            digits = 0 if key == "k" else 2
+            if num(before.get(key), digits) != num(after.get(key), digits):
+                bits.append(f"{label} {num(before.get(key), digits)} \u2192 "
+                            f"{num(after.get(key), digits)}")
+    bits += [ch.FLAG_WORDS[f] for f in c.get("flags", ()) if f in ch.FLAG_WORDS]
+    text = (f"Changed in evidence version {change['version']} ({change['date']}): "
+            + "; ".join(bits) + ".")
+    return tag("p", esc(text) + " " + tag("a", "Changelog", href="changelog.md"),
+               class_="muted change")
+
+
 def _tsa_line(r: Mapping[str, str]) -> str:
     """The information size and the TSA's conclusion, from the SoF row (nothing without a TSA)."""
     text = _text(r.get("information_size", ""))
@@ -937,13 +958,15 @@ IN_SECTIONS = ("bayes_posterior", "bayes_forest", "tsa")
 
 def _analysis_section(plan: AnalysisPlan, result: AnalysisResult, effects: pd.DataFrame,
                       tables: Mapping[str, pd.DataFrame], figures: Mapping[str, Path],
-                      link_from: Path | None, left_out: pd.DataFrame | None = None) -> str:
+                      link_from: Path | None, left_out: pd.DataFrame | None = None,
+                      change: Mapping | None = None) -> str:
     name, title = result.name, result.title
     ind = ev._indication(plan.filter_values("indication"), effects)
     parts = [tag("h3", esc(title)),
              tag("p", esc(f"{indication_name(ind)} \u00b7 {_measure_name(result)} \u00b7 "
                           f"analysis '{name}'"), class_="muted"),
              _status_box(result),
+             _change_line(change),
              _stats_block(result),
              _figure(figures.get("forest"), "forest", title, link_from),
              tag("h4", "Studies") + _study_table(result, effects),
@@ -1125,7 +1148,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                   inline_max_bytes: int | None = None,
                   left_out: Mapping[str, pd.DataFrame] | None = None,
                   version: Mapping[str, Any] | None = None,
-                  prisma: str | Path | None = None) -> str:
+                  prisma: str | Path | None = None,
+                  changes: Mapping[str, Mapping] | None = None) -> str:
     """The report page as a string (see the module docstring); formats, computes nothing.
 
     Parameters
@@ -1149,6 +1173,9 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
     version : mapping, optional
         The newest evidence version (:func:`ntxmeta.changelog.latest`): the
         header names it and links ``changelog.md`` beside the page.
+    changes : mapping of analysis name to mapping, optional
+        The newest version that moved each analysis
+        (:func:`ntxmeta.changelog.last_changes`), shown in its section.
     prisma : path, optional
         The PRISMA 2020 flow diagram (``results/figures/prisma/prisma.svg``):
         shown in a section "Study selection" before the methods.
@@ -1190,7 +1217,7 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                 tag("div", "".join(tag("p", esc(t)) for t in SOF_NOTES), class_="notes")),
             tag("section", tag("h2", "Analyses", id="analyses") + "".join(
                 _analysis_section(config.analyses[n], results[n], frames[n], tables, figs[n],
-                                  link_from, (left_out or {}).get(n))
+                                  link_from, (left_out or {}).get(n), (changes or {}).get(n))
                 for n in order)),
             *([_selection_section(Path(prisma), link_from)] if prisma is not None else []),
             tag("section", tag("h2", "Methods", id="methods") +
@@ -1250,7 +1277,7 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
     prisma : path, optional
         ``results/figures/prisma/prisma.svg``, shown before the methods.
     """
-    from .changelog import latest
+    from .changelog import last_changes, latest
     from .pipeline import read_effects
     missing = [s for s in TABLE_STEMS if s not in tables]
     if missing:
@@ -1267,6 +1294,7 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
                          page_dir=Path(out_path).parent, inline_max_bytes=inline_max_bytes,
                          left_out={str(n): pd.read_csv(p, dtype=str, keep_default_na=False)
                                    for n, p in (left_out or {}).items()},
-                         version=latest(changelog) if changelog else None, prisma=prisma)
+                         version=latest(changelog) if changelog else None, prisma=prisma,
+                         changes=last_changes(changelog) if changelog else None)
     write_text(out_path, page)
     return Path(out_path)
