@@ -8,7 +8,7 @@ CORES  ?= 2
 STAMP  := $(VENV)/.installed
 # `make` prints one line per finished step (ntxmeta.progress); VERBOSE=1 shows
 # Snakemake's whole output. Each step's log is under logs/.
-RUN    := $(if $(VERBOSE),NTXMETA_VERBOSE=1 ,)$(BIN)/python -m ntxmeta.progress
+RUN    := $(if $(VERBOSE),NTXMETA_VERBOSE=1 ,)$(BIN)/python -m ntxmeta.progress --report results/report.html
 
 .PHONY: all run report test bench clean distclean
 

@@ -124,7 +124,7 @@ def test_added_row_names_the_row_and_only_the_analysis_it_moved(tables):
     assert moved["certainty"] == ["Low", "Moderate"]
     md = (tables.root / "changelog.md").read_text()
     assert md.index("## Version 2") < md.index("## Version 1")   # newest first
-    assert "`D1`" in md and "CI no longer includes the null" in md
+    assert "- added: D1 (Trial D; raw.csv line 5)" in md and "CI no longer includes the null" in md
     assert "| 95% CI | 0.60 to 1.10 | 0.55 to 0.90 |" in md
     assert "smd_two" not in md.split("## Version 1")[0]
 
@@ -227,7 +227,7 @@ def test_adding_a_trial_row_writes_a_changelog_of_that_row_and_its_analyses(tmp_
         assert a["after"]["participants"] == float(old["participants"]) + 200
         assert a["before"]["estimate"] == pytest.approx(float(old["estimate"]), rel=1e-12)
     md = (project / "results/changelog.md").read_text()
-    assert "Newtrial2026_heavy" in md and "aud_heavy_drinking_rr" in md
+    assert "Newtrial2026\\_heavy" in md and "aud\\_heavy\\_drinking\\_rr" in md   # escaped
     assert "oud_relapse_placebo_rr" not in md.split("## Version 1")[0]
 
 
@@ -269,3 +269,10 @@ def test_each_analysis_section_says_what_its_last_change_was(tables):
     assert ("Changed in evidence version 2 (2026-03-03): rows added: D1; k 2 \u2192 3; "
             "RR 0.80 \u2192 0.70; CI no longer includes the null.") in line
     assert _change_line(None) == ""
+
+
+def test_markup_in_a_changed_row_is_escaped_in_the_markdown(tables):
+    tables.rows[0][2] = "<script>alert(1)</script>"
+    tables.update()
+    md = (tables.root / "changelog.md").read_text()
+    assert "<script>" not in md and "&lt;script&gt;" in md

@@ -49,9 +49,10 @@ def test_wildcards_name_the_analysis_and_unknown_lines_pass_through():
 
 def test_exit_status_and_the_closing_line():
     buf = io.StringIO()
-    assert run([sys.executable, "-c", "print('1 of 1 steps (100%) done')"], out=buf) == 0
+    assert run([sys.executable, "-c", "print('1 of 1 steps (100%) done')"], out=buf,
+               report="results/report.html") == 0
     assert buf.getvalue().splitlines()[-1].startswith("Done in ")
-    assert "results/report.html" in buf.getvalue()
+    assert "Results: results/report.html" in buf.getvalue()
     buf = io.StringIO()
     assert run([sys.executable, "-c", "import sys; print('Error in rule pool:'); sys.exit(3)"],
                out=buf) == 3
@@ -70,7 +71,8 @@ def test_make_run_is_quiet_and_a_data_error_still_reaches_the_user(tmp_path):
     project = copy_project(tmp_path)
     makefile = (ROOT / "Makefile").read_text()
     assert "@$(RUN) $(BIN)/snakemake --cores $(CORES)" in makefile   # make run goes through it
-    cmd = [sys.executable, "-m", "ntxmeta.progress", sys.executable, "-m", "snakemake",
+    cmd = [sys.executable, "-m", "ntxmeta.progress", "--report", "results/report.html",
+           sys.executable, "-m", "snakemake",
            "--cores", "2", "results/tables/summary.csv"]
     proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:]

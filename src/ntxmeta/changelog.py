@@ -279,16 +279,22 @@ FLAG_WORDS = {"ci_now_excludes_null": "CI no longer includes the null",
               "new_analysis": "new analysis", "analysis_removed": "analysis removed"}
 
 
+def _md(text) -> str:
+    """Data text as literal Markdown (a trial's label or quote may hold markup)."""
+    from .tables import escape_markdown
+    return escape_markdown(str(text))
+
+
 def _analysis_md(change: dict) -> list[str]:
     b, a = change["before"], change["after"]
     flags = ", ".join(FLAG_WORDS[f] for f in change["flags"])
-    lines = [f"#### `{change['analysis']}`: {change['title']}" + (f" — **{flags}**" if flags else ""),
-             ""]
+    lines = [f"#### {_md(change['analysis'])}: {_md(change['title'])}"
+             + (f" — **{flags}**" if flags else ""), ""]
     rows = change["rows"]
     for kind in ("added", "removed", "changed"):
         if rows.get(kind):
-            lines.append(f"- rows {kind}: " + ", ".join(f"`{r}`" for r in rows[kind]))
-    lines += ["", f"| {change['measure']} | before | after |", "|---|---|---|"]
+            lines.append(f"- rows {kind}: " + ", ".join(_md(r) for r in rows[kind]))
+    lines += ["", f"| {_md(change['measure'])} | before | after |", "|---|---|---|"]
     for label, key in (("k", "k"), ("participants", "participants"), ("estimate", "estimate")):
         lines.append(f"| {label} | {_fmt((b or {}).get(key))} | {_fmt((a or {}).get(key))} |")
     lines.append(f"| 95% CI | {_interval(b, 'ci_lb', 'ci_ub')} | {_interval(a, 'ci_lb', 'ci_ub')} |")
@@ -297,17 +303,18 @@ def _analysis_md(change: dict) -> list[str]:
     lines.append(f"| I² (%) | {_fmt((b or {}).get('I2_pct'))} | {_fmt((a or {}).get('I2_pct'))} |")
     cb, ca = change["certainty"]
     if cb or ca:
-        lines.append(f"| certainty | {cb or '–'} | {ca or '–'} |")
+        lines.append(f"| certainty | {_md(cb or '–')} | {_md(ca or '–')} |")
     sb, sa = change["status"]
     if sb != sa:
-        lines.append(f"| status | {sb or '–'} | {sa or '–'} |")
+        lines.append(f"| status | {_md(sb or '–')} | {_md(sa or '–')} |")
     return lines + [""]
 
 
 def _row_md(row: dict) -> str:
-    text = f"- {row['kind']}: `{row['row_id']}` ({row['label']}; {row['where']})"
+    text = f"- {row['kind']}: {_md(row['row_id'])} ({_md(row['label'])}; {_md(row['where'])})"
     if row["columns"]:
-        text += ": " + "; ".join(f"{c} {b!r} → {a!r}" for c, b, a in row["columns"])
+        text += ": " + "; ".join(f"{_md(c)} {_md(repr(b))} → {_md(repr(a))}"
+                                 for c, b, a in row["columns"])
     return text
 
 

@@ -110,8 +110,7 @@ COMMANDS = {
     "analyse": ("run one analysis from a spec (oracle format)",
                 "Fit the models a spec asks for (metafor's rma, confint, regtest, ... under "
                 "metafor's key names) and write every number as JSON: the oracle adapter.",
-                "ntxmeta analyse results/analyses/aud_heavy_drinking_rr/spec.json --out out.json "
-                "--only rma.REML"),
+                "ntxmeta analyse spec.json --out out.json --only rma.REML"),
     "validate": ("check data/raw and the config",
                  "Check every raw table (schema, counts, provenance), the risk-of-bias table and "
                  "the config; each problem names its file, line, column, value and rule.",
@@ -134,7 +133,7 @@ COMMANDS = {
     "summary": ("summary table of many results",
                 "One row per analysis (k, participants, estimate, CI, PI, tau2, I2, p) as CSV "
                 "and Markdown.",
-                "ntxmeta summary results/analyses/*/result.json --csv summary.csv --md summary.md"),
+                "ntxmeta summary */result.json --csv summary.csv --md summary.md"),
     "bayes": ("Bayesian random-effects meta-analysis (bayesmeta), JSON to stdout",
               "Exact Bayesian random-effects meta-analysis of one table (normal-normal model "
               "by numerical integration), JSON to stdout.",

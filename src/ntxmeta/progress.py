@@ -22,8 +22,6 @@ import subprocess
 import sys
 import time
 
-#: Where a finished workflow's results are, printed at the end of a run.
-RESULTS_HINT = "results/report.html (tables in results/tables/, figures in results/figures/)"
 
 _RULE = re.compile(r"^(?:local)?rule (\w+):$")
 _JOBID = re.compile(r"^\s+jobid: (\d+)$")
@@ -103,8 +101,13 @@ class Filter:
         self.write(text + "\n")
 
 
-def run(cmd: list[str], out=sys.stdout) -> int:
-    """Run ``cmd`` with its output filtered; returns its exit status."""
+def run(cmd: list[str], out=sys.stdout, report: str | None = None) -> int:
+    """Run ``cmd`` with its output filtered; returns its exit status.
+
+    ``report``: the page to point to at the end (the Makefile passes the
+    workflow's own path; the package names no output path).
+    """
+    hint = f"{report} (tables and figures beside it)" if report else "the workflow's outputs"
     if os.environ.get("NTXMETA_VERBOSE"):
         return subprocess.call(cmd)
     start = time.monotonic()
@@ -119,9 +122,9 @@ def run(cmd: list[str], out=sys.stdout) -> int:
     if status != 0:
         out.write(f"Stopped with errors (above). {where}each step's log is under logs/.\n")
     elif filt.nothing:
-        out.write(f"Nothing to be done: the results are up to date in {RESULTS_HINT}.\n")
+        out.write(f"Nothing to be done: the results are up to date in {hint}.\n")
     else:
-        out.write(f"Done in {time.monotonic() - start:.0f} s. Results: {RESULTS_HINT}; "
+        out.write(f"Done in {time.monotonic() - start:.0f} s. Results: {hint}; "
                   f"{where}each step's log is under logs/.\n")
     return status
 
@@ -129,12 +132,15 @@ def run(cmd: list[str], out=sys.stdout) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m ntxmeta.progress COMMAND [ARG ...]\n\n"
+        print("usage: python -m ntxmeta.progress [--report PAGE] COMMAND [ARG ...]\n\n"
               "Run COMMAND (a Snakemake run) and print one line per finished step instead of\n"
-              "its full output; errors pass through. Example:\n"
-              "  python -m ntxmeta.progress snakemake --cores 2")
+              "its full output; errors pass through; at the end, where PAGE is. Example:\n"
+              "  python -m ntxmeta.progress --report report.html snakemake --cores 2")
         return 0 if argv else 2
-    return run(argv)
+    report = None
+    if argv[0] == "--report" and len(argv) > 2:
+        report, argv = argv[1], argv[2:]
+    return run(argv, report=report)
 
 
 if __name__ == "__main__":
