@@ -44,6 +44,12 @@ def selection_digest(wildcards):
     return PREFLIGHT.digests.get(wildcards.analysis, "")
 
 
+def figure_digest(wildcards):
+    """Digest of the figure options of one analysis (re-run trigger of its figures
+    only: the effects and pool jobs do not see it)."""
+    return PREFLIGHT.config.analyses[wildcards.analysis].figures.digest()
+
+
 def rob_table(wildcards):
     """The risk-of-bias table (config key risk_of_bias), if there is one: its
     judgements go into comparisons (without it every domain is not assessed)."""
@@ -91,11 +97,17 @@ def figure_files(wildcards):
     )
 
 
+def print_figure_files(wildcards):
+    """The PDF and TIFF files the config's figure options ask for (rule figure_print)."""
+    return ntx.print_figure_targets(PREFLIGHT.config)
+
+
 def all_outputs(wildcards):
     return (
         ["data/processed/comparisons.csv"]
         + expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
         + figure_files(wildcards)
+        + print_figure_files(wildcards)
         + [
             "results/tables/summary.csv",
             "results/tables/summary.md",
