@@ -199,9 +199,26 @@ class FigureOptions:
         """The formats beyond PNG and SVG (PDF, TIFF): the print rules' outputs."""
         return tuple(f for f in self.formats if f not in REQUIRED_FORMATS)
 
-    def digest(self) -> str:
-        """A short digest of every option (the figure rules' re-run trigger)."""
-        text = json.dumps(asdict(self), sort_keys=True, default=str)
+    def digest(self, kinds: tuple[str, ...] | None = None,
+               formats: tuple[str, ...] | None = None) -> str:
+        """A short digest of the options that figures of ``kinds`` in ``formats`` depend on.
+
+        The figure rules' re-run trigger: width, font size, greyscale and
+        colours always; the plot options of ``kinds`` only (None: all), the
+        PNG dpi only for PNG and the TIFF dpi only for TIFF (None: every
+        format), so that asking for a PDF, or changing the bubble plots'
+        ticks, re-renders no forest.
+        """
+        fields = asdict(self)
+        fields.pop("formats")
+        if formats is not None:
+            if "png" not in formats:
+                fields.pop("dpi")
+            if "tiff" not in formats:
+                fields.pop("tiff_dpi")
+        if kinds is not None:
+            fields["kinds"] = [[k, asdict(p)] for k, p in self.kinds if k in kinds]
+        text = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

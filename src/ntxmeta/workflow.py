@@ -398,6 +398,13 @@ def rule_figure_print(pf: Preflight, input, output, wildcards, log: str) -> None
                 wildcards.get("moderator"), options, (wildcards.ext,))
 
 
+def figure_digest(config: Config, analysis: str, kinds: tuple[str, ...],
+                  formats: tuple[str, ...] = ("png", "svg")) -> str:
+    """The digest of the figure options that figures of ``kinds`` in ``formats`` of one
+    analysis depend on (a figure rule's params: its re-run trigger)."""
+    return config.analyses[analysis].figures.digest(tuple(kinds), tuple(formats))
+
+
 def print_figure_targets(config: Config) -> list[str]:
     """The PDF and TIFF files the figure options ask for: every figure of an analysis
     (its bubble plots, and its risk-of-bias figures when it is a main analysis) in

@@ -44,10 +44,27 @@ def selection_digest(wildcards):
     return PREFLIGHT.digests.get(wildcards.analysis, "")
 
 
-def figure_digest(wildcards):
-    """Digest of the figure options of one analysis (re-run trigger of its figures
-    only: the effects and pool jobs do not see it)."""
-    return PREFLIGHT.config.analyses[wildcards.analysis].figures.digest()
+# Digests of the figure options each figure job depends on (its re-run
+# trigger): an option of one analysis or one figure kind re-renders those
+# figures only; the effects and pool jobs never see them.
+def figures_digest(wildcards):
+    return ntx.figure_digest(PREFLIGHT.config, wildcards.analysis, ntx.FIGURES)
+
+
+def rob_figures_digest(wildcards):
+    return ntx.figure_digest(PREFLIGHT.config, wildcards.analysis, ntx.ROB_FIGURES)
+
+
+def bubble_digest(wildcards):
+    return ntx.figure_digest(PREFLIGHT.config, wildcards.analysis, ("bubble",))
+
+
+def print_digest(wildcards):
+    """One figure (kind, or bubble) in one print format (PDF or TIFF)."""
+    kind = wildcards.get("kind", "bubble")
+    return ntx.figure_digest(
+        PREFLIGHT.config, wildcards.analysis, (kind,), (wildcards.ext,)
+    )
 
 
 def rob_table(wildcards):

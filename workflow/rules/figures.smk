@@ -34,7 +34,7 @@ rule figures:
     log:
         "logs/figures/{analysis}.log",
     params:
-        figures=figure_digest,
+        figures=figures_digest,
     run:
         ntx.rule_figures(PREFLIGHT, input, output, wildcards, log[0])
 
@@ -59,7 +59,7 @@ rule rob_figures:
     log:
         "logs/figures/rob/{analysis}.log",
     params:
-        figures=figure_digest,
+        figures=rob_figures_digest,
     run:
         ntx.rule_rob_figures(PREFLIGHT, input, output, wildcards, log[0])
 
@@ -78,7 +78,7 @@ rule bubble:
     log:
         "logs/figures/bubble/{analysis}__{moderator}.log",
     params:
-        figures=figure_digest,
+        figures=bubble_digest,
     run:
         ntx.rule_bubble(PREFLIGHT, input, output, wildcards, log[0])
 
@@ -98,7 +98,7 @@ rule figure_print:
         kind="|".join(ntx.FIGURES + ntx.ROB_FIGURES),
         ext="pdf|tiff",
     params:
-        figures=figure_digest,
+        figures=print_digest,
     run:
         ntx.rule_figure_print(PREFLIGHT, input, output, wildcards, log[0])
 
@@ -114,6 +114,6 @@ rule bubble_print:
     wildcard_constraints:
         ext="pdf|tiff",
     params:
-        figures=figure_digest,
+        figures=print_digest,
     run:
         ntx.rule_figure_print(PREFLIGHT, input, output, wildcards, log[0])
