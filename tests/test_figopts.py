@@ -269,3 +269,78 @@ def test_pdf_is_deterministic(tmp_path):
     first = style.save_figure(fig, tmp_path / "a", crop=False, formats=("pdf",))[0].read_bytes()
     second = style.save_figure(fig, tmp_path / "b", crop=False, formats=("pdf",))[0].read_bytes()
     assert first == second and b"CreationDate" not in first
+
+
+# --------------------------------------------------------------------------- display names
+
+
+def _schema_keys(node) -> set[str]:
+    """Every key name of the config schema (a note may name one: "set pool_k2: true")."""
+    out = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                out |= set(value)
+            out |= _schema_keys(value)
+    elif isinstance(node, list):
+        for item in node:
+            out |= _schema_keys(item)
+    return out
+
+
+@pytest.fixture(scope="module")
+def committed_figure_texts(tmp_path_factory, request):
+    """Every text of the forest, funnel, cumulative, leave-one-out and bubble plots of
+    every analysis of config/config.yaml, on the committed data/raw, but the titles
+    (the config's own words)."""
+    from ntxmeta import workflow as ntx
+    from ntxmeta.pipeline import read_effects
+    from ntxmeta.result import read_result
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("committed")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(root)
+    try:
+        pf = ntx.preflight("config/config.yaml")
+    finally:
+        mp.undo()
+    texts: dict[str, set[str]] = {}
+    for name in pf.analyses:
+        plan = pf.config.analyses[name]
+        eff_path, res_path = out / f"{name}.csv", out / f"{name}.json"
+        ntx.effects(pf, plan, eff_path)
+        ntx.pool(str(eff_path), plan, str(res_path), str(out / f"{name}.spec.json"))
+        eff, res = read_effects(eff_path), read_result(res_path)
+        axes = [plots.forest(eff, res), plots.funnel(eff, res), plots.cumulative(res, effects=eff),
+                plots.leave_one_out(res)] + [plots.bubble(eff, res, m) for m in plan.moderators]
+        texts[name] = {t.get_text() for ax in axes for t in ax.figure.findobj(
+            lambda a: hasattr(a, "get_text") and hasattr(a, "get_fontsize"))} - {plan.title}
+    return texts
+
+
+def test_no_figure_of_the_committed_analyses_shows_a_raw_code(committed_figure_texts):
+    """No word with an underscore (dose_mg, ae_nausea, xr_injection) except the config's own keys
+    (a note may say "set pool_k2: true"), and no code of the display-name table written with
+    spaces instead ("ae nausea", as the forest wrote it before)."""
+    from ntxmeta.labels import LABELS
+    from ntxmeta.validate import load_schema
+    allowed = _schema_keys(load_schema("config"))
+    # codes whose display name is more than the code with spaces ("ae nausea" -> "Nausea"),
+    # not those that read as English already ("not abstinent")
+    spaced = {code.replace("_", " ") for code, name in LABELS.items()
+              if "_" in code and code.replace("_", " ").lower() != name.lower()}
+    seen = 0
+    for name, texts in committed_figure_texts.items():
+        for text in texts:
+            seen += 1
+            words = {w.strip("():;,.[]") for w in re.findall(r"\S*_\S*", text)}
+            assert words <= allowed, (name, text)
+            assert not any(s in text for s in spaced), (name, text)
+    assert seen > 1000 and len(committed_figure_texts) >= 20
+
+
+def test_display_names_are_shown(committed_figure_texts):
+    every = set().union(*committed_figure_texts.values())
+    assert "Follow-up (weeks)" in every                              # bubble axis
+    assert "XR injection" in every and "Oral" in every               # subgroup headings
+    assert any(t.endswith(" wk: nausea") for t in every)             # forest "Time: outcome"

@@ -11,7 +11,7 @@ shows a code with an underscore.
 """
 from __future__ import annotations
 
-__all__ = ["LABELS", "ACRONYMS", "display"]
+__all__ = ["LABELS", "UNITS", "ACRONYMS", "display"]
 
 #: Words of a code that are acronyms: written in capitals when a code not in
 #: :data:`LABELS` is shown ("xr_injection" -> "XR injection", not "Xr injection").
@@ -76,6 +76,10 @@ LABELS: dict[str, str] = {
     "treatment_completion": "Treatment completion",
     "good_clinical_outcome": "Good clinical outcome",
 }
+
+
+#: The unit of a numeric column, as a meta-regression slope is read ("per mg").
+UNITS: dict[str, str] = {"dose_mg": "mg", "followup_weeks": "week", "year": "year"}
 
 
 def display(code) -> str:

@@ -76,6 +76,7 @@ from . import rob, robplots, style
 from ._common import z_crit
 from .data import make_unique
 from .figopts import DEFAULT as DEFAULT_FIGURE, DEFAULT_PLOT, FigureOptions, PlotOptions
+from .labels import UNITS, display
 from .result import AnalysisResult, MetaRegression, Pooled, Scale, Series, SubgroupLevel, Test
 from .style import save_figure
 
@@ -84,9 +85,6 @@ __all__ = ["forest", "funnel", "cumulative", "leave_one_out", "bubble", "save_fi
 FAVOURS = ("naltrexone", "control")
 #: Estimators of a common-effect model (no tau^2, no prediction interval).
 COMMON_MODELS = {"EE": "", "FE": "", "CE": "", "MH": "Mantel-Haenszel", "Peto": "Peto"}
-#: Words of a code-like subgroup level ("xr_injection") written in capitals
-#: when the level is shown ("XR injection", not "Xr injection").
-ACRONYMS = frozenset({"xr", "iv", "im", "sc", "aud", "oud", "ntx", "oprm1", "gp", "er", "sr"})
 
 #: Table geometry, in inches. A row of 0.19 in fits 8 pt text with air.
 ROW_IN = 0.19
@@ -251,14 +249,16 @@ def _capital(word: str) -> str:
 def _level_label(level: str) -> str:
     """A subgroup level for a reader: 'xr_injection' -> 'XR injection', 'oral' -> 'Oral'.
 
-    Underscores become spaces and the first letter a capital; words of a
-    lower-case code that are acronyms (:data:`ACRONYMS`) are written in
-    capitals. A level that has capitals of its own keeps them.
+    The display name of :data:`ntxmeta.labels.LABELS`; a level not in it has
+    its underscores as spaces, a capital first letter and its acronyms in
+    capitals (:func:`ntxmeta.labels.display`).
     """
-    words = str(level).replace("_", " ").split(" ")
-    if str(level) == str(level).lower():
-        words = [w.upper() if w in ACRONYMS else w for w in words]
-    return _capital(" ".join(words))
+    return display(level)
+
+
+def _in_text(name: str) -> str:
+    """A display name inside a sentence: first letter lower-cased unless it starts an acronym."""
+    return name if name[1:2].isupper() else name[:1].lower() + name[1:]
 
 
 def _effect(scale: Scale, est: float, lb: float, ub: float, digits: int = 2) -> str:
@@ -822,9 +822,10 @@ def _truthy(value) -> bool:
 def _outcome_cell(rec: Mapping) -> str:
     """When and the event counted: '24 wk: relapse or dropout' (cut at the end if long)."""
     event = str(rec.get("event") or rec.get("outcome") or "")
-    event = "" if event.lower() == "nan" else event.replace("_", " ")
+    event = "" if event.lower() == "nan" else display(event)
     weeks = _num(rec.get("followup_weeks"))
     when = f"{weeks:g} wk" if math.isfinite(weeks) else ""
+    event = _in_text(event) if when and event else event
     text = ": ".join(t for t in (when, event) if t)
     return style.fit_text(text, OUTCOME_MAX_IN, _row_font(STUDY)) if text else ""
 
@@ -1513,6 +1514,11 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
 _INTERCEPTS = ("intrcpt", "intercept", "(Intercept)")
 
 
+def _named(note: str, moderator: str) -> str:
+    """A result's note with the moderator's column code as its display name."""
+    return note.replace(moderator, _in_text(display(moderator))) if note else note
+
+
 def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
     """Lines: the slope with CI and p (analysis scale); QM, residual tau^2 and R^2; notes."""
     slope = next((c for c in reg.coefficients if c.name == reg.moderator), None)
@@ -1522,7 +1528,8 @@ def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
     lines = []
     if slope is not None:
         on = f" (log {scale.name})" if scale.log else ""
-        lines.append(f"Slope{on} {_fmt(slope.estimate, 3)} per unit of {reg.moderator} "
+        per = UNITS.get(reg.moderator) or f"unit of {_in_text(display(reg.moderator))}"
+        lines.append(f"Slope{on} {_fmt(slope.estimate, 3)} per {per} "
                      f"({reg.level:.0f}% CI {_fmt(slope.ci.low, 3)} to {_fmt(slope.ci.high, 3)}), "
                      f"{_fmt_p(slope.test_stat.pval)}")
     fit = [] if reg.qm is None else [_test_text(reg.qm)]
@@ -1533,7 +1540,7 @@ def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
     lines.append("; ".join(fit))
     how = "Hartung-Knapp" if reg.test == "knha" else "z tests"
     lines.append(f"Mixed-effects meta-regression ({reg.model}, {how}), k = {reg.k}"
-                 + (f"; {reg.note}" if reg.note else ""))
+                 + (f"; {_named(reg.note, reg.moderator)}" if reg.note else ""))
     return "\n".join(lines)
 
 
@@ -1598,7 +1605,7 @@ def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
         if line is None:
             note = "No fitted line (the model has more than one slope)\n" + note
     else:
-        note = f"No meta-regression line ({reg.note or 'not computed'})"
+        note = f"No meta-regression line ({_named(reg.note, moderator) or 'not computed'})"
     if x.size:
         w = 1.0 / vi
         ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
@@ -1610,7 +1617,7 @@ def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
     xs = [*x, *(line.x if line is not None else ())] or [0.0]
     xpad = BUBBLE_PAD * (max(xs) - min(xs) or 1.0)
     ax.set_xlim(min(xs) - xpad, max(xs) + xpad)
-    ax.set_xlabel(moderator)
+    ax.set_xlabel(display(moderator))
     title = plot.labels.axis_title
     ax.set_ylabel(scale.axis_label if title is None else title)
     size = style.font_scale()
