@@ -25,7 +25,7 @@ from ntxmeta.config import load_config
 from ntxmeta.figopts import FigureOptions, PlotOptions, merge, parse_width
 from ntxmeta.plan import Config
 from test_forest_rob import _judged_effects
-from test_plots import _effects, _result, _row_y, _strings
+from test_plots import USED, WEIGHTS, _effects, _result, _row_y, _strings
 
 MINIMAL = """analyses:
   aud_relapse_rr:
@@ -132,22 +132,12 @@ def test_forest_order_within_the_oral_block(order, labels):
     eff = _effects()
     if order in ("year", "weight"):  # entered in reverse, so that the order must be made
         eff = eff.iloc[::-1].reset_index(drop=True)
-        res = _result(weights_pct=tuple(reversed(plots_weights())), used=tuple(reversed(plots_used())))
+        res = _result(weights_pct=tuple(reversed(WEIGHTS)), used=tuple(reversed(USED)))
     else:
         res = _result()
     ax = plots.forest(eff, res, options=_opts(forest={"order": order}))
     ys = {name: _row_y(ax, name) for name in labels}
     assert sorted(labels, key=ys.get) == labels
-
-
-def plots_weights():
-    from test_plots import WEIGHTS
-    return WEIGHTS
-
-
-def plots_used():
-    from test_plots import USED
-    return USED
 
 
 def test_forest_columns_shown():
@@ -178,6 +168,11 @@ def test_font_size_scales_every_text():
     assert big == pytest.approx([s * 10 / 8 for s in base])
 
 
+def _rob_frame():
+    from ntxmeta.rob import judgements_of
+    return judgements_of(_judged_effects()).assign(label=["A", "B", "C", "D", "E"])
+
+
 def _is_grey(colour) -> bool:
     r, g, b = to_rgb(colour)
     return abs(r - g) < 1e-3 and abs(g - b) < 1e-3
@@ -191,17 +186,12 @@ def test_greyscale_and_colours():
     grey = plots.forest(eff, res, options=_opts(greyscale=True))
     dots = [c for c in grey.collections if (c.get_gid() or "").startswith("rob:")]
     assert dots and all(_is_grey(c.get_facecolor()[0]) for c in dots)
-    light = robplots.rob_traffic_light(robplots_frame(), options=_opts(greyscale=True))
+    light = robplots.rob_traffic_light(_rob_frame(), options=_opts(greyscale=True))
     assert all(_is_grey(c.get_facecolor()[0]) for c in light.collections)
     navy = plots.forest(_effects(), res, options=_opts(colours={"study": "navy", "pooled": "#D55E00"}))
     squares = [ln for ln in navy.lines if ln.get_gid() == "study-square"]
     assert squares and all(to_rgb(ln.get_markerfacecolor()) == to_rgb("navy") for ln in squares)
     assert all(to_rgb(p.get_facecolor()) == to_rgb("#D55E00") for p in navy.patches if p.get_gid() == "diamond")
-
-
-def robplots_frame():
-    from ntxmeta.rob import judgements_of
-    return judgements_of(_judged_effects()).assign(label=["A", "B", "C", "D", "E"])
 
 
 def test_a_width_too_narrow_for_the_columns_says_what_it_needs():

@@ -28,6 +28,13 @@ its reason when the result gives one (``note``, ``status``, ``failed``).
 Each function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
 habit 12); with ``ax=None`` it makes its own Agg-backed Figure, sized to its
 content. The look comes from :mod:`ntxmeta.style`; no pyplot state is used.
+Each also takes ``options=`` (:class:`ntxmeta.figopts.FigureOptions`, the
+config's ``figures``): a width the figure is laid out to, the font size,
+the effect axis' limits and ticks, the forest's order and columns, the
+favours and axis texts, colours or greyscale; the default options draw the
+figures exactly as without them. Codes of the data are shown by their
+display names (:mod:`ntxmeta.labels`: "Nausea", "XR injection",
+"Follow-up (weeks)").
 
 The forest, cumulative and leave-one-out plots are one table engine: a list
 of rows (text cells plus an interval, square, diamond or prediction
@@ -1230,6 +1237,10 @@ def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
         When given with ``label`` and ``year``, a year column is added (by
         study label) unless the labels carry the year already.
     ax : Axes, optional
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1270,6 +1281,10 @@ def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None,
     ----------
     result : AnalysisResult
     ax : Axes, optional
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1422,7 +1437,12 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
         Uses ``yi`` and ``sei`` (``vi`` when there is no ``sei``).
     result : AnalysisResult
     ax : Axes, optional
-        The legend goes to the right of it.
+        The legend goes to the right of it (below it in a figure of a
+        requested width narrower than the default 6 in).
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1564,8 +1584,13 @@ def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
         Uses ``yi`` and ``vi``; one row per entry of ``MetaRegression.x``.
     result : AnalysisResult
     moderator : str
-        A moderator of the result's meta-regressions.
+        A moderator of the result's meta-regressions (shown by its display
+        name, :func:`ntxmeta.labels.display`).
     ax : Axes, optional
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------

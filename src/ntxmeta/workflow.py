@@ -6,7 +6,9 @@ parsed, so every problem in ``data/raw/`` and ``config/`` is reported, all
 at once, before any job runs; it also computes, per analysis, a digest of
 the rows it selects (``select.selection_digest``), which the rules pass as
 a ``params`` value: adding a trial row changes the digest of the analyses
-that row belongs to, and only those are recomputed.
+that row belongs to, and only those are recomputed. The figure rules get a
+digest of the figure options they draw with (:func:`figure_digest`), so a
+figure option re-renders those figures and recomputes nothing.
 """
 from __future__ import annotations
 
