@@ -416,9 +416,9 @@ def test_bubble_draws_the_result_line_and_points_sized_by_precision(effects, res
     w = 1 / effects["vi"].to_numpy()[keep]
     np.testing.assert_allclose(points.get_sizes(), plots.BUBBLE_MAX_PT2 * w / w.max())
     text = "\n".join(t.get_text() for t in ax.texts)
-    assert f"Slope (log RR) {MINUS}0.001 per unit of dose_mg (95% CI {MINUS}0.003 to 0.001), p = 0.17" in text
+    assert f"Slope (log RR) {MINUS}0.001 per mg (95% CI {MINUS}0.003 to 0.001), p = 0.17" in text
     assert "QM = 1.87, df = 1 (p = 0.17); residual \u03c4\u00b2 < 0.001; R\u00b2 = 42%" in text
-    assert ax.get_xlabel() == "dose_mg" and ax.get_ylabel() == "Risk ratio (log scale)"
+    assert ax.get_xlabel() == "Dose (mg)" and ax.get_ylabel() == "Risk ratio (log scale)"
 
 
 def test_bubble_without_a_fit_draws_the_studies_and_says_why(effects, result):

@@ -384,6 +384,7 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
                        f"{hint}; use one of {one_of(numeric)}", mod)
     _check_grade(data, analyses if isinstance(analyses, dict) else {}, report)
     _check_bayes(data, analyses if isinstance(analyses, dict) else {}, report)
+    _check_figures(data, analyses if isinstance(analyses, dict) else {}, report)
     return usable
 
 
@@ -411,6 +412,80 @@ def _check_bayes(data: dict, analyses: dict, report: _Reporter) -> None:
                 parse_mu_prior(spec, what="mu prior")
             except ValueError as exc:
                 report(where + ("mu_prior",), str(exc), spec, show_value=False)
+
+
+def _numbers(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                           for x in value)
+
+
+def _check_figure_block(base: tuple, block, report: _Reporter) -> None:
+    """One ``figures`` mapping: width, formats, colours, and each kind's limits and ticks."""
+    from matplotlib.colors import is_color_like
+
+    from .figopts import KINDS, REQUIRED_FORMATS, parse_width
+    if not isinstance(block, dict):
+        return
+    if "width" in block and isinstance(block["width"], (str, int, float)):
+        try:
+            parse_width(block["width"])
+        except ValueError as err:
+            report(base + ("width",), str(err), block["width"])
+    formats = block.get("formats")
+    if isinstance(formats, list):
+        missing = [f for f in REQUIRED_FORMATS if f not in formats]
+        if missing:
+            report(base + ("formats",), f"png and svg are always written (the HTML report shows "
+                   f"the SVG, Snakemake's report the PNG): add {' and '.join(missing)}", formats)
+    for key, colour in (block.get("colours") or {}).items() if isinstance(block.get("colours"), dict) else ():
+        if isinstance(colour, str) and not is_color_like(colour):
+            report(base + ("colours", key), "not a colour: give a name (black, navy), "
+                   "\"#rrggbb\" or a grey from \"0\" (black) to \"1\" (white)", colour)
+    for kind in KINDS:
+        plot = block.get(kind)
+        if not isinstance(plot, dict):
+            continue
+        lim, ticks = plot.get("limits"), plot.get("ticks")
+        if _numbers(lim) and len(lim) == 2 and not lim[0] < lim[1]:
+            report(base + (kind, "limits"), "limits are [low, high] with low < high", lim)
+            lim = None
+        if _numbers(ticks) and any(b <= a for a, b in zip(ticks, ticks[1:])):
+            report(base + (kind, "ticks"), "ticks must increase", ticks)
+        elif _numbers(lim) and len(lim) == 2 and _numbers(ticks) and ticks and not (
+                lim[0] <= ticks[0] and ticks[-1] <= lim[1]):
+            report(base + (kind, "ticks"), f"ticks must lie within the limits "
+                   f"[{_shown(lim[0])}, {_shown(lim[1])}]", ticks)
+
+
+def _check_figures(data: dict, analyses: dict, report: _Reporter) -> None:
+    """The ``figures`` defaults and each analysis' own; ratio axes positive.
+
+    A ratio (RR, OR, ...) is drawn on a log axis: its limits and ticks must
+    be above 0. Checked for each analysis on its options merged with the
+    defaults, and reported where the value was written.
+    """
+    from .figopts import KINDS
+    defaults = data.get("figures") if isinstance(data.get("figures"), dict) else {}
+    _check_figure_block(("figures",), defaults, report)
+    said = set()
+    for name, a in analyses.items():
+        if not isinstance(a, dict):
+            continue
+        own = a.get("figures") if isinstance(a.get("figures"), dict) else {}
+        _check_figure_block(("analyses", name, "figures"), own, report)
+        if a.get("measure") in NULL_ZERO or not isinstance(a.get("measure"), str):
+            continue
+        for kind in KINDS:
+            for key in ("limits", "ticks"):
+                mine = own.get(kind) if isinstance(own.get(kind), dict) else {}
+                theirs = defaults.get(kind) if isinstance(defaults.get(kind), dict) else {}
+                where, value = ((("analyses", name, "figures", kind, key), mine[key]) if key in mine
+                                else (("figures", kind, key), theirs.get(key)))
+                if _numbers(value) and any(v <= 0 for v in value) and where not in said:
+                    said.add(where)
+                    whose = "" if where[0] == "analyses" else f" (analysis {name} is one)"
+                    report(where, f"a ratio ({a['measure']}) is drawn on a log axis: {key} must be "
+                           f"above 0{whose}", value)
 
 
 def _check_mid(where: tuple, mid, report: _Reporter, null: float) -> None:
@@ -533,6 +608,10 @@ def resolve(data: dict) -> dict:
         cfg[key] = {k: ({**v, **given.get(k, {})} if isinstance(v, dict) else given.get(k, v))
                     for k, v in props[key]["x-defaults"].items()}
         cfg[key].update({k: v for k, v in given.items() if k not in cfg[key]})
+    from .figopts import merge
+    cfg.setdefault("figures", {})
+    for a in cfg["analyses"].values():  # its own figure options over the defaults, key by key
+        a["figures"] = merge(cfg["figures"], a.get("figures"))
     return cfg
 
 

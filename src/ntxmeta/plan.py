@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from .figopts import FigureOptions
+
 #: tau^2 estimators compared in every sensitivity table (Cochrane Handbook
 #: 10.10.4.1: REML the default, DL the classic, PM the recommended alternative).
 SENSITIVITY_METHODS = ("REML", "DL", "PM")
@@ -130,6 +132,9 @@ class AnalysisPlan:
     bayes: BayesOptions | None = None
     #: trial sequential analysis, or None (not a main analysis, or no difference to detect)
     tsa: TSAOptions | None = None
+    #: figure options (the config's ``figures`` defaults merged with the
+    #: analysis' own); not part of ``selection``: a change re-renders figures only
+    figures: FigureOptions = field(default_factory=FigureOptions)
 
     @property
     def overrides(self) -> dict:
@@ -245,7 +250,8 @@ class Config:
                 tsa=_tsa(a, cfg.get("tsa") or {}, mid),
                 plain_outcome=str(a.get("plain_outcome") or _after_colon(str(a.get("title", name)))),
                 grade_overrides=tuple((str(d), int(o["levels"]), str(o["reason"]))
-                                      for d, o in (grade.get("overrides", {}).get(name) or {}).items()))
+                                      for d, o in (grade.get("overrides", {}).get(name) or {}).items()),
+                figures=FigureOptions.of(a.get("figures")))
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
                    rules=dict(cfg["rules"]), analyses=plans,
                    risk_of_bias=str(cfg.get("risk_of_bias", "data/rob/risk_of_bias.csv")))

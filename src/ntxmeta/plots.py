@@ -28,6 +28,13 @@ its reason when the result gives one (``note``, ``status``, ``failed``).
 Each function takes ``ax=None`` and returns the Axes it drew on (STYLE.md
 habit 12); with ``ax=None`` it makes its own Agg-backed Figure, sized to its
 content. The look comes from :mod:`ntxmeta.style`; no pyplot state is used.
+Each also takes ``options=`` (:class:`ntxmeta.figopts.FigureOptions`, the
+config's ``figures``): a width the figure is laid out to, the font size,
+the effect axis' limits and ticks, the forest's order and columns, the
+favours and axis texts, colours or greyscale; the default options draw the
+figures exactly as without them. Codes of the data are shown by their
+display names (:mod:`ntxmeta.labels`: "Nausea", "XR injection",
+"Follow-up (weeks)").
 
 The forest, cumulative and leave-one-out plots are one table engine: a list
 of rows (text cells plus an interval, square, diamond or prediction
@@ -61,7 +68,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -75,6 +82,8 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 from . import rob, robplots, style
 from ._common import z_crit
 from .data import make_unique
+from .figopts import DEFAULT as DEFAULT_FIGURE, DEFAULT_PLOT, FigureOptions, PlotOptions
+from .labels import UNITS, display
 from .result import AnalysisResult, MetaRegression, Pooled, Scale, Series, SubgroupLevel, Test
 from .style import save_figure
 
@@ -83,9 +92,6 @@ __all__ = ["forest", "funnel", "cumulative", "leave_one_out", "bubble", "save_fi
 FAVOURS = ("naltrexone", "control")
 #: Estimators of a common-effect model (no tau^2, no prediction interval).
 COMMON_MODELS = {"EE": "", "FE": "", "CE": "", "MH": "Mantel-Haenszel", "Peto": "Peto"}
-#: Words of a code-like subgroup level ("xr_injection") written in capitals
-#: when the level is shown ("XR injection", not "Xr injection").
-ACRONYMS = frozenset({"xr", "iv", "im", "sc", "aud", "oud", "ntx", "oprm1", "gp", "er", "sr"})
 
 #: Table geometry, in inches. A row of 0.19 in fits 8 pt text with air.
 ROW_IN = 0.19
@@ -111,6 +117,9 @@ ALIGN_AT = {"left": 0.0, "center": 0.5, "right": 1.0}
 #: would lay every text out once more. tests/test_plots.py checks that
 #: nothing of them reaches beyond the figure.
 LAID_OUT = frozenset({"forest", "cumulative", "leave_one_out"})
+#: Figure kinds that take a requested width (``FigureOptions.width_in``) by
+#: fitting their Axes into it: saved uncropped too when a width is set.
+WIDTH_FITTED = frozenset({"funnel", "bubble"})
 NOTE_MAX_IN = 4.2          # notes (heterogeneity, tests, errors) wrap beyond this width
 NOTE_INDENT = "    "
 AXIS_PAD_ROWS = 0.4        # space between the last row and the x axis, in rows
@@ -150,11 +159,17 @@ FUNNEL_MARKER_PT = 5.0
 FUNNEL_SIZE_IN = (6.0, 3.6)
 FUNNEL_RECT = (0.1, 0.14, 0.52, 0.78)
 FUNNEL_LEGEND_CHARS = 34
+#: A funnel narrower than its default width (a requested width) has its
+#: legend under the plot, below the axis title (this far under the Axes, in
+#: inches at 8 pt), in a figure this much taller.
+FUNNEL_LEGEND_BELOW_IN = 0.5
+FUNNEL_BELOW_EXTRA_IN = 1.8
 #: Bubble plot: area in pt^2 of the most precise study, margins as a fraction
 #: of the data range, and the wrap width of the summary line.
 BUBBLE_MAX_PT2 = 400.0
 BUBBLE_PAD = 0.06
 BUBBLE_NOTE_CHARS = 80
+BUBBLE_NOTE_MIN_CHARS = 30
 BUBBLE_NOTE_OFFSET_PT = 6.0   # summary text above the plot
 BUBBLE_LINE_PT = 1.25 * style.SMALL_SIZE  # height of one summary line
 BUBBLE_TITLE_GAP_PT = 4.0     # between the summary and the title
@@ -241,14 +256,16 @@ def _capital(word: str) -> str:
 def _level_label(level: str) -> str:
     """A subgroup level for a reader: 'xr_injection' -> 'XR injection', 'oral' -> 'Oral'.
 
-    Underscores become spaces and the first letter a capital; words of a
-    lower-case code that are acronyms (:data:`ACRONYMS`) are written in
-    capitals. A level that has capitals of its own keeps them.
+    The display name of :data:`ntxmeta.labels.LABELS`; a level not in it has
+    its underscores as spaces, a capital first letter and its acronyms in
+    capitals (:func:`ntxmeta.labels.display`).
     """
-    words = str(level).replace("_", " ").split(" ")
-    if str(level) == str(level).lower():
-        words = [w.upper() if w in ACRONYMS else w for w in words]
-    return _capital(" ".join(words))
+    return display(level)
+
+
+def _in_text(name: str) -> str:
+    """A display name inside a sentence: first letter lower-cased unless it starts an acronym."""
+    return name if name[1:2].isupper() else name[:1].lower() + name[1:]
 
 
 def _effect(scale: Scale, est: float, lb: float, ub: float, digits: int = 2) -> str:
@@ -368,6 +385,8 @@ class _Table:
     title: str | None = None
     favours: tuple[str, str] = FAVOURS
     band: tuple[float, float, float] | None = None  # (est, lb, ub): shaded reference
+    options: FigureOptions = DEFAULT_FIGURE   # width, font size, colours
+    plot: PlotOptions = DEFAULT_PLOT          # axis limits and ticks, labels
 
 
 def _row_font(kind: str):
@@ -377,13 +396,13 @@ def _row_font(kind: str):
     return style.font(weight="bold" if kind in (HEADING, DIAMOND) else "normal")
 
 
-def _notes(text: str) -> list[_Row]:
-    """A note as NOTE rows, wrapped at spaces to at most ``NOTE_MAX_IN`` wide."""
+def _notes(text: str, max_in: float = NOTE_MAX_IN) -> list[_Row]:
+    """A note as NOTE rows, wrapped at spaces to at most ``max_in`` wide."""
     prop = _row_font(NOTE)
     lines = [""]
     for word in text.split(" "):
         candidate = f"{lines[-1]} {word}" if lines[-1] else word
-        if lines[-1] and style.text_width_in(candidate, prop) > NOTE_MAX_IN:
+        if lines[-1] and style.text_width_in(candidate, prop) > max_in:
             lines.append(NOTE_INDENT + word)
         else:
             lines[-1] = candidate
@@ -457,6 +476,25 @@ def _nice_limits(lo: float, hi: float, log: bool) -> list[float]:
     return [float(t) for t in ticks if first <= t <= last]
 
 
+def _configured_axis(plot: PlotOptions, log: bool) -> tuple[tuple[float, float], list[float]] | None:
+    """(limits, ticks) of the effect axis from the options (shown scale), or None.
+
+    Ticks given without limits set the limits to the first and last tick;
+    limits without ticks get nice ticks within them (:func:`_nice_limits`).
+    """
+    if plot.limits is None and plot.ticks is None:
+        return None
+    if plot.limits is None:
+        return (plot.ticks[0], plot.ticks[-1]), list(plot.ticks)
+    lo, hi = plot.limits
+    if plot.ticks is not None:
+        ticks = list(plot.ticks)
+    else:
+        to = (lambda v: math.log(v)) if log else (lambda v: v)
+        ticks = [t for t in _nice_limits(to(lo), to(hi), log) if lo - 1e-12 <= t <= hi + 1e-12]
+    return (lo, hi), [t for t in ticks if lo - 1e-12 <= t <= hi + 1e-12]
+
+
 def _axis_ticks(table: _Table) -> list[float]:
     """Ticks of the effect axis: all estimates, pooled intervals and the null in
     view; study intervals too unless they would squash the rest (then clipped)."""
@@ -485,7 +523,7 @@ def _tick_label(v: float) -> str:
 
 
 def _draw_interval(ax: Axes, y: float, lb: float, ub: float, lim: tuple[float, float],
-                   color: str = style.INK) -> None:
+                   color: Any = style.INK) -> None:
     """A CI line clipped to the axis, with an arrowhead where it runs off."""
     lo, hi = lim
     a, b = max(lb, lo), min(ub, hi)
@@ -501,15 +539,17 @@ def _square_side(area: float) -> float:
     return max(SQUARE_MIN_PT, SQUARE_MAX_PT * math.sqrt(max(area, 0.0)))
 
 
-def _draw_graphic(ax: Axes, y: float, row: _Row, scale: Scale, lim: tuple[float, float]) -> None:
+def _draw_graphic(ax: Axes, y: float, row: _Row, scale: Scale, lim: tuple[float, float],
+                  options: FigureOptions = DEFAULT_FIGURE) -> None:
     est, lb, ub = (float(scale.show(v)) for v in (row.est, row.lb, row.ub))
     if not math.isfinite(est) and row.kind != PI:
         return
     inside = lim[0] <= est <= lim[1]
     if row.kind == STUDY:
-        _draw_interval(ax, y, lb, ub, lim)
+        ink = options.colour("study", style.INK)
+        _draw_interval(ax, y, lb, ub, lim, color=ink)
         if inside:
-            ax.plot([est], [y], marker="s", ms=_square_side(row.area), mfc=style.INK, mec=style.INK,
+            ax.plot([est], [y], marker="s", ms=_square_side(row.area), mfc=ink, mec=ink,
                     mew=0, lw=0, gid="study-square")
     elif row.kind == EXCLUDED:  # not pooled: its CI in grey, no square
         _draw_interval(ax, y, lb, ub, lim, color=style.MID)
@@ -520,8 +560,9 @@ def _draw_graphic(ax: Axes, y: float, row: _Row, scale: Scale, lim: tuple[float,
     elif row.kind == DIAMOND:
         xs = np.clip([lb, est, ub, est], *lim)
         h = DIAMOND_HALF_ROWS
+        ink = options.colour("pooled", style.INK)
         ax.add_patch(Polygon(np.column_stack([xs, [y, y - h, y, y + h]]), closed=True,
-                             facecolor=style.INK, edgecolor=style.INK, lw=style.THIN_LINE,
+                             facecolor=ink, edgecolor=ink, lw=style.THIN_LINE,
                              gid="diamond"))
     elif row.kind == PI:
         _draw_interval(ax, y, lb, ub, lim)
@@ -529,16 +570,68 @@ def _draw_graphic(ax: Axes, y: float, row: _Row, scale: Scale, lim: tuple[float,
         ax.plot(ends, [y] * len(ends), marker="|", ms=PI_CAP_PT, color=style.INK, lw=0)
 
 
-def _new_table_axes(layout: _Layout, n_rows: float) -> Axes:
-    width = MARGIN_IN * 2 + layout.left_in + PLOT_IN + layout.right_in
-    height = n_rows * ROW_IN + AXIS_SPACE_IN + MARGIN_IN
-    rect = ((MARGIN_IN + layout.left_in) / width, AXIS_SPACE_IN / height,
-            PLOT_IN / width, n_rows * ROW_IN / height)
+#: Narrowest effect axis a requested width may leave (inches): below it the
+#: intervals of a typical analysis can no longer be told apart.
+MIN_PLOT_IN = 1.0
+
+
+def _new_table_axes(layout: _Layout, n_rows: float, options: FigureOptions = DEFAULT_FIGURE,
+                    what: str = "figure") -> Axes:
+    """A figure sized to the table; with ``options.width_in`` the effect axis takes
+    what the text columns leave of that width (ValueError below MIN_PLOT_IN).
+    Rows and the space under the table grow with the font size."""
+    scale = options.font_scale
+    row_in, axis_in = ROW_IN * scale, AXIS_SPACE_IN * scale
+    plot_in = PLOT_IN
+    if options.width_in is not None:
+        plot_in = options.width_in - MARGIN_IN * 2 - layout.left_in - layout.right_in
+        if plot_in < MIN_PLOT_IN:
+            need = options.width_in - plot_in + MIN_PLOT_IN
+            raise ValueError(f"{what}: a width of {options.width_in:.2f} in leaves {plot_in:.2f} in "
+                             f"for the plot beside the text columns at {options.font_size_pt:g} pt; "
+                             f"it needs at least {need:.2f} in: choose a wider width, a smaller "
+                             "font_size or fewer forest columns")
+    width = MARGIN_IN * 2 + layout.left_in + plot_in + layout.right_in
+    height = n_rows * row_in + axis_in + MARGIN_IN
+    rect = ((MARGIN_IN + layout.left_in) / width, axis_in / height,
+            plot_in / width, n_rows * row_in / height)
     return style.new_axes(width, height, rect)
+
+
+#: Narrowest wrap of the notes under a table of a requested width (inches).
+NOTE_MIN_IN = 1.5
+
+
+def _rewrap_notes(table: _Table) -> _Table:
+    """The table with its notes wrapped to leave the effect axis its default width
+    within the requested width (never wider than NOTE_MAX_IN, never narrower than
+    the left columns or NOTE_MIN_IN): a narrow figure gets more note lines."""
+    width = table.options.width_in
+    if width is None or not any(r.kind == NOTE for r in table.rows):
+        return table
+    bare = _measure(replace(table, rows=tuple(r for r in table.rows if r.kind != NOTE)))
+    room = width - MARGIN_IN * 2 - bare.right_in - PLOT_IN - PLOT_GAP_IN
+    max_in = max(NOTE_MIN_IN, bare.left_in - PLOT_GAP_IN, min(NOTE_MAX_IN, room))
+    rows: list[_Row] = []
+    texts: list[str] = []
+    for row in (*table.rows, None):
+        if row is not None and row.kind == NOTE and texts and row.cells["note"].startswith(NOTE_INDENT):
+            texts[-1] += " " + row.cells["note"][len(NOTE_INDENT):]
+            continue
+        for text in texts:
+            rows += _notes(text, max_in)
+        texts = []
+        if row is not None and row.kind == NOTE:
+            texts.append(row.cells["note"])
+        elif row is not None:
+            rows.append(row)
+    return replace(table, rows=tuple(rows))
 
 
 def _draw_table(table: _Table, ax: Axes | None) -> Axes:
     """Render a table of rows beside an effect axis; returns the Axes."""
+    if ax is None:
+        table = _rewrap_notes(table)
     layout = _measure(table)
     has_groups = any(c.group for c in table.cols)
     n_head = 1 + int(has_groups) + int(bool(table.title))
@@ -546,7 +639,7 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
     top = -n_head - 0.5
     bottom = n_body - 0.5 + AXIS_PAD_ROWS
     if ax is None:
-        ax = _new_table_axes(layout, bottom - top)
+        ax = _new_table_axes(layout, bottom - top, table.options, table.title or "figure")
     # x in inches from the Axes' left (right) edge for left (right) columns, y in
     # rows: texts move with the Axes when it moves (savefig's tight crop, resizing)
     trans = {side: blended_transform_factory(
@@ -557,8 +650,12 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
         ax.text(x, y, text, transform=trans[side], ha=ha, va="center", fontproperties=prop,
                 color=color, parse_math=False, clip_on=False)
 
-    ticks = _axis_ticks(table)
-    lim = (ticks[0], ticks[-1])
+    configured = _configured_axis(table.plot, table.scale.log)
+    if configured is None:
+        ticks = _axis_ticks(table)
+        lim = (ticks[0], ticks[-1])
+    else:
+        lim, ticks = configured
     ax.set_xscale("log" if table.scale.log else "linear")
     ax.set_xlim(*lim)
     ax.set_ylim(bottom, top)
@@ -581,12 +678,13 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
             if col.key in row.cells and col.dot:
                 robplots.draw_judgement(ax, layout.anchor[col.key], y, row.cells[col.key],
                                         cell=f"{row.ref}:{col.key}", transform=trans[col.side],
-                                        dot_pt=ROB_DOT_PT, symbol_pt=ROB_SYMBOL_PT)
+                                        dot_pt=ROB_DOT_PT, symbol_pt=ROB_SYMBOL_PT,
+                                        options=table.options)
             elif col.key in row.cells:
                 put(col.side, layout.anchor[col.key], y, row.cells[col.key],
                     _row_font(row.kind), col.align)
         if row.kind in _GRAPHIC_KINDS:
-            _draw_graphic(ax, y, row, table.scale, lim)
+            _draw_graphic(ax, y, row, table.scale, lim, table.options)
     graphic = [y for y, r in enumerate(table.rows) if r.kind in _GRAPHIC_KINDS]
     if table.band is not None:
         est, lb, ub = (float(table.scale.show(v)) for v in table.band)
@@ -596,25 +694,36 @@ def _draw_table(table: _Table, ax: Axes | None) -> Axes:
     if graphic:
         ax.vlines(table.scale.null, min(graphic) - 0.5, bottom, colors=style.INK,
                   lw=style.THIN_LINE, zorder=1)
-    _style_effect_axis(ax, table, ticks)
+    _style_effect_axis(ax, table, ticks, lim)
     return ax
 
 
-def _style_effect_axis(ax: Axes, table: _Table, ticks: list[float]) -> None:
+def _favours_texts(table: _Table) -> tuple[str, str]:
+    """'\u2190 Favours naltrexone' and 'Favours control \u2192', or the configured words."""
+    labels = table.plot.labels
+    left = labels.favours_left if labels.favours_left is not None else f"Favours {table.favours[0]}"
+    right = labels.favours_right if labels.favours_right is not None else f"Favours {table.favours[1]}"
+    return f"\u2190 {left}", f"{right} \u2192"
+
+
+def _style_effect_axis(ax: Axes, table: _Table, ticks: list[float],
+                       lim: tuple[float, float] | None = None) -> None:
     for name in ("left", "right", "top"):
         ax.spines[name].set_visible(False)
     ax.yaxis.set_major_locator(NullLocator())
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([_tick_label(t) for t in ticks])
-    ax.set_xlabel(table.scale.axis_label, labelpad=XLABEL_PAD_PT)
+    scale = table.options.font_scale
+    title = table.plot.labels.axis_title
+    ax.set_xlabel(table.scale.axis_label if title is None else title, labelpad=XLABEL_PAD_PT * scale)
     ax.patch.set_visible(False)
     null = table.scale.null
-    if ticks[0] < null < ticks[-1]:
-        for text, ha, dx in ((f"\u2190 Favours {table.favours[0]}", "right", -3),
-                             (f"Favours {table.favours[1]} \u2192", "left", 3)):
+    lo, hi = lim if lim is not None else (ticks[0], ticks[-1])
+    if lo < null < hi:
+        for text, ha, dx in zip(_favours_texts(table), ("right", "left"), (-3, 3)):
             ax.annotate(text, xy=(null, 0), xycoords=("data", "axes fraction"),
-                        xytext=(dx, -FAVOURS_OFFSET_PT), textcoords="offset points",
+                        xytext=(dx, -FAVOURS_OFFSET_PT * scale), textcoords="offset points",
                         ha=ha, va="top", fontproperties=style.font(style.SMALL_SIZE), parse_math=False)
 
 
@@ -720,9 +829,10 @@ def _truthy(value) -> bool:
 def _outcome_cell(rec: Mapping) -> str:
     """When and the event counted: '24 wk: relapse or dropout' (cut at the end if long)."""
     event = str(rec.get("event") or rec.get("outcome") or "")
-    event = "" if event.lower() == "nan" else event.replace("_", " ")
+    event = "" if event.lower() == "nan" else display(event)
     weeks = _num(rec.get("followup_weeks"))
     when = f"{weeks:g} wk" if math.isfinite(weeks) else ""
+    event = _in_text(event) if when and event else event
     text = ": ".join(t for t in (when, event) if t)
     return style.fit_text(text, OUTCOME_MAX_IN, _row_font(STUDY)) if text else ""
 
@@ -861,8 +971,32 @@ def _groups(effects: pd.DataFrame, column: str) -> list[str]:
     return out
 
 
+def _ordered(studies: _Studies, rows: Sequence[int], order: str) -> list[int]:
+    """Study rows in the forest's order (``FigureOptions`` ``order``).
+
+    entered: as the effects table has them; year: oldest first; weight:
+    largest weight in the overall model first (RevMan's sort by weight);
+    effect: smallest effect first (analysis scale). Ties, and rows without
+    a year, weight or effect (last), keep the order of the table.
+    """
+    rows = list(rows)
+    if order == "entered":
+        return rows
+    if order == "year":
+        key = _column(studies.effects, "year")
+    elif order == "weight":
+        key = -np.where(studies.used, studies.weights, np.nan)
+    elif order == "effect":
+        key = _column(studies.effects, "yi")
+    else:
+        raise ValueError(f"unknown forest order {order!r}; use one of entered, year, weight, effect")
+    place = {i: n for n, i in enumerate(rows)}
+    return sorted(rows, key=lambda i: (not math.isfinite(key[i]), key[i] if math.isfinite(key[i]) else 0.0,
+                                       place[i]))
+
+
 def _subgroup_rows(studies: _Studies, result: AnalysisResult, arm_cols: Sequence[_Col],
-                   scale: Scale) -> list[_Row]:
+                   scale: Scale, study_order: str = "entered") -> list[_Row]:
     """Per level: heading, studies, subtotal and heterogeneity; studies of no level last."""
     sub = result.subgroups
     groups = _groups(studies.effects, sub.column)
@@ -872,7 +1006,7 @@ def _subgroup_rows(studies: _Studies, result: AnalysisResult, arm_cols: Sequence
     order += sorted(present - set(order)) + ([""] if "" in groups else [])
     rows: list[_Row] = []
     for level in order:
-        members = [i for i, g in enumerate(groups) if g == level]
+        members = _ordered(studies, [i for i, g in enumerate(groups) if g == level], study_order)
         heading = _level_label(level) if level else "No subgroup"
         rows += [_Row(HEADING, {"label": _label_cell(heading)}),
                  *_study_rows(studies, members, arm_cols, scale)]
@@ -915,8 +1049,21 @@ def _subgroup_tests(result: AnalysisResult) -> list[str]:
     return out
 
 
-@style.styled()  # texts are measured under the figure style (rcParams are global)
-def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
+def _scaled(fn):
+    """Run a plot function under the style at its options' font size (``options=``)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, options: FigureOptions | None = None, **kwargs):
+        options = DEFAULT_FIGURE if options is None else options
+        with style.styled(font_scale=options.font_scale):
+            return fn(*args, options=options, **kwargs)
+    return wrapper
+
+
+@_scaled  # texts are measured under the figure style (rcParams are global)
+def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = None,
+           options: FigureOptions | None = None) -> Axes:
     """Forest plot with study table, pooled diamond, prediction interval and tests.
 
     Columns: study label with year (cut with an ellipsis if long; a dagger
@@ -952,6 +1099,14 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     and, as a footnote, the mixed-effects QM (``subgroups.mixed_effects``).
     The figure's height grows with the rows.
 
+    ``options`` (:class:`~ntxmeta.figopts.FigureOptions`, default: the
+    look above) may set the width (the effect axis takes what the columns
+    leave), the font size, the effect axis' limits and ticks, the order of
+    the study rows (``order``: entered, year, weight, effect; within each
+    subgroup), which columns are shown (``columns``; the study label always
+    is), the favours and axis texts, and the colours of squares, diamonds
+    and risk-of-bias dots (or greyscale).
+
     Parameters
     ----------
     effects : DataFrame
@@ -960,6 +1115,7 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     result : AnalysisResult
     ax : Axes, optional
         Draw here; the text columns go outside it, so leave room.
+    options : FigureOptions, optional
 
     Returns
     -------
@@ -975,19 +1131,22 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
         or a ``rob_*`` cell is not one of :data:`ntxmeta.rob.JUDGEMENTS`.
     """
     scale = result.scale
+    plot = options.plot("forest")
     studies = _Studies.of(effects, result)
-    arm_cols = _arm_columns(studies.effects)
+    arm_cols = _arm_columns(studies.effects) if plot.shows("arms") else []
     cols = (_Col("label", "Study", "left", align="left"),
-            _Col("outcome", "Time: outcome", "left", align="left"), *arm_cols,
-            _Col("effect", f"{scale.name} [{result.level:.0f}% CI]", "right"),
-            _Col("weight", "Weight", "right"),
-            *(_rob_columns() if studies.rob is not None else ()))
+            *((_Col("outcome", "Time: outcome", "left", align="left"),) if plot.shows("outcome") else ()),
+            *arm_cols,
+            *((_Col("effect", f"{scale.name} [{result.level:.0f}% CI]", "right"),)
+              if plot.shows("effect") else ()),
+            *((_Col("weight", "Weight", "right"),) if plot.shows("weight") else ()),
+            *(_rob_columns() if studies.rob is not None and plot.shows("rob") else ()))
     every = range(len(studies.effects))
     rows: list[_Row] = []
     if result.subgroups is None:
-        rows += _study_rows(studies, every, arm_cols, scale) + [_Row(BLANK)]
+        rows += _study_rows(studies, _ordered(studies, every, plot.order), arm_cols, scale) + [_Row(BLANK)]
     else:
-        rows += _subgroup_rows(studies, result, arm_cols, scale)
+        rows += _subgroup_rows(studies, result, arm_cols, scale, plot.order)
     main = result.main
     if not result.overall:  # subgroups that are different questions: no overall diamond
         rows += _notes("No overall estimate: the subgroups are different comparisons")
@@ -1020,10 +1179,10 @@ def forest(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
             rows += _notes(f"{mark.strip()} {words}")
     for line in _definition_notes(effects, studies.used):
         rows += _notes(line)
-    if studies.rob is not None:
+    if studies.rob is not None and plot.shows("rob"):
         rows += _rob_key()
     return _draw_table(_Table(tuple(cols), tuple(rows), scale, result.title or None,
-                              _favours(result)), ax)
+                              _favours(result), options=options, plot=plot), ax)
 
 
 # --------------------------------------------------------------------------
@@ -1061,9 +1220,9 @@ def _years_by_label(effects: pd.DataFrame | None) -> dict[str, str]:
     return out
 
 
-@style.styled()  # texts are measured under the figure style (rcParams are global)
+@_scaled  # texts are measured under the figure style (rcParams are global)
 def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
-               ax: Axes | None = None) -> Axes:
+               ax: Axes | None = None, options: FigureOptions | None = None) -> Axes:
     """Cumulative forest: the pooled estimate as studies are added in order of year.
 
     Row j is ``result.cumulative`` fit j (the first ``k[j]`` studies, metafor
@@ -1078,6 +1237,10 @@ def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
         When given with ``label`` and ``year``, a year column is added (by
         study label) unless the labels carry the year already.
     ax : Axes, optional
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1100,11 +1263,12 @@ def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
         band = (series.estimate[-1],) * 3 if labels else None  # final estimate, no band
         rows += [_Row(BLANK), *_notes(f"Each row: {_model_words(series.model, series.test)}")]
     return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, _favours(result),
-                              band), ax)
+                              band, options, options.plot("cumulative")), ax)
 
 
-@style.styled()  # texts are measured under the figure style (rcParams are global)
-def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
+@_scaled  # texts are measured under the figure style (rcParams are global)
+def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None,
+                  options: FigureOptions | None = None) -> Axes:
     """Leave-one-out forest: the pooled estimate with each study omitted in turn.
 
     Each row is ``result.leave_one_out`` fit j (without that study, metafor
@@ -1117,6 +1281,10 @@ def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
     ----------
     result : AnalysisResult
     ax : Axes, optional
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1146,7 +1314,7 @@ def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
     if series is not None:
         rows += _notes(f"Each row: {_model_words(series.model, series.test)}")
     return _draw_table(_Table(cols, tuple(rows), scale, result.title or None, _favours(result),
-                              band), ax)
+                              band, options, options.plot("leave_one_out")), ax)
 
 
 # --------------------------------------------------------------------------
@@ -1159,19 +1327,80 @@ def _column(effects: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(effects[col], errors="coerce").to_numpy(dtype=float)
 
 
-def _set_effect_axis(ax: Axes, which: str, scale: Scale, lo: float, hi: float) -> None:
-    """Scale, nice ticks and limits of the x or y effect axis, from analysis-scale limits."""
-    ticks = _nice_limits(lo, hi, scale.log)
+def _set_effect_axis(ax: Axes, which: str, scale: Scale, lo: float, hi: float,
+                     plot: PlotOptions = DEFAULT_PLOT) -> None:
+    """Scale, ticks and limits of the x or y effect axis: nice ticks enclosing the
+    analysis-scale [lo, hi], or the configured limits and ticks (shown scale)."""
+    configured = _configured_axis(plot, scale.log)
+    if configured is None:
+        ticks = _nice_limits(lo, hi, scale.log)
+        lim = (ticks[0], ticks[-1])
+    else:
+        lim, ticks = configured
     axis = getattr(ax, f"{which}axis")
     getattr(ax, f"set_{which}scale")("log" if scale.log else "linear")
     axis.set_major_locator(FixedLocator(ticks))
     axis.set_minor_locator(NullLocator())
     axis.set_ticklabels([_tick_label(t) for t in ticks])
-    getattr(ax, f"set_{which}lim")(ticks[0], ticks[-1])
+    getattr(ax, f"set_{which}lim")(*lim)
 
 
-def _figure_ax(ax: Axes | None, width_in: float, height_in: float, rect: tuple[float, float, float, float]) -> Axes:
-    return style.new_axes(width_in, height_in, rect) if ax is None else ax
+def _figure_ax(ax: Axes | None, width_in: float, height_in: float, rect: tuple[float, float, float, float],
+               options: FigureOptions = DEFAULT_FIGURE) -> Axes:
+    """A new Axes at ``rect`` of a figure of the given size, or of the requested width
+    (same height; the Axes is fitted to it once drawn: :func:`_fit_to_figure`)."""
+    if ax is not None:
+        return ax
+    return style.new_axes(options.width_in or width_in, height_in, rect)
+
+
+#: Passes of :func:`_fit_to_figure`: texts outside the Axes have fixed sizes,
+#: so the second pass only corrects the first's rounding.
+FIT_PASSES = 3
+
+
+#: Share of a requested width that a title of a funnel or bubble plot may
+#: take before it wraps (it starts at the Axes' left edge, right of the
+#: y-axis labels).
+TITLE_SHARE = 0.8
+
+
+def _title_text(title: str, options: FigureOptions) -> str:
+    """The title, wrapped at words to fit a requested width (as it is otherwise)."""
+    if options.width_in is None:
+        return title
+    prop = style.font(style.TITLE_SIZE, "bold")
+    lines = [""]
+    for word in title.split(" "):
+        candidate = f"{lines[-1]} {word}" if lines[-1] else word
+        if lines[-1] and style.text_width_in(candidate, prop) > TITLE_SHARE * options.width_in:
+            lines.append(word)
+        else:
+            lines[-1] = candidate
+    return "\n".join(lines)
+
+
+def _fit_to_figure(ax: Axes, options: FigureOptions, what: str) -> None:
+    """Move and resize the Axes so that everything drawn fits the figure with
+    ``style.PAD_IN`` of white around it (a figure of a requested width is saved
+    uncropped, at exactly that size). ValueError when no room is left."""
+    if options.width_in is None or ax.figure.axes != [ax]:
+        return
+    fig = ax.figure
+    width, height = fig.get_size_inches()
+    for _ in range(FIT_PASSES):
+        fig.draw_without_rendering()
+        box = fig.get_tightbbox()
+        pos = ax.get_position()
+        over = (style.PAD_IN - box.x0, box.x1 - (width - style.PAD_IN),
+                style.PAD_IN - box.y0, box.y1 - (height - style.PAD_IN))
+        new = (pos.x0 + over[0] / width, pos.y0 + over[2] / height,
+               pos.width - (over[0] + over[1]) / width, pos.height - (over[2] + over[3]) / height)
+        if new[2] * width < MIN_PLOT_IN or new[3] * height < MIN_PLOT_IN:
+            raise ValueError(f"{what}: a width of {width:.2f} in leaves no room for the plot beside "
+                             f"its legend and labels at {options.font_size_pt:g} pt; choose a wider "
+                             "width or a smaller font_size")
+        ax.set_position(new)
 
 
 def _wrap(text: str, width: int = FUNNEL_LEGEND_CHARS) -> str:
@@ -1183,8 +1412,9 @@ def _text_handle(text: str) -> Line2D:
     return Line2D([], [], lw=0, label=_wrap(text))
 
 
-@style.styled()  # texts are measured under the figure style (rcParams are global)
-def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = None) -> Axes:
+@_scaled  # texts are measured under the figure style (rcParams are global)
+def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = None,
+           options: FigureOptions | None = None) -> Axes:
     """Contour-enhanced funnel plot (Peters et al. 2008) with trim-and-fill studies.
 
     Each pooled study (``result.used``) is a filled circle at its effect (x,
@@ -1207,7 +1437,12 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
         Uses ``yi`` and ``sei`` (``vi`` when there is no ``sei``).
     result : AnalysisResult
     ax : Axes, optional
-        The legend goes to the right of it.
+        The legend goes to the right of it (below it in a figure of a
+        requested width narrower than the default 6 in).
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1227,8 +1462,11 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     z_edge = z_crit(100 * (1 - FUNNEL_CONTOURS[0][0]))
     lo = min([-z_edge * se_max, *yi, *filled_yi])
     hi = max([z_edge * se_max, *yi, *filled_yi])
-    ax = _figure_ax(ax, *FUNNEL_SIZE_IN, FUNNEL_RECT)
-    _set_effect_axis(ax, "x", scale, lo, hi)
+    plot = options.plot("funnel")
+    below = ax is None and options.width_in is not None and options.width_in < FUNNEL_SIZE_IN[0]
+    ax = _figure_ax(ax, FUNNEL_SIZE_IN[0], FUNNEL_SIZE_IN[1] + (FUNNEL_BELOW_EXTRA_IN if below else 0.0),
+                    FUNNEL_RECT, options)
+    _set_effect_axis(ax, "x", scale, lo, hi, plot)
     ax.set_ylim(se_max, 0)
     se = np.linspace(0, se_max, FUNNEL_GRID)
     ax.set_facecolor(style.SHADE)
@@ -1243,19 +1481,21 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
     for patch in handles:
         patch.set(edgecolor=style.MID, lw=style.THIN_LINE)
     main = result.main
+    ink = options.colour("study", style.INK)
+    pooled = options.colour("pooled", style.INK)
     if main is not None:
         est = main.estimate
         crit = z_crit(result.level)
-        ax.plot(scale.show(np.array([est, est])), [0, se_max], color=style.INK, lw=style.LINE_WIDTH)
+        ax.plot(scale.show(np.array([est, est])), [0, se_max], color=pooled, lw=style.LINE_WIDTH)
         for sign in (-1, 1):
             ax.plot(scale.show(est + sign * crit * se), se, color=style.INK, lw=style.THIN_LINE, ls="--")
-        handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH,
+        handles.append(Line2D([], [], color=pooled, lw=style.LINE_WIDTH,
                               label=_wrap(f"Pooled estimate ({main.model}): {_fmt(float(scale.show(est)))}")))
         handles.append(Line2D([], [], color=style.INK, lw=style.THIN_LINE, ls="--",
                               label=f"Pseudo {result.level:.0f}% limits"))
-    ax.plot(scale.show(yi), sei, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
+    ax.plot(scale.show(yi), sei, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=ink, mec=style.PAPER,
             mew=style.THIN_LINE, zorder=3)
-    handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.INK, mec=style.PAPER,
+    handles.append(Line2D([], [], ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=ink, mec=style.PAPER,
                           label=f"Studies (k = {len(yi)})"))
     if filled_yi.size:
         ax.plot(scale.show(filled_yi), filled_se, ls="none", marker="o", ms=FUNNEL_MARKER_PT, mfc=style.PAPER,
@@ -1274,17 +1514,29 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
         handles.append(_text_handle(f"Asymmetry {small.note}" if small.note else "Asymmetry not assessed"))
     if main is None:
         handles.append(_text_handle(f"No pooled estimate ({_no_pool_reason(result)})"))
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.03, 1.0), borderaxespad=0,
+    where = {"loc": "upper left", "bbox_to_anchor": (1.03, 1.0)}
+    if below:
+        where = {"loc": "upper left", "bbox_to_anchor": (0.0, 0.0), "bbox_transform": ax.transAxes
+                 + ScaledTranslation(0, -FUNNEL_LEGEND_BELOW_IN * options.font_scale,
+                                     ax.figure.dpi_scale_trans)}
+    ax.legend(handles=handles, **where, borderaxespad=0,
               handlelength=1.6)
-    ax.set_xlabel(scale.axis_label)
+    title = plot.labels.axis_title
+    ax.set_xlabel(scale.axis_label if title is None else title)
     ax.set_ylabel("Standard error")
     ax.set_axisbelow(False)
     if result.title:
-        ax.set_title(result.title, loc="left", fontweight="bold")
+        ax.set_title(_title_text(result.title, options), loc="left", fontweight="bold")
+    _fit_to_figure(ax, options, f"funnel plot of {result.name}")
     return ax
 
 
 _INTERCEPTS = ("intrcpt", "intercept", "(Intercept)")
+
+
+def _named(note: str, moderator: str) -> str:
+    """A result's note with the moderator's column code as its display name."""
+    return note.replace(moderator, _in_text(display(moderator))) if note else note
 
 
 def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
@@ -1296,7 +1548,8 @@ def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
     lines = []
     if slope is not None:
         on = f" (log {scale.name})" if scale.log else ""
-        lines.append(f"Slope{on} {_fmt(slope.estimate, 3)} per unit of {reg.moderator} "
+        per = UNITS.get(reg.moderator) or f"unit of {_in_text(display(reg.moderator))}"
+        lines.append(f"Slope{on} {_fmt(slope.estimate, 3)} per {per} "
                      f"({reg.level:.0f}% CI {_fmt(slope.ci.low, 3)} to {_fmt(slope.ci.high, 3)}), "
                      f"{_fmt_p(slope.test_stat.pval)}")
     fit = [] if reg.qm is None else [_test_text(reg.qm)]
@@ -1307,13 +1560,13 @@ def _metareg_summary(reg: MetaRegression, scale: Scale) -> str:
     lines.append("; ".join(fit))
     how = "Hartung-Knapp" if reg.test == "knha" else "z tests"
     lines.append(f"Mixed-effects meta-regression ({reg.model}, {how}), k = {reg.k}"
-                 + (f"; {reg.note}" if reg.note else ""))
+                 + (f"; {_named(reg.note, reg.moderator)}" if reg.note else ""))
     return "\n".join(lines)
 
 
-@style.styled()  # texts are measured under the figure style (rcParams are global)
+@_scaled  # texts are measured under the figure style (rcParams are global)
 def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
-           ax: Axes | None = None) -> Axes:
+           ax: Axes | None = None, options: FigureOptions | None = None) -> Axes:
     """Meta-regression bubble plot: effect against a moderator, with the fitted line.
 
     Each study is an open circle at its moderator value
@@ -1331,8 +1584,13 @@ def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
         Uses ``yi`` and ``vi``; one row per entry of ``MetaRegression.x``.
     result : AnalysisResult
     moderator : str
-        A moderator of the result's meta-regressions.
+        A moderator of the result's meta-regressions (shown by its display
+        name, :func:`ntxmeta.labels.display`).
     ax : Axes, optional
+    options : FigureOptions, optional
+        Width, font size, effect-axis limits and ticks, axis and favours
+        texts, colours (:class:`~ntxmeta.figopts.FigureOptions`; default:
+        the look described here).
 
     Returns
     -------
@@ -1357,7 +1615,8 @@ def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
     yi, vi = _column(effects, "yi"), _column(effects, "vi")
     keep = np.isfinite(x) & np.isfinite(yi) & np.isfinite(vi) & (vi > 0)
     x, yi, vi = x[keep], yi[keep], vi[keep]
-    ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT)
+    plot = options.plot("bubble")
+    ax = _figure_ax(ax, *BUBBLE_SIZE_IN, BUBBLE_RECT, options)
     span = [*yi]
     line = reg.line
     if line is not None:
@@ -1371,25 +1630,32 @@ def bubble(effects: pd.DataFrame, result: AnalysisResult, moderator: str, *,
         if line is None:
             note = "No fitted line (the model has more than one slope)\n" + note
     else:
-        note = f"No meta-regression line ({reg.note or 'not computed'})"
+        note = f"No meta-regression line ({_named(reg.note, moderator) or 'not computed'})"
     if x.size:
         w = 1.0 / vi
         ax.scatter(x, scale.show(yi), s=BUBBLE_MAX_PT2 * w / w.max(), facecolors=style.TRANSLUCENT,
-                   edgecolors=style.INK, linewidths=style.LINE_WIDTH, zorder=3)
+                   edgecolors=options.colour("study", style.INK), linewidths=style.LINE_WIDTH, zorder=3)
     ax.axhline(scale.null, color=style.INK, lw=style.THIN_LINE, ls=":", zorder=1)
     span = span or [0.0]
     pad = BUBBLE_PAD * (max(span) - min(span) or 1.0)
-    _set_effect_axis(ax, "y", scale, min(span) - pad, max(span) + pad)
+    _set_effect_axis(ax, "y", scale, min(span) - pad, max(span) + pad, plot)
     xs = [*x, *(line.x if line is not None else ())] or [0.0]
     xpad = BUBBLE_PAD * (max(xs) - min(xs) or 1.0)
     ax.set_xlim(min(xs) - xpad, max(xs) + xpad)
-    ax.set_xlabel(moderator)
-    ax.set_ylabel(scale.axis_label)
-    note = "\n".join(_wrap(line_, BUBBLE_NOTE_CHARS) for line_ in note.split("\n"))
+    ax.set_xlabel(display(moderator))
+    title = plot.labels.axis_title
+    ax.set_ylabel(scale.axis_label if title is None else title)
+    size = style.font_scale()
+    chars = BUBBLE_NOTE_CHARS  # at a requested width: as many characters as fit it
+    if options.width_in is not None:
+        chars = max(BUBBLE_NOTE_MIN_CHARS, int(BUBBLE_NOTE_CHARS * options.width_in / BUBBLE_SIZE_IN[0] / size))
+    note = "\n".join(_wrap(line_, chars) for line_ in note.split("\n"))
     ax.annotate(note, xy=(0, 1), xycoords="axes fraction", xytext=(0, BUBBLE_NOTE_OFFSET_PT),
                 textcoords="offset points",
-                ha="left", va="bottom", fontsize=style.SMALL_SIZE, color=style.DARK, parse_math=False)
+                ha="left", va="bottom", fontsize=style.SMALL_SIZE * size, color=style.DARK, parse_math=False)
     if result.title:
-        ax.set_title(result.title, loc="left", fontweight="bold",
-                     pad=BUBBLE_NOTE_OFFSET_PT + BUBBLE_LINE_PT * (note.count("\n") + 1) + BUBBLE_TITLE_GAP_PT)
+        ax.set_title(_title_text(result.title, options), loc="left", fontweight="bold",
+                     pad=BUBBLE_NOTE_OFFSET_PT + BUBBLE_LINE_PT * size * (note.count("\n") + 1)
+                     + BUBBLE_TITLE_GAP_PT)
+    _fit_to_figure(ax, options, f"bubble plot of {result.name}")
     return ax

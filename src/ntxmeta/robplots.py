@@ -49,6 +49,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from . import style
+from .figopts import DEFAULT as DEFAULT_FIGURE, FigureOptions, grey
 from .rob import DOMAINS, JUDGEMENTS, NAMES, SHORT, weighted_shares
 from .style import save_figure
 
@@ -90,9 +91,30 @@ def check_frame(rob_frame: pd.DataFrame) -> list[str]:
     return [str(v) for v in rob_frame[name]]
 
 
-def _judgement_handles() -> list:
+#: Luminance below which a symbol on a configured (or greyscale) fill is white.
+DARK_FILL = 0.6
+
+
+def palette(options: FigureOptions = DEFAULT_FIGURE) -> tuple[dict, dict]:
+    """(fill, symbol ink) per judgement: style.ROB_* unless the options set colours or greyscale.
+
+    A configured or grey fill gets a white symbol when its luminance is
+    below :data:`DARK_FILL`, else a black one (the default fills keep
+    style.ROB_SYMBOL_INK).
+    """
+    fill, ink = dict(style.ROB_COLOURS), dict(style.ROB_SYMBOL_INK)
+    for j in JUDGEMENTS:
+        colour = options.colour(f"rob_{j}", style.ROB_COLOURS[j])
+        if colour != style.ROB_COLOURS[j]:
+            fill[j] = colour
+            ink[j] = "white" if float(grey(colour)) < DARK_FILL else style.INK
+    return fill, ink
+
+
+def _judgement_handles(options: FigureOptions = DEFAULT_FIGURE) -> list:
+    fill, _ = palette(options)
     return [Line2D([], [], linestyle="none", marker="o", markersize=DOT_PT * 0.7,
-                   markerfacecolor=style.ROB_COLOURS[j], markeredgecolor=style.INK,
+                   markerfacecolor=fill[j], markeredgecolor=style.INK,
                    markeredgewidth=style.THIN_LINE,
                    label=f"{style.ROB_SYMBOLS[j]}  {style.ROB_WORDS[j]}") for j in JUDGEMENTS]
 
@@ -109,7 +131,7 @@ def judgement_key() -> list[str]:
 
 def draw_judgement(ax: Axes, x: float, y: float, judgement: str, *, cell: str,
                    transform=None, dot_pt: float = DOT_PT,
-                   symbol_pt: float = SYMBOL_SIZE) -> None:
+                   symbol_pt: float = SYMBOL_SIZE, options: FigureOptions = DEFAULT_FIGURE) -> None:
     """One cell: a dot coloured by the judgement with its symbol on it.
 
     The dot is a PathCollection with ``gid`` ``rob:{cell}``, the symbol a
@@ -119,15 +141,17 @@ def draw_judgement(ax: Axes, x: float, y: float, judgement: str, *, cell: str,
     Axes) is not clipped.
     """
     where = {} if transform is None else {"transform": transform}
-    ax.scatter([x], [y], s=dot_pt ** 2, facecolors=style.ROB_COLOURS[judgement],
+    fill, ink = palette(options)
+    ax.scatter([x], [y], s=dot_pt ** 2, facecolors=fill[judgement],
                edgecolors=style.INK, linewidths=style.THIN_LINE, zorder=3, gid=f"rob:{cell}",
                clip_on=transform is None, **where)
     ax.text(x, y, style.ROB_SYMBOLS[judgement], ha="center", va="center_baseline",
-            color=style.ROB_SYMBOL_INK[judgement], fontproperties=style.font(symbol_pt, "bold"),
+            color=ink[judgement], fontproperties=style.font(symbol_pt, "bold"),
             zorder=4, gid=f"robsym:{cell}", **where)
 
 
-def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None, *,
+                      options: FigureOptions | None = None) -> Axes:
     """Traffic-light plot: one row per study, one dot per domain and overall.
 
     Parameters
@@ -150,6 +174,14 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
     ValueError
         If a column is missing or a cell is not a judgement.
     """
+    options = DEFAULT_FIGURE if options is None else options
+    if options.font_scale == 1.0:  # laid out outside the style, as it always was
+        return _traffic_light(rob_frame, ax, options)
+    with style.styled(font_scale=options.font_scale):
+        return _traffic_light(rob_frame, ax, options)
+
+
+def _traffic_light(rob_frame: pd.DataFrame, ax: Axes | None, options: FigureOptions) -> Axes:
     labels = check_frame(rob_frame)
     n = len(labels)
     prop = style.font()
@@ -167,7 +199,7 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
     with style.styled():
         for i, rec in enumerate(rob_frame[list(COLUMNS)].to_dict("records")):
             for x, col in enumerate(COLUMNS):
-                draw_judgement(ax, x, i, rec[col], cell=f"{i}:{col}")
+                draw_judgement(ax, x, i, rec[col], cell=f"{i}:{col}", options=options)
         ax.axvline(len(DOMAINS) - 0.5, color=style.MID, linewidth=style.THIN_LINE)
         for i in range(n):
             ax.axhline(i, color=style.FAINT, linewidth=style.THIN_LINE, zorder=1)
@@ -181,7 +213,7 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
             spine.set_visible(False)
         ax.text(0.0, -0.04, "\n".join(domain_key()), transform=ax.transAxes, ha="right", va="top",
                 fontproperties=style.font(style.SMALL_SIZE), gid="rob:key")
-        ax.legend(handles=_judgement_handles(), loc="upper left", bbox_to_anchor=(0.0, -0.02),
+        ax.legend(handles=_judgement_handles(options), loc="upper left", bbox_to_anchor=(0.0, -0.02),
                   title="Judgement", alignment="left", borderaxespad=0.0, handletextpad=0.3)
         if n == 0:
             ax.text(len(COLUMNS) / 2 - 0.5, 0, "no studies", ha="center", va="center",
@@ -189,7 +221,8 @@ def rob_traffic_light(rob_frame: pd.DataFrame, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def rob_summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | None = None) -> Axes:
+def rob_summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | None = None, *,
+                options: FigureOptions | None = None) -> Axes:
     """Weighted summary: per domain and overall, the share of weight of each judgement.
 
     Parameters
@@ -217,7 +250,17 @@ def rob_summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | No
         As :func:`rob_traffic_light`, or if the weights do not fit (see
         :func:`ntxmeta.rob.weighted_shares`).
     """
+    options = DEFAULT_FIGURE if options is None else options
+    if options.font_scale == 1.0:  # laid out outside the style, as it always was
+        return _summary(rob_frame, weights, ax, options)
+    with style.styled(font_scale=options.font_scale):
+        return _summary(rob_frame, weights, ax, options)
+
+
+def _summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | None,
+             options: FigureOptions) -> Axes:
     check_frame(rob_frame)
+    fill, ink = palette(options)
     shares = weighted_shares(rob_frame, weights)
     names = {**{d: f"{SHORT[d]} {NAMES[d]}" for d in DOMAINS}, "overall": "Overall"}
     if ax is None:
@@ -236,12 +279,12 @@ def rob_summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | No
             for j in JUDGEMENTS:
                 share = float(shares.loc[col, j])
                 bars = ax.barh([y], [share], left=[left], height=BAR_HEIGHT,
-                               color=style.ROB_COLOURS[j], edgecolor=style.INK,
+                               color=fill[j], edgecolor=style.INK,
                                linewidth=style.THIN_LINE)
                 bars.patches[0].set_gid(f"robsum:{col}:{j}")
                 if share >= SHARE_LABEL_MIN_PCT:
                     ax.text(left + share / 2, y, f"{share:.0f}%", ha="center",
-                            va="center_baseline", color=style.ROB_SYMBOL_INK[j],
+                            va="center_baseline", color=ink[j],
                             fontproperties=style.font(style.SMALL_SIZE))
                 left += share
         ax.set_xlim(0, 100)
@@ -251,7 +294,7 @@ def rob_summary(rob_frame: pd.DataFrame, weights: Sequence[float], ax: Axes | No
         ax.tick_params(axis="y", length=0)
         ax.spines["left"].set_visible(False)
         ax.set_xlabel("Share of the analysis' weight")
-        ax.legend(handles=[Patch(facecolor=style.ROB_COLOURS[j], edgecolor=style.INK,
+        ax.legend(handles=[Patch(facecolor=fill[j], edgecolor=style.INK,
                                  linewidth=style.THIN_LINE, label=style.ROB_WORDS[j])
                            for j in JUDGEMENTS],
                   loc="upper center", bbox_to_anchor=(0.5, -0.32), ncols=len(JUDGEMENTS),

@@ -6,7 +6,9 @@ parsed, so every problem in ``data/raw/`` and ``config/`` is reported, all
 at once, before any job runs; it also computes, per analysis, a digest of
 the rows it selects (``select.selection_digest``), which the rules pass as
 a ``params`` value: adding a trial row changes the digest of the analyses
-that row belongs to, and only those are recomputed.
+that row belongs to, and only those are recomputed. The figure rules get a
+digest of the figure options they draw with (:func:`figure_digest`), so a
+figure option re-renders those figures and recomputes nothing.
 """
 from __future__ import annotations
 
@@ -214,18 +216,23 @@ ROB_FIGURES = ("rob_traffic_light", "rob_summary")
 
 
 def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
-            moderator: str | None = None) -> None:
-    """effects + result -> results/figures/{kind}/{analysis}[__{moderator}].png and .svg.
+            moderator: str | None = None, options=None,
+            formats: tuple[str, ...] = ("png", "svg")) -> None:
+    """effects + result -> results/figures/{kind}/{analysis}[__{moderator}].{png,svg,...}.
 
     One figure per kind in ``kinds`` (see :data:`FIGURES`, and ``bubble``),
-    saved at the matching path of ``png_paths`` and beside it as SVG; the
-    two input files are read once. Formatting only: every number drawn is
-    in the result.
+    drawn with the analysis' ``options`` (:class:`ntxmeta.figopts.FigureOptions`,
+    default the defaults) and saved in each of ``formats`` at the matching
+    path of ``png_paths`` with that extension; the two input files are read
+    once. Formatting only: every number drawn is in the result. A figure of
+    a requested width is saved at exactly that width (not cropped).
     """
     from . import plots
+    from .figopts import DEFAULT
     from .pipeline import read_effects
     from .result import read_result
     from .style import note_figure, save_figure
+    options = DEFAULT if options is None else options
     eff = read_effects(effects_csv)
     result = read_result(result_json)
     if any(k in ROB_FIGURES for k in kinds):
@@ -240,6 +247,7 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
         used = [bool(u) for u in result.used]
         why = ("No Bayesian model: " + plots._missing_reason(result, "bayes")
                if bayes is None else "")
+    opts = {"options": options}
     draw = {
         "tsa": lambda: (
             tsaplots.plot_tsa(result.tsa, scale_name=result.scale.name) if result.tsa is not None
@@ -254,20 +262,25 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
                                         eff["yi"].to_numpy(float)[used],
                                         eff["vi"].to_numpy(float)[used], scale=result.scale)
             if bayes is not None else note_figure(why)),
-        "rob_traffic_light": lambda: robplots.rob_traffic_light(rob_frame),
-        "rob_summary": lambda: robplots.rob_summary(rob_frame, rob_weights),
-        "forest": lambda: plots.forest(eff, result),
-        "funnel": lambda: plots.funnel(eff, result),
-        "cumulative": lambda: plots.cumulative(result, effects=eff),
-        "leave_one_out": lambda: plots.leave_one_out(result),
-        "bubble": lambda: plots.bubble(eff, result, moderator),
+        "rob_traffic_light": lambda: robplots.rob_traffic_light(rob_frame, **opts),
+        "rob_summary": lambda: robplots.rob_summary(rob_frame, rob_weights, **opts),
+        "forest": lambda: plots.forest(eff, result, **opts),
+        "funnel": lambda: plots.funnel(eff, result, **opts),
+        "cumulative": lambda: plots.cumulative(result, effects=eff, **opts),
+        "leave_one_out": lambda: plots.leave_one_out(result, **opts),
+        "bubble": lambda: plots.bubble(eff, result, moderator, **opts),
     }
+    # sized to a width: saved as laid out (the funnel and bubble plots fit
+    # their Axes to it; the risk-of-bias figures keep their own size, cropped)
     for kind, png_path in zip(kinds, png_paths, strict=True):
         if kind not in draw:
             raise ValueError(f"unknown figure kind {kind!r}")
         drawn = draw[kind]()
         fig = getattr(drawn, "figure", drawn)   # plots draw on Axes, bayesplots return a Figure
-        save_figure(fig, str(Path(png_path).with_suffix("")), crop=kind not in plots.LAID_OUT)
+        crop = kind not in plots.LAID_OUT and not (options.width_in is not None
+                                                   and kind in plots.WIDTH_FITTED)
+        save_figure(fig, str(Path(png_path).with_suffix("")), crop=crop, formats=tuple(formats),
+                    dpi=options.dpi, tiff_dpi=options.tiff_dpi)
 
 
 def by_analysis(paths, kind: str) -> dict[str, str]:
@@ -409,18 +422,51 @@ def rule_pool(pf: Preflight, input, output, wildcards, log: str) -> None:
                 str(output.spec))
 
 
-def rule_figures(input, output, log: str) -> None:
-    """The figures of :data:`FIGURES` for one analysis (outputs ``{kind}_png``, ``{kind}_svg``)."""
+def rule_figures(pf: Preflight, input, output, wildcards, log: str) -> None:
+    """The figures of :data:`FIGURES` for one analysis (outputs ``{kind}_png``, ``{kind}_svg``),
+    drawn with the analysis' figure options."""
     pngs = [str(output[f"{kind}_png"]) for kind in FIGURES]
+    options = pf.config.analyses[wildcards.analysis].figures
     with logged(log, "figures"):
-        offload(figures, list(FIGURES), str(input.effects), str(input.result), pngs)
+        offload(figures, list(FIGURES), str(input.effects), str(input.result), pngs, None, options)
 
 
-def rule_rob_figures(input, output, log: str) -> None:
+def rule_rob_figures(pf: Preflight, input, output, wildcards, log: str) -> None:
     """The risk-of-bias figures of one main analysis (outputs ``{kind}_png``)."""
     pngs = [str(output[f"{kind}_png"]) for kind in ROB_FIGURES]
+    options = pf.config.analyses[wildcards.analysis].figures
     with logged(log, "rob_figures"):
-        offload(figures, list(ROB_FIGURES), str(input.effects), str(input.result), pngs)
+        offload(figures, list(ROB_FIGURES), str(input.effects), str(input.result), pngs, None, options)
+
+
+def rule_figure_print(pf: Preflight, input, output, wildcards, log: str) -> None:
+    """One figure in one print format (PDF or TIFF; rules figure_print and bubble_print)."""
+    kind = wildcards.get("kind", "bubble")
+    options = pf.config.analyses[wildcards.analysis].figures
+    with logged(log, f"figure {kind} ({wildcards.ext})"):
+        offload(figures, [kind], str(input.effects), str(input.result), [str(output[0])],
+                wildcards.get("moderator"), options, (wildcards.ext,))
+
+
+def figure_digest(config: Config, analysis: str, kinds: tuple[str, ...],
+                  formats: tuple[str, ...] = ("png", "svg")) -> str:
+    """The digest of the figure options that figures of ``kinds`` in ``formats`` of one
+    analysis depend on (a figure rule's params: its re-run trigger)."""
+    return config.analyses[analysis].figures.digest(tuple(kinds), tuple(formats))
+
+
+def print_figure_targets(config: Config) -> list[str]:
+    """The PDF and TIFF files the figure options ask for: every figure of an analysis
+    (its bubble plots, and its risk-of-bias figures when it is a main analysis) in
+    each of its print formats."""
+    out = []
+    for name in config.names:
+        plan = config.analyses[name]
+        for ext in plan.figures.print_formats:
+            kinds = FIGURES + (ROB_FIGURES if plan.main else ())
+            out += [f"results/figures/{kind}/{name}.{ext}" for kind in kinds]
+            out += [f"results/figures/bubble/{name}__{m}.{ext}" for m in plan.moderators]
+    return out
 
 
 def tsa_targets(config: Config) -> list[str]:
@@ -438,10 +484,11 @@ def rob_targets(config: Config) -> list[str]:
     return [name for name in config.names if config.analyses[name].main]
 
 
-def rule_bubble(input, output, wildcards, log: str) -> None:
+def rule_bubble(pf: Preflight, input, output, wildcards, log: str) -> None:
+    options = pf.config.analyses[wildcards.analysis].figures
     with logged(log, "bubble"):
         offload(figures, ["bubble"], str(input.effects), str(input.result), [str(output.png)],
-                wildcards.moderator)
+                wildcards.moderator, options)
 
 
 def rule_summary(input, output, log: str) -> None:

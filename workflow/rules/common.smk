@@ -44,6 +44,29 @@ def selection_digest(wildcards):
     return PREFLIGHT.digests.get(wildcards.analysis, "")
 
 
+# Digests of the figure options each figure job depends on (its re-run
+# trigger): an option of one analysis or one figure kind re-renders those
+# figures only; the effects and pool jobs never see them.
+def figures_digest(wildcards):
+    return ntx.figure_digest(PREFLIGHT.config, wildcards.analysis, ntx.FIGURES)
+
+
+def rob_figures_digest(wildcards):
+    return ntx.figure_digest(PREFLIGHT.config, wildcards.analysis, ntx.ROB_FIGURES)
+
+
+def bubble_digest(wildcards):
+    return ntx.figure_digest(PREFLIGHT.config, wildcards.analysis, ("bubble",))
+
+
+def print_digest(wildcards):
+    """One figure (kind, or bubble) in one print format (PDF or TIFF)."""
+    kind = wildcards.get("kind", "bubble")
+    return ntx.figure_digest(
+        PREFLIGHT.config, wildcards.analysis, (kind,), (wildcards.ext,)
+    )
+
+
 def rob_table(wildcards):
     """The risk-of-bias table (config key risk_of_bias), if there is one: its
     judgements go into comparisons (without it every domain is not assessed)."""
@@ -128,11 +151,17 @@ def crate_outputs(wildcards):
     )
 
 
+def print_figure_files(wildcards):
+    """The PDF and TIFF files the config's figure options ask for (rule figure_print)."""
+    return ntx.print_figure_targets(PREFLIGHT.config)
+
+
 def all_outputs(wildcards):
     return (
         ["data/processed/comparisons.csv"]
         + expand("results/analyses/{analysis}/result.json", analysis=ANALYSES)
         + figure_files(wildcards)
+        + print_figure_files(wildcards)
         + [
             "results/tables/summary.csv",
             "results/tables/summary.md",

@@ -45,8 +45,10 @@ rule figures:
         bayes_forest_svg=update("results/figures/bayes_forest/{analysis}.svg"),
     log:
         "logs/figures/{analysis}.log",
+    params:
+        figures=figures_digest,
     run:
-        ntx.rule_figures(input, output, log[0])
+        ntx.rule_figures(PREFLIGHT, input, output, wildcards, log[0])
 
 
 rule rob_figures:
@@ -68,8 +70,10 @@ rule rob_figures:
         rob_summary_svg=update("results/figures/rob_summary/{analysis}.svg"),
     log:
         "logs/figures/rob/{analysis}.log",
+    params:
+        figures=rob_figures_digest,
     run:
-        ntx.rule_rob_figures(input, output, log[0])
+        ntx.rule_rob_figures(PREFLIGHT, input, output, wildcards, log[0])
 
 
 rule bubble:
@@ -85,8 +89,46 @@ rule bubble:
         svg=update("results/figures/bubble/{analysis}__{moderator}.svg"),
     log:
         "logs/figures/bubble/{analysis}__{moderator}.log",
+    params:
+        figures=bubble_digest,
     run:
-        ntx.rule_bubble(input, output, wildcards, log[0])
+        ntx.rule_bubble(PREFLIGHT, input, output, wildcards, log[0])
+
+
+# PDF and TIFF, when the config's figure options ask for them (formats): one
+# job per figure and format, so that the default run (PNG and SVG) has no
+# job more than before.
+rule figure_print:
+    input:
+        effects="data/processed/effects/{analysis}.csv",
+        result="results/analyses/{analysis}/result.json",
+    output:
+        update("results/figures/{kind}/{analysis}.{ext}"),
+    log:
+        "logs/figures/{kind}/{analysis}.{ext}.log",
+    wildcard_constraints:
+        kind="|".join(ntx.FIGURES + ntx.ROB_FIGURES),
+        ext="pdf|tiff",
+    params:
+        figures=print_digest,
+    run:
+        ntx.rule_figure_print(PREFLIGHT, input, output, wildcards, log[0])
+
+
+rule bubble_print:
+    input:
+        effects="data/processed/effects/{analysis}.csv",
+        result="results/analyses/{analysis}/result.json",
+    output:
+        update("results/figures/bubble/{analysis}__{moderator}.{ext}"),
+    log:
+        "logs/figures/bubble/{analysis}__{moderator}.{ext}.log",
+    wildcard_constraints:
+        ext="pdf|tiff",
+    params:
+        figures=print_digest,
+    run:
+        ntx.rule_figure_print(PREFLIGHT, input, output, wildcards, log[0])
 
 
 rule tsa_figure:
