@@ -26,8 +26,9 @@ pytestmark = pytest.mark.workflow
 KEEP = ("aud_heavy_drinking_rr", "aud_dropout_rr")   # main with moderators; plain
 FIGURE_RULES = {"figures", "rob_figures", "bubble", "figure_print", "bubble_print"}
 MODEL_RULES = {"effects", "pool", "summary_table", "evidence_tables"}
-#: Jobs of any config edit: ingest has the config file as input.
-ANY_EDIT = {("ingest", ""), ("report", "")}
+#: Jobs of any config edit: ingest has the config file as input; the RO-Crate lists the
+#: config (and every output) with its checksum.
+ANY_EDIT = {("ingest", ""), ("report", ""), ("crate", "")}
 
 
 def _config() -> dict:
@@ -113,7 +114,7 @@ def test_print_formats_are_written_for_the_analysis_that_asks(project):
     _write(project, cfg)
     # a PDF more re-renders no PNG or SVG: one job per figure, none else
     jobs = _planned(run(project, "-n"))
-    assert jobs == {("figure_print", "aud_dropout_rr"), ("ingest", "")}
+    assert jobs == {("figure_print", "aud_dropout_rr"), ("ingest", ""), ("crate", "")}
     cfg["analyses"]["aud_dropout_rr"]["figures"] = {"formats": ["png", "svg", "pdf", "tiff"],
                                                     "width": "double", "forest": {"columns": ["effect", "weight"]}}
     _write(project, cfg)

@@ -612,7 +612,7 @@ def _tsa(plan: AnalysisPlan, effects: pd.DataFrame, used: np.ndarray, method: st
                          / number_column(effects, "n_ctrl")[used])
         if not 0 < risk < 1:
             raise NotApplicable(f"the median control-arm risk is {risk:g}, so no information "
-                                "size can be computed (set tsa.control_risk)")
+                                "size can be computed (set control_risk in the tsa block)")
     labels = effects["label"].astype(str).to_numpy()[used] if "label" in effects else None
     return tsa(number_column(effects, "yi")[used], number_column(effects, "vi")[used], n,
                year=number_column(effects, "year")[used], labels=labels,

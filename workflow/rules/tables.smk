@@ -60,10 +60,12 @@ rule evidence_tables:
 
 # The changelog reads its own previous output (update(): Snakemake keeps it),
 # records a version when the evidence changed and only touches the files
-# otherwise.
+# otherwise. comparisons.csv is rewritten by every config edit (ingest reads
+# the config): ancient() keeps that alone from re-running the changelog (and
+# the report after it); a changed row changes an effects table or a summary.
 rule changelog:
     input:
-        comparisons="data/processed/comparisons.csv",
+        comparisons=ancient("data/processed/comparisons.csv"),
         effects=analysis_effects,
         summary="results/tables/summary.csv",
         sof="results/tables/summary_of_findings.csv",
