@@ -8,7 +8,10 @@ CORES  ?= 2
 STAMP  := $(VENV)/.installed
 # `make` prints one line per finished step (ntxmeta.progress); VERBOSE=1 shows
 # Snakemake's whole output. Each step's log is under logs/.
-RUN    := $(if $(VERBOSE),NTXMETA_VERBOSE=1 ,)$(BIN)/python -m ntxmeta.progress --report results/report.html
+QUIET  := | $(if $(VERBOSE),NTXMETA_VERBOSE=1 ,)$(BIN)/python -m ntxmeta.progress --report results/report.html
+# the pipe keeps Snakemake's exit status
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 
 .PHONY: all run report test bench clean distclean
 
@@ -23,14 +26,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 run: $(STAMP)
-	@$(RUN) $(BIN)/snakemake --cores $(CORES)
+	@$(BIN)/snakemake --cores $(CORES) 2>&1 $(QUIET)
 
 # Snakemake's report is rebuilt only when an output is newer than it (a
 # re-run with nothing changed rewrites no file).
 SMK_REPORT := results/snakemake_report.html
 report: run
 	@if [ ! -f $(SMK_REPORT) ] || [ -n "$$(find results data/processed -type f -newer $(SMK_REPORT) ! -name '.*' -print -quit)" ]; then \
-	  $(RUN) $(BIN)/snakemake --cores $(CORES) --report $(SMK_REPORT); \
+	  $(BIN)/snakemake --cores $(CORES) --report $(SMK_REPORT) 2>&1 $(QUIET); \
 	else echo "$(SMK_REPORT) is up to date"; fi
 
 test: $(STAMP)

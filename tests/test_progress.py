@@ -47,17 +47,30 @@ def test_wildcards_name_the_analysis_and_unknown_lines_pass_through():
     assert filt.nothing
 
 
-def test_exit_status_and_the_closing_line():
+def test_the_closing_line_says_done_nothing_or_stopped():
     buf = io.StringIO()
-    assert run([sys.executable, "-c", "print('1 of 1 steps (100%) done')"], out=buf,
-               report="results/report.html") == 0
+    assert run(["1 of 1 steps (100%) done\n"], out=buf, report="results/report.html") is False
     assert buf.getvalue().splitlines()[-1].startswith("Done in ")
     assert "Results: results/report.html" in buf.getvalue()
     buf = io.StringIO()
-    assert run([sys.executable, "-c", "import sys; print('Error in rule pool:'); sys.exit(3)"],
-               out=buf) == 3
+    assert run(["Nothing to be done (all requested files are present and up to date).\n"],
+               out=buf, report="r.html") is False
+    assert buf.getvalue() == ("Nothing to be done: the results are up to date in r.html "
+                              "(tables and figures beside it).\n")
+    buf = io.StringIO()
+    assert run(["Error in rule pool:\n", "    jobid: 3\n"], out=buf) is True
     assert buf.getvalue().splitlines() == [
         "Error in rule pool:", "Stopped with errors (above). each step's log is under logs/."]
+
+
+def _piped(cmd, cwd):
+    """``cmd 2>&1 | python -m ntxmeta.progress --report results/report.html``, as make runs it."""
+    run_ = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    filt = subprocess.run([sys.executable, "-m", "ntxmeta.progress", "--report",
+                           "results/report.html"], cwd=cwd, stdin=run_.stdout,
+                          capture_output=True, text=True, timeout=900)
+    run_.stdout.close()
+    return run_.wait(timeout=900), filt
 
 
 def test_help_has_an_example(capsys):
@@ -70,12 +83,11 @@ def test_make_run_is_quiet_and_a_data_error_still_reaches_the_user(tmp_path):
     from test_workflow import ROOT, copy_project
     project = copy_project(tmp_path)
     makefile = (ROOT / "Makefile").read_text()
-    assert "@$(RUN) $(BIN)/snakemake --cores $(CORES)" in makefile   # make run goes through it
-    cmd = [sys.executable, "-m", "ntxmeta.progress", "--report", "results/report.html",
-           sys.executable, "-m", "snakemake",
-           "--cores", "2", "results/tables/summary.csv"]
-    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "@$(BIN)/snakemake --cores $(CORES) 2>&1 $(QUIET)" in makefile   # make run pipes it
+    assert ".SHELLFLAGS := -o pipefail -c" in makefile                     # and keeps its status
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "results/tables/summary.csv"]
+    status, proc = _piped(cmd, project)
+    assert status == 0 and proc.returncode == 0, proc.stdout[-3000:]
     lines = proc.stdout.splitlines()
     steps = [line for line in lines if line.startswith("[")]
     assert len(steps) == len(lines) - 1 > 20           # one line per step and the closing line
@@ -89,7 +101,7 @@ def test_make_run_is_quiet_and_a_data_error_still_reaches_the_user(tmp_path):
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     raw.write_text(buf.getvalue())
-    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=900)
-    assert proc.returncode != 0
+    status, proc = _piped(cmd, project)
+    assert status != 0 and proc.returncode != 0
     assert f"alcohol.csv:2: column 'events_treat' = '{rows[1][col]}'" in proc.stdout
     assert proc.stdout.splitlines()[-1].startswith("Stopped with errors")

@@ -1,13 +1,14 @@
 """Quiet runs: Snakemake's output reduced to one progress line per finished step.
 
-``python -m ntxmeta.progress snakemake --cores 2 ...`` runs the command,
-prints ``[ 3/105] pool aud_heavy_drinking_rr`` when a job ends, passes every
+``snakemake --cores 2 2>&1 | python -m ntxmeta.progress`` (the Makefile's
+``make``) prints ``[ 3/105] pool aud_heavy_drinking_rr`` when a job ends, passes every
 line it does not know through unchanged (so that every error message, a
 validation error of data/raw/ above all, still reaches the user), and ends
 with where the results are and where the complete log is (Snakemake writes
 it under ``.snakemake/log/`` on every run; each step's own log is under
-``logs/``). The exit status is the command's. ``NTXMETA_VERBOSE=1`` shows
-the whole output instead (``make VERBOSE=1``).
+``logs/``). The package starts no process: the Makefile pipes the run into
+it and ``set -o pipefail`` keeps Snakemake's exit status. ``NTXMETA_VERBOSE=1``
+passes the whole output through instead (``make VERBOSE=1``).
 
 Snakemake's ``--quiet`` can only drop whole categories (the rule blocks
 with their wildcards, or the progress counts), and its logger plugins are
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 import time
 
@@ -101,46 +101,52 @@ class Filter:
         self.write(text + "\n")
 
 
-def run(cmd: list[str], out=sys.stdout, report: str | None = None) -> int:
-    """Run ``cmd`` with its output filtered; returns its exit status.
+#: Lines by which Snakemake (or the preflight) says a run stopped.
+_STOPPED = re.compile(r"^(Exiting because a job execution failed|WorkflowError|Error in rule|"
+                      r"ntxmeta: \d+ problem\(s\) found|.*Error:)")
+
+
+def run(lines, out=sys.stdout, report: str | None = None) -> bool:
+    """Filter a run's output ``lines`` (an iterable of text lines); whether it stopped.
 
     ``report``: the page to point to at the end (the Makefile passes the
-    workflow's own path; the package names no output path).
+    workflow's own path; the package names no output path). The run's exit
+    status is the shell's (``set -o pipefail`` in the Makefile): this filter
+    only decides the closing line.
     """
     hint = f"{report} (tables and figures beside it)" if report else "the workflow's outputs"
-    if os.environ.get("NTXMETA_VERBOSE"):
-        return subprocess.call(cmd)
     start = time.monotonic()
     filt = Filter(out.write)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          bufsize=1) as proc:
-        for text in proc.stdout:
-            filt.line(text)
-            out.flush()
-    status = proc.returncode
+    stopped = False
+    for text in lines:
+        stopped = stopped or bool(_STOPPED.match(text))
+        filt.line(text)
+        out.flush()
     where = f"full log: {os.path.relpath(filt.log)}; " if filt.log else ""
-    if status != 0:
+    if stopped:
         out.write(f"Stopped with errors (above). {where}each step's log is under logs/.\n")
     elif filt.nothing:
         out.write(f"Nothing to be done: the results are up to date in {hint}.\n")
     else:
         out.write(f"Done in {time.monotonic() - start:.0f} s. Results: {hint}; "
                   f"{where}each step's log is under logs/.\n")
-    return status
+    return stopped
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m ntxmeta.progress [--report PAGE] COMMAND [ARG ...]\n\n"
-              "Run COMMAND (a Snakemake run) and print one line per finished step instead of\n"
-              "its full output; errors pass through; at the end, where PAGE is. Example:\n"
-              "  python -m ntxmeta.progress --report report.html snakemake --cores 2")
-        return 0 if argv else 2
-    report = None
-    if argv[0] == "--report" and len(argv) > 2:
-        report, argv = argv[1], argv[2:]
-    return run(argv, report=report)
+    if argv and argv[0] in ("-h", "--help"):
+        print("usage: COMMAND 2>&1 | python -m ntxmeta.progress [--report PAGE]\n\n"
+              "Read a Snakemake run's output on standard input and print one line per finished\n"
+              "step instead; errors pass through; at the end, where PAGE is. Example:\n"
+              "  snakemake --cores 2 2>&1 | python -m ntxmeta.progress --report report.html")
+        return 0
+    report = argv[1] if len(argv) >= 2 and argv[0] == "--report" else None
+    if os.environ.get("NTXMETA_VERBOSE"):
+        for text in sys.stdin:
+            sys.stdout.write(text)
+        return 0
+    return 1 if run(sys.stdin, report=report) else 0
 
 
 if __name__ == "__main__":
