@@ -36,8 +36,11 @@ report: run
 	  $(BIN)/snakemake --cores $(CORES) --report $(SMK_REPORT) 2>&1 $(QUIET); \
 	else echo "$(SMK_REPORT) is up to date"; fi
 
+# Tests run on every core (pytest-xdist; a test file stays on one worker, so
+# the workflow copies a file shares are built once).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	@echo "make test: about 8 minutes on 2 cores (the workflow end to end on copies of the project, metafor conformance, headless Chromium)"
+	$(BIN)/python -m pytest -q -n $(CORES) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench.py
