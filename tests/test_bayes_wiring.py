@@ -153,3 +153,24 @@ def test_tsa_settings_come_from_the_config_and_a_zero_control_risk_is_a_note(bcg
     assert result.tsa is None and not result.failed
     assert any(n.startswith("no trial sequential analysis: the median control-arm risk is 0")
                for n in result.notes)
+
+
+def test_a_turner_prior_is_named_in_the_config(bcg):
+    from ntxmeta.bayes import TURNER_2015
+    effects, _ = bcg
+    outcome, comparison = "withdrawals / drop-outs", "pharmacological vs placebo / control"
+    m, s = TURNER_2015[(outcome, comparison)]                # Table IV: log tau^2 ~ N(m, s^2)
+    b = run_plan(bcg_plan(bayes={"tau_prior": f"turner:{outcome}:{comparison}"}), effects).bayes
+    assert b.tau_prior == f"lognormal:{m / 2:g}:{s / 2:g}"
+    _, problems = check_config_text("bayes:\n  tau_prior: {RR: 'turner:pain:surgery'}\n")
+    assert any("unknown comparison type 'surgery'" in str(p) for p in problems), problems
+
+
+def check_config_text(block, tmp=None):
+    import tempfile
+    from pathlib import Path
+    text = ("analyses:\n  a:\n    title: A\n    filters: {indication: [alcohol]}\n"
+            "    measure: RR\n" + block)
+    path = Path(tempfile.mkdtemp()) / "config.yaml"
+    path.write_text(text)
+    return check_config(path)

@@ -371,7 +371,17 @@ def parse_tau_prior(spec: str, *, what: str = "tau prior") -> TauPrior:
     spec (the command line passes ``what="--tau-prior"``).
     """
     name = spec.split(":")[0].strip().lower()
-    forms = ", ".join(f"{n}:" + ":".join(p) for n, (_, p) in TAU_PRIORS.items())
+    forms = (", ".join(f"{n}:" + ":".join(p) for n, (_, p) in TAU_PRIORS.items())
+             + " or turner:OUTCOME TYPE:COMPARISON TYPE")
+    if name == "turner":   # Turner et al. 2015's Table IV by name (no colons in its names)
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"{what} {spec!r}: expected turner:OUTCOME TYPE:COMPARISON TYPE")
+        try:
+            prior = turner_prior(parts[1], parts[2])
+        except ValueError as exc:
+            raise ValueError(f"{what} {spec!r}: {exc}") from None
+        return prior
     if name not in TAU_PRIORS:
         raise ValueError(f"{what} {spec!r}: unknown family {name!r}; write one of {forms}")
     make, names = TAU_PRIORS[name]
