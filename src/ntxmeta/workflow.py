@@ -455,17 +455,18 @@ def figure_digest(config: Config, analysis: str, kinds: tuple[str, ...],
     return config.analyses[analysis].figures.digest(tuple(kinds), tuple(formats))
 
 
-def print_figure_targets(config: Config) -> list[str]:
-    """The PDF and TIFF files the figure options ask for: every figure of an analysis
-    (its bubble plots, and its risk-of-bias figures when it is a main analysis) in
-    each of its print formats."""
+def print_figure_targets(config: Config) -> list[tuple[str, str, str]]:
+    """The PDF and TIFF files the figure options ask for, as (kind, stem, ext): every
+    figure of an analysis (its bubble plots ``bubble``/``{analysis}__{moderator}``,
+    and its risk-of-bias figures when it is a main analysis) in each of its print
+    formats. The Snakefile makes the paths."""
     out = []
     for name in config.names:
         plan = config.analyses[name]
         for ext in plan.figures.print_formats:
             kinds = FIGURES + (ROB_FIGURES if plan.main else ())
-            out += [f"results/figures/{kind}/{name}.{ext}" for kind in kinds]
-            out += [f"results/figures/bubble/{name}__{m}.{ext}" for m in plan.moderators]
+            out += [(kind, name, ext) for kind in kinds]
+            out += [("bubble", f"{name}__{m}", ext) for m in plan.moderators]
     return out
 
 

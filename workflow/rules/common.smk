@@ -153,7 +153,10 @@ def crate_outputs(wildcards):
 
 def print_figure_files(wildcards):
     """The PDF and TIFF files the config's figure options ask for (rule figure_print)."""
-    return ntx.print_figure_targets(PREFLIGHT.config)
+    return [
+        f"results/figures/{kind}/{stem}.{ext}"
+        for kind, stem, ext in ntx.print_figure_targets(PREFLIGHT.config)
+    ]
 
 
 def all_outputs(wildcards):
