@@ -1,0 +1,654 @@
+"""Multilevel and multivariate random-effects models: metafor's ``rma.mv``.
+
+Model (Viechtbauer 2010 [1]; Konstantopoulos 2011 [2]; Berkey et al. 1998 [3])
+-------------------------------------------------------------------------------
+y = X beta + sum_j u_j + g + e, with e ~ N(0, V) (V known: diagonal, or
+block-diagonal by trial for correlated estimates), and random effects
+
+* ``Nested(outer, inner)`` (metafor ``random = ~ 1 | outer/inner``): one
+  variance per level, sigma2_1 for ``outer`` and sigma2_2 for ``inner``
+  within ``outer``; its covariance is sigma2_j Z_j Z_j' with Z_j the
+  indicator matrix of level j;
+* ``Structured(inner, outer, struct)`` (metafor ``random = ~ inner | outer``):
+  estimates of the same ``outer`` (trial) share a random effect per level of
+  ``inner`` (outcome, time point, comparison), with L x L covariance G over
+  the sorted levels of ``inner``; its covariance is (Z1 G Z1') o (Z2 Z2')
+  (o the elementwise product, Z1 the indicators of ``inner``, Z2 of
+  ``outer``). G = D R D with D = diag(sqrt(tau2)) and
+
+  =====  =====================================  ===========================
+  CS     R_lm = rho (l != m), one tau2           compound symmetry
+  HCS    R_lm = rho, tau2 per level              heteroscedastic CS
+  UN     R_lm = rho_lm, tau2 per level           unstructured
+  AR     R_lm = rho^|l - m|, one tau2            AR(1) over the level index
+  HAR    R_lm = rho^|l - m|, tau2 per level      heteroscedastic AR(1)
+  =====  =====================================  ===========================
+
+  (metafor's ``.con.E``; AR uses the rank of the level, not its value, as
+  metafor's ``toeplitz(ARMAacf(rho))``). ``rho=`` fixes the correlation (the
+  contrast-based network models fix rho = 1/2 so that tau2 is the
+  heterogeneity of every comparison).
+
+With M = V + random-effects covariance and W = M^-1:
+beta = (X'WX)^-1 X'Wy, Var(beta) = (X'WX)^-1, and the log-likelihoods
+
+    ll_ML   = -k/2 log(2 pi) - 1/2 log|M| - 1/2 r'Wr
+    ll_REML = -(k-p)/2 log(2 pi) + 1/2 log|X'X| - 1/2 log|M| - 1/2 log|X'WX| - 1/2 r'Wr
+
+(metafor's ``.ll.rma.mv`` with ``REMLf = TRUE``). They are maximised over
+log variances and atanh correlations by ``scipy.optimize.minimize``
+(``trust-exact``) with the analytic score d ll/d theta_i = -1/2 tr(P D_i) +
+1/2 y'P D_i P y and the expected information 1/2 tr(P D_i P D_j) in place of
+the Hessian (Fisher scoring in a trust region; D_i = dM/dtheta_i, P =
+W - WX(X'WX)^-1X'W for REML, W for ML). A variance that converges towards 0
+is refitted fixed at exactly 0 (metafor sets a variance <= 10 eps to 0).
+
+Around the fit, as ``rma.mv`` 3.8-1: Wald z (or t with k - p df,
+``test="t"``) tests and CIs; QM over the coefficients (all of them without
+an intercept, all but the intercept with one; F = QM/m under t); QE = r'V^-1 r
+of the common-effect GLS fit, chi^2(k - p); fit statistics with parms = p +
+the number of estimated variance components and correlations, deviance
+-2(ll_ML - ll_sat) with ll_sat = -k/2 log(2 pi) - 1/2 log|V| for ML and
+-2 ll_REML for REML, BIC and AICc on k (ML) or k - p (REML) observations.
+
+``confint`` gives profile-likelihood CIs of each variance component and
+correlation (metafor ``confint.rma.mv``: the values where 2 (ll_max -
+ll_profile) = chi^2_1(0.95), searched in [0, max(10, 100 est)] for
+variances and [-1, 1] for correlations ([min(0, est), 1] for AR), the
+search bound returned where the profile does not reach the cut-off).
+``anova`` is the likelihood-ratio test of two nested fits; ``cr2`` the
+cluster-robust CR2 variance with Satterthwaite df (Pustejovsky & Tipton
+2018 [4], as clubSandwich 0.5.8 ``coef_test(fit, vcov = "CR2")`` for an
+rma.mv model: working weights W = M^-1, target M, "inverse_var" form).
+
+Why written here: statsmodels' MixedLM fits random effects with an
+estimated residual variance, not a known V, and has no structured (CS,
+HCS, UN, AR) covariance between levels of a factor; pymare fits only the
+univariate model; nothing in Python gives clubSandwich's CR2 with
+Satterthwaite df for these models. The matrices are dense k x k, as in
+metafor (the models here have k of tens to a few thousand).
+
+References
+----------
+1. Viechtbauer W (2010). Conducting meta-analyses in R with the metafor
+   package. J Stat Softw 36(3); metafor 3.8-1 ``rma.mv``, ``confint``,
+   ``anova``, ``vcalc`` help pages.
+2. Konstantopoulos S (2011). Fixed effects and variance components
+   estimation in three-level meta-analysis. Res Synth Methods 2:61-76.
+3. Berkey CS, Hoaglin DC, Antczak-Bouckoms A, Mosteller F, Colditz GA
+   (1998). Meta-analysis of multiple outcomes by regression with random
+   effects. Stat Med 17:2537-2550.
+4. Pustejovsky JE, Tipton E (2018). Small-sample methods for cluster-robust
+   variance estimation and hypothesis testing in fixed effects models.
+   J Bus Econ Stat 36:672-683.
+5. Gleser LJ, Olkin I (2009). Stochastically dependent effect sizes. In
+   Cooper, Hedges, Valentine (eds), The Handbook of Research Synthesis and
+   Meta-Analysis, 2nd ed., 357-376 (covariances of estimates that share a
+   control arm, eq. 19.11 for log odds ratios).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+from scipy import linalg, optimize, special
+
+from ._common import Interval, MetaError, t_crit, z_crit
+from .rma import FitStats
+
+METHODS = ("REML", "ML")
+TESTS = ("z", "t")
+STRUCTS = ("CS", "HCS", "UN", "AR", "HAR")
+#: Structures with one tau2 per level of ``inner`` (the others share one).
+HETERO = ("HCS", "UN", "HAR")
+#: Gradient tolerance of the optimiser on the log-likelihood in the
+#: transformed parameters: the score is then ~1e-11, so variance components
+#: are converged to ~1e-9 relative (metafor's tight reference: nlminb
+#: rel.tol 1e-12 on the objective, whose parameters are good to ~1e-6).
+GTOL = 1e-11
+#: Iteration cap of the optimiser; hitting it raises MetaError.
+MAXITER = 2000
+#: A variance whose estimate falls below this fraction of the total
+#: variance of y is tried at exactly 0 (metafor: <= 10 eps is set to 0).
+BOUNDARY_REL = 1e-6
+#: Profile-likelihood CIs: root tolerance of brentq on the component
+#: (metafor's reference uses uniroot tol 1e-10, see make_mv.R).
+PROFILE_XTOL = 1e-12
+#: metafor's ``eps`` below which a variance is treated as 0 in the search bound.
+SQRT_EPS = float(np.sqrt(np.finfo(float).eps))
+
+
+# --------------------------------------------------------------------------- specification
+
+def _codes(x, name: str) -> tuple[np.ndarray, list]:
+    """Integer codes 0..n-1 of a grouping variable, levels sorted (R's factor())."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
+    levels, codes = np.unique(a, return_inverse=True)
+    return codes.astype(int), list(levels)
+
+
+@dataclass(frozen=True)
+class Nested:
+    """``random = ~ 1 | outer/inner`` (or ``~ 1 | outer`` when inner is None).
+
+    Gives sigma2 per level: sigma2[0] for ``outer``, sigma2[1] for the
+    combination (outer, inner). Codes are any hashable labels, one per estimate.
+    """
+
+    outer: Sequence
+    inner: Sequence | None = None
+
+    def levels(self) -> list[np.ndarray]:
+        o = np.asarray(self.outer)
+        out = [_codes(o, "Nested.outer")[0]]
+        if self.inner is not None:
+            pairs = np.array([f"{a}\x1f{b}" for a, b in zip(o, np.asarray(self.inner))])
+            out.append(_codes(pairs, "Nested.inner")[0])
+        return out
+
+
+@dataclass(frozen=True)
+class Structured:
+    """``random = ~ inner | outer`` with ``struct`` = CS, HCS, UN, AR or HAR.
+
+    ``inner``: outcome / time point / comparison of each estimate (levels are
+    sorted, so tau2[l] belongs to the l-th sorted level; for AR/HAR the
+    sorted order is the time order); ``outer``: its trial. ``rho``: a fixed
+    correlation (metafor's ``rho=``), else estimated.
+    """
+
+    inner: Sequence
+    outer: Sequence
+    struct: str = "CS"
+    rho: float | None = None
+
+    def __post_init__(self):
+        if self.struct not in STRUCTS:
+            raise ValueError(f"struct must be one of {STRUCTS}, got {self.struct!r}")
+        if self.rho is not None and not -1 <= self.rho <= 1:
+            raise ValueError(f"rho must be in [-1, 1], got {self.rho}")
+
+
+# --------------------------------------------------------------------------- parameters
+
+@dataclass(frozen=True)
+class _Par:
+    """One variance component or correlation: kind, index, and how it is transformed."""
+
+    kind: str      # "sigma2" | "tau2" | "rho"
+    index: int     # position within its kind
+    fixed: float | None = None   # natural-scale value when fixed
+
+    def to_theta(self, v: float) -> float:
+        if self.kind == "rho":
+            return float(np.arctanh(np.clip(v, -1.0, 1.0)))
+        return float(np.log(v)) if v > 0 else -np.inf
+
+    def to_natural(self, t: float) -> float:
+        return float(np.tanh(t)) if self.kind == "rho" else float(np.exp(t))
+
+
+class _Model:
+    """The covariance M(theta) of one model and its derivatives D_i = dM/dtheta_i."""
+
+    def __init__(self, V: np.ndarray, random) -> None:
+        self.V = V
+        k = V.shape[0]
+        self.k = k
+        terms = () if random is None else (random if isinstance(random, tuple) else (random,))
+        self.S: list[np.ndarray] = []
+        self.struct = None
+        pars: list[_Par] = []
+        for term in terms:
+            if isinstance(term, Nested):
+                for codes in term.levels():
+                    if len(codes) != k:
+                        raise ValueError(f"Nested codes have {len(codes)} entries, yi has {k}")
+                    Z = np.equal.outer(codes, codes).astype(float)
+                    pars.append(_Par("sigma2", len(self.S)))
+                    self.S.append(Z)
+            elif isinstance(term, Structured):
+                if self.struct is not None:
+                    raise ValueError("at most one Structured term (metafor's first ~ inner | outer)")
+                self.struct = term.struct
+                inner, self.levels = _codes(term.inner, "Structured.inner")
+                outer, _ = _codes(term.outer, "Structured.outer")
+                if len(inner) != k or len(outer) != k:
+                    raise ValueError("Structured inner/outer must have one entry per estimate")
+                L = len(self.levels)
+                self.L = L
+                self.Z1 = np.zeros((k, L))
+                self.Z1[np.arange(k), inner] = 1.0
+                self.C = np.equal.outer(outer, outer).astype(float)
+                ntau = L if term.struct in HETERO else 1
+                pars += [_Par("tau2", j) for j in range(ntau)]
+                if term.struct == "UN":
+                    self.pairs = [(m, l) for l in range(L) for m in range(l + 1, L)]  # R lower.tri order
+                    pars += [_Par("rho", j, term.rho) for j in range(len(self.pairs))]
+                elif L > 1 or term.rho is not None:
+                    pars.append(_Par("rho", 0, term.rho))
+            else:
+                raise TypeError(f"random terms are Nested or Structured, got {term!r}")
+        self.pars = tuple(pars)
+        if self.struct in ("AR", "HAR"):
+            idx = np.arange(self.L)
+            self.lag = np.abs(np.subtract.outer(idx, idx))
+
+    # G = D R D over the levels of inner, and its derivatives in theta
+    def _G(self, nat: np.ndarray) -> tuple[np.ndarray, list]:
+        L = self.L
+        tau = [nat[i] for i, p in enumerate(self.pars) if p.kind == "tau2"]
+        rho_i = [i for i, p in enumerate(self.pars) if p.kind == "rho"]
+        rho = [nat[i] for i in rho_i]
+        tau2 = np.full(L, tau[0]) if len(tau) == 1 else np.array(tau)
+        s = np.sqrt(tau2)
+        r = rho[0] if rho else 0.0
+        dR = []
+        if self.struct in ("CS", "HCS"):
+            R = np.full((L, L), r)
+            np.fill_diagonal(R, 1.0)
+            dR = [(1 - r * r) * (np.ones((L, L)) - np.eye(L))]
+        elif self.struct in ("AR", "HAR"):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                R = np.where(self.lag == 0, 1.0, r ** self.lag)
+                d = np.where(self.lag == 0, 0.0, self.lag * r ** np.maximum(self.lag - 1, 0))
+            dR = [(1 - r * r) * d]
+        else:  # UN
+            R = np.eye(L)
+            for (l, m), v in zip(self.pairs, rho):
+                R[l, m] = R[m, l] = v
+            for (l, m), v in zip(self.pairs, rho):
+                E = np.zeros((L, L))
+                E[l, m] = E[m, l] = 1 - v * v
+                dR.append(E)
+        G = s[:, None] * R * s[None, :]
+        dG = {}
+        tau_i = [i for i, p in enumerate(self.pars) if p.kind == "tau2"]
+        if len(tau_i) == 1:
+            dG[tau_i[0]] = G
+        else:
+            for l, i in enumerate(tau_i):
+                e = np.zeros(L)
+                e[l] = 1.0
+                dG[i] = G * (e[:, None] + e[None, :]) / 2
+        for i, d in zip(rho_i, dR):
+            dG[i] = s[:, None] * d * s[None, :]
+        return G, dG
+
+    def natural(self, theta: np.ndarray) -> np.ndarray:
+        return np.array([p.to_natural(t) for p, t in zip(self.pars, theta)])
+
+    def build(self, theta: np.ndarray, derivs: bool = True):
+        nat = self.natural(theta)
+        M = self.V.copy()
+        D: list = [None] * len(self.pars)
+        for i, p in enumerate(self.pars):
+            if p.kind == "sigma2":
+                M += nat[i] * self.S[p.index]
+                D[i] = nat[i] * self.S[p.index]
+        if self.struct is not None:
+            G, dG = self._G(nat)
+            M += (self.Z1 @ G @ self.Z1.T) * self.C
+            if derivs:
+                for i, g in dG.items():
+                    D[i] = (self.Z1 @ g @ self.Z1.T) * self.C
+        return M, D, nat
+
+
+@dataclass
+class _Eval:
+    ll_ml: float
+    ll_reml: float
+    beta: np.ndarray
+    vb: np.ndarray
+    M: np.ndarray
+    W: np.ndarray
+    grad: np.ndarray | None = None
+    info: np.ndarray | None = None
+
+
+def _evaluate(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: bool):
+    M, D, _ = model.build(theta, derivs)
+    try:
+        cf = linalg.cho_factor(M, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+    if not np.all(np.isfinite(cf[0])):
+        return None
+    k, p = X.shape
+    logdet_m = 2.0 * np.sum(np.log(np.diag(cf[0])))
+    W = linalg.cho_solve(cf, np.eye(k), check_finite=False)
+    WX = W @ X
+    XWX = X.T @ WX
+    try:
+        cx = linalg.cho_factor(XWX, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+    vb = linalg.cho_solve(cx, np.eye(p), check_finite=False)
+    beta = vb @ (WX.T @ y)
+    r = y - X @ beta
+    Wr = W @ r
+    rss = float(r @ Wr)
+    logdet_xwx = 2.0 * np.sum(np.log(np.diag(cx[0])))
+    ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet_m - 0.5 * rss
+    ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * logdet_m
+               - 0.5 * logdet_xwx - 0.5 * rss)
+    ev = _Eval(ll_ml, ll_reml, beta, vb, M, W)
+    if derivs:
+        P = W - WX @ vb @ WX.T if reml else W
+        free = [i for i, par in enumerate(model.pars) if par.fixed is None]
+        q = len(D)
+        grad = np.zeros(q)
+        info = np.zeros((q, q))
+        PD = {}
+        for i in free:
+            if D[i] is None:
+                continue
+            PD[i] = P @ D[i]
+            grad[i] = -0.5 * np.trace(PD[i]) + 0.5 * float(Wr @ D[i] @ Wr)
+        for a in PD:
+            for b in PD:
+                if b >= a:
+                    info[a, b] = info[b, a] = 0.5 * np.sum(PD[a] * PD[b].T)
+        ev.grad, ev.info = grad, info
+    return ev
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass(frozen=True)
+class MVFit:
+    """A fitted ``rma.mv`` model. Names follow metafor.
+
+    ``beta``, ``se``, ``stat`` (z or t), ``pval``, ``ci`` (one Interval per
+    coefficient) per coefficient, named ``names``; ``sigma2`` (one per Nested
+    level), ``tau2`` and ``rho`` (Structured) are empty arrays when absent.
+    ``fit_ml``/``fit_reml``: metafor's fit.stats columns. ``df`` is k - p
+    under ``test="t"``, None under z. ``QMdf`` is (m, df2) with df2 None under z.
+    """
+
+    method: str
+    test: str
+    level: float
+    k: int
+    p: int
+    names: tuple
+    beta: np.ndarray
+    se: np.ndarray
+    stat: np.ndarray
+    pval: np.ndarray
+    ci: tuple
+    vb: np.ndarray
+    sigma2: np.ndarray
+    tau2: np.ndarray
+    rho: np.ndarray
+    QE: float
+    QEdf: int
+    QEp: float
+    QM: float
+    QMdf: tuple
+    QMp: float
+    df: float | None
+    fit_ml: FitStats
+    fit_reml: FitStats
+    parms: int
+    #: the marginal covariance M = V + random effects at the estimate (k x k)
+    M: np.ndarray = field(repr=False)
+    yi: np.ndarray = field(repr=False)
+    V: np.ndarray = field(repr=False)
+    X: np.ndarray = field(repr=False)
+    random: object = field(repr=False, default=None)
+    theta: np.ndarray = field(repr=False, default=None)
+    btt: tuple = field(repr=False, default=())
+
+    @property
+    def ll(self) -> float:
+        """The maximised log-likelihood of ``method``."""
+        return self.fit_reml.ll if self.method == "REML" else self.fit_ml.ll
+
+    def fit_stats(self) -> FitStats:
+        return self.fit_reml if self.method == "REML" else self.fit_ml
+
+    def as_dict(self) -> dict:
+        """The ``rma.mv`` section of the oracle (tests/fixtures/oracle_mv)."""
+        out = {"method": self.method, "test": self.test, "k": self.k, "p": self.p,
+               "parms": self.parms,
+               "coefficients": {"names": list(self.names), "estimate": self.beta.tolist(),
+                                "se": self.se.tolist(), "stat": self.stat.tolist(),
+                                "pval": self.pval.tolist(),
+                                "ci.lb": [c.low for c in self.ci],
+                                "ci.ub": [c.high for c in self.ci]},
+               "vcov": self.vb.tolist(),
+               "QE": self.QE, "QEdf": self.QEdf, "QEp": self.QEp, "QM": self.QM,
+               "QMdf": [self.QMdf[0], float("nan") if self.QMdf[1] is None else self.QMdf[1]],
+               "QMp": self.QMp,
+               "fit.stats": {"ML": self.fit_ml.as_dict(), "REML": self.fit_reml.as_dict()}}
+        if self.df is not None:
+            out["coefficients"]["df"] = [self.df] * self.p
+        if self.sigma2.size:
+            out["sigma2"] = self.sigma2.tolist()
+        if self.tau2.size:
+            out["tau2"] = self.tau2.tolist()
+            out["rho"] = self.rho.tolist()
+        return out
+
+
+def _as_V(V, k: int) -> np.ndarray:
+    a = np.asarray(V, dtype=float)
+    if a.ndim == 1:
+        if a.shape[0] != k:
+            raise ValueError(f"V has {a.shape[0]} variances, yi has {k}")
+        a = np.diag(a)
+    if a.shape != (k, k):
+        raise ValueError(f"V must be a vector of {k} variances or a {k} x {k} matrix, got {a.shape}")
+    if not np.allclose(a, a.T, rtol=0, atol=1e-12 * max(1.0, np.abs(a).max())):
+        raise ValueError("V must be symmetric")
+    if np.any(np.diag(a) < 0):
+        raise ValueError("V must have non-negative sampling variances on its diagonal")
+    return a
+
+
+def _has_intercept(X: np.ndarray) -> bool:
+    return bool(np.all(X[:, 0] == 1.0))
+
+
+def _start(model: _Model, y, X, V) -> np.ndarray:
+    """metafor's initial values: each variance total/(number of variances), rho 0.5."""
+    beta_fe = np.linalg.lstsq(X, y, rcond=None)[0]
+    nvar = sum(p.kind != "rho" for p in model.pars)
+    total = max(0.001 * nvar, np.var(y - X @ beta_fe, ddof=1) - 1.0 / np.mean(1.0 / np.diag(V)))
+    th = []
+    for p in model.pars:
+        if p.fixed is not None:
+            th.append(p.to_theta(p.fixed))
+        elif p.kind == "rho":
+            th.append(np.arctanh(0.5) if model.struct != "UN" else 0.0)
+        else:
+            th.append(np.log(total / nvar))
+    return np.array(th, dtype=float)
+
+
+def _maximise(model: _Model, y, X, logdet_xx, theta0, reml: bool) -> np.ndarray:
+    """Maximise ll over the free parameters from theta0 (fixed ones stay)."""
+    free = np.array([p.fixed is None and np.isfinite(t) for p, t in zip(model.pars, theta0)])
+    if not free.any():
+        return theta0
+    cache: dict = {}
+
+    def ev(x):
+        key = x.tobytes()
+        if key not in cache:
+            th = theta0.copy()
+            th[free] = x
+            cache.clear()
+            cache[key] = _evaluate(model, y, X, logdet_xx, th, reml, True)
+        return cache[key]
+
+    def fun(x):
+        e = ev(x)
+        if e is None:
+            return np.inf, np.zeros(free.sum())
+        ll = e.ll_reml if reml else e.ll_ml
+        return -ll, -e.grad[free]
+
+    def hess(x):
+        e = ev(x)
+        if e is None:
+            return np.eye(free.sum())
+        H = e.info[np.ix_(free, free)]
+        return H + 1e-12 * np.trace(H) * np.eye(len(H))
+
+    res = optimize.minimize(fun, theta0[free], jac=True, hess=hess, method="trust-exact",
+                            options={"gtol": GTOL, "maxiter": MAXITER})
+    if not np.all(np.isfinite(res.x)) or ev(res.x) is None:
+        raise MetaError(f"rma_mv: the optimiser failed ({res.message})")
+    if not res.success and np.max(np.abs(res.jac)) > 1e-6:
+        raise MetaError(f"rma_mv: the optimiser did not converge ({res.message})")
+    th = theta0.copy()
+    th[free] = res.x
+    return th
+
+
+def _fit_theta(model: _Model, y, X, logdet_xx, reml: bool, theta0=None) -> np.ndarray:
+    """Fitted theta with variances that head for 0 set to exactly 0 when that is higher."""
+    th = _maximise(model, y, X, logdet_xx, _start(model, y, X, model.V) if theta0 is None
+                   else theta0, reml)
+    scale = max(np.var(y), np.finfo(float).tiny)
+    ll = _ll(model, y, X, logdet_xx, th, reml)
+    for i, p in enumerate(model.pars):
+        if p.kind != "rho" and p.fixed is None and np.exp(th[i]) < BOUNDARY_REL * scale:
+            pars = list(model.pars)
+            pars[i] = replace(p, fixed=0.0)
+            m0 = _with_pars(model, pars)
+            th0 = th.copy()
+            th0[i] = -np.inf
+            th0 = _maximise(m0, y, X, logdet_xx, th0, reml)
+            ll0 = _ll(m0, y, X, logdet_xx, th0, reml)
+            if ll0 >= ll - 1e-12:
+                th, ll = th0, ll0
+    return th
+
+
+def _with_pars(model: _Model, pars) -> _Model:
+    m = object.__new__(_Model)
+    m.__dict__.update(model.__dict__)
+    m.pars = tuple(pars)
+    return m
+
+
+def _ll(model, y, X, logdet_xx, th, reml) -> float:
+    e = _evaluate(model, y, X, logdet_xx, th, reml, False)
+    if e is None:
+        return -np.inf
+    return e.ll_reml if reml else e.ll_ml
+
+
+def rma_mv(yi, V, *, X=None, random=None, method: str = "REML", test: str = "z",
+           level: float = 95, btt=None, names=None) -> MVFit:
+    """Fit a multilevel / multivariate model, as metafor 3.8-1 ``rma.mv``.
+
+    Parameters
+    ----------
+    yi : (k,) estimates.
+    V : (k,) sampling variances or (k, k) known sampling covariance matrix
+        (e.g. from ``vcalc``, ``rvars_vcov`` or ``shared_arm_vcov``).
+    X : (k, p) design, default intercept only. A first column of ones is
+        the intercept (QM then leaves it out, as metafor's ``btt``).
+    random : ``Nested``, ``Structured``, a tuple of them (at most one
+        Structured), or None (a common-effect GLS model, M = V).
+    method : "REML" or "ML".
+    test : "z" or "t" (t with k - p df, metafor's ``test="t"``).
+    btt : indices of the coefficients QM tests (default as metafor).
+    names : coefficient names (default "intrcpt", "X1", ...).
+
+    Matches metafor 3.8-1 ``rma.mv(yi, V, mods, random, struct, rho, method,
+    test)``: see the module docstring for the formulas and
+    tests/fixtures/oracle_mv for the reference fits.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if test not in TESTS:
+        raise ValueError(f"test must be one of {TESTS}, got {test!r}")
+    y = np.asarray(yi, dtype=float)
+    if y.ndim != 1 or not np.all(np.isfinite(y)):
+        raise ValueError("yi must be a one-dimensional array of finite values")
+    k = y.shape[0]
+    Vm = _as_V(V, k)
+    X = np.ones((k, 1)) if X is None else np.asarray(X, dtype=float).reshape(k, -1)
+    p = X.shape[1]
+    if p > k:
+        raise MetaError("Number of parameters to be estimated is larger than the number of "
+                        "observations.")
+    model = _Model(Vm, random)
+    logdet_xx = float(np.linalg.slogdet(X.T @ X)[1])
+    reml = method == "REML"
+    th = _fit_theta(model, y, X, logdet_xx, reml)
+    return _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet_xx)
+
+
+def _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet_xx) -> MVFit:
+    k, p = X.shape
+    e = _evaluate(model, y, X, logdet_xx, th, method == "REML", False)
+    nat = model.natural(th)
+    kinds = [q.kind for q in model.pars]
+    sigma2 = np.array([v for v, kd in zip(nat, kinds) if kd == "sigma2"])
+    tau2 = np.array([v for v, kd in zip(nat, kinds) if kd == "tau2"])
+    rho = np.array([v for v, kd in zip(nat, kinds) if kd == "rho"])
+    se = np.sqrt(np.diag(e.vb))
+    stat = e.beta / se
+    df = float(k - p) if test == "t" else None
+    if test == "t":
+        pval = 2 * special.stdtr(df, -np.abs(stat))
+        crit = t_crit(level, df)
+    else:
+        pval = 2 * special.ndtr(-np.abs(stat))
+        crit = z_crit(level)
+    ci = tuple(Interval(float(b - crit * s), float(b + crit * s)) for b, s in zip(e.beta, se))
+    if btt is None:
+        btt = tuple(range(1, p)) if (_has_intercept(X) and p > 1) else tuple(range(p))
+    btt = tuple(btt)
+    bb = e.beta[list(btt)]
+    QM = float(bb @ np.linalg.solve(e.vb[np.ix_(btt, btt)], bb))
+    m = len(btt)
+    if test == "t":
+        QM /= m
+        QMp = float(special.fdtrc(m, df, QM))
+        QMdf = (m, df)
+    else:
+        QMp = float(special.chdtrc(m, QM))
+        QMdf = (m, None)
+    # QE: common-effect GLS fit with M = V
+    cv = linalg.cho_factor(Vm, lower=True)
+    Vinv_X = linalg.cho_solve(cv, X)
+    b_fe = np.linalg.solve(X.T @ Vinv_X, Vinv_X.T @ y)
+    r_fe = y - X @ b_fe
+    QEdf = k - p
+    if QEdf > 0:
+        QE = float(r_fe @ linalg.cho_solve(cv, r_fe))
+        QEp = float(special.chdtrc(QEdf, QE))
+    else:
+        QE, QEp = 0.0, 1.0
+    parms = p + sum(q.fixed is None for q in model.pars)
+    ll_sat = -0.5 * k * np.log(2 * np.pi) - 0.5 * 2 * np.sum(np.log(np.diag(cv[0])))
+    dev_ml = -2 * (e.ll_ml - ll_sat) if np.all(np.diag(Vm) > 0) else -2 * e.ll_ml
+    fit_ml = _fitstats(e.ll_ml, dev_ml, parms, k)
+    fit_reml = _fitstats(e.ll_reml, -2 * e.ll_reml, parms, k - p)
+    if names is None:
+        names = (["intrcpt"] + [f"X{j}" for j in range(1, p)]) if _has_intercept(X) else \
+            [f"X{j + 1}" for j in range(p)]
+    return MVFit(method=method, test=test, level=level, k=k, p=p, names=tuple(names),
+                 beta=e.beta, se=se, stat=stat, pval=pval, ci=ci, vb=e.vb, sigma2=sigma2,
+                 tau2=tau2, rho=rho, QE=QE, QEdf=QEdf, QEp=QEp, QM=QM, QMdf=QMdf, QMp=QMp,
+                 df=df, fit_ml=fit_ml, fit_reml=fit_reml, parms=parms, M=e.M, yi=y, V=Vm, X=X,
+                 random=random, theta=th, btt=btt)
+
+
+def _fitstats(ll: float, dev: float, parms: int, n: int) -> FitStats:
+    """metafor's AIC, BIC, AICc (n = k for ML, k - p for REML)."""
+    nn = max(n, parms + 2)
+    return FitStats(ll=float(ll), dev=float(dev), AIC=float(-2 * ll + 2 * parms),
+                    BIC=float(-2 * ll + parms * np.log(n)),
+                    AICc=float(-2 * ll + 2 * parms * nn / (nn - parms - 1)))
