@@ -107,14 +107,20 @@ HETERO = ("HCS", "UN", "HAR")
 #: are converged to ~1e-9 relative (metafor's tight reference: nlminb
 #: rel.tol 1e-12 on the objective, whose parameters are good to ~1e-6).
 GTOL = 1e-11
-#: Iteration cap of the optimiser; hitting it raises MetaError.
-MAXITER = 2000
+#: Iteration cap of the optimiser; hitting it raises MetaError unless only
+#: components at their boundary are still moving (see ``ACCEPT_GRAD``).
+MAXITER = 500
+#: Largest score (in the transformed parameters) of a component not at its
+#: boundary that is accepted when the optimiser stops without converging.
+ACCEPT_GRAD = 1e-6
 #: A variance whose estimate falls below this fraction of the total
 #: variance of y is tried at exactly 0 (metafor: <= 10 eps is set to 0).
 BOUNDARY_REL = 1e-6
 #: Profile-likelihood CIs: root tolerance of brentq on the component
 #: (metafor's reference uses uniroot tol 1e-10, see make_mv.R).
 PROFILE_XTOL = 1e-12
+#: metafor's ``eptries`` of confint.rma.mv (tries to move a range end inwards).
+EPTRIES = 10
 #: metafor's ``eps`` below which a variance is treated as 0 in the search bound.
 SQRT_EPS = float(np.sqrt(np.finfo(float).eps))
 
@@ -184,7 +190,8 @@ class _Par:
 
     def to_theta(self, v: float) -> float:
         if self.kind == "rho":
-            return float(np.arctanh(np.clip(v, -1.0, 1.0)))
+            with np.errstate(divide="ignore"):
+                return float(np.arctanh(np.clip(v, -1.0, 1.0)))
         return float(np.log(v)) if v > 0 else -np.inf
 
     def to_natural(self, t: float) -> float:
@@ -503,12 +510,29 @@ def _maximise(model: _Model, y, X, logdet_xx, theta0, reml: bool) -> np.ndarray:
 
     res = optimize.minimize(fun, theta0[free], jac=True, hess=hess, method="trust-exact",
                             options={"gtol": GTOL, "maxiter": MAXITER})
+    if not res.success:
+        # far from the optimum of a profile the expected information can be a
+        # poor Hessian and trust-exact crawls; BFGS from where it stopped
+        res2 = optimize.minimize(fun, res.x, jac=True, method="BFGS",
+                                 options={"gtol": GTOL, "maxiter": 10 * MAXITER})
+        if np.isfinite(res2.fun) and res2.fun <= res.fun:
+            res = res2
+            if np.max(np.abs(res.jac)) <= ACCEPT_GRAD:
+                res.success = True
     if not np.all(np.isfinite(res.x)) or ev(res.x) is None:
         raise MetaError(f"rma_mv: the optimiser failed ({res.message})")
-    if not res.success and np.max(np.abs(res.jac)) > 1e-6:
-        raise MetaError(f"rma_mv: the optimiser did not converge ({res.message})")
     th = theta0.copy()
     th[free] = res.x
+    if not res.success:
+        # a component heading for its boundary (a variance to 0, a correlation
+        # to +-1) sits at theta = -+inf, where trust-exact crawls; such a
+        # result is accepted when the score of every other component is ~0
+        nat = model.natural(th)[free]
+        kinds = np.array([p.kind for p in model.pars])[free]
+        at_bound = np.where(kinds == "rho", np.abs(nat) > 1 - 1e-6,
+                            nat < 1e-10 * max(np.var(y), np.finfo(float).tiny))
+        if np.any(np.abs(res.jac[~at_bound]) > ACCEPT_GRAD):
+            raise MetaError(f"rma_mv: the optimiser did not converge ({res.message})")
     return th
 
 
@@ -652,3 +676,353 @@ def _fitstats(ll: float, dev: float, parms: int, n: int) -> FitStats:
     return FitStats(ll=float(ll), dev=float(dev), AIC=float(-2 * ll + 2 * parms),
                     BIC=float(-2 * ll + parms * np.log(n)),
                     AICc=float(-2 * ll + 2 * parms * nn / (nn - parms - 1)))
+
+
+# --------------------------------------------------------------------------- profile CIs
+
+@dataclass(frozen=True)
+class ProfileCI:
+    """Profile-likelihood CI of one variance component or correlation.
+
+    ``name`` is metafor's row name (``sigma^2.1``, ``tau^2``, ``rho``, ...);
+    ``lb_at_bound``/``ub_at_bound`` say that the profile did not reach the
+    cut-off inside the search range, so the bound is the range's end
+    (metafor prints "<" / ">" for a variance's bound, not for 0 or +-1).
+    """
+
+    name: str
+    estimate: float
+    ci: Interval
+    lb_at_bound: bool
+    ub_at_bound: bool
+
+
+def _par_names(model: _Model) -> list[str]:
+    count = {kd: sum(p.kind == kd for p in model.pars) for kd in ("sigma2", "tau2", "rho")}
+    sym = {"sigma2": "sigma^2", "tau2": "tau^2", "rho": "rho"}
+    return [sym[p.kind] if count[p.kind] == 1 else f"{sym[p.kind]}.{p.index + 1}"
+            for p in model.pars]
+
+
+def profile_ll(fit: MVFit, name: str, value: float) -> float:
+    """The profile log-likelihood of ``fit``'s method with component ``name``
+    (metafor's row name, e.g. ``"rho"``, ``"tau^2.1"``) fixed at ``value``."""
+    model = _Model(fit.V, fit.random)
+    names = _par_names(model)
+    if name not in names:
+        raise ValueError(f"no component {name!r} in this model; it has {names}")
+    return _profile(fit, model, names.index(name), float(value))
+
+
+def _profile(fit: MVFit, model: _Model, i: int, v: float) -> float:
+    y, X = fit.yi, fit.X
+    logdet_xx = float(np.linalg.slogdet(X.T @ X)[1])
+    reml = fit.method == "REML"
+    p = model.pars[i]
+    pars = list(model.pars)
+    pars[i] = replace(p, fixed=v)
+    m = _with_pars(model, pars)
+    best = -np.inf
+    # warm start from the fit, and metafor's start as a second chance
+    for th in (fit.theta.copy(), _start(m, y, X, fit.V)):
+        with np.errstate(divide="ignore"):
+            th[i] = p.to_theta(v)
+        th[~np.isfinite(th) & (np.arange(len(th)) != i)] = np.log(1e-3 * max(np.var(y), 1e-12))
+        try:
+            th = _maximise(m, y, X, logdet_xx, th, reml)
+        except MetaError:
+            continue
+        best = max(best, _ll(m, y, X, logdet_xx, th, reml))
+        if np.isfinite(best):
+            break
+    return best
+
+
+def confint(fit: MVFit, *, level: float = 95) -> list[ProfileCI]:
+    """Profile-likelihood CIs of every estimated component, as metafor 3.8-1 ``confint(rma.mv)``.
+
+    For component c with estimate c_hat, the bounds solve 2 (ll_max -
+    ll_p(c)) = chi^2_1(level), where ll_p(c) maximises the (restricted)
+    log-likelihood over the other components with c fixed. Search ranges
+    (metafor's defaults): variances [0, max(10, 100 c_hat)] (10 when c_hat
+    <= sqrt(eps)); correlations [-1, 1], [min(0, rho_hat), 1] for AR/HAR.
+    A range end where the profile is still inside the interval is the bound.
+    Roots by ``scipy.optimize.brentq`` (xtol ``PROFILE_XTOL``), each profile
+    point warm-started from the fit.
+    """
+    model = _Model(fit.V, fit.random)
+    cut = float(special.chdtri(1, 1 - level / 100.0))
+    names = _par_names(model)
+    nat = model.natural(fit.theta)
+    out = []
+    for i, p in enumerate(model.pars):
+        if p.fixed is not None:
+            continue
+        est = float(nat[i])
+
+        def f(v, i=i):
+            best = _profile(fit, model, i, float(v))
+            return 2 * (fit.ll - best) - cut if np.isfinite(best) else np.nan
+
+        if p.kind == "rho":
+            lo = min(0.0, est) if model.struct in ("AR", "HAR") else -1.0
+            hi = 1.0
+        else:
+            lo = 0.0
+            hi = 10.0 if est <= SQRT_EPS else max(10.0, 100.0 * est)
+        bounds = []
+        for end in (lo, hi):
+            # metafor's eptries: where the profile cannot be fitted at the end
+            # of the range, the end moves a tenth of the way to the estimate
+            step = (est - end) / EPTRIES
+            for _ in range(EPTRIES):
+                fe = f(end)
+                if not np.isnan(fe):
+                    break
+                end += step
+            if np.isnan(fe):
+                bounds.append((np.nan, False))
+            elif fe < 0:
+                bounds.append((end, True))
+            else:
+                a, b = (end, est) if end < est else (est, end)
+                try:
+                    root = optimize.brentq(f, a, b, xtol=PROFILE_XTOL,
+                                           rtol=4 * np.finfo(float).eps)
+                except ValueError:  # a profile point that cannot be fitted
+                    root = np.nan
+                bounds.append((root, False))
+        (lb, lb_b), (ub, ub_b) = bounds
+        out.append(ProfileCI(names[i], est, Interval(float(lb), float(ub)),
+                             lb_b and p.kind != "rho" and lo > 0, ub_b and not (p.kind == "rho" and hi == 1)))
+    return out
+
+
+def confint_dict(cis: list[ProfileCI]) -> dict:
+    """The ``confint`` section: one entry per component; with a single one,
+    also its square root (``sigma``/``tau``), as metafor prints."""
+    out = {c.name: {"estimate": c.estimate, "ci.lb": c.ci.low, "ci.ub": c.ci.high} for c in cis}
+    if len(cis) == 1 and not cis[0].name.startswith("rho"):
+        c = cis[0]
+        out[c.name.replace("^2", "")] = {"estimate": np.sqrt(c.estimate),
+                                         "ci.lb": np.sqrt(c.ci.low), "ci.ub": np.sqrt(c.ci.high)}
+    return out
+
+
+# --------------------------------------------------------------------------- LRT
+
+@dataclass(frozen=True)
+class LRTest:
+    """Likelihood-ratio test of two nested fits (metafor ``anova(full, reduced)``)."""
+
+    LRT: float
+    df: int
+    pval: float
+    parms_f: int
+    parms_r: int
+    fit_f: FitStats
+    fit_r: FitStats
+    QE_f: float
+    QE_r: float
+
+    def as_dict(self) -> dict:
+        fs = lambda s: [s.ll, s.dev, s.AIC, s.BIC, s.AICc]  # noqa: E731
+        return {"LRT": self.LRT, "pval": self.pval, "df": self.df, "parms.f": self.parms_f,
+                "parms.r": self.parms_r, "fit.stats.f": fs(self.fit_f),
+                "fit.stats.r": fs(self.fit_r), "QE.f": self.QE_f, "QE.r": self.QE_r}
+
+
+def anova(full: MVFit, reduced: MVFit) -> LRTest:
+    """LRT = 2 |ll_full - ll_reduced|, chi^2 with parms_full - parms_reduced df.
+
+    As metafor 3.8-1 ``anova.rma``: both fits must use the same method and
+    data; REML fits must also have the same fixed effects (their restricted
+    likelihoods are not comparable otherwise). The fuller model is the one
+    with more parameters (swapped if given the other way round).
+    """
+    if full.method != reduced.method:
+        raise ValueError("anova: both models must be fitted with the same method")
+    if full.k != reduced.k or not np.array_equal(full.yi, reduced.yi):
+        raise ValueError("anova: the models must be fitted to the same data")
+    if full.parms < reduced.parms:
+        full, reduced = reduced, full
+    if full.method == "REML" and not (full.X.shape == reduced.X.shape
+                                      and np.allclose(full.X, reduced.X)):
+        raise ValueError("anova: REML fits can only be compared with the same fixed effects")
+    df = full.parms - reduced.parms
+    lrt = abs(2 * (full.ll - reduced.ll))
+    return LRTest(LRT=float(lrt), df=int(df), pval=float(special.chdtrc(df, lrt)),
+                  parms_f=full.parms, parms_r=reduced.parms, fit_f=full.fit_stats(),
+                  fit_r=reduced.fit_stats(), QE_f=full.QE, QE_r=reduced.QE)
+
+
+# --------------------------------------------------------------------------- CR2
+
+@dataclass(frozen=True)
+class CR2Test:
+    """Cluster-robust (CR2) tests of each coefficient with Satterthwaite df."""
+
+    names: tuple
+    beta: np.ndarray
+    se: np.ndarray
+    tstat: np.ndarray
+    df: np.ndarray
+    pval: np.ndarray
+    vcov: np.ndarray = field(repr=False)
+
+    def as_dict(self) -> dict:
+        return {"names": list(self.names), "estimate": self.beta.tolist(), "SE": self.se.tolist(),
+                "tstat": self.tstat.tolist(), "df": self.df.tolist(), "pval": self.pval.tolist()}
+
+
+def _sym_power(A: np.ndarray, power: float) -> np.ndarray:
+    """clubSandwich's ``matrix_power``: eigenvalues <= 1e-12 are set to 0."""
+    w, U = np.linalg.eigh(A)
+    with np.errstate(divide="ignore"):
+        wp = np.where(w > 1e-12, np.abs(w) ** power, 0.0)
+    return (U * wp) @ U.T
+
+
+def cr2(fit: MVFit, cluster) -> CR2Test:
+    """CR2 cluster-robust variance and Satterthwaite t tests, as clubSandwich 0.5.8
+    ``coef_test(fit, vcov = "CR2", cluster = cluster)`` for an rma.mv model.
+
+    With working weights W_j = M_j^-1 (M the fitted marginal covariance,
+    also the target Theta_j = M_j) and B = (X'WX)^-1 (Pustejovsky & Tipton
+    2018, "inverse_var" form):
+
+        A_j   = T_j' [T_j (I - X_j B X_j' W_j) M_j T_j']^(-1/2) T_j,  T_j = chol(M_j) (upper)
+        V_CR2 = B [sum_j X_j' W_j A_j r_j r_j' A_j W_j X_j] B,        r = y - X beta
+
+    Satterthwaite df of coefficient c: with G_j = B X_j' W_j A_j T_j' (p x n_j)
+    and H_j = B X_j' W_j A_j X_j L (L = chol(B), lower), the J x J matrix
+    P_c = diag_j(|G_j[c, :]|^2) - H[c]' H[c] (H[c] the p x J matrix of rows c),
+    df_c = 2 tr(P_c)^2 / (2 |P_c|_F^2). p from t(df_c).
+    Clusters must nest the random effects (clubSandwich checks it; here the
+    caller's responsibility, as the marginal M must be block-diagonal by cluster).
+    """
+    codes, _ = _codes(cluster, "cluster")
+    if len(codes) != fit.k:
+        raise ValueError(f"cluster has {len(codes)} entries, the model has {fit.k} estimates")
+    J = codes.max() + 1
+    if J < 2:
+        raise ValueError("Cluster-robust variance estimation needs at least two clusters")
+    off = fit.M[np.not_equal.outer(codes, codes)]
+    if np.any(off != 0):
+        raise ValueError("the random effects (or V) are not nested within the clusters")
+    X, y, B = fit.X, fit.yi, fit.vb
+    r = y - X @ fit.beta
+    Lb = np.linalg.cholesky(B)
+    p = X.shape[1]
+    comps, Gs, Hs = [], [], []
+    for j in range(J):
+        idx = np.flatnonzero(codes == j)
+        Xj, Mj = X[idx], fit.M[np.ix_(idx, idx)]
+        Wj = np.linalg.inv(Mj)
+        Tj = linalg.cholesky(Mj, lower=False)
+        IH = np.eye(len(idx)) - Xj @ B @ Xj.T @ Wj
+        Gm = Tj @ IH @ Mj @ Tj.T
+        Aj = Tj.T @ _sym_power((Gm + Gm.T) / 2, -0.5) @ Tj
+        Ej = Xj.T @ Wj @ Aj
+        comps.append(Ej @ r[idx])
+        ME = B @ Ej
+        Gs.append(ME @ Tj.T)
+        Hs.append(ME @ Xj @ Lb)
+    C = np.array(comps).T
+    Vcr = B @ (C @ C.T) @ B
+    se = np.sqrt(np.diag(Vcr))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a coefficient no cluster informs
+        t = fit.beta / se
+    df = np.empty(p)
+    for c in range(p):
+        Hc = np.array([H[c, :] for H in Hs]).T          # p x J
+        P = -Hc.T @ Hc
+        P[np.diag_indices(J)] += [np.sum(G[c, :] ** 2) for G in Gs]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            df[c] = 2 * np.trace(P) ** 2 / (2 * np.sum(P ** 2))
+    pval = 2 * special.stdtr(df, -np.abs(t))
+    return CR2Test(names=fit.names, beta=fit.beta, se=se, tstat=t, df=df, pval=pval, vcov=Vcr)
+
+
+# --------------------------------------------------------------------------- V helpers
+
+def vcalc(vi, cluster, *, rho: float | None = None, time=None, phi: float | None = None):
+    """Within-cluster sampling covariance from an assumed correlation (metafor ``vcalc``).
+
+    V_ii = v_i; for i != j in the same cluster V_ij = r_ij sqrt(v_i v_j) with
+    r_ij = rho (estimates of different outcomes, e.g. a sensitivity range of
+    assumed correlations), phi^|t_i - t_j| (one outcome at time points t,
+    AR(1) decay), or rho phi^|t_i - t_j| when both are given; 0 across clusters.
+    metafor 3.8-1: ``vcalc(vi, cluster, rho=)``, ``vcalc(vi, cluster, time1=, phi=)``.
+    """
+    v = np.asarray(vi, dtype=float)
+    codes, _ = _codes(cluster, "cluster")
+    if rho is None and phi is None:
+        raise ValueError("vcalc needs rho (assumed correlation) and/or time with phi")
+    r = np.full((len(v), len(v)), 1.0 if rho is None else float(rho))
+    if phi is not None:
+        if time is None:
+            raise ValueError("vcalc: phi needs time")
+        t = np.asarray(time, dtype=float)
+        r = r * float(phi) ** np.abs(np.subtract.outer(t, t))
+    s = np.sqrt(v)
+    Vm = r * np.outer(s, s) * np.equal.outer(codes, codes)
+    Vm[np.diag_indices(len(v))] = v
+    return Vm
+
+
+def rvars_vcov(cluster, rvars) -> np.ndarray:
+    """V from per-row covariance columns (metafor ``vcalc(vi=1, cluster, rvars=c(...))``).
+
+    Row i, the a-th row of its cluster, holds in column b the covariance of
+    its estimate with the b-th estimate of the cluster (dat.berkey1998's
+    v1i, v2i): V[i, j] = rvars[pos(j)][i] within a cluster, 0 across.
+    """
+    R = np.column_stack([np.asarray(c, dtype=float) for c in rvars])
+    codes, _ = _codes(cluster, "cluster")
+    k = len(codes)
+    Vm = np.zeros((k, k))
+    for c in np.unique(codes):
+        idx = np.flatnonzero(codes == c)
+        if len(idx) > R.shape[1]:
+            raise ValueError(f"cluster {c} has {len(idx)} rows but only {R.shape[1]} rvars columns")
+        Vm[np.ix_(idx, idx)] = R[np.ix_(idx, range(len(idx)))]
+    return Vm
+
+
+def shared_arm_vcov(vi, cluster, shared_var) -> np.ndarray:
+    """V of contrasts that share one (control) arm: Cov = the shared arm's variance.
+
+    Two contrasts y_a = T_a - C and y_b = T_b - C of one trial share C, so
+    Cov(y_a, y_b) = Var(C) (Gleser & Olkin 2009 [5]); ``shared_var`` gives
+    Var(C) per row, and the first row of each cluster's value is used (as
+    metafor's network examples). Var(C) by measure: ``arm_var``.
+    """
+    v = np.asarray(vi, dtype=float)
+    sv = np.asarray(shared_var, dtype=float)
+    codes, _ = _codes(cluster, "cluster")
+    first = {}
+    for i, c in enumerate(codes):
+        first.setdefault(c, sv[i])
+    s = np.array([first[c] for c in codes])
+    Vm = np.where(np.equal.outer(codes, codes), s[:, None], 0.0)
+    Vm[np.diag_indices(len(v))] = v
+    return Vm
+
+
+def arm_var(measure: str, *, x=None, n=None, sd=None, add: float = 0.0) -> np.ndarray:
+    """Sampling variance of one arm's contribution to a contrast.
+
+    OR: 1/(x + add) + 1/(n - x + add) (log odds; Gleser & Olkin eq. 19.11);
+    RR: 1/(x + add) - 1/(n + 2 add) (log risk, the arm's term of escalc's
+    RR variance); MD: sd^2 / n (the arm's mean).
+    """
+    if measure == "OR":
+        x, n = np.asarray(x, float), np.asarray(n, float)
+        return 1 / (x + add) + 1 / (n - x + add)
+    if measure == "RR":
+        x, n = np.asarray(x, float), np.asarray(n, float)
+        return 1 / (x + add) - 1 / (n + 2 * add)
+    if measure == "MD":
+        return np.asarray(sd, float) ** 2 / np.asarray(n, float)
+    raise ValueError(f"arm_var: measure must be OR, RR or MD, got {measure!r}")
