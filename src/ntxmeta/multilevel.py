@@ -88,11 +88,13 @@ References
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 from scipy import linalg, optimize, special
+from threadpoolctl import ThreadpoolController
 
 from ._common import Interval, MetaError, t_crit, z_crit
 from .rma import FitStats
@@ -110,6 +112,12 @@ GTOL = 1e-11
 #: Iteration cap of the optimiser; hitting it raises MetaError unless only
 #: components at their boundary are still moving (see ``ACCEPT_GRAD``).
 MAXITER = 500
+#: trust-exact stops before GTOL when rounding in the log-likelihood (~1e-14
+#: relative) hides any further gain ("bad approximation"); a score this
+#: small then moves no component by more than ~1e-9 relative.
+PRECISION_GRAD = 1e-8
+#: A free correlation this close to +-1 when the optimiser stops is tried at +-1.
+RHO_BOUNDARY = 1e-6
 #: Largest score (in the transformed parameters) of a component not at its
 #: boundary that is accepted when the optimiser stops without converging.
 ACCEPT_GRAD = 1e-6
@@ -123,6 +131,21 @@ PROFILE_XTOL = 1e-12
 EPTRIES = 10
 #: metafor's ``eps`` below which a variance is treated as 0 in the search bound.
 SQRT_EPS = float(np.sqrt(np.finfo(float).eps))
+
+
+#: The k x k solves here are small (k of tens to a few thousand): a threaded
+#: BLAS on a busy 2-core machine made them ~10x slower (bench/README.md), so
+#: the public functions run BLAS on one thread. The controller is built once
+#: (it inspects the loaded libraries, ~ms).
+_BLAS = ThreadpoolController()
+
+
+def _one_blas_thread(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _BLAS.limit(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 # --------------------------------------------------------------------------- specification
@@ -510,6 +533,23 @@ def _maximise(model: _Model, y, X, logdet_xx, theta0, reml: bool) -> np.ndarray:
 
     res = optimize.minimize(fun, theta0[free], jac=True, hess=hess, method="trust-exact",
                             options={"gtol": GTOL, "maxiter": MAXITER})
+    if not res.success and np.max(np.abs(res.jac)) <= PRECISION_GRAD:
+        res.success = True  # trust-exact stops when rounding hides further gains
+    if not res.success:
+        # a correlation crawling to +-1 (atanh -> +-inf): try it at exactly +-1
+        th = theta0.copy()
+        th[free] = res.x
+        rho_i = [i for i, p in enumerate(model.pars) if p.kind == "rho" and free[i]
+                 and abs(np.tanh(th[i])) > 1 - RHO_BOUNDARY]
+        if rho_i:
+            th1 = th.copy()
+            th1[rho_i] = np.sign(th[rho_i]) * np.inf
+            try:
+                th1 = _maximise(model, y, X, logdet_xx, th1, reml)
+            except MetaError:
+                th1 = None
+            if th1 is not None and _ll(model, y, X, logdet_xx, th1, reml) >= -res.fun - 1e-12:
+                return th1
     if not res.success:
         # far from the optimum of a profile the expected information can be a
         # poor Hessian and trust-exact crawls; BFGS from where it stopped
@@ -570,6 +610,7 @@ def _ll(model, y, X, logdet_xx, th, reml) -> float:
     return e.ll_reml if reml else e.ll_ml
 
 
+@_one_blas_thread
 def rma_mv(yi, V, *, X=None, random=None, method: str = "REML", test: str = "z",
            level: float = 95, btt=None, names=None) -> MVFit:
     """Fit a multilevel / multivariate model, as metafor 3.8-1 ``rma.mv``.
@@ -704,6 +745,7 @@ def _par_names(model: _Model) -> list[str]:
             for p in model.pars]
 
 
+@_one_blas_thread
 def profile_ll(fit: MVFit, name: str, value: float) -> float:
     """The profile log-likelihood of ``fit``'s method with component ``name``
     (metafor's row name, e.g. ``"rho"``, ``"tau^2.1"``) fixed at ``value``."""
@@ -711,10 +753,11 @@ def profile_ll(fit: MVFit, name: str, value: float) -> float:
     names = _par_names(model)
     if name not in names:
         raise ValueError(f"no component {name!r} in this model; it has {names}")
-    return _profile(fit, model, names.index(name), float(value))
+    return _profile(fit, model, names.index(name), float(value))[0]
 
 
-def _profile(fit: MVFit, model: _Model, i: int, v: float) -> float:
+def _profile(fit: MVFit, model: _Model, i: int, v: float, warm=None) -> tuple[float, np.ndarray]:
+    """(profile ll, its theta) with component i fixed at v; ``warm``: a theta to start from."""
     y, X = fit.yi, fit.X
     logdet_xx = float(np.linalg.slogdet(X.T @ X)[1])
     reml = fit.method == "REML"
@@ -722,9 +765,10 @@ def _profile(fit: MVFit, model: _Model, i: int, v: float) -> float:
     pars = list(model.pars)
     pars[i] = replace(p, fixed=v)
     m = _with_pars(model, pars)
-    best = -np.inf
-    # warm start from the fit, and metafor's start as a second chance
-    for th in (fit.theta.copy(), _start(m, y, X, fit.V)):
+    best, best_th = -np.inf, None
+    # warm start from a nearby profile point (or the fit), metafor's start as a second chance
+    starts = ([] if warm is None else [warm.copy()]) + [fit.theta.copy(), _start(m, y, X, fit.V)]
+    for th in starts:
         with np.errstate(divide="ignore"):
             th[i] = p.to_theta(v)
         th[~np.isfinite(th) & (np.arange(len(th)) != i)] = np.log(1e-3 * max(np.var(y), 1e-12))
@@ -732,12 +776,15 @@ def _profile(fit: MVFit, model: _Model, i: int, v: float) -> float:
             th = _maximise(m, y, X, logdet_xx, th, reml)
         except MetaError:
             continue
-        best = max(best, _ll(m, y, X, logdet_xx, th, reml))
+        llv = _ll(m, y, X, logdet_xx, th, reml)
+        if llv > best:
+            best, best_th = llv, th
         if np.isfinite(best):
             break
-    return best
+    return best, best_th
 
 
+@_one_blas_thread
 def confint(fit: MVFit, *, level: float = 95) -> list[ProfileCI]:
     """Profile-likelihood CIs of every estimated component, as metafor 3.8-1 ``confint(rma.mv)``.
 
@@ -760,8 +807,11 @@ def confint(fit: MVFit, *, level: float = 95) -> list[ProfileCI]:
             continue
         est = float(nat[i])
 
+        # each profile point starts from the fit, not from the previous point:
+        # a neighbour whose variance went to ~0 (log scale -> -inf, score -> 0)
+        # would trap the next point on that boundary
         def f(v, i=i):
-            best = _profile(fit, model, i, float(v))
+            best, _ = _profile(fit, model, i, float(v))
             return 2 * (fit.ll - best) - cut if np.isfinite(best) else np.nan
 
         if p.kind == "rho":
@@ -883,6 +933,7 @@ def _sym_power(A: np.ndarray, power: float) -> np.ndarray:
     return (U * wp) @ U.T
 
 
+@_one_blas_thread
 def cr2(fit: MVFit, cluster) -> CR2Test:
     """CR2 cluster-robust variance and Satterthwaite t tests, as clubSandwich 0.5.8
     ``coef_test(fit, vcov = "CR2", cluster = cluster)`` for an rma.mv model.
