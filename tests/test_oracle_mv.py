@@ -192,3 +192,44 @@ def test_inputs_are_checked():
         ml.rma_mv([0.1, 0.2], [0.1, 0.1], method="DL")
     with pytest.raises(ValueError, match="V must"):
         ml.rma_mv([0.1, 0.2], np.eye(3))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_block_sums_equal_the_dense_computation(case):
+    """The engine sums over the independent blocks of M; the k x k computation
+    (metafor's) of ll, score, information and Var(beta) at an arbitrary point
+    gives the same numbers (rounding only: BLOCK_RTOL)."""
+    BLOCK_RTOL = 1e-10
+    _, spec, d, V, X, _ = _case(case)
+    model = ml._Model(V, _random(d, spec["random"]))
+    y = d[spec["yi"]].to_numpy(float)
+    ldx = float(np.linalg.slogdet(X.T @ X)[1])
+    rng = np.random.default_rng(1)
+    th = np.array([p.to_theta(p.fixed) if p.fixed is not None else rng.uniform(-3, 0.5)
+                   for p in model.pars])
+    for reml in (True, False):
+        a = ml._evaluate_blocks(model, y, X, ldx, th, reml, True)
+        b = ml._evaluate_dense(model, y, X, ldx, th, reml, True)
+        for f in ("ll_ml", "ll_reml", "beta", "vb", "grad", "info"):
+            np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=BLOCK_RTOL,
+                                       atol=BLOCK_RTOL * np.max(np.abs(getattr(b, f))), err_msg=f)
+
+
+def test_block_path_fit_equals_dense_fit(monkeypatch):
+    """A three-level model with k > DENSE_MAX_K (fitted by block sums) gives
+    the fit of the k x k path."""
+    rng = np.random.default_rng(7)
+    k = 240
+    district = np.repeat(np.arange(60), 4)
+    school = np.tile(np.arange(4), 60)
+    vi = rng.uniform(0.01, 0.2, k)
+    yi = 0.2 + rng.normal(0, 0.3, 60)[district] + rng.normal(0, 0.2, k) + rng.normal(0, np.sqrt(vi))
+    X = np.column_stack([np.ones(k), rng.normal(size=k)])
+    rnd = ml.Nested(outer=district, inner=school)
+    assert k > ml.DENSE_MAX_K
+    blocks = ml.rma_mv(yi, vi, X=X, random=rnd)
+    monkeypatch.setattr(ml, "DENSE_MAX_K", 10**9)
+    dense = ml.rma_mv(yi, vi, X=X, random=rnd)
+    for f in ("beta", "se", "sigma2"):
+        np.testing.assert_allclose(getattr(blocks, f), getattr(dense, f), rtol=1e-8)
+    assert blocks.fit_reml.ll == pytest.approx(dense.fit_reml.ll, rel=1e-12)
