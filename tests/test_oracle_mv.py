@@ -198,7 +198,9 @@ def test_inputs_are_checked():
 def test_block_sums_equal_the_dense_computation(case):
     """The engine sums over the independent blocks of M; the k x k computation
     (metafor's) of ll, score, information and Var(beta) at an arbitrary point
-    gives the same numbers (rounding only: BLOCK_RTOL)."""
+    gives the same numbers (rounding only: BLOCK_RTOL); and the average
+    information equals 1/2 y'P D_i P D_j P y (REML; W in the middle for ML)
+    from the k x k P of metafor's formula."""
     BLOCK_RTOL = 1e-10
     _, spec, d, V, X, _ = _case(case)
     model = ml._Model(V, _random(d, spec["random"]))
@@ -210,9 +212,17 @@ def test_block_sums_equal_the_dense_computation(case):
     for reml in (True, False):
         a = ml._evaluate_blocks(model, y, X, ldx, th, reml, True)
         b = ml._evaluate_dense(model, y, X, ldx, th, reml, True)
-        for f in ("ll_ml", "ll_reml", "beta", "vb", "grad", "info"):
+        for f in ("ll_ml", "ll_reml", "beta", "vb", "grad", "info", "ai"):
             np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=BLOCK_RTOL,
                                        atol=BLOCK_RTOL * np.max(np.abs(getattr(b, f))), err_msg=f)
+        M, D, _ = model.build(th)
+        W = np.linalg.inv(M)
+        P = W - W @ X @ np.linalg.inv(X.T @ W @ X) @ X.T @ W
+        u = P @ y  # = W r, r the GLS residuals
+        mid = P if reml else W
+        free = [i for i, q in enumerate(model.pars) if q.fixed is None]
+        ai = np.array([[0.5 * u @ D[i] @ mid @ D[j] @ u for j in free] for i in free])
+        np.testing.assert_allclose(b.ai[np.ix_(free, free)], ai, rtol=1e-8, atol=1e-10 * np.abs(ai).max())
 
 
 def test_block_path_fit_equals_dense_fit(monkeypatch):

@@ -117,8 +117,14 @@ MAXITER = 500
 #: relative) hides any further gain ("bad approximation"); a score this
 #: small then moves no component by more than ~1e-9 relative.
 PRECISION_GRAD = 1e-8
+#: The Hessian of trust-exact: "expected" (Fisher information) or "observed".
+HESSIAN = "observed"
 #: A free correlation this close to +-1 when the optimiser stops is tried at +-1.
 RHO_BOUNDARY = 1e-6
+#: Stop when the Fisher step I^-1 g left is below this in every transformed
+#: parameter (log variance, atanh correlation): variances are then within
+#: ~1e-9 relative of the optimum, correlations within ~1e-9.
+STEP_TOL = 1e-9
 #: Largest score (in the transformed parameters) of a component not at its
 #: boundary that is accepted when the optimiser stops without converging.
 ACCEPT_GRAD = 1e-6
@@ -392,6 +398,8 @@ class _Eval:
     W: np.ndarray
     grad: np.ndarray | None = None
     info: np.ndarray | None = None
+    #: average information 1/2 y'P D_i P D_j P y (Gilmour et al. 1995)
+    ai: np.ndarray | None = None
 
 
 def _evaluate(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: bool):
@@ -463,8 +471,18 @@ def _evaluate_blocks(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: 
         trWD = np.zeros(q)
         F = {i: np.zeros((p, p)) for i in free}
         A: dict = {}
+        ai = np.zeros((q, q))
+        sx = {i: np.zeros(p) for i in free}
         for (M, D), W, WX, Wr in zip(groups, Ws, WXs, Wrs):
             WD = {i: W @ D[i] for i in free}
+            DWr = {i: np.einsum("gnm,gm->gn", D[i], Wr) for i in free}
+            WDWr = {i: np.einsum("gnm,gm->gn", W, DWr[i]) for i in free}
+            for i in free:
+                sx[i] += np.einsum("gnp,gn->p", WX, DWr[i])
+            for a_ in free:
+                for b_ in free:
+                    if b_ >= a_:
+                        ai[a_, b_] += 0.5 * np.sum(DWr[a_] * WDWr[b_])
             for i in free:
                 trWD[i] += np.einsum("gnn->", WD[i])
                 grad[i] += 0.5 * np.einsum("gn,gnm,gm->", Wr, D[i], Wr)
@@ -486,8 +504,14 @@ def _evaluate_blocks(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: 
                     if b_ >= a_:
                         info[a_, b_] += 0.5 * (-2 * np.sum(vb * A[a_, b_].T)
                                                + np.sum(BF[a_] * BF[b_].T))
+        if reml:
+            for a_ in free:
+                for b_ in free:
+                    if b_ >= a_:
+                        ai[a_, b_] -= 0.5 * float(sx[a_] @ vb @ sx[b_])
         info = np.triu(info) + np.triu(info, 1).T
-        ev.grad, ev.info = grad, info
+        ai = np.triu(ai) + np.triu(ai, 1).T
+        ev.grad, ev.info, ev.ai = grad, info, ai
     return ev
 
 
@@ -531,11 +555,15 @@ def _evaluate_dense(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: b
                 continue
             PD[i] = P @ D[i]
             grad[i] = -0.5 * np.trace(PD[i]) + 0.5 * float(Wr @ D[i] @ Wr)
+        ai = np.zeros((q, q))
+        DWr = {i: D[i] @ Wr for i in PD}
+        PDWr = {i: P @ DWr[i] for i in PD}
         for a in PD:
             for b in PD:
                 if b >= a:
                     info[a, b] = info[b, a] = 0.5 * np.sum(PD[a] * PD[b].T)
-        ev.grad, ev.info = grad, info
+                    ai[a, b] = ai[b, a] = 0.5 * float(DWr[a] @ PDWr[b])
+        ev.grad, ev.info, ev.ai = grad, info, ai
     return ev
 
 
@@ -681,21 +709,49 @@ def _maximise(model: _Model, y, X, logdet_xx, theta0, reml: bool) -> np.ndarray:
         if e is None:
             return np.eye(free.sum())
         H = e.info[np.ix_(free, free)]
-        return H + 1e-12 * np.trace(H) * np.eye(len(H))
+        if HESSIAN == "observed" and e.ai is not None:
+            # observed information of the linear covariance parameters,
+            # 2 AI - I, plus the score for the log variances (d2M/dlog2 = dM/dlog)
+            g = e.grad[free]
+            kinds = np.array([p.kind for p in model.pars])[free]
+            H = 2 * e.ai[np.ix_(free, free)] - H - np.diag(np.where(kinds != "rho", g, 0.0))
+        return H + 1e-12 * np.trace(np.abs(H)) * np.eye(len(H))
+
+    def newton_step(x):
+        """The largest |Fisher step| I^-1 g in theta: how far the optimum still is."""
+        e = ev(x)
+        if e is None:
+            return np.inf
+        try:
+            return float(np.max(np.abs(np.linalg.solve(hess(x), e.grad[free]))))
+        except np.linalg.LinAlgError:
+            return np.inf
+
+    def stop(intermediate_result):
+        # near the optimum the gain left is below the rounding of ll (~1e-15
+        # |ll|), and trust-exact would shrink its radius step after step
+        # ("bad approximation"); stop once the step left is negligible
+        if newton_step(intermediate_result.x) < STEP_TOL:
+            raise StopIteration
 
     res = optimize.minimize(fun, theta0[free], jac=True, hess=hess, method="trust-exact",
-                            options={"gtol": GTOL, "maxiter": MAXITER})
-    if not res.success and np.max(np.abs(res.jac)) <= PRECISION_GRAD:
+                            options={"gtol": GTOL, "maxiter": MAXITER}, callback=stop)
+    if not res.success and newton_step(res.x) < STEP_TOL:
         res.success = True  # trust-exact stops when rounding hides further gains
     if not res.success:
-        # a correlation crawling to +-1 (atanh -> +-inf): try it at exactly +-1
+        # a correlation crawling to +-1 (atanh -> +-inf) or a variance to 0
+        # (log -> -inf): try them at exactly that boundary
         th = theta0.copy()
         th[free] = res.x
+        scale = max(np.var(y), np.finfo(float).tiny)
         rho_i = [i for i, p in enumerate(model.pars) if p.kind == "rho" and free[i]
                  and abs(np.tanh(th[i])) > 1 - RHO_BOUNDARY]
-        if rho_i:
+        var_i = [i for i, p in enumerate(model.pars) if p.kind != "rho" and free[i]
+                 and np.exp(th[i]) < BOUNDARY_REL * scale]
+        if rho_i or var_i:
             th1 = th.copy()
             th1[rho_i] = np.sign(th[rho_i]) * np.inf
+            th1[var_i] = -np.inf
             try:
                 th1 = _maximise(model, y, X, logdet_xx, th1, reml)
             except MetaError:
