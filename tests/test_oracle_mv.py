@@ -243,3 +243,24 @@ def test_block_path_fit_equals_dense_fit(monkeypatch):
     for f in ("beta", "se", "sigma2"):
         np.testing.assert_allclose(getattr(blocks, f), getattr(dense, f), rtol=1e-8)
     assert blocks.fit_reml.ll == pytest.approx(dense.fit_reml.ll, rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+def test_one_level_model_is_the_univariate_random_effects_model(method):
+    """``~ 1 | study`` with one estimate per study is rma.uni's model: sigma^2
+    is tau^2, and estimate, se, QE and every fit statistic are those of
+    ntxmeta.rma (itself checked against metafor's tight fits on dat.bcg),
+    metafor's fit.stats conventions included (the same parms = p + 1)."""
+    from ntxmeta.rma import rma
+    ref = load(Path(__file__).parent / "fixtures" / "oracle" / "bcg_RR" / "out.json")
+    yi, vi = np.array(ref["escalc"]["yi"], float), np.array(ref["escalc"]["vi"], float)
+    X = np.column_stack([np.ones(len(yi)), np.arange(len(yi)) / 10.0])
+    uni = rma(yi, vi, method=method, X=X)
+    mv = ml.rma_mv(yi, vi, X=X, random=ml.Nested(outer=np.arange(len(yi))), method=method)
+    assert mv.sigma2[0] == pytest.approx(uni.tau2, rel=1e-8)
+    np.testing.assert_allclose(mv.beta, uni.beta, rtol=1e-8)
+    np.testing.assert_allclose(mv.se, uni.se, rtol=1e-8)
+    assert mv.QE == pytest.approx(uni.QE, rel=1e-10) and mv.QM == pytest.approx(uni.QM, rel=1e-8)
+    for a, b in ((mv.fit_ml, uni.fit_ml), (mv.fit_reml, uni.fit_reml)):
+        for f in ("ll", "dev", "AIC", "BIC", "AICc"):
+            assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-9), f
