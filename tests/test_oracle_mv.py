@@ -199,8 +199,8 @@ def test_block_sums_equal_the_dense_computation(case):
     """The engine sums over the independent blocks of M; the k x k computation
     (metafor's) of ll, score, information and Var(beta) at an arbitrary point
     gives the same numbers (rounding only: BLOCK_RTOL); and the average
-    information equals 1/2 y'P D_i P D_j P y (REML; W in the middle for ML)
-    from the k x k P of metafor's formula."""
+    information equals 1/2 y'P D_i P D_j P y from the k x k P of metafor's
+    formula."""
     BLOCK_RTOL = 1e-10
     _, spec, d, V, X, _ = _case(case)
     model = ml._Model(V, _random(d, spec["random"]))
@@ -212,14 +212,14 @@ def test_block_sums_equal_the_dense_computation(case):
     for reml in (True, False):
         a = ml._evaluate_blocks(model, y, X, ldx, th, reml, True)
         b = ml._evaluate_dense(model, y, X, ldx, th, reml, True)
-        for f in ("ll_ml", "ll_reml", "beta", "vb", "grad", "info", "ai"):
+        for f in ("ll_ml", "ll_reml", "beta", "vb", "grad", "info", "ai", "s2"):
             np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=BLOCK_RTOL,
                                        atol=BLOCK_RTOL * np.max(np.abs(getattr(b, f))), err_msg=f)
         M, D, _ = model.build(th)
         W = np.linalg.inv(M)
         P = W - W @ X @ np.linalg.inv(X.T @ W @ X) @ X.T @ W
         u = P @ y  # = W r, r the GLS residuals
-        mid = P if reml else W
+        mid = P  # the observed information needs P in the middle for ML too
         free = [i for i, q in enumerate(model.pars) if q.fixed is None]
         ai = np.array([[0.5 * u @ D[i] @ mid @ D[j] @ u for j in free] for i in free])
         np.testing.assert_allclose(b.ai[np.ix_(free, free)], ai, rtol=1e-8, atol=1e-10 * np.abs(ai).max())
@@ -264,3 +264,36 @@ def test_one_level_model_is_the_univariate_random_effects_model(method):
     for a, b in ((mv.fit_ml, uni.fit_ml), (mv.fit_reml, uni.fit_reml)):
         for f in ("ll", "dev", "AIC", "BIC", "AICc"):
             assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-9), f
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_observed_information_is_the_hessian(case):
+    """2 AI - I - s(D_ij), the Hessian the optimiser uses, equals minus the
+    central differences of the analytic score (and the score those of ll)."""
+    FD_STEP, FD_RTOL = 1e-5, 1e-5  # central differences: error ~ step^2
+    _, spec, d, V, X, _ = _case(case)
+    model = ml._Model(V, _random(d, spec["random"]))
+    y = d[spec["yi"]].to_numpy(float)
+    ldx = float(np.linalg.slogdet(X.T @ X)[1])
+    rng = np.random.default_rng(3)
+    th = np.array([p.to_theta(p.fixed) if p.fixed is not None else rng.uniform(-3, 0.5)
+                   for p in model.pars])
+    free = [i for i, p in enumerate(model.pars) if p.fixed is None]
+    for reml in (True, False):
+        e = ml._evaluate_dense(model, y, X, ldx, th, reml, True)
+        H = (2 * e.ai - e.info - e.s2)[np.ix_(free, free)]
+        fd = np.empty_like(H)
+        gfd = np.empty(len(free))
+        for n, j in enumerate(free):
+            tp, tm = th.copy(), th.copy()
+            tp[j] += FD_STEP
+            tm[j] -= FD_STEP
+            ep = ml._evaluate_dense(model, y, X, ldx, tp, reml, True)
+            em = ml._evaluate_dense(model, y, X, ldx, tm, reml, True)
+            fd[:, n] = -(ep.grad - em.grad)[free] / (2 * FD_STEP)
+            ll = (lambda q: q.ll_reml if reml else q.ll_ml)
+            gfd[n] = (ll(ep) - ll(em)) / (2 * FD_STEP)
+        scale = np.abs(H).max()
+        np.testing.assert_allclose(H, fd, rtol=FD_RTOL, atol=FD_RTOL * scale)
+        np.testing.assert_allclose(e.grad[free], gfd, rtol=FD_RTOL,
+                                   atol=FD_RTOL * np.abs(gfd).max())

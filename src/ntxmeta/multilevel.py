@@ -39,12 +39,17 @@ beta = (X'WX)^-1 X'Wy, Var(beta) = (X'WX)^-1, and the log-likelihoods
 log variances and atanh correlations by ``scipy.optimize.minimize``
 (``trust-exact``) with the analytic score d ll/d theta_i = -1/2 tr(P D_i) +
 1/2 y'P D_i P y (D_i = dM/dtheta_i, P = W - WX(X'WX)^-1X'W for REML, W for
-ML) and, for the Hessian, the observed information of the linear
-covariance parameters, 2 AI - I, from the expected information I_ij =
-1/2 tr(P D_i P D_j) and the average information AI_ij = 1/2 y'P D_i P D_j P y
-(Gilmour, Thompson & Cullis 1995 [6]), plus the score term of the log
-variances. (The expected information alone converged linearly, 30-60
-steps, far from the optimum, as in profile fits.) The optimiser stops when
+ML) and, for the Hessian, the exact observed information
+
+    -d2 ll/dtheta_i dtheta_j = 2 AI_ij - I_ij - s(D_ij)
+
+with the expected information I_ij = 1/2 tr(P D_i P D_j), the average
+information AI_ij = 1/2 y'P D_i P D_j P y (Gilmour, Thompson & Cullis 1995
+[6]; P, REML's, for ML too, which accounts for beta's dependence on theta)
+and s(D_ij) = -1/2 tr(P D_ij) + 1/2 y'P D_ij P y for the second derivatives
+D_ij = d2M/dtheta_i dtheta_j (``_Model.second``; tests/test_oracle_mv.py
+checks it against differences of the score). The expected information alone
+converged linearly, 30-60 steps, far from the optimum, as in profile fits. The optimiser stops when
 the Fisher step left is below 1e-9 in every transformed parameter (1e-7
 where the rounding of ll stops it first); a variance that heads for 0 or a
 correlation for +-1 is then tried at exactly that boundary (metafor sets a
@@ -346,6 +351,48 @@ class _Model:
             dG[i] = s[:, None] * d * s[None, :]
         return G, dG
 
+    def _G2(self, nat: np.ndarray) -> dict:
+        """Second derivatives d2G/dtheta_i dtheta_j (i <= j) of the G parameters."""
+        L = self.L
+        G, dG = self._G(nat)
+        tau_i = [i for i, p in enumerate(self.pars) if p.kind == "tau2"]
+        rho_i = [i for i, p in enumerate(self.pars) if p.kind == "rho"]
+        tau2 = np.array([nat[i] for i in tau_i])
+        s = np.sqrt(np.full(L, tau2[0]) if len(tau_i) == 1 else tau2)
+        ss = s[:, None] * s[None, :]
+        if len(tau_i) == 1:
+            E = {tau_i[0]: np.ones((L, L))}
+        else:
+            E = {}
+            for l, i in enumerate(tau_i):
+                e = np.zeros(L)
+                e[l] = 1.0
+                E[i] = (e[:, None] + e[None, :]) / 2
+        out = {}
+        for a in tau_i:
+            for b in tau_i:
+                if b >= a:
+                    out[a, b] = G * E[a] * E[b]
+            for r in rho_i:
+                out[min(a, r), max(a, r)] = dG[r] * E[a]
+        for n, r in enumerate(rho_i):
+            v = nat[r]
+            if self.struct in ("CS", "HCS"):
+                d2R = -2 * v * (1 - v * v) * (np.ones((L, L)) - np.eye(L))
+            elif self.struct in ("AR", "HAR"):
+                lag = self.lag
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t1 = np.where(lag >= 2, lag * (lag - 1) * v ** np.maximum(lag - 2, 0), 0.0)
+                    t2 = np.where(lag >= 1, 2 * lag * v ** lag, 0.0)
+                # d/db [lag rho^(lag-1) (1 - rho^2)], d rho/db = 1 - rho^2
+                d2R = (1 - v * v) * (t1 * (1 - v * v) - t2)
+            else:
+                l, m = self.pairs[n]
+                d2R = np.zeros((L, L))
+                d2R[l, m] = d2R[m, l] = -2 * v * (1 - v * v)
+            out[r, r] = ss * d2R
+        return out
+
     def natural(self, theta: np.ndarray) -> np.ndarray:
         return np.array([p.to_natural(t) for p, t in zip(self.pars, theta)])
 
@@ -395,6 +442,35 @@ class _Model:
             out.append((M, D))
         return out, nat
 
+    def second(self, theta: np.ndarray) -> dict:
+        """d2M/dtheta_i dtheta_j (i <= j), k x k: D_i itself for a log
+        variance that enters M linearly (sigma^2, a shared tau^2), and the
+        G terms of ``_G2``."""
+        nat = self.natural(theta)
+        out = {}
+        for i, p in enumerate(self.pars):
+            if p.kind == "sigma2":
+                out[i, i] = nat[i] * self.S[p.index]
+        if self.struct is not None:
+            for key, g in self._G2(nat).items():
+                out[key] = (self.Z1 @ g @ self.Z1.T) * self.C
+        return out
+
+    def second_groups(self, theta: np.ndarray) -> list:
+        """``second`` per group of equal-size blocks ((g, n, n) arrays)."""
+        nat = self.natural(theta)
+        G2 = self._G2(nat) if self.struct is not None else {}
+        out = []
+        for grp in self.groups:
+            d = {}
+            for i, p in enumerate(self.pars):
+                if p.kind == "sigma2":
+                    d[i, i] = nat[i] * grp["S"][p.index]
+            for key, g in G2.items():
+                d[key] = (grp["Z1"] @ g @ grp["Z1"].transpose(0, 2, 1)) * grp["C"]
+            out.append(d)
+        return out
+
     def build(self, theta: np.ndarray, derivs: bool = True):
         nat = self.natural(theta)
         M = self.V.copy()
@@ -424,6 +500,8 @@ class _Eval:
     info: np.ndarray | None = None
     #: average information 1/2 y'P D_i P D_j P y (Gilmour et al. 1995)
     ai: np.ndarray | None = None
+    #: the score along the second derivatives: -1/2 tr(P D_ij) + 1/2 y'P D_ij P y
+    s2: np.ndarray | None = None
 
 
 def _evaluate(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: bool):
@@ -528,14 +606,22 @@ def _evaluate_blocks(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: 
                     if b_ >= a_:
                         info[a_, b_] += 0.5 * (-2 * np.sum(vb * A[a_, b_].T)
                                                + np.sum(BF[a_] * BF[b_].T))
-        if reml:
-            for a_ in free:
-                for b_ in free:
-                    if b_ >= a_:
-                        ai[a_, b_] -= 0.5 * float(sx[a_] @ vb @ sx[b_])
+        for a_ in free:  # P (REML's) in the middle, for ML too (see _evaluate_dense)
+            for b_ in free:
+                if b_ >= a_:
+                    ai[a_, b_] -= 0.5 * float(sx[a_] @ vb @ sx[b_])
+        S = np.zeros((q, q))
+        for sec, W, WX, Wr in zip(model.second_groups(theta), Ws, WXs, Wrs):
+            for (a_, b_), D2 in sec.items():
+                if a_ in F and b_ in F:
+                    tr = np.einsum("gnm,gmn->", W, D2)
+                    if reml:
+                        tr -= np.sum(vb * np.einsum("gnp,gnm,gmq->pq", WX, D2, WX))
+                    S[a_, b_] += -0.5 * tr + 0.5 * np.einsum("gn,gnm,gm->", Wr, D2, Wr)
+        S = np.triu(S) + np.triu(S, 1).T
         info = np.triu(info) + np.triu(info, 1).T
         ai = np.triu(ai) + np.triu(ai, 1).T
-        ev.grad, ev.info, ev.ai = grad, info, ai
+        ev.grad, ev.info, ev.ai, ev.s2 = grad, info, ai, S
     return ev
 
 
@@ -580,14 +666,19 @@ def _evaluate_dense(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: b
             PD[i] = P @ D[i]
             grad[i] = -0.5 * np.trace(PD[i]) + 0.5 * float(Wr @ D[i] @ Wr)
         ai = np.zeros((q, q))
+        Pr = W - WX @ vb @ WX.T  # the REML P: the observed information uses it for ML too
         DWr = {i: D[i] @ Wr for i in PD}
-        PDWr = {i: P @ DWr[i] for i in PD}
+        PDWr = {i: Pr @ DWr[i] for i in PD}
         for a in PD:
             for b in PD:
                 if b >= a:
                     info[a, b] = info[b, a] = 0.5 * np.sum(PD[a] * PD[b].T)
                     ai[a, b] = ai[b, a] = 0.5 * float(DWr[a] @ PDWr[b])
-        ev.grad, ev.info, ev.ai = grad, info, ai
+        S = np.zeros((q, q))
+        for (a, b), D2 in model.second(theta).items():
+            if a in PD and b in PD:
+                S[a, b] = S[b, a] = -0.5 * np.sum(P * D2) + 0.5 * float(Wr @ D2 @ Wr)
+        ev.grad, ev.info, ev.ai, ev.s2 = grad, info, ai, S
     return ev
 
 
@@ -734,11 +825,8 @@ def _maximise(model: _Model, y, X, logdet_xx, theta0, reml: bool) -> np.ndarray:
             return np.eye(free.sum())
         H = e.info[np.ix_(free, free)]
         if HESSIAN == "observed" and e.ai is not None:
-            # observed information of the linear covariance parameters,
-            # 2 AI - I, plus the score for the log variances (d2M/dlog2 = dM/dlog)
-            g = e.grad[free]
-            kinds = np.array([p.kind for p in model.pars])[free]
-            H = 2 * e.ai[np.ix_(free, free)] - H - np.diag(np.where(kinds != "rho", g, 0.0))
+            # the observed information -d2ll/dtheta2 = 2 AI - I - s(D_ij)
+            H = 2 * e.ai[np.ix_(free, free)] - H - e.s2[np.ix_(free, free)]
         return H + 1e-12 * np.trace(np.abs(H)) * np.eye(len(H))
 
     def newton_step(x):
