@@ -502,6 +502,8 @@ class _Eval:
     ai: np.ndarray | None = None
     #: the score along the second derivatives: -1/2 tr(P D_ij) + 1/2 y'P D_ij P y
     s2: np.ndarray | None = None
+    rss: float = float("nan")
+    logdet_m: float = float("nan")
 
 
 def _evaluate(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: bool):
@@ -564,7 +566,7 @@ def _evaluate_blocks(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: 
     ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet_m - 0.5 * rss
     ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * logdet_m
                - 0.5 * logdet_xwx - 0.5 * rss)
-    ev = _Eval(ll_ml, ll_reml, beta, vb, None, None)
+    ev = _Eval(ll_ml, ll_reml, beta, vb, None, None, rss=rss, logdet_m=logdet_m)
     if derivs:
         free = [i for i, par in enumerate(model.pars) if par.fixed is None]
         q = len(model.pars)
@@ -652,7 +654,7 @@ def _evaluate_dense(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: b
     ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet_m - 0.5 * rss
     ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * logdet_m
                - 0.5 * logdet_xwx - 0.5 * rss)
-    ev = _Eval(ll_ml, ll_reml, beta, vb, M, W)
+    ev = _Eval(ll_ml, ll_reml, beta, vb, M, W, rss=rss, logdet_m=logdet_m)
     if derivs:
         P = W - WX @ vb @ WX.T if reml else W
         free = [i for i, par in enumerate(model.pars) if par.fixed is None]
@@ -1007,19 +1009,18 @@ def _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet
     else:
         QMp = float(special.chdtrc(m, QM))
         QMdf = (m, None)
-    # QE: common-effect GLS fit with M = V
-    cv = linalg.cho_factor(Vm, lower=True)
-    Vinv_X = linalg.cho_solve(cv, X)
-    b_fe = np.linalg.solve(X.T @ Vinv_X, Vinv_X.T @ y)
-    r_fe = y - X @ b_fe
+    # QE: the common-effect GLS fit (M = V), by the same block sums
+    e0 = _evaluate(_Model(Vm, None), y, X, logdet_xx, np.zeros(0), False, False)
+    if e0 is None:
+        raise MetaError("V is not positive definite: the common-effect fit for QE fails")
     QEdf = k - p
     if QEdf > 0:
-        QE = float(r_fe @ linalg.cho_solve(cv, r_fe))
+        QE = float(e0.rss)
         QEp = float(special.chdtrc(QEdf, QE))
     else:
         QE, QEp = 0.0, 1.0
     parms = p + sum(q.fixed is None for q in model.pars)
-    ll_sat = -0.5 * k * np.log(2 * np.pi) - 0.5 * 2 * np.sum(np.log(np.diag(cv[0])))
+    ll_sat = -0.5 * k * np.log(2 * np.pi) - 0.5 * e0.logdet_m
     dev_ml = -2 * (e.ll_ml - ll_sat) if np.all(np.diag(Vm) > 0) else -2 * e.ll_ml
     fit_ml = _fitstats(e.ll_ml, dev_ml, parms, k)
     fit_reml = _fitstats(e.ll_reml, -2 * e.ll_reml, parms, k - p)
@@ -1165,8 +1166,12 @@ def confint(fit: MVFit, *, level: float = 95) -> list[ProfileCI]:
                     root = np.nan
                 bounds.append((root, False))
         (lb, lb_b), (ub, ub_b) = bounds
+        # metafor's "<" / ">": a bound at the end of the searched range that is
+        # not the end of the parameter space (0 for a variance, -1/1 for rho)
+        floor = -1.0 if p.kind == "rho" else 0.0
         out.append(ProfileCI(names[i], est, Interval(float(lb), float(ub)),
-                             lb_b and p.kind != "rho" and lo > 0, ub_b and not (p.kind == "rho" and hi == 1)))
+                             lb_at_bound=bool(lb_b and lb > floor),
+                             ub_at_bound=bool(ub_b and not (p.kind == "rho" and ub >= 1.0))))
     return out
 
 
