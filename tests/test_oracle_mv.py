@@ -100,6 +100,8 @@ def _results(case: Path):
         got["anova"] = ml.anova(fit, red).as_dict()
     if "CR2" in ref:
         got["CR2"] = ml.cr2(fit, d[spec["cluster"]].to_numpy()).as_dict()
+    if "wald" in ref:
+        got["wald"] = ml.wald(fit, ref["wald"]["L"]).as_dict()
     return fit, got
 
 

@@ -78,7 +78,8 @@ correlation (metafor ``confint.rma.mv``: the values where 2 (ll_max -
 ll_profile) = chi^2_1(0.95), searched in [0, max(10, 100 est)] for
 variances and [-1, 1] for correlations ([min(0, est), 1] for AR), the
 search bound returned where the profile does not reach the cut-off).
-``anova`` is the likelihood-ratio test of two nested fits; ``cr2`` the
+``anova`` is the likelihood-ratio test of two nested fits; ``wald`` tests
+linear combinations of the coefficients (metafor ``anova(fit, X = L)``); ``cr2`` the
 cluster-robust CR2 variance with Satterthwaite df (Pustejovsky & Tipton
 2018 [4], as clubSandwich 0.5.8 ``coef_test(fit, vcov = "CR2")`` for an
 rma.mv model: working weights W = M^-1, target M, "inverse_var" form).
@@ -1231,6 +1232,52 @@ def anova(full: MVFit, reduced: MVFit) -> LRTest:
     return LRTest(LRT=float(lrt), df=int(df), pval=float(special.chdtrc(df, lrt)),
                   parms_f=full.parms, parms_r=reduced.parms, fit_f=full.fit_stats(),
                   fit_r=reduced.fit_stats(), QE_f=full.QE, QE_r=reduced.QE)
+
+
+# --------------------------------------------------------------------------- Wald
+
+@dataclass(frozen=True)
+class WaldTest:
+    """Wald tests of linear combinations L beta (metafor ``anova(fit, X = L)``)."""
+
+    L: np.ndarray
+    estimate: np.ndarray
+    se: np.ndarray
+    stat: np.ndarray
+    pval: np.ndarray
+    QM: float
+    QMdf: tuple
+    QMp: float
+
+    def as_dict(self) -> dict:
+        return {"L": self.L.tolist(), "estimate": self.estimate.tolist(), "se": self.se.tolist(),
+                "stat": self.stat.tolist(), "pval": self.pval.tolist(), "QM": self.QM,
+                "QMdf": [self.QMdf[0], float("nan") if self.QMdf[1] is None else self.QMdf[1]],
+                "QMp": self.QMp}
+
+
+def wald(fit: MVFit, L) -> WaldTest:
+    """Each row l of L: l'beta, se = sqrt(l' Var(beta) l), z (t with k - p df
+    under ``test="t"``) and its p; jointly QM = (L beta)' (L Var L')^-1 (L beta),
+    chi^2 with m = rows df, or F = QM/m with (m, k - p) df under t, as metafor
+    3.8-1 ``anova(fit, X = L)`` (e.g. the difference of two outcomes, L = (1, -1))."""
+    L = np.atleast_2d(np.asarray(L, dtype=float))
+    if L.shape[1] != fit.p:
+        raise ValueError(f"L must have {fit.p} columns (one per coefficient), got {L.shape[1]}")
+    est = L @ fit.beta
+    VL = L @ fit.vb @ L.T
+    se = np.sqrt(np.diag(VL))
+    stat = est / se
+    m = L.shape[0]
+    QM = float(est @ np.linalg.solve(VL, est))
+    if fit.test == "t":
+        pval = 2 * special.stdtr(fit.df, -np.abs(stat))
+        QM /= m
+        QMdf, QMp = (m, fit.df), float(special.fdtrc(m, fit.df, QM))
+    else:
+        pval = 2 * special.ndtr(-np.abs(stat))
+        QMdf, QMp = (m, None), float(special.chdtrc(m, QM))
+    return WaldTest(L=L, estimate=est, se=se, stat=stat, pval=pval, QM=QM, QMdf=QMdf, QMp=QMp)
 
 
 # --------------------------------------------------------------------------- CR2
