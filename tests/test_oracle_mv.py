@@ -299,3 +299,19 @@ def test_observed_information_is_the_hessian(case):
         np.testing.assert_allclose(H, fd, rtol=FD_RTOL, atol=FD_RTOL * scale)
         np.testing.assert_allclose(e.grad[free], gfd, rtol=FD_RTOL,
                                    atol=FD_RTOL * np.abs(gfd).max())
+
+
+def test_rho_sensitivity_refits_with_each_assumed_correlation():
+    """rho = 0 is the model with independent estimates; each fit is the one
+    with V = vcalc(rho); on dat.berkey1998's estimates a positive assumed
+    correlation between PD and AL changes the fit."""
+    _, spec, d, _, X, names = _case(FIXTURES / "berkey1998_UN")
+    y, vi, trial = d["yi"].to_numpy(float), d["vi"].to_numpy(float), d["trial"].to_numpy()
+    rnd = _random(d, spec["random"])
+    sens = ml.rho_sensitivity(y, vi, trial, rhos=(0.0, 0.5), X=X, random=rnd)
+    indep = ml.rma_mv(y, vi, X=X, random=rnd)
+    np.testing.assert_allclose(sens.fits[0].beta, indep.beta, rtol=1e-10)
+    at_half = ml.rma_mv(y, ml.vcalc(vi, trial, rho=0.5), X=X, random=rnd)
+    np.testing.assert_allclose(sens.fits[1].beta, at_half.beta, rtol=1e-12)
+    assert not np.allclose(sens.fits[1].beta, indep.beta, rtol=1e-3)
+    assert [r["rho"] for r in sens.table()] == [0.0, 0.5]

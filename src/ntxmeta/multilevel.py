@@ -1451,3 +1451,32 @@ def arm_var(measure: str, *, x=None, n=None, sd=None, add: float = 0.0) -> np.nd
     if measure == "MD":
         return np.asarray(sd, float) ** 2 / np.asarray(n, float)
     raise ValueError(f"arm_var: measure must be OR, RR or MD, got {measure!r}")
+
+
+@dataclass(frozen=True)
+class RhoSensitivity:
+    """Fits of one model under each assumed within-cluster correlation rho."""
+
+    rho: tuple
+    fits: tuple
+
+    def table(self) -> list[dict]:
+        """One row per rho: the coefficients and their CIs, and the variance components."""
+        return [{"rho": r, "estimate": f.beta.tolist(), "se": f.se.tolist(),
+                 "ci.lb": [c.low for c in f.ci], "ci.ub": [c.high for c in f.ci],
+                 "sigma2": f.sigma2.tolist(), "tau2": f.tau2.tolist()}
+                for r, f in zip(self.rho, self.fits)]
+
+
+def rho_sensitivity(yi, vi, cluster, rhos=(0.0, 0.2, 0.4, 0.6, 0.8), **kwargs) -> RhoSensitivity:
+    """Refit ``rma_mv`` with V = ``vcalc(vi, cluster, rho=r)`` for each assumed r.
+
+    When estimates of one trial share patients but their sampling
+    correlation is not reported, the analysis is repeated over a range of
+    assumed correlations (metafor's ``vcalc(rho=)`` help page; Pustejovsky &
+    Tipton 2022, "Meta-analysis with robust variance estimation: expanding
+    the range of working models", Prev Sci 23:425-438, who pair it with CR2
+    inference, ``cr2``). ``kwargs`` go to ``rma_mv``.
+    """
+    fits = tuple(rma_mv(yi, vcalc(vi, cluster, rho=float(r)), **kwargs) for r in rhos)
+    return RhoSensitivity(rho=tuple(float(r) for r in rhos), fits=fits)
