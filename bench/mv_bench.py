@@ -5,7 +5,8 @@
 
 Cases: four vendored oracle cases (tests/fixtures/oracle_mv: three-level,
 multivariate UN, AR(1) over time points, contrast-based network) and a
-synthetic three-level model (200 districts x 5 schools, k = 1,000; seeded).
+synthetic three-level model (200 districts x 5 schools, k = 1,000; seeded),
+and one of k = 100,000 for ntxmeta alone.
 For each: the fit, the profile-likelihood CIs of every component
 (``confint``) and the CR2 tests (``cr2``; clubSandwich ``coef_test``).
 Median wall time over repeats after a warm-up (metafor: median of 3 in R's
@@ -82,6 +83,14 @@ def main(argv=None):
     sfit = ml.rma_mv(synth.yi.to_numpy(), synth.vi.to_numpy(), random=rnd)
     ours["synthetic_3level"] = {"fit": timeit(lambda: ml.rma_mv(synth.yi.to_numpy(),
                                                                  synth.vi.to_numpy(), random=rnd), 3)}
+    # ntxmeta only: k = 100,000 (20,000 districts x 5 schools); metafor's dense
+    # k x k matrices would need 80 GB
+    rng = np.random.default_rng(20261205)
+    dist = np.repeat(np.arange(20000), 5)
+    vi = rng.uniform(0.01, 0.2, 100000)
+    yi = 0.2 + rng.normal(0, 0.25, 20000)[dist] + rng.normal(0, 0.18, 100000) + rng.normal(0, np.sqrt(vi))
+    big = ml.Nested(outer=dist, inner=np.tile(np.arange(5), 20000))
+    ours["synthetic_3level_k100000"] = {"fit": timeit(lambda: ml.rma_mv(yi, vi, random=big), 1)}
     theirs = {}
     if not a.no_metafor and shutil.which("Rscript"):
         out = tmp / "r.json"

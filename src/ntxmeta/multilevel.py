@@ -61,9 +61,10 @@ information uses k x k matrices; above it, sums over the independent
 blocks of M (connected components of V and the random-effects terms: the
 trials), batched by block size, so that a three-level model of 1,000
 estimates in 200 districts costs 0.5 ms per evaluation instead of 141 ms.
-Building the model still holds a few k x k indicator matrices (O(k^2)
-memory: 8 MB each at k = 1,000, 800 MB at k = 10,000); QE and CR2 use the
-k x k V and M once.
+The random-effects terms are kept as codes and V as a vector when it is
+diagonal, so memory is O(k + sum_b n_b^2) (k = 100,000 in blocks of 5: 2.5
+s, 66 MB); a full V is O(k^2) as given. QE and CR2 use the same blocks;
+k x k matrices are made only on the dense path and by ``MVFit.M``.
 
 Around the fit, as ``rma.mv`` 3.8-1: Wald z (or t with k - p df,
 ``test="t"``) tests and CIs; QM over the coefficients (all of them without
@@ -268,11 +269,14 @@ class _Model:
     """The covariance M(theta) of one model and its derivatives D_i = dM/dtheta_i."""
 
     def __init__(self, V: np.ndarray, random) -> None:
+        # V: (k,) variances or (k, k); the random-effects terms are kept as
+        # codes, and k x k matrices are made only for the dense path (S, Z1, C)
         self.V = V
         k = V.shape[0]
         self.k = k
         terms = () if random is None else (random if isinstance(random, tuple) else (random,))
-        self.S: list[np.ndarray] = []
+        self.S_codes: list[np.ndarray] = []
+        self._S = self._Z1 = self._C = None
         self.struct = None
         pars: list[_Par] = []
         for term in terms:
@@ -280,9 +284,8 @@ class _Model:
                 for codes in term.levels():
                     if len(codes) != k:
                         raise ValueError(f"Nested codes have {len(codes)} entries, yi has {k}")
-                    Z = np.equal.outer(codes, codes).astype(float)
-                    pars.append(_Par("sigma2", len(self.S)))
-                    self.S.append(Z)
+                    pars.append(_Par("sigma2", len(self.S_codes)))
+                    self.S_codes.append(codes)
             elif isinstance(term, Structured):
                 if self.struct is not None:
                     raise ValueError("at most one Structured term (metafor's first ~ inner | outer)")
@@ -293,9 +296,7 @@ class _Model:
                     raise ValueError("Structured inner/outer must have one entry per estimate")
                 L = len(self.levels)
                 self.L = L
-                self.Z1 = np.zeros((k, L))
-                self.Z1[np.arange(k), inner] = 1.0
-                self.C = np.equal.outer(outer, outer).astype(float)
+                self.inner_codes, self.outer_codes = inner, outer
                 ntau = L if term.struct in HETERO else 1
                 pars += [_Par("tau2", j) for j in range(ntau)]
                 if term.struct == "UN":
@@ -397,28 +398,76 @@ class _Model:
     def natural(self, theta: np.ndarray) -> np.ndarray:
         return np.array([p.to_natural(t) for p, t in zip(self.pars, theta)])
 
+    @property
+    def S(self) -> list:
+        """Z_j Z_j' (k x k) of each Nested level, made on first use (dense path)."""
+        if self._S is None:
+            self._S = [np.equal.outer(c, c).astype(float) for c in self.S_codes]
+        return self._S
+
+    @property
+    def Z1(self) -> np.ndarray:
+        if self._Z1 is None:
+            self._Z1 = np.zeros((self.k, self.L))
+            self._Z1[np.arange(self.k), self.inner_codes] = 1.0
+        return self._Z1
+
+    @property
+    def C(self) -> np.ndarray:
+        if self._C is None:
+            self._C = np.equal.outer(self.outer_codes, self.outer_codes).astype(float)
+        return self._C
+
+    def V_dense(self) -> np.ndarray:
+        return np.diag(self.V) if self.V.ndim == 1 else self.V.copy()
+
     def _blocks(self) -> None:
-        """Independent blocks: connected components of the non-zero pattern of
-        V and of every random-effects term (M is block-diagonal over them)."""
-        pattern = self.V != 0
-        for S in self.S:
-            pattern |= S != 0
-        if self.struct is not None:
-            pattern |= self.C != 0
-        n, lab = csgraph.connected_components(sparse.csr_matrix(pattern), directed=False)
-        self.block_idx = [np.flatnonzero(lab == b) for b in range(n)]
+        """Independent blocks: connected components of the graph joining
+        estimates with a non-zero covariance in V or a shared level of a
+        random-effects term (M is block-diagonal over them). O(k) memory for
+        the terms (each estimate joined to the first one of its level)."""
+        k = self.k
+        rows, cols = [np.arange(k)], [np.arange(k)]
+        if self.V.ndim == 2:
+            r, c = np.nonzero(self.V)
+            rows.append(r)
+            cols.append(c)
+        codes = list(self.S_codes) + ([self.outer_codes] if self.struct is not None else [])
+        for cd in codes:
+            first = np.full(cd.max() + 1, -1)
+            first[cd[::-1]] = np.arange(k)[::-1]
+            rows.append(np.arange(k))
+            cols.append(first[cd])
+        r, c = np.concatenate(rows), np.concatenate(cols)
+        graph = sparse.coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(k, k)).tocsr()
+        n, lab = csgraph.connected_components(graph, directed=False)
+        order = np.argsort(lab, kind="stable")
+        bounds = np.flatnonzero(np.diff(lab[order])) + 1
+        self.block_idx = np.split(order, bounds)
         # blocks of equal size are stacked, so that each size is one batched
         # numpy call (g blocks of n estimates: arrays of shape (g, n, n))
         sizes = np.array([len(ix) for ix in self.block_idx])
         self.groups = []
+        eq = (lambda c: (c[:, :, None] == c[:, None, :]).astype(float))  # noqa: E731
         for n_b in np.unique(sizes):
             ix = np.array([self.block_idx[b] for b in np.flatnonzero(sizes == n_b)])
-            grp = {"idx": ix, "V": self.V[ix[:, :, None], ix[:, None, :]],
-                   "S": [S[ix[:, :, None], ix[:, None, :]] for S in self.S]}
+            if self.V.ndim == 1:
+                Vg = np.zeros((len(ix), n_b, n_b))
+                Vg[:, np.arange(n_b), np.arange(n_b)] = self.V[ix]
+            else:
+                Vg = self.V[ix[:, :, None], ix[:, None, :]]
+            grp = {"idx": ix, "V": Vg, "S": [eq(cd[ix]) for cd in self.S_codes]}
             if self.struct is not None:
-                grp["Z1"] = self.Z1[ix]
-                grp["C"] = self.C[ix[:, :, None], ix[:, None, :]]
+                grp["Z1"] = (self.inner_codes[ix][:, :, None] == np.arange(self.L)).astype(float)
+                grp["C"] = eq(self.outer_codes[ix])
             self.groups.append(grp)
+
+    def block_M(self, theta: np.ndarray) -> list:
+        """[(indices, M_b)] for every block (M at theta, block by block)."""
+        out = []
+        for (M, _), grp in zip(self.build_groups(theta, False)[0], self.groups):
+            out += list(zip(grp["idx"], M))
+        return out
 
     def build_groups(self, theta: np.ndarray, derivs: bool = True):
         """[(M_g, [D_ig])] per group of equal-size blocks (arrays (g, n, n)), and
@@ -474,7 +523,7 @@ class _Model:
 
     def build(self, theta: np.ndarray, derivs: bool = True):
         nat = self.natural(theta)
-        M = self.V.copy()
+        M = self.V_dense()
         D: list = [None] * len(self.pars)
         for i, p in enumerate(self.pars):
             if p.kind == "sigma2":
@@ -723,14 +772,18 @@ class MVFit:
     fit_ml: FitStats
     fit_reml: FitStats
     parms: int
-    #: the marginal covariance M = V + random effects at the estimate (k x k)
-    M: np.ndarray = field(repr=False)
     yi: np.ndarray = field(repr=False)
     V: np.ndarray = field(repr=False)
     X: np.ndarray = field(repr=False)
     random: object = field(repr=False, default=None)
     theta: np.ndarray = field(repr=False, default=None)
     btt: tuple = field(repr=False, default=())
+
+    @property
+    def M(self) -> np.ndarray:
+        """The marginal covariance V + random effects at the estimate (k x k,
+        made on demand: O(k^2) memory)."""
+        return _Model(self.V, self.random).build(self.theta, False)[0]
 
     @property
     def ll(self) -> float:
@@ -764,12 +817,19 @@ class MVFit:
         return out
 
 
+def _diag(V: np.ndarray) -> np.ndarray:
+    return V if V.ndim == 1 else np.diag(V)
+
+
 def _as_V(V, k: int) -> np.ndarray:
+    """V as given: (k,) variances (kept as a vector: O(k) memory) or (k, k)."""
     a = np.asarray(V, dtype=float)
     if a.ndim == 1:
         if a.shape[0] != k:
             raise ValueError(f"V has {a.shape[0]} variances, yi has {k}")
-        a = np.diag(a)
+        if np.any(a < 0):
+            raise ValueError("V must have non-negative sampling variances")
+        return a
     if a.shape != (k, k):
         raise ValueError(f"V must be a vector of {k} variances or a {k} x {k} matrix, got {a.shape}")
     if not np.allclose(a, a.T, rtol=0, atol=1e-12 * max(1.0, np.abs(a).max())):
@@ -787,7 +847,7 @@ def _start(model: _Model, y, X, V) -> np.ndarray:
     """metafor's initial values: each variance total/(number of variances), rho 0.5."""
     beta_fe = np.linalg.lstsq(X, y, rcond=None)[0]
     nvar = sum(p.kind != "rho" for p in model.pars)
-    total = max(0.001 * nvar, np.var(y - X @ beta_fe, ddof=1) - 1.0 / np.mean(1.0 / np.diag(V)))
+    total = max(0.001 * nvar, np.var(y - X @ beta_fe, ddof=1) - 1.0 / np.mean(1.0 / _diag(V)))
     th = []
     for p in model.pars:
         if p.fixed is not None:
@@ -1022,7 +1082,7 @@ def _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet
         QE, QEp = 0.0, 1.0
     parms = p + sum(q.fixed is None for q in model.pars)
     ll_sat = -0.5 * k * np.log(2 * np.pi) - 0.5 * e0.logdet_m
-    dev_ml = -2 * (e.ll_ml - ll_sat) if np.all(np.diag(Vm) > 0) else -2 * e.ll_ml
+    dev_ml = -2 * (e.ll_ml - ll_sat) if np.all(_diag(Vm) > 0) else -2 * e.ll_ml
     fit_ml = _fitstats(e.ll_ml, dev_ml, parms, k)
     fit_reml = _fitstats(e.ll_reml, -2 * e.ll_reml, parms, k - p)
     if names is None:
@@ -1031,7 +1091,7 @@ def _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet
     return MVFit(method=method, test=test, level=level, k=k, p=p, names=tuple(names),
                  beta=e.beta, se=se, stat=stat, pval=pval, ci=ci, vb=e.vb, sigma2=sigma2,
                  tau2=tau2, rho=rho, QE=QE, QEdf=QEdf, QEp=QEp, QM=QM, QMdf=QMdf, QMp=QMp,
-                 df=df, fit_ml=fit_ml, fit_reml=fit_reml, parms=parms, M=model.build(th, False)[0], yi=y, V=Vm, X=X,
+                 df=df, fit_ml=fit_ml, fit_reml=fit_reml, parms=parms, yi=y, V=Vm, X=X,
                  random=random, theta=th, btt=btt)
 
 
@@ -1332,17 +1392,24 @@ def cr2(fit: MVFit, cluster) -> CR2Test:
     J = codes.max() + 1
     if J < 2:
         raise ValueError("Cluster-robust variance estimation needs at least two clusters")
-    off = fit.M[np.not_equal.outer(codes, codes)]
-    if np.any(off != 0):
-        raise ValueError("the random effects (or V) are not nested within the clusters")
+    # M cluster by cluster from its independent blocks (each must lie in one cluster)
+    model = _Model(fit.V, fit.random)
+    per_cluster: dict = {}
+    for ix, Mb in model.block_M(fit.theta):
+        cl = np.unique(codes[ix])
+        if len(cl) > 1:
+            raise ValueError("the random effects (or V) are not nested within the clusters")
+        per_cluster.setdefault(int(cl[0]), []).append((ix, Mb))
     X, y, B = fit.X, fit.yi, fit.vb
     r = y - X @ fit.beta
     Lb = np.linalg.cholesky(B)
     p = X.shape[1]
     comps, Gs, Hs = [], [], []
     for j in range(J):
-        idx = np.flatnonzero(codes == j)
-        Xj, Mj = X[idx], fit.M[np.ix_(idx, idx)]
+        parts = per_cluster[j]
+        idx = np.concatenate([ix for ix, _ in parts])
+        Mj = linalg.block_diag(*[Mb for _, Mb in parts])
+        Xj = X[idx]
         Wj = np.linalg.inv(Mj)
         Tj = linalg.cholesky(Mj, lower=False)
         IH = np.eye(len(idx)) - Xj @ B @ Xj.T @ Wj
