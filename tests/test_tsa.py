@@ -287,7 +287,7 @@ def test_boundaries_at_the_looks_and_beyond_the_ris():
     c = stats.norm.ppf(0.975)
     assert r.critical_value == pytest.approx(c, rel=1e-12)
     assert r.ci_adjusted.low == pytest.approx(r.estimate - c * r.se, rel=1e-12)
-    assert r.conclusion in ("firm evidence of effect", "RIS reached")
+    assert r.conclusion in ("firm evidence of effect", T.CONCLUSIONS[2])
 
 
 def test_adjusted_ci_by_hand_before_the_ris():
@@ -464,3 +464,31 @@ def test_figure_without_futility_has_no_wedge():
     r = T.tsa(Y, V, N, events_ctrl=EC, n_ctrl=NC)
     lines = _by_gid(plot_tsa(r))
     assert "futility_upper" not in lines and "boundary_upper" in lines
+
+
+def test_hartung_knapp_z_curve_and_t_critical_value_past_the_ris():
+    """With test="knha" the z-curve uses the HK standard error (rma_batch, checked against
+    metafor) and, once the RIS is reached, the boundary is t with k - 1 df."""
+    from ntxmeta.rma import rma
+    r = T.tsa(Y, V, N, year=YEAR, events_ctrl=EC, n_ctrl=NC, rrr=0.45, test="knha",
+              method="REML")
+    order = np.argsort(YEAR, kind="stable")
+    ys, vs = Y[order], V[order]
+    for i, lk in enumerate(r.looks):
+        if i == 0:
+            continue
+        fit = rma(ys[:i + 1], vs[:i + 1], method="REML", test="knha")
+        assert lk.z == pytest.approx(fit.estimate / fit.se, rel=1e-9)
+    t = np.array([lk.info_fraction for lk in r.looks])
+    first = int(np.flatnonzero(t >= 1)[0])
+    for i in range(first + 1, len(t)):
+        assert r.looks[i].upper == pytest.approx(stats.t.ppf(0.975, i), rel=1e-12)
+    assert r.critical_value == pytest.approx(stats.t.ppf(0.975, len(t) - 1), rel=1e-12)
+    # before the RIS: the spending boundary, never below the t value of that look
+    b = T.sequential_bounds(np.r_[t[:first], 1.0])
+    for i in range(first + 1):
+        tq = stats.t.ppf(0.975, i) if i > 0 else stats.norm.ppf(0.975)
+        assert r.looks[i].upper == pytest.approx(max(b.upper[i], tq), rel=1e-12)
+    # D^2 stays the Wald one
+    wald = T.tsa(Y, V, N, year=YEAR, events_ctrl=EC, n_ctrl=NC, rrr=0.45, method="REML")
+    assert r.d2 == pytest.approx(wald.d2, rel=1e-12)

@@ -594,10 +594,13 @@ def _bayes(options, y: np.ndarray, v: np.ndarray, scale: Scale, good: bool, leve
 SPENDING = {"obf": "OBF", "pocock": "Pocock"}
 
 
-def _tsa(plan: AnalysisPlan, effects: pd.DataFrame, used: np.ndarray, method: str):
+def _tsa(plan: AnalysisPlan, effects: pd.DataFrame, used: np.ndarray, method: str, test: str):
     """The trial sequential analysis of the pooled rows, in chronological order.
 
-    Every pooled row needs its arm sizes (the information is participants);
+    The z-curve uses the analysis's own estimator and test (Hartung-Knapp
+    under cochrane2025), so the TSA claims no more than the primary
+    analysis; the common effect for a Mantel-Haenszel analysis. Every pooled
+    row needs its arm sizes (the information is participants);
     a continuous outcome detects its minimal important difference on the
     benefit side (negative favours naltrexone: ``|mid[0]|``).
     """
@@ -621,7 +624,8 @@ def _tsa(plan: AnalysisPlan, effects: pd.DataFrame, used: np.ndarray, method: st
                measure=plan.measure,
                control_risk="median" if t.control_risk is None else t.control_risk,
                rrr=t.rrr, mid=None if binary else abs(plan.mid[0]), alpha=t.alpha,
-               beta=t.beta, spending=SPENDING[t.spending], futility=t.futility, method=method)
+               beta=t.beta, spending=SPENDING[t.spending], futility=t.futility, method=method,
+               test=test)
 
 
 def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool | None = None
@@ -699,7 +703,8 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     tsa = None
     if plan.tsa is not None and k_used >= 2:
         try:
-            tsa = parts.run("tsa", _tsa, plan, effects, used, "EE" if mh is not None else o.method)
+            tsa = parts.run("tsa", _tsa, plan, effects, used, *(("EE", "z") if mh is not None
+                                                                 else (o.method, o.test)))
         except NotApplicable as exc:
             notes.append(f"no trial sequential analysis: {exc}")
     # participants of the pooled rows that report arm sizes (effect-size-only rows add none)

@@ -1043,7 +1043,9 @@ METHODS_TEXT = (
     "relative risk reduction of 20%, alpha 5% and beta 20%, adjusted for the diversity D\u00b2 "
     "of the meta-analysis; Lan-DeMets O'Brien-Fleming-type alpha-spending boundaries and "
     "beta-spending futility boundaries on the cumulative z-curve of the trials in chronological "
-    "order; the TSA-adjusted CI uses the boundary at the information accrued.",
+    "order, with the analysis's own standard errors (Hartung-Knapp), and boundaries never "
+    "below the analysis's own critical value (t with k \u2212 1 df; past the information "
+    "size, that value); the TSA-adjusted CI uses the boundary at the information accrued.",
     "Subgroup differences are tested as RevMan does (Chi\u00b2 between the separate subgroup "
     "estimates, with its I\u00b2), and with a mixed-effects model sharing one \u03c4\u00b2 "
     "(footnote). Meta-regression and small-study effects (Egger's regression test, Begg's rank "

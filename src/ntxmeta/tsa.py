@@ -152,8 +152,9 @@ SPEND_ZERO = 1e-300
 
 BINARY = ("RR", "OR", "RD")
 CONTINUOUS = ("SMD", "MD")
-CONCLUSIONS = ("firm evidence of effect", "futility boundary crossed", "RIS reached",
-               "not conclusive")
+CONCLUSIONS = ("firm evidence of effect", "futility boundary crossed",
+               "RIS reached without crossing a boundary: an effect of the anticipated size is "
+               "unlikely", "not conclusive")
 
 
 # --------------------------------------------------------------------------- spending
@@ -563,7 +564,7 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
         mid: float | None = None, sd: float = 1.0,
         alpha: float = DEFAULT_ALPHA, beta: float = DEFAULT_BETA, spending: str = "OBF",
         sides: int = 2, futility: bool = False, method: str = "DL",
-        heterogeneity_adjusted: bool = True) -> TSAResult:
+        heterogeneity_adjusted: bool = True, test: str = "z") -> TSAResult:
     """Trial sequential analysis of one meta-analysis.
 
     Parameters
@@ -604,6 +605,16 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
         common-effect TSA (then D^2 = 0).
     heterogeneity_adjusted : bool
         Divide the RIS by 1 - D^2 [3].
+    test : {"z", "knha", "adhoc"}
+        The standard error of the cumulative z-curve and the adjusted CI:
+        Wald ("z", the TSA software's) or the Hartung-Knapp one of the
+        meta-analysis itself (with the ad hoc floor for "adhoc"), so that
+        the TSA claims no more than the analysis it monitors. D^2 always
+        uses the Wald variances (its definition [3]). Past the RIS the
+        boundary is the analysis's conventional critical value: z, or t
+        with k - 1 df under Hartung-Knapp; before it, under Hartung-Knapp,
+        the alpha-spending boundary or that t value, whichever is larger,
+        so that no look claims more than the analysis's own test.
 
     Returns
     -------
@@ -615,7 +626,8 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
     A crossing of a monitoring boundary (``|z_k| >= upper_k``, at any look
     with a boundary) concludes "firm evidence of effect"; otherwise a look
     inside the futility wedge concludes "futility boundary crossed";
-    otherwise "RIS reached" when the accrued information reaches the RIS,
+    otherwise "RIS reached without crossing a boundary: ..." when the accrued
+    information reaches the RIS,
     else "not conclusive". For one-sided TSA (benefit: z < 0) the
     monitoring boundary is ``-upper`` and the futility region ``z > -f_k``
     (stored as ``lower = -upper``, ``futility_lower = -f_k``).
@@ -670,9 +682,13 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
     tri = np.tril(np.ones((k, k), dtype=bool))
     fits = rma_batch(np.where(tri, ys, np.nan), np.where(tri, vs, np.nan), method=method)
     est, se = np.asarray(fits.estimate, float), np.asarray(fits.se, float)
-    z = est / se
     var_common = 1.0 / np.sum(1.0 / vs)
     d2 = diversity(se[-1] ** 2, var_common)
+    if test != "z":
+        tested = rma_batch(np.where(tri, ys, np.nan), np.where(tri, vs, np.nan), method=method,
+                           test=test)
+        se = np.asarray(tested.se, float)
+    z = est / se
     if heterogeneity_adjusted and d2 >= 1.0:
         raise ValueError("D^2 = 1: the common-effect variance is 0 against the random-effects one")
     ris_d = ris / (1.0 - d2) if heterogeneity_adjusted else ris
@@ -684,8 +700,16 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
     last = int(reached[0]) if reached.size else k - 1
     t_b = np.minimum(t[:last + 1], 1.0)
     bounds = sequential_bounds(t_b, alpha=alpha, spending=spending, sides=sides)
-    upper = np.full(k, float(-special.ndtri(alpha / sides)))   # past the RIS: conventional
+    # past the RIS: the conventional critical value of the analysis's own test (z, or t
+    # with k_i - 1 df under Hartung-Knapp, a single trial's z)
+    df = np.arange(k, dtype=float)
+    conventional = (np.full(k, float(-special.ndtri(alpha / sides))) if test == "z"
+                    else np.where(df > 0, -special.stdtrit(np.maximum(df, 1.0), alpha / sides),
+                                  -special.ndtri(alpha / sides)))
+    upper = conventional.copy()
     upper[:last + 1] = bounds.upper
+    if test != "z":   # never below the analysis's own critical value (t with few trials)
+        upper = np.maximum(upper, conventional)
     fut = np.full(k, np.nan)
     if futility:
         fut[:last + 1] = futility_bounds(bounds, beta=beta, spending=spending)
@@ -731,7 +755,7 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
         conclusion = CONCLUSIONS[3]
 
     if t[-1] >= 1.0:
-        c = float(-special.ndtri(alpha / sides))
+        c = float(conventional[-1])
     else:
         c = float(upper[-1])
     if sides == 2 or not np.isfinite(c):
