@@ -276,3 +276,19 @@ def test_markup_in_a_changed_row_is_escaped_in_the_markdown(tables):
     tables.update()
     md = (tables.root / "changelog.md").read_text()
     assert "<script>" not in md and "&lt;script&gt;" in md
+
+
+def test_the_changes_figure_draws_each_moved_analysis_before_and_after(tables):
+    from ntxmeta.changelog import changes_figure
+    first = changes_figure(cl.read_history(tables.root / "changelog.json"))
+    assert [t.get_text() for t in first.texts] == ["Evidence version 1: first recorded evidence."]
+    tables.summary["rr_one"] = ["rr_one", "One", "RR", "2", "220", "0.7", "0.55", "0.9", "0.4",
+                                "1.2", "0.02", "30", "0.01", "REML", "pooled"]
+    fig = changes_figure(tables.update())
+    (ax,) = fig.axes
+    lines = {ln.get_gid(): ln for ln in ax.get_lines() if ln.get_gid()}
+    assert list(lines["before"].get_xdata()) == [0.8] and list(lines["after"].get_xdata()) == [0.7]
+    assert list(lines["before-ci"].get_xdata()) == [0.6, 1.1]
+    assert list(lines["after-ci"].get_xdata()) == [0.55, 0.9]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["rr_one (RR)"]

@@ -349,11 +349,12 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def update(comparisons_csv, effects_csvs, summary_csv, sof_csv, json_path, md_path, *,
-           tool_version: str, date: str | None = None) -> dict:
+           tool_version: str, date: str | None = None, figure_png=None) -> dict:
     """Take a snapshot, record a version if the evidence changed, write both files.
 
     Returns the history. Files whose content would not change are only
-    touched, never rewritten.
+    touched, never rewritten. ``figure_png``: also draw :func:`changes_figure`
+    there (PNG and SVG beside it).
     """
     json_path, md_path = Path(json_path), Path(md_path)
     history = read_history(json_path)
@@ -362,6 +363,9 @@ def update(comparisons_csv, effects_csvs, summary_csv, sof_csv, json_path, md_pa
     _write_if_changed(json_path, json.dumps(history, indent=1, ensure_ascii=False, sort_keys=True)
                       + "\n")
     _write_if_changed(md_path, to_markdown(history))
+    if figure_png is not None:
+        from .style import save_figure
+        save_figure(changes_figure(history), str(Path(figure_png).with_suffix("")))
     return history
 
 
@@ -379,3 +383,56 @@ def latest(json_path) -> dict | None:
     """The newest version of a changelog (without the snapshot), or None."""
     history = read_history(json_path)
     return history["versions"][-1] if history["versions"] else None
+
+
+def changes_figure(history: dict):
+    """What the newest change did: each analysis it moved, its CI before (open) and after (filled).
+
+    Ratio measures on one log axis, differences (SMD, RD) on a linear one
+    beside it; the first version, or a version that moved no analysis with
+    numbers, gives a one-line figure saying so. Returns a Figure.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from . import style
+    version = history["versions"][-1] if history.get("versions") else None
+    moved = [] if version is None or version.get("first") else [
+        a for a in version["analyses"] if (a.get("before") or {}).get("estimate") is not None
+        or (a.get("after") or {}).get("estimate") is not None]
+    if not moved:
+        what = ("first recorded evidence" if version and version.get("first")
+                else "no analysis with an estimate moved")
+        return style.note_figure(f"Evidence version {version['version'] if version else 0}: {what}.")
+    groups = [(True, [a for a in moved if a["measure"] in RATIO_NAMES]),
+              (False, [a for a in moved if a["measure"] not in RATIO_NAMES])]
+    groups = [(log, rows) for log, rows in groups if rows]
+    height = 0.9 + 0.45 * max(len(rows) for _, rows in groups)
+    with style.styled():
+        fig = Figure(figsize=(3.6 * len(groups) + 2.4, height))
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(1, len(groups), squeeze=False)[0]
+        for ax, (log, rows) in zip(axes, groups):
+            for i, a in enumerate(rows):
+                y = len(rows) - 1 - i
+                for numbers, dy, face, gid in ((a.get("before"), 0.15, "white", "before"),
+                                               (a.get("after"), -0.15, style.INK, "after")):
+                    if not numbers or numbers.get("estimate") is None:
+                        continue
+                    lo, hi = numbers.get("ci_lb"), numbers.get("ci_ub")
+                    if lo is not None and hi is not None:
+                        ax.plot([lo, hi], [y + dy] * 2, color=style.INK, lw=style.LINE_WIDTH,
+                                gid=f"{gid}-ci")
+                    ax.plot([numbers["estimate"]], [y + dy], "o", mfc=face, mec=style.INK,
+                            ms=5, gid=gid)
+            ax.axvline(1.0 if log else 0.0, color=style.MID, lw=style.THIN_LINE, ls=":")
+            if log:
+                ax.set_xscale("log")
+            ax.set_yticks(range(len(rows)))
+            ax.set_yticklabels([f"{a['analysis']} ({a['measure']})" for a in reversed(rows)])
+            ax.set_ylim(-0.6, len(rows) - 0.4)
+            ax.set_xlabel("Ratio (log scale)" if log else "Difference")
+        fig.suptitle(f"Evidence version {version['version']} ({version['date']}): "
+                     "before (open) and after (filled), 95% CI", x=0.02, ha="left")
+        fig.tight_layout()
+    return fig

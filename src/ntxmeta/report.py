@@ -1151,7 +1151,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                   left_out: Mapping[str, pd.DataFrame] | None = None,
                   version: Mapping[str, Any] | None = None,
                   prisma: str | Path | None = None,
-                  changes: Mapping[str, Mapping] | None = None) -> str:
+                  changes: Mapping[str, Mapping] | None = None,
+                  changes_figure: str | Path | None = None) -> str:
     """The report page as a string (see the module docstring); formats, computes nothing.
 
     Parameters
@@ -1212,7 +1213,11 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
         intro += (f" The figures ({figure_bytes / 2**20:,.0f} MB) are linked, not embedded: keep the "
                   "figures/ folder beside this page.")
     body = [tag("header", tag("h1", esc(PAGE_TITLE)) + tag("p", esc(intro), class_="lede")
-                + _version_line(version)),
+                + _version_line(version)
+                + (tag("details", tag("summary", "What the newest evidence version changed")
+                       + embed_image(Path(changes_figure), "What the newest evidence version "
+                                     "changed"), class_="changes")
+                   if changes_figure and version else "")),
             tag("nav", tag("h2", "Contents") + tag("ol", "".join(toc)), aria_label="Contents"),
             tag("section", tag("h2", "Summary of findings", id="summary-of-findings") +
                 _sof_tables(tables["summary_of_findings"], tables["certainty"]) +
@@ -1249,7 +1254,8 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
                  out_path: str | Path, *, inline_max_bytes: int | None = None,
                  left_out: Mapping[str, str | Path] | None = None,
                  changelog: str | Path | None = None,
-                 prisma: str | Path | None = None) -> Path:
+                 prisma: str | Path | None = None,
+                 changes_figure: str | Path | None = None) -> Path:
     """The report step: ``results/report.html`` from the files of the run (reads, computes nothing).
 
     Parameters
@@ -1276,6 +1282,8 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
         that the analysis does not use, with the reason (listed per analysis).
     changelog : path, optional
         ``results/changelog.json``: its newest version goes into the header.
+    changes_figure : path, optional
+        The figure of what the newest version moved, under the header's version line.
     prisma : path, optional
         ``results/figures/prisma/prisma.svg``, shown before the methods.
     """
@@ -1297,6 +1305,7 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
                          left_out={str(n): pd.read_csv(p, dtype=str, keep_default_na=False)
                                    for n, p in (left_out or {}).items()},
                          version=latest(changelog) if changelog else None, prisma=prisma,
-                         changes=last_changes(changelog) if changelog else None)
+                         changes=last_changes(changelog) if changelog else None,
+                         changes_figure=changes_figure)
     write_text(out_path, page)
     return Path(out_path)

@@ -298,21 +298,23 @@ def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict,
 
 def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
            out: str | Path, left_out_paths=(), changelog: str | Path | None = None,
-           prisma_path: str | None = None) -> None:
+           prisma_path: str | None = None, changes_figure: str | None = None) -> None:
     """Results, effects, tables and figures (and the PRISMA diagram) -> results/report.html."""
     from .report import write_report
     write_report(by_analysis(result_paths, "results"), by_analysis(effects_paths, "effects"),
                  table_paths, list(map(str, figure_paths)), config, out,
                  left_out=by_analysis(left_out_paths, "effects"), changelog=changelog,
-                 prisma=prisma_path)
+                 prisma=prisma_path, changes_figure=changes_figure)
 
 
-def changelog(comparisons, effects_paths, summary_csv, sof_csv, json_path, md_path) -> None:
-    """Comparisons, effects and the summary tables -> results/changelog.{json,md}."""
+def changelog(comparisons, effects_paths, summary_csv, sof_csv, json_path, md_path,
+              figure_png=None) -> None:
+    """Comparisons, effects and the summary tables -> results/changelog.{json,md} (and the
+    figure of what the newest version moved)."""
     from . import __version__
     from .changelog import update
     update(comparisons, list(effects_paths), summary_csv, sof_csv, json_path, md_path,
-           tool_version=__version__)
+           tool_version=__version__, figure_png=figure_png)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -522,13 +524,13 @@ def rule_report(pf: Preflight, input, output, log: str) -> None:
         offload(report, list(map(str, input.results)), list(map(str, input.effects)), tables,
                 list(map(str, input.figures)), pf.config, str(output[0]),
                 list(map(str, input.left_out)), str(input.changelog),
-                prisma[0] if prisma else None)
+                prisma[0] if prisma else None, str(input.changes))
 
 
 def rule_changelog(input, output, log: str) -> None:
     with logged(log, "changelog"):
         changelog(str(input.comparisons), list(map(str, input.effects)), str(input.summary),
-                  str(input.sof), str(output.json), str(output.md))
+                  str(input.sof), str(output.json), str(output.md), str(output.png))
 
 
 def _paths(value) -> list[str]:

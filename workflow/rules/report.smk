@@ -6,6 +6,7 @@ rule report:
         left_out=analysis_left_out,
         figures=figure_files,
         changelog="results/changelog.json",
+        changes="results/figures/changelog/changes.svg",
         prisma=prisma_svg,
     output:
         report(

@@ -76,6 +76,12 @@ rule changelog:
             caption="../report/changelog.rst",
             category="Tables",
         ),
+        png=report(
+            update("results/figures/changelog/changes.png"),
+            caption="../report/changes.rst",
+            category="Evidence versions",
+        ),
+        svg=update("results/figures/changelog/changes.svg"),
     log:
         "logs/changelog.log",
     run:
