@@ -291,4 +291,7 @@ def test_the_changes_figure_draws_each_moved_analysis_before_and_after(tables):
     assert list(lines["before-ci"].get_xdata()) == [0.6, 1.1]
     assert list(lines["after-ci"].get_xdata()) == [0.55, 0.9]
     assert ax.get_xscale() == "log"
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels and all("$" not in t and float(t) > 0 for t in labels)   # plain ratio ticks
     assert [t.get_text() for t in ax.get_yticklabels()] == ["rr_one (RR)"]

@@ -385,6 +385,10 @@ def latest(json_path) -> dict | None:
     return history["versions"][-1] if history["versions"] else None
 
 
+#: Ticks of the ratio axis of :func:`changes_figure` (those inside its limits are drawn).
+RATIO_TICKS = (0.1, 0.2, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
 def changes_figure(history: dict):
     """What the newest change did: each analysis it moved, its CI before (open) and after (filled).
 
@@ -394,6 +398,7 @@ def changes_figure(history: dict):
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
     from . import style
     version = history["versions"][-1] if history.get("versions") else None
@@ -426,8 +431,13 @@ def changes_figure(history: dict):
                     ax.plot([numbers["estimate"]], [y + dy], "o", mfc=face, mec=style.INK,
                             ms=5, gid=gid)
             ax.axvline(1.0 if log else 0.0, color=style.MID, lw=style.THIN_LINE, ls=":")
-            if log:
+            if log:   # plain tick labels (the figures' text is text, not mathtext)
                 ax.set_xscale("log")
+                lo, hi = ax.get_xlim()
+                ticks = [t for t in RATIO_TICKS if lo <= t <= hi] or [1.0]
+                ax.xaxis.set_major_locator(FixedLocator(ticks))
+                ax.xaxis.set_minor_locator(NullLocator())
+                ax.xaxis.set_major_formatter(FixedFormatter([f"{t:g}" for t in ticks]))
             ax.set_yticks(range(len(rows)))
             ax.set_yticklabels([f"{a['analysis']} ({a['measure']})" for a in reversed(rows)])
             ax.set_ylim(-0.6, len(rows) - 0.4)
