@@ -117,3 +117,25 @@ def test_subsets_of_a_mantel_haenszel_analysis_refit_mantel_haenszel():
     same = next(v for v in res.variants if v.name == "excl_derived")
     assert same.fit.estimate == pytest.approx(REF["aud_nausea"]["RD"]["estimate"], rel=CLOSED_FORM)
     assert "same rows as the main model" in same.note
+
+
+def _mh_rd(d: pd.DataFrame) -> float:
+    """Closed-form Mantel-Haenszel RD: sum (a n2 - c n1) / N over sum n1 n2 / N."""
+    n = d.n1i + d.n2i
+    return float(((d.ai * d.n2i - d.ci * d.n1i) / n).sum() / (d.n1i * d.n2i / n).sum())
+
+
+def test_leave_one_out_and_cumulative_of_a_mantel_haenszel_analysis_refit_mantel_haenszel():
+    d = pd.DataFrame(REF["aud_nausea"]["data"])
+    eff = harms_effects("aud_nausea").assign(year=[2008, 2001, 2019])
+    res = run_plan(plan(), eff)
+    loo, cum = res.leave_one_out, res.cumulative
+    assert (loo.model, cum.model) == ("MH", "MH")
+    for j in range(len(d)):                          # each table left out in turn
+        assert loo.estimate[j] == pytest.approx(_mh_rd(d.drop(index=j)), rel=CLOSED_FORM)
+        assert loo.k[j] == len(d) - 1 and loo.tau2[j] == 0.0
+    assert cum.labels == ("T1", "T0", "T2")          # by year
+    a, n1, c, n2 = d.loc[1, ["ai", "n1i", "ci", "n2i"]]
+    assert cum.estimate[0] == pytest.approx(a / n1 - c / n2, rel=1e-12)   # one table: its own RD
+    assert cum.estimate[1] == pytest.approx(_mh_rd(d.loc[[1, 0]]), rel=CLOSED_FORM)
+    assert cum.estimate[2] == pytest.approx(REF["aud_nausea"]["RD"]["estimate"], rel=CLOSED_FORM)

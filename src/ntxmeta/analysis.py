@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ._common import Interval
+from ._common import Interval, z_crit
 from .plan import AnalysisPlan
 from .result import (AnalysisResult, BayesResult, Coefficient, Heterogeneity, MetaRegression,
                      Pooled, Posterior, RegressionLine, Scale, Series, SmallStudy, SubgroupLevel, Subgroups, Test,
@@ -404,6 +404,55 @@ def _cumulative(y, v, labels, years, o) -> Series | None:
     return _series("cumulative", res, [labels[i] for i in res.order])
 
 
+def _single(effects: pd.DataFrame, mask: np.ndarray, level: float) -> Pooled | None:
+    """One row's own estimate and Wald CI (the first step of a cumulative series)."""
+    y, v = float(number_column(effects, "yi")[mask][0]), float(number_column(effects, "vi")[mask][0])
+    if not (math.isfinite(y) and math.isfinite(v) and v > 0):
+        return None
+    se, z = math.sqrt(v), z_crit(level)
+    het = Heterogeneity(q=0.0, q_df=0, q_pval=1.0, tau2=0.0, tau2_se=math.nan, tau=0.0,
+                        i2_pct=0.0, h2=1.0, i2_q_pct=0.0)
+    from scipy.special import ndtr
+    return Pooled(model="MH", test="z", level=level, k=1, estimate=y, se=se,
+                  ci=Interval(y - z * se, y + z * se),
+                  test_stat=Test("z", y / se, float(2 * ndtr(-abs(y / se)))), heterogeneity=het)
+
+
+def _mh_series(kind: str, effects: pd.DataFrame, used: np.ndarray, labels, years,
+               measure: str, level: float) -> Series | None:
+    """Leave-one-out or cumulative Mantel-Haenszel fits of a ``pooling: mantel_haenszel`` analysis.
+
+    The series ask the main question of fewer trials, so they refit the main
+    model (MH, arm counts, no continuity correction), not random effects:
+    each pooled row left out in turn, or rows added by year (ties in input
+    order, missing years last, as ``diagnostics.cumulative``).
+    """
+    from .diagnostics import stable_order
+    rows = np.flatnonzero(used)
+    if kind == "leave_one_out":
+        if rows.size < LEAVE_ONE_OUT_MIN_K:
+            return None
+        masks = [used & (np.arange(len(used)) != j) for j in rows]
+        shown = list(labels)
+    else:
+        if rows.size < 2:
+            return None
+        order = stable_order(np.asarray(years, dtype=float))
+        masks = [np.isin(np.arange(len(used)), rows[order[:i + 1]]) for i in range(rows.size)]
+        shown = [labels[i] for i in order]
+    fits = [_binary_variant(effects, m, kind, "", "MH", measure, level).fit if m.sum() > 1
+            else _single(effects, m, level) for m in masks]
+    nan = math.nan
+    return Series(kind=kind, model="MH", test="z", labels=tuple(shown),
+                  k=tuple(int(m.sum()) for m in masks),
+                  estimate=tuple(f.estimate if f else nan for f in fits),
+                  ci_low=tuple(f.ci.low if f else nan for f in fits),
+                  ci_high=tuple(f.ci.high if f else nan for f in fits),
+                  pval=tuple(f.test_stat.pval if f else nan for f in fits),
+                  tau2=tuple(0.0 if f else nan for f in fits),
+                  i2_pct=tuple(f.heterogeneity.i2_pct if f else nan for f in fits))
+
+
 def _subgroups(plan, effects, used, yi, vi, o) -> Subgroups | None:
     if not plan.subgroup:
         return None
@@ -688,9 +737,15 @@ def run_plan(plan: AnalysisPlan, effects: pd.DataFrame, *, log_ratio_rows: bool 
     regs: tuple = ()
     variants: tuple = ()
     if k_used >= 2:
-        loo = parts.run("leave_one_out", _leave_one_out, y, v, used_labels, o)
         years = number_column(effects, "year")[used]
-        cum = parts.run("cumulative", _cumulative, y, v, used_labels, years, o)
+        if mh is not None:   # the main question of fewer trials: MH, as the main model
+            loo = parts.run("leave_one_out", _mh_series, "leave_one_out", effects, used,
+                            used_labels, years, plan.measure, o.level)
+            cum = parts.run("cumulative", _mh_series, "cumulative", effects, used, used_labels,
+                            years, plan.measure, o.level)
+        else:
+            loo = parts.run("leave_one_out", _leave_one_out, y, v, used_labels, o)
+            cum = parts.run("cumulative", _cumulative, y, v, used_labels, years, o)
         variants = parts.run("sensitivity", _variants, plan, effects, cache, used, scale, loo,
                              finite & extra, mh) or ()
         sub = parts.run("subgroups", _subgroups, plan, effects, used, yi, vi, o)
