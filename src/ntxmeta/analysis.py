@@ -250,17 +250,18 @@ def _binary_variant(effects, used, name, description, model, measure, level) -> 
     has = used & np.all([np.isfinite(c) for c in cells], axis=0)
     k = int(has.sum())
     words = model_words(model, "z")
+    own = "OR" if model == "Peto" else measure   # Peto's is always an odds ratio
     if k < 2:
         return Variant(name, description, words, k, None,
                        "not computed: no row has arm counts" if k == 0 else
-                       "not computed: a single study (k = 1), nothing to pool")
+                       "not computed: a single study (k = 1), nothing to pool", own)
     note = "" if k == used.sum() else (
         f"{k} of {int(used.sum())} pooled rows have arm counts; the others are left out")
     a, n1, c, n2 = (x[has] for x in cells)
     try:
         fit = fitter(a, ci=c, n1i=n1, n2i=n2, level=level, measure=measure)
     except ValueError as exc:
-        return Variant(name, description, words, k, None, f"not computed: {exc}")
+        return Variant(name, description, words, k, None, f"not computed: {exc}", own)
     h = fit.heterogeneity
     het = Heterogeneity(q=float(h.QE), q_df=int(h.df), q_pval=float(h.QEp), tau2=0.0,
                         tau2_se=math.nan, tau=0.0, i2_pct=float(h.I2_pct), h2=float(h.H2),
@@ -268,7 +269,7 @@ def _binary_variant(effects, used, name, description, model, measure, level) -> 
     pooled = Pooled(model=model, test="z", level=level,
                     k=k, estimate=float(fit.estimate), se=float(fit.se), ci=fit.ci,
                     test_stat=Test("z", float(fit.zval), float(fit.pval)), heterogeneity=het)
-    return Variant(name, description, words, k, pooled, note)
+    return Variant(name, description, words, k, pooled, note, own)
 
 
 #: Mantel-Haenszel weight of each 2x2 table (RevMan; Cochrane Handbook 10.4.1):

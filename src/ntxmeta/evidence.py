@@ -84,7 +84,7 @@ from . import grade
 from .analysis import SMALL_STUDY_MIN_K, model_words, number_column, text_column
 from .grade import LICENSED_ORAL_MG
 from .plan import Config
-from .result import AnalysisResult, Pooled
+from .result import AnalysisResult, Pooled, Scale
 
 #: Binary measures that Mantel-Haenszel pools (metafor ``rma.mh``).
 MH_MEASURES = ("RR", "OR", "RD")
@@ -175,13 +175,13 @@ def sensitivity_table(result: AnalysisResult) -> pd.DataFrame:
     """
     rows = []
     for v in result.variants:
-        est, lb, ub = _shown(result, v.fit)
+        # a variant of another measure (Peto's OR beside an RD) is shown on its own scale
+        scale = Scale.of(v.measure) if v.measure and v.measure != result.measure else result.scale
+        est, lb, ub = ((math.nan,) * 3 if v.fit is None else
+                       tuple(float(scale.show(x)) for x in (v.fit.estimate, v.fit.ci.low,
+                                                            v.fit.ci.high)))
         het = v.fit.heterogeneity if v.fit is not None else None
-        measure = "OR (Peto)" if v.name == "common_Peto" else (
-            v.description.split()[-1] if v.name == "common_MH" else result.scale.name)
-        if v.name == "common_Peto" and not result.scale.log and v.fit is not None:
-            # Peto's log OR beside an RD analysis: shown as an odds ratio all the same
-            est, lb, ub = (math.exp(x) for x in (v.fit.estimate, v.fit.ci.low, v.fit.ci.high))
+        measure = scale.name + (" (Peto)" if v.model.endswith("Peto") else "")
         rows.append({"analysis": result.title, "variant": v.name, "description": v.description,
                      "model": v.model, "measure": measure, "k": v.k, "estimate": est,
                      "ci_lb": lb, "ci_ub": ub,

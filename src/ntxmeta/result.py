@@ -147,6 +147,9 @@ class Variant:
     k: int
     fit: Pooled | None
     note: str = ""
+    #: the variant's own measure when it differs from the analysis's (Peto's OR beside an
+    #: RD analysis; a Mantel-Haenszel RR of an OR analysis); "" = the analysis's scale
+    measure: str = ""
 
 
 @dataclass(frozen=True)
