@@ -113,12 +113,20 @@ def _spec(tmp_path: Path, **change) -> Path:
     ({"struct": "XYZ", "random": "~ deltype | study"}, r"rma.mv.struct = 'XYZ'"),
     ({"anova": {"method": "ML"}}, r"rma.mv.anova = .*replacing some of"),
     ({"weights": "vi"}, r"unknown keys \['weights'\]"),
+    ({"V": {"vcalc": "vi"}}, r"rma.mv.V.vcalc = 'vi': must be an object"),
 ])
 def test_spec_errors_name_file_key_and_value(tmp_path, change, message):
     path = _spec(tmp_path, **change)
     with pytest.raises(mv.SpecError, match=message) as err:
         oracle.analyse(path)
     assert str(path) in str(err.value)
+
+
+def test_spec_without_csv_is_refused(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({"rma.mv": {"yi": "yi", "V": "vi"}}))
+    with pytest.raises(mv.SpecError, match=r"csv = None: must name the data CSV"):
+        oracle.analyse(path)
 
 
 def test_engine_refusal_is_an_error_section(tmp_path):

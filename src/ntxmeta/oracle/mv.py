@@ -104,6 +104,8 @@ def _V(frame: pd.DataFrame, v, where: str) -> np.ndarray:
         _fail(where, "V", v, 'must be a column name, {"vcalc": {...}} or {"shared_arm": {...}}')
     kind, a = next(iter(v.items()))
     key = f"V.{kind}"
+    if not isinstance(a, dict):
+        _fail(where, key, a, "must be an object of vcalc's / shared_arm's arguments")
     col = lambda name, numeric=True: _column(frame, a.get(name), where, f"{key}.{name}",  # noqa: E731
                                              numeric)
     cluster = col("cluster", numeric=False)
@@ -277,6 +279,9 @@ def analyse_mv(spec: dict, folder: str | Path, *, only=None, where: str = "spec"
         if bad:
             raise ValueError(f"unknown section(s) {sorted(bad)}; rma.mv sections are "
                              f"{list(MV_SECTIONS)}")
+    if not isinstance(spec.get("csv"), str):
+        raise SpecError(f"{where}: csv = {spec.get('csv')!r}: must name the data CSV "
+                        "(relative to the spec's folder)")
     frame = pd.read_csv(Path(folder) / spec["csv"], keep_default_na=True)
     yi = _column(frame, call.get("yi"), where, "yi")
     V = _V(frame, call.get("V"), where)
