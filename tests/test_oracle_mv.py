@@ -118,7 +118,7 @@ def test_cases_are_vendored():
     """At least six datasets (the issue's minimum), each with its data and script."""
     assert (FIXTURES / "make_mv.R").exists()
     datasets = {c.name.split("_")[0] for c in CASES}
-    assert len(datasets) >= 5 and len(CASES) >= 10, datasets
+    assert len(datasets) >= 6 and len(CASES) >= 14, datasets
     assert all((c / "data.csv").exists() for c in CASES)
 
 

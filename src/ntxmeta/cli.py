@@ -1,6 +1,7 @@
 """The ``ntxmeta`` command line: each pipeline step can be run by hand.
 
     ntxmeta analyse SPEC.json --out RESULT.json [--only rma.REML,common.EE]
+                     (a spec with an "rma.mv" object: a multilevel model, ntxmeta.oracle.mv)
     ntxmeta validate [--config config/config.yaml] [--all]
     ntxmeta ingest   --out data/processed/comparisons.csv
     ntxmeta effects  --analysis NAME [--comparisons CSV] --out data/processed/effects/NAME.csv

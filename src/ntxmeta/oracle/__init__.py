@@ -11,6 +11,20 @@ laid out as the oracle's ``out.json`` (so that ``compare.py`` can check it).
 ``only`` restricts the work to named sections or dotted sub-sections
 (``rma.REML``, ``common.EE``), so a user with a huge table pays only for
 what they ask.
+
+A spec with an ``"rma.mv"`` object (a multilevel / multivariate model,
+metafor's ``rma.mv``) goes to ``ntxmeta.oracle.mv`` instead, which writes
+the sections of the rma.mv oracle (tests/fixtures/oracle_mv): ``rma.mv``,
+``confint``, ``anova``, ``wald``, ``CR2``. Its spec mirrors metafor's call::
+
+    {"csv": "data.csv",
+     "rma.mv": {"yi": "yi", "V": "vi", "mods": ["x"], "intercept": true,
+                "random": "~ 1 | study/esid", "struct": "CS", "rho": null,
+                "method": "REML", "test": "z", "confint": true,
+                "anova": {"random": "~ 1 | study"}, "wald": [[0, 1]],
+                "cluster": "study"}}
+
+(every key and the V forms: ``ntxmeta.oracle.mv``'s docstring).
 """
 from __future__ import annotations
 
@@ -28,6 +42,12 @@ from ..data import AnalysisData, load_spec
 from ..rma import shared_fits
 from .floattext import join_repr
 from .sections import RMA_SECTION_METHODS, common_ee_section, rma_section
+
+
+def is_mv_spec(spec) -> bool:
+    """A spec of a multilevel model (an ``"rma.mv"`` object), not the univariate format."""
+    return isinstance(spec, dict) and "rma.mv" in spec
+
 
 Builder = Callable[[AnalysisData, "set[str] | None"], dict]
 
@@ -157,7 +177,16 @@ def _load_extensions(sections: set[str] | None = None) -> None:
 
 
 def analyse(spec_path: str | Path, *, only=None) -> dict:
-    """Read a spec and its CSV and compute the result dictionary."""
+    """Read a spec and its CSV and compute the result dictionary.
+
+    A spec with an ``"rma.mv"`` object is a multilevel model: its sections
+    (``rma.mv``, ``confint``, ``anova``, ``wald``, ``CR2``) come from
+    ``ntxmeta.oracle.mv.analyse_mv`` (spec format in that module's docstring);
+    any other spec is the univariate oracle format, unchanged.
+    """
+    if is_mv_spec(json.loads(Path(spec_path).read_text(encoding="utf-8"))):
+        from .mv import analyse_mv_file   # local: only multilevel specs need it
+        return analyse_mv_file(spec_path, only=only)
     spec, data = load_spec(spec_path)
     out = analyse_data(data, only=only)
     out["spec"] = spec
