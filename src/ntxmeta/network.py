@@ -119,9 +119,10 @@ NSIM = 100_000
 # --------------------------------------------------------------------------- data
 
 def _validate(study, treat1, treat2, yi, vi):
-    s = np.asarray(study).astype(str)
-    t1 = np.asarray(treat1).astype(str)
-    t2 = np.asarray(treat2).astype(str)
+    # labels as Python str objects (messages and names read 'A', not np.str_('A'))
+    s = np.array([str(x) for x in np.asarray(study)], dtype=object)
+    t1 = np.array([str(x) for x in np.asarray(treat1)], dtype=object)
+    t2 = np.array([str(x) for x in np.asarray(treat2)], dtype=object)
     y = np.asarray(yi, dtype=float)
     v = np.asarray(vi, dtype=float)
     k = len(y)
@@ -163,7 +164,8 @@ def _connected(treatments: list, t1, t2) -> None:
     roots = {find(t) for t in treatments}
     if len(roots) > 1:
         groups = sorted(sorted(t for t in treatments if find(t) == r) for r in roots)
-        raise MetaError(f"network: the treatments form {len(roots)} disconnected networks: {groups}")
+        raise MetaError(f"network: the treatments form {len(roots)} disconnected networks: "
+                        f"{groups}")
 
 
 def _design_matrix(t1, t2, basic: list) -> np.ndarray:
@@ -239,7 +241,8 @@ class NetworkFit:
         try:
             return self.treatments.index(treatment)
         except ValueError:
-            raise KeyError(f"unknown treatment {treatment!r}; treatments are {list(self.treatments)}")
+            raise KeyError(f"unknown treatment {treatment!r}; "
+                           f"treatments are {list(self.treatments)}") from None
 
     def pair(self, treat1: str, treat2: str) -> PairEffect:
         """``treat2`` versus ``treat1``: d_treat2 - d_treat1 with SE, CI and Wald z test."""
@@ -299,7 +302,8 @@ def network(study, treat1, treat2, yi, vi, *, V=None, shared_var=None, reference
     if reference is None:
         reference = treatments[0]
     if reference not in treatments:
-        raise MetaError(f"network: reference {reference!r} is not among the treatments {treatments}")
+        raise MetaError(f"network: reference {reference!r} is not among the treatments "
+                        f"{treatments}")
     if len(treatments) < 3:
         raise MetaError(f"network: needs at least 3 treatments, got {treatments}")
     _connected(treatments, t1, t2)
@@ -392,7 +396,8 @@ def league(fit: NetworkFit, *, order=None, digits: int = 2, transform=None) -> L
         for b in range(T):
             i, j = ix[a], ix[b]
             if a > b:       # column vs row, network
-                est[a, b], lo[a, b], hi[a, b] = fit.effect[i, j], fit.ci_low[i, j], fit.ci_high[i, j]
+                est[a, b] = fit.effect[i, j]
+                lo[a, b], hi[a, b] = fit.ci_low[i, j], fit.ci_high[i, j]
             elif a < b:     # row vs column, direct
                 r, sign = direct.get((order[b], order[a])), 1.0
                 if r is None:
@@ -508,7 +513,7 @@ def inconsistency_columns(fit: NetworkFit) -> np.ndarray:
         ts = D.split(":")
         rows = des == D
         for t in ts[1:]:
-            c = np.where(rows & (fit.treat1 == t), 1.0, 0.0) - np.where(rows & (fit.treat2 == t), 1.0, 0.0)
+            c = (rows & (fit.treat1 == t)).astype(float) - (rows & (fit.treat2 == t)).astype(float)
             cols.append(c)
     XD = np.column_stack(cols)
     Q, _ = np.linalg.qr(X)
