@@ -179,6 +179,8 @@ def test_pscores_by_hand(case, fits):
     np.testing.assert_allclose(rk.pscore, good, rtol=1e-12, atol=1e-14)
     bad = nw.rank_treatments(fit, small_values="bad", nsim=0)
     np.testing.assert_allclose(bad.pscore, 1 - good, rtol=1e-12, atol=1e-14)
+    undesirable = nw.rank_treatments(fit, small_values="undesirable", nsim=0)
+    np.testing.assert_array_equal(undesirable.pscore, bad.pscore)
     assert list(rk.order) == [fit.treatments[i] for i in np.argsort(-good, kind="stable")]
     # SUCRA from the normal draws converges to the P-score (Rücker & Schwarzer 2015)
     np.testing.assert_allclose(rk.sucra, good, atol=SUCRA_ATOL)

@@ -111,6 +111,8 @@ RANK_RTOL = 1e-10
 #: comparison with direct evidence only leaves ~1e-15 relative).
 INDIRECT_RTOL = 1e-8
 SMALL_VALUES = ("good", "bad")
+#: netmeta >= 2.0 spells them "desirable"/"undesirable".
+SMALL_VALUES_ALIASES = {"desirable": "good", "undesirable": "bad"}
 #: Monte Carlo draws for rank probabilities and SUCRA (MC error of SUCRA
 #: <= 0.5/sqrt(NSIM) ~ 0.0016).
 NSIM = 100_000
@@ -448,6 +450,7 @@ def rank_treatments(fit: NetworkFit, *, small_values: str = "good", nsim: int = 
                     seed: int = 1) -> Ranking:
     """P-scores (exact, from the network estimates and their SEs) and SUCRA
     (Monte Carlo from N(d, Var d)); see the module docstring for the formulas."""
+    small_values = SMALL_VALUES_ALIASES.get(small_values, small_values)
     if small_values not in SMALL_VALUES:
         raise ValueError(f"small_values must be one of {SMALL_VALUES}, got {small_values!r}")
     sign = 1.0 if small_values == "good" else -1.0
