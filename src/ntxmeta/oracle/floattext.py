@@ -65,6 +65,11 @@ MIN_ABS, MAX_ABS = 1e-280, 1e280
 N_MIN, N_MAX = -270, 300
 #: Veltkamp's splitting constant for doubles, 2**27 + 1.
 SPLIT = 134217729.0
+#: Numbers per block of ``join_repr``: ``_shortest`` makes ~60 elementwise passes, and
+#: on blocks of 16,384 (128 KiB per array) they run in the L2 cache (2 MiB per core on
+#: the bench machine) instead of streaming 8 MB arrays from memory: 2x faster at 1e6
+#: numbers (0.24 s -> 0.12 s for the digits, bench/README.md). Any size gives the same text.
+BLOCK = 16384
 #: Longest text repr() gives a double: "-1.2345678901234567e-100".
 MAX_TEXT = 24
 _POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
@@ -158,15 +163,17 @@ def _shortest(a: np.ndarray):
     doubt |= hi < lo
     # the most trailing zeros a number inside can have: the largest t with
     # floor(hi / 10**t) > floor((lo - 1) / 10**t)
+    # (a multiple of 10**(t + 1) is one of 10**t: once false, the test stays false, so
+    # t is the number of t = 1, 2, ... for which it holds)
     dropped = np.zeros(a.size, dtype=np.int64)
-    rows, qa, qb = np.arange(a.size), lo - 1, hi
-    for t in range(1, 19):
-        qa, qb = qa // 10, qb // 10
+    qa, qb = lo - 1, hi.copy()
+    for _ in range(18):
+        qa //= 10
+        qb //= 10
         ok = qb > qa
         if not ok.any():
             break
-        rows, qa, qb = rows[ok], qa[ok], qb[ok]
-        dropped[rows] = t
+        dropped += ok
     # of the numbers with that many trailing zeros inside, the nearest to S
     p = _POW10[dropped]
     q, r = np.divmod(I, p)
@@ -251,6 +258,13 @@ def join_repr(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
         return ""
     bsep = sep.encode("ascii")
     texts = [t.encode("ascii") for t in (nan, inf, ninf)]
+    blocks = [_block_text(x[i:i + BLOCK], bsep, texts) for i in range(0, x.size, BLOCK)]
+    blocks[-1] = blocks[-1][:len(blocks[-1]) - len(bsep)]   # no separator after the last
+    return b"".join(blocks).decode("ascii")
+
+
+def _block_text(x: np.ndarray, bsep: bytes, texts: list) -> bytes:
+    """The text of each number of x followed by bsep (``join_repr``'s work on one block)."""
     a = np.abs(x)
     neg = np.signbit(x)
     fast = (a >= MIN_ABS) & (a <= MAX_ABS)       # False for nan, inf, zero
@@ -301,5 +315,4 @@ def join_repr(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
                 pos += count
     if not single:
         text[order] = text.copy()
-    body = text[text != 0].tobytes()
-    return body[:len(body) - len(bsep)].decode("ascii")
+    return text[text != 0].tobytes()
