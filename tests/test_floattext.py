@@ -103,3 +103,13 @@ def test_block_boundaries_change_nothing(monkeypatch, block):
     x = np.array([1.5, np.nan, 0.1, -0.0, 1e300, 5e-324, 2.5e-7, np.inf, 123.0, -np.inf, 1 / 3])
     _assert_same(x)
     _assert_same(x, ",\n    ")
+
+
+def test_power_of_ten_table_is_exact():
+    # hi: the double nearest 10**n; lo: the double nearest 10**n - hi (exact rationals)
+    from fractions import Fraction
+    hi, lo, bh, bl = floattext._pow10_table()
+    for i, n in enumerate(range(floattext.N_MIN, floattext.N_MAX + 1)):
+        exact = Fraction(10) ** n
+        assert hi[i] == float(exact) and lo[i] == float(exact - Fraction(hi[i])), n
+    assert np.array_equal(bh + bl, hi)

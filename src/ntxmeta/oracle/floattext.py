@@ -49,7 +49,6 @@ bench/analyse_bench.py.
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -83,11 +82,18 @@ def _pow10_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """10**n = hi + lo for n in [N_MIN, N_MAX] (hi the nearest double, lo the nearest
     double to the rest), and hi's Veltkamp split (hi = bh + bl, 26 bits each)."""
     hi, lo = [], []
-    for n in range(N_MIN, N_MAX + 1):
-        exact = Fraction(10) ** n
-        h = float(exact)              # int / int: correctly rounded
+    for n in range(N_MIN, N_MAX + 1):   # int arithmetic: exact; int / int and float(int) round
+        if n >= 0:                      # correctly (as float(Fraction) does, 6x faster)
+            exact = 10**n
+            h = float(exact)
+            rest = float(exact - int(h))
+        else:                           # 10**n - h = (den - num 10**-n) / (den 10**-n), h = num / den
+            d = 10**-n
+            h = 1 / d
+            num, den = h.as_integer_ratio()
+            rest = (den - num * d) / (den * d)
         hi.append(h)
-        lo.append(float(exact - Fraction(h)))
+        lo.append(rest)
     hi_a, lo_a = np.array(hi), np.array(lo)
     c = SPLIT * hi_a
     bh = c - (c - hi_a)
@@ -205,7 +211,8 @@ _SPECIAL_NAN, _SPECIAL_INF, _SPECIAL_NINF, _SPECIAL_ZERO, _SPECIAL_NZERO, _SPECI
 #: Bytes of the per-number source row: 17 digits, then the exponent's 3 digits.
 _EXP_COL = 17
 #: v in [0, 10000) -> its 4 ASCII digits as a little-endian uint32 (first digit first).
-_DIGITS4 = np.frombuffer(b"".join(b"%04d" % v for v in range(10000)), dtype="<u4")
+_DIGITS4 = (np.arange(10000)[:, None] // np.array([1000, 100, 10, 1]) % 10 + 48).astype(
+    np.uint8).view("<u4").ravel()
 
 
 def _template(key: int, sep: bytes, nan: bytes, inf: bytes, ninf: bytes) -> list:
