@@ -91,8 +91,8 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
-from scipy import special
 
+from . import _special as special
 from ._common import Interval, MetaError, t_crit, z_crit
 
 METHODS = ("EE", "DL", "HE", "HS", "HSk", "SJ", "ML", "REML", "EB", "PM", "PMM",
