@@ -35,10 +35,10 @@ def _cmd_analyse(args: argparse.Namespace) -> int:
     # setdefault: a user's own setting wins; no effect once numpy is loaded.
     if "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", ANALYSE_BLAS_THREADS)
-    from .oracle import analyse, dumps
-    from .io import write_text
+    from .oracle import analyse, dumps_bytes
+    from .io import write_bytes
     result = analyse(args.spec, only=args.only)
-    write_text(args.out, dumps(result))
+    write_bytes(args.out, dumps_bytes(result))
     return 0
 
 

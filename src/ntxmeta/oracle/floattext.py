@@ -260,14 +260,20 @@ def join_repr(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
     ``nan``, ``inf`` and ``ninf`` replace repr's spelling of the non-finite
     values (the oracle writes metafor's ``"NA"``, ``"Inf"``, ``"-Inf"``).
     """
+    return join_repr_bytes(x, sep, nan=nan, inf=inf, ninf=ninf).decode("ascii")
+
+
+def join_repr_bytes(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
+                    ninf: str = "-inf") -> bytes:
+    """``join_repr``'s text as ASCII bytes (for a writer: no str made and encoded again)."""
     x = np.ascontiguousarray(x, dtype=np.float64).ravel()
     if x.size == 0:
-        return ""
+        return b""
     bsep = sep.encode("ascii")
     texts = [t.encode("ascii") for t in (nan, inf, ninf)]
     blocks = [_block_text(x[i:i + BLOCK], bsep, texts) for i in range(0, x.size, BLOCK)]
     blocks[-1] = blocks[-1][:len(blocks[-1]) - len(bsep)]   # no separator after the last
-    return b"".join(blocks).decode("ascii")
+    return b"".join(blocks)
 
 
 def _block_text(x: np.ndarray, bsep: bytes, texts: list) -> bytes:
