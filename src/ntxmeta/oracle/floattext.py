@@ -327,5 +327,7 @@ def _block_text(x: np.ndarray, bsep: bytes, texts: list) -> bytes:
                 block[:, pos:pos + count] = sblock[:, first:first + count]
                 pos += count
     if not single:
-        text[order] = text.copy()
+        unsorted = np.empty_like(text)
+        unsorted[order] = text
+        text = unsorted
     return text[text != 0].tobytes()
