@@ -93,3 +93,23 @@ def test_separator_and_metafor_spelling_of_non_finite_values():
                 max_size=50))
 def test_any_list_of_floats(values):
     _assert_same(np.array(values, dtype=float))
+
+
+@pytest.mark.parametrize("block", [1, 2, 5])
+def test_block_boundaries_change_nothing(monkeypatch, block):
+    # join_repr lays out BLOCK numbers at a time: a block of one number, or a block
+    # boundary between a special value and a number, must give repr's text all the same
+    monkeypatch.setattr(floattext, "BLOCK", block)
+    x = np.array([1.5, np.nan, 0.1, -0.0, 1e300, 5e-324, 2.5e-7, np.inf, 123.0, -np.inf, 1 / 3])
+    _assert_same(x)
+    _assert_same(x, ",\n    ")
+
+
+def test_power_of_ten_table_is_exact():
+    # hi: the double nearest 10**n; lo: the double nearest 10**n - hi (exact rationals)
+    from fractions import Fraction
+    hi, lo, bh, bl = floattext._pow10_table()
+    for i, n in enumerate(range(floattext.N_MIN, floattext.N_MAX + 1)):
+        exact = Fraction(10) ** n
+        assert hi[i] == float(exact) and lo[i] == float(exact - Fraction(hi[i])), n
+    assert np.array_equal(bh + bl, hi)

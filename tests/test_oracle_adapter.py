@@ -22,6 +22,9 @@ def test_dumps_is_byte_for_byte_the_json_module():
               "ints": np.arange(100), "s": "text", "f": 1.5}
     want = json.dumps(oracle._jsonable(result), indent=1, allow_nan=False) + "\n"
     assert oracle.dumps(result) == want
+    assert oracle.dumps_bytes(result) == want.encode("utf-8")
+    assert oracle.dumps_bytes({"no": "vectors", "x": x[:3]}) == (
+        json.dumps(oracle._jsonable({"no": "vectors", "x": x[:3]}), indent=1) + "\n").encode()
     assert len(x) >= oracle.VECTOR_MIN        # so that the fast path was taken
 
 

@@ -392,3 +392,33 @@ def test_zero_vi_through_ntxmeta_analyse(tmp_path):
     assert out["common"]["EE"]["error"].startswith(REF["vi0_fits"]["EE_z"]["error"])
     assert out["confint"]["REML"]["error"] == (
         "Cannot compute CI for tau^2 when there are non-positive sampling variances in the data.")
+
+
+def test_shared_fit_key_is_the_exact_content():
+    """rma_shared's key hashes a sample of the arrays but compares every element's bits."""
+    from ntxmeta.rma import _ContentKey
+    y = np.linspace(0.0, 1.0, 10_001)
+    key = _ContentKey((y, y + 1, None, None))
+    assert key == _ContentKey((y.copy(), y + 1, None, None))
+    assert hash(key) == hash(_ContentKey((list(y), y + 1, None, None)))
+    other = y.copy()
+    other[1] = np.nextafter(other[1], 2.0)   # row 1 is outside the hashed sample
+    assert hash(_ContentKey((other, y + 1, None, None))) == hash(key)
+    assert key != _ContentKey((other, y + 1, None, None))
+    assert key != _ContentKey((y, y + 1, np.ones((y.size, 1)), None))
+    assert _ContentKey((np.array([0.0]),)) != _ContentKey((np.array([-0.0]),))
+    assert _ContentKey((np.array([np.nan]),)) == _ContentKey((np.array([np.nan]),))
+    stored = key.stored()
+    y[5000] = 99.0                        # the caller changes its array afterwards
+    assert stored.arrays[0][5000] == 0.5 and stored != _ContentKey((y, y + 1, None, None))
+
+
+def test_shared_fits_reuse_a_fit_of_equal_data_and_not_of_other_data():
+    from ntxmeta.rma import fit_counter, rma_shared, shared_fits
+    y, v = np.array([0.1, 0.4, -0.2, 0.3]), np.array([0.05, 0.02, 0.04, 0.03])
+    with fit_counter() as fits, shared_fits():
+        a = rma_shared(y, v, method="REML")
+        b = rma_shared(y.copy(), v.copy(), method="REML", test="knha")
+        c = rma_shared(y + 1e-12, v, method="REML")
+    assert fits.by_method == {"REML": 2}
+    assert a.tau2 == b.tau2 and a.beta[0] != c.beta[0]

@@ -16,17 +16,30 @@ Paths default to the project layout; run from the project root.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import textwrap
 
 from . import __version__
 
 
+#: BLAS thread pools ``analyse`` starts when it is the process's first import of numpy
+#: (see ``_cmd_analyse``).
+ANALYSE_BLAS_THREADS = "1"
+
+
 def _cmd_analyse(args: argparse.Namespace) -> int:
-    from .oracle import analyse, dumps
-    from .io import write_text
+    # One analysis needs no BLAS threads: its fits sum with einsum, and its few
+    # matrix products are k x p with p a handful of coefficients. Starting the
+    # OpenBLAS pools of numpy and scipy costs ~0.07 s of process time (bench/README.md,
+    # "ntxmeta analyse SPEC --only rma.REML"); the results are the same bytes.
+    # setdefault: a user's own setting wins; no effect once numpy is loaded.
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", ANALYSE_BLAS_THREADS)
+    from .oracle import analyse, dumps_bytes
+    from .io import write_bytes
     result = analyse(args.spec, only=args.only)
-    write_text(args.out, dumps(result))
+    write_bytes(args.out, dumps_bytes(result))
     return 0
 
 

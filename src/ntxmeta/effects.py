@@ -36,9 +36,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln
 
 from ._common import z_crit
+from ._special import gammaln
 
 BINARY_MEASURES = ("RR", "OR", "RD")
 CONTINUOUS_MEASURES = ("SMD", "MD", "ROM")

@@ -122,6 +122,12 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", newline="")
 
 
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write bytes atomically (``write_text`` for text that is already encoded)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
 def remove_stale_temps(path: str | Path) -> list[Path]:
     """Delete the temporary files of ``path`` left by processes that have ended.
 

@@ -49,7 +49,6 @@ bench/analyse_bench.py.
 """
 from __future__ import annotations
 
-from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
@@ -65,6 +64,11 @@ MIN_ABS, MAX_ABS = 1e-280, 1e280
 N_MIN, N_MAX = -270, 300
 #: Veltkamp's splitting constant for doubles, 2**27 + 1.
 SPLIT = 134217729.0
+#: Numbers per block of ``join_repr``: ``_shortest`` makes ~60 elementwise passes, and
+#: on blocks of 16,384 (128 KiB per array) they run in the L2 cache (2 MiB per core on
+#: the bench machine) instead of streaming 8 MB arrays from memory: 2x faster at 1e6
+#: numbers (0.24 s -> 0.12 s for the digits, bench/README.md). Any size gives the same text.
+BLOCK = 16384
 #: Longest text repr() gives a double: "-1.2345678901234567e-100".
 MAX_TEXT = 24
 _POW10 = np.array([10**i for i in range(19)], dtype=np.int64)
@@ -78,11 +82,18 @@ def _pow10_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """10**n = hi + lo for n in [N_MIN, N_MAX] (hi the nearest double, lo the nearest
     double to the rest), and hi's Veltkamp split (hi = bh + bl, 26 bits each)."""
     hi, lo = [], []
-    for n in range(N_MIN, N_MAX + 1):
-        exact = Fraction(10) ** n
-        h = float(exact)              # int / int: correctly rounded
+    for n in range(N_MIN, N_MAX + 1):   # int arithmetic: exact; int / int and float(int) round
+        if n >= 0:                      # correctly (as float(Fraction) does, 6x faster)
+            exact = 10**n
+            h = float(exact)
+            rest = float(exact - int(h))
+        else:                           # 10**n - h = (den - num 10**-n) / (den 10**-n), h = num / den
+            d = 10**-n
+            h = 1 / d
+            num, den = h.as_integer_ratio()
+            rest = (den - num * d) / (den * d)
         hi.append(h)
-        lo.append(float(exact - Fraction(h)))
+        lo.append(rest)
     hi_a, lo_a = np.array(hi), np.array(lo)
     c = SPLIT * hi_a
     bh = c - (c - hi_a)
@@ -158,15 +169,17 @@ def _shortest(a: np.ndarray):
     doubt |= hi < lo
     # the most trailing zeros a number inside can have: the largest t with
     # floor(hi / 10**t) > floor((lo - 1) / 10**t)
+    # (a multiple of 10**(t + 1) is one of 10**t: once false, the test stays false, so
+    # t is the number of t = 1, 2, ... for which it holds)
     dropped = np.zeros(a.size, dtype=np.int64)
-    rows, qa, qb = np.arange(a.size), lo - 1, hi
-    for t in range(1, 19):
-        qa, qb = qa // 10, qb // 10
+    qa, qb = lo - 1, hi.copy()
+    for _ in range(18):
+        qa //= 10
+        qb //= 10
         ok = qb > qa
         if not ok.any():
             break
-        rows, qa, qb = rows[ok], qa[ok], qb[ok]
-        dropped[rows] = t
+        dropped += ok
     # of the numbers with that many trailing zeros inside, the nearest to S
     p = _POW10[dropped]
     q, r = np.divmod(I, p)
@@ -198,7 +211,8 @@ _SPECIAL_NAN, _SPECIAL_INF, _SPECIAL_NINF, _SPECIAL_ZERO, _SPECIAL_NZERO, _SPECI
 #: Bytes of the per-number source row: 17 digits, then the exponent's 3 digits.
 _EXP_COL = 17
 #: v in [0, 10000) -> its 4 ASCII digits as a little-endian uint32 (first digit first).
-_DIGITS4 = np.frombuffer(b"".join(b"%04d" % v for v in range(10000)), dtype="<u4")
+_DIGITS4 = (np.arange(10000)[:, None] // np.array([1000, 100, 10, 1]) % 10 + 48).astype(
+    np.uint8).view("<u4").ravel()
 
 
 def _template(key: int, sep: bytes, nan: bytes, inf: bytes, ninf: bytes) -> list:
@@ -246,11 +260,24 @@ def join_repr(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
     ``nan``, ``inf`` and ``ninf`` replace repr's spelling of the non-finite
     values (the oracle writes metafor's ``"NA"``, ``"Inf"``, ``"-Inf"``).
     """
+    return join_repr_bytes(x, sep, nan=nan, inf=inf, ninf=ninf).decode("ascii")
+
+
+def join_repr_bytes(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
+                    ninf: str = "-inf") -> bytes:
+    """``join_repr``'s text as ASCII bytes (for a writer: no str made and encoded again)."""
     x = np.ascontiguousarray(x, dtype=np.float64).ravel()
     if x.size == 0:
-        return ""
+        return b""
     bsep = sep.encode("ascii")
     texts = [t.encode("ascii") for t in (nan, inf, ninf)]
+    blocks = [_block_text(x[i:i + BLOCK], bsep, texts) for i in range(0, x.size, BLOCK)]
+    blocks[-1] = blocks[-1][:len(blocks[-1]) - len(bsep)]   # no separator after the last
+    return b"".join(blocks)
+
+
+def _block_text(x: np.ndarray, bsep: bytes, texts: list) -> bytes:
+    """The text of each number of x followed by bsep (``join_repr``'s work on one block)."""
     a = np.abs(x)
     neg = np.signbit(x)
     fast = (a >= MIN_ABS) & (a <= MAX_ABS)       # False for nan, inf, zero
@@ -300,6 +327,7 @@ def join_repr(x, sep: str = ", ", *, nan: str = "nan", inf: str = "inf",
                 block[:, pos:pos + count] = sblock[:, first:first + count]
                 pos += count
     if not single:
-        text[order] = text.copy()
-    body = text[text != 0].tobytes()
-    return body[:len(body) - len(bsep)].decode("ascii")
+        unsorted = np.empty_like(text)
+        unsorted[order] = text
+        text = unsorted
+    return text[text != 0].tobytes()
