@@ -39,7 +39,7 @@ report: run
 # Tests run on every core (pytest-xdist; a test file stays on one worker, so
 # the workflow copies a file shares are built once).
 test: $(STAMP)
-	@echo "make test: about 8 minutes on 2 cores (the workflow end to end on copies of the project, metafor conformance, headless Chromium)"
+	@echo "make test: about 10 minutes on 2 cores (the workflow end to end on copies of the project, metafor conformance, headless Chromium)"
 	$(BIN)/python -m pytest -q -n $(CORES) --dist loadfile
 
 bench: $(STAMP)

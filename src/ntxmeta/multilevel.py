@@ -538,6 +538,16 @@ class _Model:
         return M, D, nat
 
 
+def _log_likelihoods(k: int, p: int, logdet_m: float, logdet_xx: float, logdet_xwx: float,
+                     rss: float) -> tuple[float, float]:
+    """ML and REML log-likelihoods from the pieces both fitting paths compute (metafor's
+    conventions: the REML one with + 1/2 log|X'X|)."""
+    ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet_m - 0.5 * rss
+    ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * logdet_m
+               - 0.5 * logdet_xwx - 0.5 * rss)
+    return ll_ml, ll_reml
+
+
 @dataclass
 class _Eval:
     ll_ml: float
@@ -612,10 +622,8 @@ def _evaluate_blocks(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: 
         Wr = np.einsum("gnm,gm->gn", W, rg)
         rss += float(np.sum(rg * Wr))
         Wrs.append(Wr)
-    logdet_xwx = 2.0 * np.sum(np.log(np.diag(cx[0])))
-    ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet_m - 0.5 * rss
-    ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * logdet_m
-               - 0.5 * logdet_xwx - 0.5 * rss)
+    ll_ml, ll_reml = _log_likelihoods(k, p, logdet_m, logdet_xx,
+                                      2.0 * np.sum(np.log(np.diag(cx[0]))), rss)
     ev = _Eval(ll_ml, ll_reml, beta, vb, None, None, rss=rss, logdet_m=logdet_m)
     if derivs:
         free = [i for i, par in enumerate(model.pars) if par.fixed is None]
@@ -700,10 +708,8 @@ def _evaluate_dense(model: _Model, y, X, logdet_xx, theta, reml: bool, derivs: b
     r = y - X @ beta
     Wr = W @ r
     rss = float(r @ Wr)
-    logdet_xwx = 2.0 * np.sum(np.log(np.diag(cx[0])))
-    ll_ml = -0.5 * k * np.log(2 * np.pi) - 0.5 * logdet_m - 0.5 * rss
-    ll_reml = (-0.5 * (k - p) * np.log(2 * np.pi) + 0.5 * logdet_xx - 0.5 * logdet_m
-               - 0.5 * logdet_xwx - 0.5 * rss)
+    ll_ml, ll_reml = _log_likelihoods(k, p, logdet_m, logdet_xx,
+                                      2.0 * np.sum(np.log(np.diag(cx[0]))), rss)
     ev = _Eval(ll_ml, ll_reml, beta, vb, M, W, rss=rss, logdet_m=logdet_m)
     if derivs:
         P = W - WX @ vb @ WX.T if reml else W
