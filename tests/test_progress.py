@@ -105,3 +105,11 @@ def test_make_run_is_quiet_and_a_data_error_still_reaches_the_user(tmp_path):
     assert status != 0 and proc.returncode != 0
     assert f"alcohol.csv:2: column 'events_treat' = '{rows[1][col]}'" in proc.stdout
     assert proc.stdout.splitlines()[-1].startswith("Stopped with errors")
+
+
+def test_snakemakes_report_is_one_line_not_a_line_per_file():
+    lines = ["Creating report...", "Loading script code for rule report",
+             "Adding forest.png (123.4 KB).", "Adding changelog.md (364 bytes).",
+             "Downloading resources and rendering HTML.", "Report created."]   # Snakemake 9.27's
+    out, filt = _filtered(lines)
+    assert out == ["Snakemake's report created.\n"] and filt.report

@@ -37,6 +37,8 @@ _NOISE = re.compile(
     r"\[\w{3} \w{3} +\d+ [\d:]+ \d{4}\]$|Elapsed time:|Reasons:|"
     r"Some jobs were triggered by provenance|If you prefer that only modification time|"
     r"If you are sure that a change for a certain output file|Rules with provenance triggered jobs|"
+    r"Adding .+ \([\d.]+ (?:[KMG]?B|bytes)\)\.$|Loading script code for rule|"
+    r"Downloading resources and rendering HTML|"
     r"\s+(input|output|log|jobid|reason|wildcards|resources|threads|priority|benchmark): )")
 _BANNER_LINE = re.compile(r"^  [A-Z][\w ()]*: ")
 _STATS_ROW = re.compile(r"^\w+\s+\d+$")
@@ -54,6 +56,7 @@ class Filter:
         self.steps = 0
         self.log: str | None = None
         self.nothing = False
+        self.report = False
         self._in_banner = False
 
     def line(self, text: str) -> None:
@@ -90,8 +93,11 @@ class Filter:
         if m := _LOG.match(text):
             self.log = m.group(1)
             return
+        if text.startswith("Creating report"):
+            self.report = True
+            return
         if text.startswith("Report created"):
-            self.write(text + "\n")
+            self.write("Snakemake's report created.\n")
             return
         if text.startswith("Nothing to be done"):
             self.nothing = True
