@@ -174,3 +174,18 @@ def check_config_text(block, tmp=None):
     path = Path(tempfile.mkdtemp()) / "config.yaml"
     path.write_text(text)
     return check_config(path)
+
+
+def test_the_summary_of_findings_says_whether_the_information_size_is_reached(bcg):
+    import math as m
+    from ntxmeta.evidence import information_size_text
+    effects, _ = bcg
+    t = run_plan(_main_bcg(), effects).tsa
+    ris, n = m.ceil(t.ris_adjusted), round(t.n_total)
+    reached = "RIS reached; " if t.info_fraction >= 1 else "RIS not reached; "
+    if t.conclusion.startswith("RIS reached"):
+        reached = ""
+    assert information_size_text(t) == (
+        f"RIS {ris:,} (D\u00b2 {100 * t.d2:.0f}%); {n:,} accrued ({100 * t.info_fraction:.0f}%): "
+        f"{reached}{t.conclusion}")
+    assert information_size_text(None) == ""

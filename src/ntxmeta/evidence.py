@@ -569,14 +569,15 @@ def tsa_table(results: Mapping[str, AnalysisResult], order) -> pd.DataFrame:
 
 
 def information_size_text(t) -> str:
-    """"RIS 1,734 (D² 67%); 1,914 accrued (110%): firm evidence of effect" for the SoF."""
+    """"RIS 1,631 (D² 85%); 919 accrued (56%): RIS not reached; firm evidence of effect" (SoF)."""
     if t is None:
         return ""
     from .tsa import table_row
     r = table_row(t)
+    said = r["conclusion"].startswith("RIS reached")
+    reached = "" if said else ("RIS reached; " if t.info_fraction >= 1 else "RIS not reached; ")
     return (f"RIS {r['ris']:,} (D\u00b2 {r['d2_pct']:.0f}%); {r['n_accrued']:,} accrued "
-            f"({r['ris_pct']:.0f}%): {'reached' if t.info_fraction >= 1 else 'not reached'}; "
-            f"{r['conclusion']}")
+            f"({r['ris_pct']:.0f}%): {reached}{r['conclusion']}")
 
 
 def bayes_table(results: Mapping[str, AnalysisResult], order) -> pd.DataFrame:

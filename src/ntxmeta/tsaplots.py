@@ -79,12 +79,14 @@ def plot_tsa(result: TSAResult, *, title: str | None = None, scale_name: str = "
         ax.axhline(0.0, color=style.LIGHT, linewidth=style.THIN_LINE)
         if result.sides == 2:
             ax.axhline(c, color=style.MID, linestyle="--", linewidth=style.LINE_WIDTH,
-                       gid="conventional_upper", label=f"Conventional boundary (z = \u00b1{c:.2f})")
+                       gid="conventional_upper",
+                       label=f"Conventional boundary, Wald (z = \u00b1{c:.2f})")
             ax.axhline(-c, color=style.MID, linestyle="--", linewidth=style.LINE_WIDTH,
                        gid="conventional_lower")
         else:
             ax.axhline(-c, color=style.MID, linestyle="--", linewidth=style.LINE_WIDTH,
-                       gid="conventional_lower", label=f"Conventional boundary (z = \u2212{c:.2f})")
+                       gid="conventional_lower",
+                       label=f"Conventional boundary, Wald (z = \u2212{c:.2f})")
         xb = np.minimum(x, ris)
         labelled = False
         for name in ("upper", "lower"):
