@@ -446,7 +446,10 @@ def test_figure_draws_the_tsa_elements():
     assert lines["conventional_upper"].get_linestyle() == "--"
     assert np.allclose(lines["conventional_lower"].get_ydata(), -c)
     up = np.array([lk.upper for lk in r.looks])
-    ok = np.isfinite(up)
+    n_cum = np.array([lk.n_cum for lk in r.looks])
+    reached = np.flatnonzero(n_cum >= r.ris_adjusted)
+    # the line runs to the look that reached the RIS; later looks are bars at their own x
+    ok = np.isfinite(up) & (np.arange(len(up)) <= (reached[0] if reached.size else len(up)))
     assert np.allclose(lines["boundary_upper"].get_ydata(), up[ok])
     assert np.allclose(lines["boundary_upper"].get_xdata(),
                        np.minimum([lk.n_cum for lk in r.looks], r.ris_adjusted)[ok])
@@ -492,3 +495,16 @@ def test_hartung_knapp_z_curve_and_t_critical_value_past_the_ris():
     # D^2 stays the Wald one
     wald = T.tsa(Y, V, N, year=YEAR, events_ctrl=EC, n_ctrl=NC, rrr=0.45, method="REML")
     assert r.d2 == pytest.approx(wald.d2, rel=1e-12)
+
+
+def test_figure_draws_the_boundary_of_looks_past_the_ris_at_their_own_x():
+    from ntxmeta.tsaplots import plot_tsa
+    r = T.tsa(Y, V, N, year=YEAR, events_ctrl=EC, n_ctrl=NC, rrr=0.45)
+    t = np.array([lk.info_fraction for lk in r.looks])
+    first = int(np.flatnonzero(t >= 1)[0])
+    fig = plot_tsa(r)
+    lines = {ln.get_gid(): ln for ln in fig.axes[0].get_lines() if ln.get_gid()}
+    past = lines["conventional_past_ris_upper"]
+    assert list(past.get_xdata()) == [lk.n_cum for lk in r.looks[first + 1:]]
+    assert np.allclose(past.get_ydata(), stats.norm.ppf(0.975))
+    assert max(lines["boundary_upper"].get_xdata()) == pytest.approx(r.ris_adjusted)

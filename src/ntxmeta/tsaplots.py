@@ -88,15 +88,26 @@ def plot_tsa(result: TSAResult, *, title: str | None = None, scale_name: str = "
                        gid="conventional_lower",
                        label=f"Conventional boundary, Wald (z = \u2212{c:.2f})")
         xb = np.minimum(x, ris)
+        # looks after the one that reached the RIS: the conventional boundary of the
+        # analysis's own test, drawn at their own x as short bars (not on the RIS line)
+        reached = np.flatnonzero(x >= ris)
+        past = np.zeros(len(x), dtype=bool)
+        if reached.size:
+            past[reached[0] + 1:] = True
         labelled = False
         for name in ("upper", "lower"):
             b = np.array([getattr(lk, name) for lk in looks])
-            ok = np.isfinite(b)
+            ok = np.isfinite(b) & ~past
             if ok.any():
                 ax.plot(xb[ok], b[ok], color=style.INK, linewidth=style.LINE_WIDTH * 1.5,
                         gid=f"boundary_{name}",
                         label=None if labelled else "Monitoring boundary (alpha spending)")
                 labelled = True
+            after = np.isfinite(b) & past
+            if after.any():
+                ax.plot(x[after], b[after], ls="none", marker="_", ms=10, mew=1.5,
+                        color=style.INK, gid=f"conventional_past_ris_{name}",
+                        label=None if name == "lower" else "Boundary past the RIS")
         labelled = False
         for name in ("futility_upper", "futility_lower"):
             f = np.array([getattr(lk, name) for lk in looks])
