@@ -596,9 +596,8 @@ def _tsa_block(row: Mapping | None, figures: Mapping[str, Path], title: str,
               f"{num(row['ci_adjusted_low'])} to {num(row['ci_adjusted_high'])}"),
              ("Conclusion", _text(row["conclusion"]))]
     body = _table([("Quantity", ""), ("Value", "")], [[esc(a), esc(b)] for a, b in cells])
-    return (tag("h4", "Trial sequential analysis") + body +
-            _figure(figures.get("tsa"), "tsa", title, link_from) if "tsa" in figures else
-            tag("h4", "Trial sequential analysis") + body)
+    figure = _figure(figures["tsa"], "tsa", title, link_from) if "tsa" in figures else ""
+    return tag("h4", "Trial sequential analysis") + body + figure
 
 
 def _bayes_block(row: Mapping | None, figures: Mapping[str, Path], title: str,
