@@ -260,6 +260,40 @@ def _direct_by_hand(d: pd.DataFrame, sv: np.ndarray, a: str, b: str, tau2: float
     return float(np.sum(w * ys) / np.sum(w)), float(1 / np.sum(w)), len(ys)
 
 
+def _joined_without(arms_of: list[set], a: str, b: str) -> bool:
+    """Whether a reaches b in the graph of the studies without both (scipy's
+    connected components, independent of ntxmeta.network.has_indirect_path)."""
+    from scipy.sparse import lil_matrix
+    from scipy.sparse.csgraph import connected_components
+    names = sorted(set().union(*arms_of))
+    g = lil_matrix((len(names), len(names)))
+    for arms in arms_of:
+        if {a, b} <= arms:
+            continue
+        for x, y in combinations(sorted(arms), 2):
+            g[names.index(x), names.index(y)] = 1
+    _, label = connected_components(g, directed=False)
+    return label[names.index(a)] == label[names.index(b)]
+
+
+def test_a_loop_inside_one_multi_arm_study_has_no_indirect_evidence():
+    """A four-arm study (A, B, C, P) and two-arm A-P studies: every loop is
+    inside the four-arm study, so nothing is split (back-calculation alone
+    would give an indirect A-B estimate from the random-effects correlation)."""
+    study = ["S4", "S4", "S4", "T1", "T2", "T3"]
+    t1, t2 = ["A", "B", "C", "A", "A", "A"], ["P"] * 6
+    yi = [-0.8, -0.4, -0.9, -0.1, -0.2, 0.05]
+    vi = [0.05, 0.05, 0.06, 0.03, 0.02, 0.04]
+    fit = nw.network(study, t1, t2, yi, vi, shared_var=[0.02] * 6, reference="P")
+    for s in nw.node_split(fit):
+        assert np.isnan(s.indirect) and np.isnan(s.pval), (s.treat1, s.treat2)
+    # a two-arm B-P study joins A and B outside S4: A-B is split now
+    fit2 = nw.network(study + ["U"], t1 + ["B"], t2 + ["P"], yi + [-0.3], vi + [0.05],
+                      shared_var=[0.02] * 7, reference="P")
+    split = {frozenset((s.treat1, s.treat2)): s for s in nw.node_split(fit2)}
+    assert np.isfinite(split[frozenset(("A", "B"))].indirect)
+
+
 @pytest.mark.parametrize("case", MV_CASES, ids=lambda c: c.name)
 def test_node_split_back_calculation(case, fits):
     ref, d, fit = fits[case.name]
@@ -272,7 +306,7 @@ def test_node_split_back_calculation(case, fits):
         pairs |= {frozenset(p) for p in combinations(arms, 2)}
     splits = nw.node_split(fit)
     assert {frozenset((s.treat1, s.treat2)) for s in splits} == pairs
-    degree = {t: sum(t in p for p in pairs) for t in fit.treatments}
+    arms_of = [set(g[t1c]) | set(g[t2c]) for _, g in d.groupby("study")]
     for s in splits:
         dd, vd, k = _direct_by_hand(d, sv, s.treat1, s.treat2, fit.tau2)
         assert s.k_direct == k
@@ -280,8 +314,9 @@ def test_node_split_back_calculation(case, fits):
         pe = fit.pair(s.treat1, s.treat2)
         dn, vn = pe.estimate, pe.se ** 2
         assert (s.network, s.se_network) == pytest.approx((dn, np.sqrt(vn)), rel=1e-14)
-        if min(degree[s.treat1], degree[s.treat2]) == 1:
-            # a treatment joined by one comparison: no indirect evidence
+        if not _joined_without(arms_of, s.treat1, s.treat2):
+            # no path but through studies of both (a treatment joined by one
+            # comparison, a loop inside one multi-arm study): no indirect evidence
             assert np.isnan(s.indirect) and np.isnan(s.pval)
             continue
         w_ind = 1 / vn - 1 / vd

@@ -63,9 +63,14 @@ Inconsistency
       w_ind = 1/v_net - 1/v_dir,   d_ind = (d_net/v_net - d_dir/v_dir) / w_ind,
 
   and the difference d_dir - d_ind is tested with z = diff/sqrt(v_dir +
-  v_ind). Where the network adds nothing to the direct evidence (w_ind <=
-  ``INDIRECT_RTOL``/v_net, e.g. a treatment joined by one comparison)
-  the indirect estimate is NaN. With multi-arm studies the direct and
+  v_ind). A comparison has indirect evidence only when A and B are still
+  joined through the studies that do not include both (van Valkenhoef et
+  al. 2016 [9]): a treatment joined by one comparison, or a loop closed
+  only inside one multi-arm study (which is consistent by construction),
+  has none, and its indirect estimate is NaN (back-calculation would
+  still give a number there, from the random-effects correlation of the
+  multi-arm study's contrasts alone); so is it where the network adds
+  nothing to the direct evidence (w_ind <= ``INDIRECT_RTOL``/v_net). With multi-arm studies the direct and
   indirect estimates are not exactly independent (Dias 2010, section 3.2):
   this approximation is the one netmeta makes too.
 
@@ -90,6 +95,10 @@ References
 8. König J, Krahn U, Binder H (2013). Visualizing the flow of evidence in
    network meta-analysis and characterizing mixed treatment comparisons.
    Stat Med 32:5414-5429.
+9. van Valkenhoef G, Dias S, Ades AE, Welton NJ (2016). Automated
+   generation of node-splitting models for assessment of inconsistency in
+   network meta-analysis. Res Synth Methods 7:80-93 (a comparison is split
+   only when its treatments stay joined without the studies of both).
 """
 from __future__ import annotations
 
@@ -596,12 +605,30 @@ def direct_contrasts(fit: NetworkFit, a: str, b: str) -> tuple[np.ndarray, np.nd
     return np.array(ys), np.array(vs)
 
 
+def has_indirect_path(fit: NetworkFit, a: str, b: str) -> bool:
+    """Whether a and b are joined through the studies that do not include both
+    (van Valkenhoef et al. 2016 [9]): the condition for indirect evidence."""
+    joined = {a}
+    arms = [set(fit.treat1[fit.study == st]) | set(fit.treat2[fit.study == st])
+            for st in dict.fromkeys(fit.study)]
+    arms = [s for s in arms if not {a, b} <= s]
+    grew = True
+    while grew and b not in joined:
+        grew = False
+        for s in arms:
+            if s & joined and not s <= joined:
+                joined |= s
+                grew = True
+    return b in joined
+
+
 def node_split(fit: NetworkFit) -> list[NodeSplit]:
     """Side-splitting by back-calculation for every directly compared pair
     (a, b) (a before b in ``treatments``), estimates of b versus a."""
     out = []
     for a, b, _ in fit.comparisons():
         y, v = direct_contrasts(fit, a, b)
+        indirect = has_indirect_path(fit, a, b)
         if fit.random:
             r = rma(y, v, method="REML", tau2=fit.tau2)
         else:
@@ -610,7 +637,7 @@ def node_split(fit: NetworkFit) -> list[NodeSplit]:
         pe = fit.pair(a, b)
         dn, vn = pe.estimate, pe.se ** 2
         w_ind = 1 / vn - 1 / vd
-        if w_ind > INDIRECT_RTOL / vn:
+        if indirect and w_ind > INDIRECT_RTOL / vn:
             vi_ = 1 / w_ind
             di = (dn / vn - dd / vd) * vi_
             diff, sdiff = dd - di, float(np.sqrt(vd + vi_))
