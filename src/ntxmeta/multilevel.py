@@ -1003,7 +1003,7 @@ def _ll(model, y, X, logdet_xx, th, reml) -> float:
 
 @_one_blas_thread
 def rma_mv(yi, V, *, X=None, random=None, method: str = "REML", test: str = "z",
-           level: float = 95, btt=None, names=None) -> MVFit:
+           level: float = 95, btt=None, names=None, sigma2=None) -> MVFit:
     """Fit a multilevel / multivariate model, as metafor 3.8-1 ``rma.mv``.
 
     Parameters
@@ -1019,9 +1019,11 @@ def rma_mv(yi, V, *, X=None, random=None, method: str = "REML", test: str = "z",
     test : "z" or "t" (t with k - p df, metafor's ``test="t"``).
     btt : indices of the coefficients QM tests (default as metafor).
     names : coefficient names (default "intrcpt", "X1", ...).
+    sigma2 : one value per Nested level, NaN where estimated: metafor's
+        ``sigma2 = c(NA, 0)`` (a fixed component is not counted in ``parms``).
 
     Matches metafor 3.8-1 ``rma.mv(yi, V, mods, random, struct, rho, method,
-    test)``: see the module docstring for the formulas and
+    test, sigma2)``: see the module docstring for the formulas and
     tests/fixtures/oracle_mv for the reference fits.
     """
     if method not in METHODS:
@@ -1039,10 +1041,27 @@ def rma_mv(yi, V, *, X=None, random=None, method: str = "REML", test: str = "z",
         raise MetaError("Number of parameters to be estimated is larger than the number of "
                         "observations.")
     model = _Model(Vm, random)
+    if sigma2 is not None:
+        model = _fix_sigma2(model, sigma2)
     logdet_xx = float(np.linalg.slogdet(X.T @ X)[1])
     reml = method == "REML"
     th = _fit_theta(model, y, X, logdet_xx, reml)
     return _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet_xx)
+
+
+def _fix_sigma2(model: _Model, sigma2) -> _Model:
+    """``model`` with the Nested variances given (finite, >= 0) in ``sigma2`` held fixed."""
+    vals = np.asarray(sigma2, dtype=float).ravel()
+    idx = [i for i, p in enumerate(model.pars) if p.kind == "sigma2"]
+    if len(vals) != len(idx):
+        raise ValueError(f"sigma2 has {len(vals)} values, the model has {len(idx)} Nested levels")
+    if np.any(vals[np.isfinite(vals)] < 0):
+        raise ValueError("a fixed sigma2 must be >= 0")
+    pars = list(model.pars)
+    for i, v in zip(idx, vals):
+        if np.isfinite(v):
+            pars[i] = replace(pars[i], fixed=float(v))
+    return _with_pars(model, pars)
 
 
 def _result(model, y, X, Vm, th, method, test, level, btt, names, random, logdet_xx) -> MVFit:
