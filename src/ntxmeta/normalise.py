@@ -213,16 +213,33 @@ def _pooled(reasons: list[list[str]]) -> np.ndarray:
     return np.array([not r for r in reasons])
 
 
+#: What else, beside cluster and outcome, keeps rows of one issue apart: a control arm
+#: is shared at one time point; a time series is one comparison's (its arms).
+GROUP_BY = {"shared_control": ("followup_weeks",),
+            "repeated_timepoint": ("treatment", "formulation", "comparator_type",
+                                   "comparator_drug", "genotype")}
+
+
 def _groups(out: pd.DataFrame, code: str, reasons: list[list[str]]) -> list[list[int]]:
-    """Positions of still-pooled rows coded ``code``, grouped by cluster and outcome, file order."""
+    """Positions of still-pooled rows coded ``code``, grouped by cluster and outcome (and
+    :data:`GROUP_BY`), file order."""
     mask = _issues(out, code).to_numpy() & _pooled(reasons)
     pos = np.flatnonzero(mask)
-    keys = list(zip(out["cluster_id"].iloc[pos], out["outcome"].iloc[pos]))
+    cols = ["cluster_id", "outcome", *GROUP_BY.get(code, ())]
+    keys = list(zip(*(out[c].astype(str).iloc[pos] for c in cols)))
     groups: dict[tuple, list[int]] = {}
     for p, k in zip(pos, keys):
         groups.setdefault(k, []).append(p)
     order = lambda p: (out["source_file"].iloc[p], out["source_line"].iloc[p])  # noqa: E731
     return [sorted(g, key=order) for g in groups.values()]
+
+
+def _rule_treatment(out: pd.DataFrame, rules: dict, reasons: list) -> None:
+    """Rows whose experimental arm is not naltrexone alone: network analyses only."""
+    other = out["treatment"].fillna("").astype(str).ne("").to_numpy()
+    for i in np.flatnonzero(other):
+        reasons[i].append(f"experimental arm is {out['treatment'].iloc[i]}, not naltrexone "
+                          "alone: in network analyses only")
 
 
 def _rule_subgroups_and_combinations(out: pd.DataFrame, rules: dict, reasons: list) -> None:
@@ -335,13 +352,19 @@ def _split(out: pd.DataFrame, group: list[int], ids: list[str]) -> None:
         out.loc[idx, "adjustment"] = f"{old}; {note}" if old else note
 
 
-RULES = (_rule_subgroups_and_combinations, _rule_conflicts, _rule_stages, _rule_timepoints,
-         _rule_shared_control)
+RULES = (_rule_treatment, _rule_subgroups_and_combinations, _rule_conflicts, _rule_stages,
+         _rule_timepoints, _rule_shared_control)
+#: The rules a joint model does without (``normalise(modelled=...)``): a multilevel
+#: model of every time point keeps them all; a network keeps the arms of a
+#: multi-arm trial whole (their covariance is modelled) and every treatment.
+MODELLED = {"timepoints": (_rule_timepoints,),
+            "network": (_rule_treatment, _rule_shared_control)}
 
 
 # --------------------------------------------------------------------------- public
 
-def normalise(raw: pd.DataFrame, rules: dict | None = None) -> pd.DataFrame:
+def normalise(raw: pd.DataFrame, rules: dict | None = None, modelled: str | None = None
+              ) -> pd.DataFrame:
     """The comparisons table of validated raw rows under the pooling rules.
 
     Parameters
@@ -351,6 +374,10 @@ def normalise(raw: pd.DataFrame, rules: dict | None = None) -> pd.DataFrame:
         ``source_file`` and ``source_line``).
     rules : dict, optional
         The ``rules`` of the config; missing keys take the schema's defaults.
+    modelled : "timepoints" or "network", optional
+        The table a joint model selects from: the rules it models itself
+        (:data:`MODELLED`) are not applied, so every time point (or every
+        arm of a multi-arm trial, whole) stays pooled.
 
     Returns
     -------
@@ -378,8 +405,10 @@ def normalise(raw: pd.DataFrame, rules: dict | None = None) -> pd.DataFrame:
     for col in comparison_columns():  # filled by rob.with_rob from data/rob (check_inputs)
         if col.startswith("rob_"):
             out[col] = "" if col == "rob_reasons" else "not_assessed"
+    skipped = MODELLED[modelled] if modelled else ()
     for rule in RULES:
-        rule(out, rules, reasons)
+        if rule not in skipped:
+            rule(out, rules, reasons)
     out["pooled"] = _pooled(reasons)
     out["exclusion_reason"] = ["; ".join(r) for r in reasons]
     out["derived_text"] = out["derived"]

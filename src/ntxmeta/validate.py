@@ -729,6 +729,11 @@ class _RowChecker:
                        "gives the ratio no variance; check the two limits")
             elif est is not None and not lo <= est <= hi:
                 report("ratio", f"outside its 95% CI ({lo:g} to {hi:g}); check the three numbers")
+        if ("comparator_drug" in typed and "comparator_drug" not in bad
+                and typed.get("comparator_type") != "active"):
+            report("comparator_drug", f"given, but comparator_type is "
+                   f"'{typed.get('comparator_type', '')}'; only an active comparator has a drug "
+                   "(clear the cell or set comparator_type to active)")
         year = typed.get("year")
         if year is not None and "year" not in bad and year > self.this_year:
             report("year", "in the future; give the year of publication")
@@ -740,7 +745,7 @@ def _key(typed: dict) -> tuple:
     Texts are compared by ``identity`` (case, spacing and Unicode forms aside).
     """
     cols = ("study_id", "outcome", "subgroup", "genotype", "followup_weeks", "formulation",
-            "dose_mg", "comparator")
+            "dose_mg", "comparator", "treatment", "comparator_drug")
     return tuple(identity(v) if isinstance(v, str) else v for v in map(typed.get, cols))
 
 
@@ -786,11 +791,14 @@ def _issues(t: dict) -> set[str]:
 def _check_cluster(cid: str, members: list[tuple[str, int, dict]]) -> list[Problem]:
     """Shared controls must agree; repeated time points need their weeks; stages a first stage."""
     out: list[Problem] = []
-    groups: dict[tuple[str, str], list] = {}
+    groups: dict[tuple, list] = {}
     for m in members:
         for issue in _issues(m[2]) & {"shared_control", "repeated_timepoint"}:
-            groups.setdefault((issue, m[2].get("outcome")), []).append(m)
-    for (issue, outcome), group in groups.items():
+            # a control arm is shared at one time point (a trial's arms at week 12 and
+            # at week 24 are each shared by its comparisons of that week)
+            weeks = m[2].get("followup_weeks") if issue == "shared_control" else None
+            groups.setdefault((issue, m[2].get("outcome"), weeks), []).append(m)
+    for (issue, outcome, _), group in groups.items():
         if len(group) == 1:
             name, line, _ = group[0]
             out.append(Problem(name, line, "pooling_issue", group[0][2]["pooling_issue"],
