@@ -45,6 +45,25 @@ FOREST_LEFT, FOREST_RIGHT = 0.25, 0.58
 CI_GAP_IN, CI_COL_IN, P_COL_IN = 0.12, 1.45, 0.55
 
 
+#: Ticks of a ratio axis (log scale), those inside the limits are shown.
+RATIO_TICKS = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 10.0, 20.0)
+
+
+def ratio_axis(ax: Axes) -> None:
+    """A log-scale effect axis with plain tick labels (0.5, 1, 2), no minor ticks.
+
+    matplotlib's log ticks are mathtext ("10^-1"), which the project's text
+    style does not render; the forest plots label ratios plainly.
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in RATIO_TICKS if lo <= t <= hi] or [1.0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}" for t in ticks])
+
+
 def _circle(T: int) -> np.ndarray:
     """Positions of T nodes on the unit circle, the first at the top, clockwise."""
     a = np.pi / 2 - 2 * np.pi * np.arange(T) / T
@@ -103,7 +122,7 @@ def network_graph(fit: NetworkFit, *, participants: dict | None = None, title: s
 def network_forest(fit: NetworkFit, reference: str | None = None, *, small_values: str = "good",
                    transform=None, xlabel: str = "Effect versus reference",
                    null_value: float | None = None, digits: int = 2, title: str | None = None,
-                   ax: Axes | None = None) -> Figure:
+                   ax: Axes | None = None, pscores: dict | None = None) -> Figure:
     """Forest plot of each treatment versus ``reference`` (default the fit's).
 
     Rows ordered by P-score (``small_values`` as ``rank_treatments``), best
@@ -114,8 +133,11 @@ def network_forest(fit: NetworkFit, reference: str | None = None, *, small_value
     """
     reference = fit.reference if reference is None else reference
     r = fit.index(reference)
-    rank = rank_treatments(fit, small_values=small_values, nsim=0)
-    others = [t for t in rank.order if t != reference]
+    if pscores is None:   # a fit's own; a stored result passes the P-scores it holds
+        rank = rank_treatments(fit, small_values=small_values, nsim=0)
+        pscores = dict(zip(fit.treatments, rank.pscore))
+    order = sorted(fit.treatments, key=lambda t: -pscores[t])
+    others = [t for t in order if t != reference]
     f = transform or (lambda x: x)
     if null_value is None:
         null_value = float(f(0.0))
@@ -148,7 +170,7 @@ def network_forest(fit: NetworkFit, reference: str | None = None, *, small_value
             ax.text(-0.03, y, t, transform=tr, ha="right", va="center", fontsize=style.FONT_SIZE)
             ax.text(x_ci, y, f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]", transform=tr,
                     ha="left", va="center", fontsize=style.FONT_SIZE, gid=f"citext:{t}")
-            ax.text(x_p, y, f"{rank.pscore[j]:.2f}", transform=tr, ha="right", va="center",
+            ax.text(x_p, y, f"{pscores[t]:.2f}", transform=tr, ha="right", va="center",
                     fontsize=style.FONT_SIZE, gid=f"pscore:{t}")
         tr = ax.get_yaxis_transform()
         ax.text(-0.03, n + 1, f"vs {reference}", transform=tr, ha="right", va="center",
@@ -159,7 +181,7 @@ def network_forest(fit: NetworkFit, reference: str | None = None, *, small_value
                 fontsize=style.FONT_SIZE, weight="bold")
         ax.axvline(null_value, color=style.MID, linewidth=style.THIN_LINE, zorder=0)
         if transform is np.exp:
-            ax.set_xscale("log")
+            ratio_axis(ax)
         ax.set_ylim(0.4, n + 1.5)
         ax.set_yticks([])
         for side in ("left", "right", "top"):
