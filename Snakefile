@@ -19,6 +19,7 @@ include: "workflow/rules/pool.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/joint.smk"
 include: "workflow/rules/crate.smk"
 
 

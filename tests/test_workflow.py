@@ -93,6 +93,35 @@ def test_every_output_exists(project):
     assert (project / "results/tables/summary.md").read_text().startswith("| analysis")
 
 
+def test_joint_models_are_run_and_reported(project):
+    """Every time-point and network model of the config: its effects, result, figures and
+    tables, and its section of the report; numbers as in its result (ratios shown)."""
+    import yaml
+
+    from ntxmeta.joint import read_result
+    cfg = yaml.safe_load((project / "config/config.yaml").read_text(encoding="utf-8"))
+    names = {**{n: "timepoints" for n in cfg["timepoints"]},
+             **{n: "network" for n in cfg["networks"]}}
+    assert len(names) >= 3
+    report = (project / "results/report.html").read_text(encoding="utf-8")
+    assert 'id="time-points-and-networks"' in report
+    kinds = {"timepoints": ("timepoints",), "network": ("network_graph", "network_forest")}
+    for name, kind in names.items():
+        effects = read_csv(project / f"data/processed/joint/{name}.csv")
+        result = read_result(project / f"results/joint/{name}/result.json")
+        assert result.kind == kind and result.k == sum(r["yi"] != "" for r in effects)
+        for fig in kinds[kind]:
+            assert (project / f"results/figures/{fig}/{name}.svg").stat().st_size > 0
+        assert f'id="a-{name}"' in report
+        first = result.estimates[0]
+        assert f"{math.exp(first.estimate):.2f} ({math.exp(first.ci_low):.2f} to " \
+               f"{math.exp(first.ci_high):.2f})" in report, name
+    tp = read_csv(project / "results/tables/timepoints.csv")
+    assert {r["row"] for r in tp} >= {"End of treatment", "After treatment (follow-up)"}
+    ranks = read_csv(project / "results/tables/network_ranking.csv")
+    assert {r["network"] for r in ranks} == {n for n, k in names.items() if k == "network"}
+
+
 def test_command_line_steps_give_the_workflows_outputs(project, tmp_path):
     """`ntxmeta ingest/effects/pool/summary` by hand, in a fresh copy, write what the workflow wrote."""
     cli = [sys.executable, "-m", "ntxmeta.cli"]
@@ -121,12 +150,14 @@ def test_summary_matches_independent_computation_from_raw(project):
     The rows are chosen here by hand from data/raw/alcohol.csv, following the
     config's filters (alcohol, placebo; outcome relapse_heavy_drinking or
     any_heavy_drinking) and the repeated-time-point rule (Kiefer 2003: the
-    week-12 row, not the week-24 follow-up of the same patients).
+    week-12 row, not the week-24 follow-up of the same patients), its
+    naltrexone arm only (its acamprosate and combined arms are network rows).
     """
     raw = read_csv(project / "data/raw/alcohol.csv")
     chosen = [r for r in raw
               if r["outcome"] in ("relapse_heavy_drinking", "any_heavy_drinking")
-              and r["measure_type"] == "binary" and r["followup_weeks"] != "24"]
+              and r["measure_type"] == "binary" and r["followup_weeks"] != "24"
+              and r["treatment"] == "" and r["comparator_type"] == "placebo"]
     assert {r["study_id"] for r in chosen} == {"Anton1999", "Gastpar2002", "Kiefer2003",
                                                "Kranzler2004_depot", "COMBINE_Anton2006",
                                                "Krystal2001_VA_CSP425"}

@@ -362,6 +362,17 @@ def _check_meaning(data: dict, report: _Reporter) -> set[str]:
     for name, sens in (data.get("sensitivity") or {}).items():
         if isinstance(sens, dict):
             _check_filters(("sensitivity", name, "exclude"), sens.get("exclude"), report)
+    seen = {n: "analyses" for n in (data.get("analyses") or {})
+            if isinstance(data.get("analyses"), dict)}
+    for key in ("timepoints", "networks"):   # joint models: filters, and one name per output
+        models = data.get(key)
+        for name, m in (models.items() if isinstance(models, dict) else ()):
+            if name in seen:
+                report((key, name), f"the name is already used under '{seen[name]}': the "
+                       "report and the figures need one name per model; rename one", name)
+            seen.setdefault(name, key)
+            if isinstance(m, dict):
+                _check_filters((key, name, "filters"), m.get("filters"), report)
     usable = set()
     analyses = data.get("analyses")
     for name, a in (analyses.items() if isinstance(analyses, dict) else ()):

@@ -226,6 +226,8 @@ class Config:
     analyses: Mapping  # name -> AnalysisPlan, in config order
     #: the risk-of-bias table, relative to the project folder
     risk_of_bias: str = "data/rob/risk_of_bias.csv"
+    #: name -> joint.JointPlan (config ``timepoints`` and ``networks``), in config order
+    joint: Mapping = field(default_factory=dict)
 
     @classmethod
     def from_resolved(cls, cfg: Mapping) -> "Config":
@@ -252,9 +254,15 @@ class Config:
                 grade_overrides=tuple((str(d), int(o["levels"]), str(o["reason"]))
                                       for d, o in (grade.get("overrides", {}).get(name) or {}).items()),
                 figures=FigureOptions.of(a.get("figures")))
+        from .joint import JointPlan
+        hierarchy = _hierarchy(cfg.get("outcome_hierarchy") or ())
+        joint = {name: JointPlan.of(name, kind, block, cfg["defaults"], hierarchy)
+                 for key, kind in (("timepoints", "timepoints"), ("networks", "network"))
+                 for name, block in (cfg.get(key) or {}).items()}
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),
                    rules=dict(cfg["rules"]), analyses=plans,
-                   risk_of_bias=str(cfg.get("risk_of_bias", "data/rob/risk_of_bias.csv")))
+                   risk_of_bias=str(cfg.get("risk_of_bias", "data/rob/risk_of_bias.csv")),
+                   joint=joint)
 
     @classmethod
     def load(cls, path: str | Path, comparisons=None) -> "Config":

@@ -71,7 +71,9 @@ from . import grade
 from .analysis import PI_MIN_K, model_words
 from .io import write_text
 from .plan import AnalysisPlan, Config
-from .result import MEASURE_NAMES, AnalysisResult, MetaRegression, read_result
+from ._common import z_crit
+from .joint import TIMES
+from .result import MEASURE_NAMES, AnalysisResult, MetaRegression, Scale, read_result
 from .tables import FORMULA_PREFIXES
 
 #: The evidence tables the page shows, by file stem (the tables step writes them).
@@ -84,7 +86,8 @@ TABLE_COLUMNS = {"summary_of_findings": ev.SOF_COLUMNS, "certainty": ev.CERTAINT
                  "tsa": ev.TSA_COLUMNS}
 #: Figure kinds, as the folders ``figures/{kind}/`` name them, in page order.
 FIGURE_KINDS = ("forest", "rob_traffic_light", "rob_summary", "funnel", "cumulative",
-                "leave_one_out", "bubble", "bayes_posterior", "bayes_forest", "tsa")
+                "leave_one_out", "bubble", "bayes_posterior", "bayes_forest", "tsa",
+                "timepoints", "network_graph", "network_forest")
 #: Figure file types, preferred first (an SVG stays sharp at any zoom).
 FIGURE_EXTENSIONS = (".svg", ".png")
 FIGURE_TITLES = {"tsa": "Trial sequential analysis: cumulative z-curve, monitoring boundaries, RIS",
@@ -94,7 +97,10 @@ FIGURE_TITLES = {"tsa": "Trial sequential analysis: cumulative z-curve, monitori
                  "cumulative": "Cumulative meta-analysis by year",
                  "leave_one_out": "Leave-one-out analysis", "bubble": "Meta-regression (bubble plot)",
                  "rob_traffic_light": "Risk of bias (RoB 2) per trial",
-                 "rob_summary": "Risk of bias (RoB 2), weighted by the trials' weights"}
+                 "rob_summary": "Risk of bias (RoB 2), weighted by the trials' weights",
+                 "timepoints": "Every time point: trials and the model's estimate at each",
+                 "network_graph": "Network graph (edges: number of trials)",
+                 "network_forest": "Network estimates against the reference, with P-scores"}
 INDICATION_NAMES = {"alcohol": "Alcohol use disorder", "opioid": "Opioid use disorder",
                     "stimulant": "Stimulant use disorder", "gambling": "Gambling disorder"}
 #: What a reader calls each shown measure (``Scale.name``: a generic analysis is "Ratio" or "Effect").
@@ -1134,6 +1140,82 @@ SELECTION_NOTE = (
     "is in data/screening/README.md.")
 
 
+def _shown_ci(scale: Scale, est: float, lo: float, hi: float) -> str:
+    return interval(*(float(scale.show(v)) for v in (est, lo, hi)))
+
+
+def _joint_block(r, figs: Mapping[str, Path], link_from: Path | None) -> str:
+    """One joint model: its estimates, tests, sensitivity and figures (formatting only)."""
+    scale = Scale.of(r.measure)
+    lvl = _level(r.level)
+    parts = [tag("h3", esc(r.title), id=_anchor(r.name)),
+             tag("p", esc(f"{r.k} estimates from {r.trials} trials; {r.method}; "
+                          + "; ".join(f"{k} = {v:.4f}" for k, v in r.variance.items()) + "."))]
+    net = r.kind == "network"
+    head = [("Estimate", ""), (f"{scale.name} ({lvl} CI)", "num"), ("p", "num")] + (
+        [("Trials with direct evidence", "num")] if net else
+        [("Estimates", "num"), ("Trials", "num")])
+    rows = [[esc(e.label), _shown_ci(scale, e.estimate, e.ci_low, e.ci_high), pval(e.pval)]
+            + ([esc(e.k)] if net else [esc(e.k), esc(e.trials)])
+            for e in (r.pairs if net else r.estimates)]
+    parts.append(_table(head, rows, caption="Every pair (network estimate)" if net
+                        else "The model's estimate at each time point"))
+    z = z_crit(r.level)
+    for t in r.tests.values():
+        extra = (f"; {scale.name} " + _shown_ci(scale, t["estimate"], t["estimate"] - z * t["se"],
+                                               t["estimate"] + z * t["se"])
+                 if "estimate" in t else f"; statistic {num(t['stat'])} on {t['df']} df")
+        parts.append(tag("p", esc(f"{t['what']}{extra}, {p_is(t['pval'])}.")))
+    if r.kind == "timepoints" and r.sensitivity:
+        codes = [c for c in r.sensitivity[0] if c != "rho"]
+        head = [("Within-trial correlation", "")] + [(f"{TIMES.get(c, c)} ({lvl} CI)", "num")
+                                                    for c in codes]
+        rows = [[esc("CR2 cluster-robust (any correlation)" if s["rho"] == "CR2"
+                     else f"rho = {s['rho']:g}")]
+                + [interval(*(float(scale.show(v)) for v in s[c][:3])) for c in codes]
+                for s in r.sensitivity]
+        parts.append(_table(head, rows, caption="Sensitivity to the assumed correlation"))
+    if net:
+        rank = sorted(r.ranking, key=lambda x: -x["pscore"])
+        parts.append(_table([("Treatment", ""), ("P-score", "num"), ("SUCRA", "num")],
+                            [[esc(x["treatment"]), num(x["pscore"]), num(x["sucra"])]
+                             for x in rank], caption="Ranking (lower risk is better)"))
+        splits = [s for s in r.node_split]
+        if splits:
+            parts.append(_table(
+                [("Comparison", ""), ("Direct", "num"), ("Indirect", "num"), ("p", "num")],
+                [[esc(f"{s['treat2']} vs {s['treat1']}"), num(float(scale.show(s["direct"]))),
+                  num(float(scale.show(s["indirect"]))), pval(s["pval"])] for s in splits],
+                caption="Node-splitting: direct and indirect evidence"))
+        cols = [("Trial", "label"), ("Arms", "arms"), ("Population", "population"),
+                ("Control", "comparator"), ("Naltrexone", "formulation_detail"),
+                ("Dose", "dose_detail"), ("Weeks", "followup_weeks"), ("Outcome", "outcome"),
+                ("Counted", "analysis_population")]
+        parts.append(_table([(h, "") for h, _ in cols],
+                            [[esc(t.get(c, "")) for _, c in cols] for t in r.transitivity],
+                            caption="Transitivity: are the trials alike but for the treatments?"))
+        if r.league:
+            parts.append(_table([("", "")] * len(r.league[0]),
+                                [[esc(c) for c in row] for row in r.league],
+                                caption="League table: below the diagonal the network estimate "
+                                        "of the column vs the row treatment; above it the direct "
+                                        "estimate of the row vs the column"))
+    parts += [tag("p", esc(n), class_="muted") for n in r.notes]
+    parts += [_figure(figs.get(k), k, r.title, link_from) for k in figs]
+    return tag("article", "".join(parts), class_="analysis")
+
+
+def _joint_section(joint: Mapping, figures: Mapping, link_from: Path | None) -> str:
+    intro = ("What the pairwise analyses cannot use: every time point of a trial in one "
+             "multilevel model (does the effect last after treatment stops?), and networks of "
+             "every treatment the trials compare, multi-arm trials whole. Fitted with ntxmeta's "
+             "rma.mv, which matches metafor 3.8-1 (tests/fixtures/oracle_mv).")
+    return tag("section", tag("h2", "Time points and networks", id="time-points-and-networks")
+               + tag("p", esc(intro))
+               + "".join(_joint_block(r, figures.get(n, {}), link_from)
+                         for n, r in joint.items()))
+
+
 def _selection_section(path: Path, link_from: Path | None) -> str:
     """The study-selection section: the PRISMA 2020 flow diagram and what its counts rest on."""
     alt = "PRISMA 2020 flow diagram of the study selection"
@@ -1151,7 +1233,8 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                   version: Mapping[str, Any] | None = None,
                   prisma: str | Path | None = None,
                   changes: Mapping[str, Mapping] | None = None,
-                  changes_figure: str | Path | None = None) -> str:
+                  changes_figure: str | Path | None = None,
+                  joint: Mapping | None = None) -> str:
     """The report page as a string (see the module docstring); formats, computes nothing.
 
     Parameters
@@ -1202,6 +1285,10 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
     link_from = Path(page_dir) if figure_bytes > limit else None
     toc = [tag("li", tag("a", "Summary of findings", href="#summary-of-findings"))]
     toc += [tag("li", tag("a", esc(results[n].title), href="#" + _anchor(n))) for n in order]
+    joint = dict(joint or {})
+    if joint:
+        toc.append(tag("li", tag("a", "Time points and networks",
+                                 href="#time-points-and-networks")))
     if prisma is not None:
         toc.append(tag("li", tag("a", "Study selection", href="#study-selection")))
     toc.append(tag("li", tag("a", "Methods", href="#methods")))
@@ -1225,6 +1312,7 @@ def render_report(results: Mapping[str, AnalysisResult], effects: Mapping[str, p
                 _analysis_section(config.analyses[n], results[n], frames[n], tables, figs[n],
                                   link_from, (left_out or {}).get(n), (changes or {}).get(n))
                 for n in order)),
+            *([_joint_section(joint, figures, link_from)] if joint else []),
             *([_selection_section(Path(prisma), link_from)] if prisma is not None else []),
             tag("section", tag("h2", "Methods", id="methods") +
                 _methods(config, tables.get("published_comparison"))),
@@ -1254,7 +1342,8 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
                  left_out: Mapping[str, str | Path] | None = None,
                  changelog: str | Path | None = None,
                  prisma: str | Path | None = None,
-                 changes_figure: str | Path | None = None) -> Path:
+                 changes_figure: str | Path | None = None,
+                 joint: Mapping[str, str | Path] | None = None) -> Path:
     """The report step: ``results/report.html`` from the files of the run (reads, computes nothing).
 
     Parameters
@@ -1285,8 +1374,12 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
         The figure of what the newest version moved, under the header's version line.
     prisma : path, optional
         ``results/figures/prisma/prisma.svg``, shown before the methods.
+    joint : mapping of model name to path, optional
+        ``results/joint/{name}/result.json`` of the time-point and network
+        models, shown in a section of their own with their figures.
     """
     from .changelog import last_changes, latest
+    from .joint import read_result as read_joint
     from .pipeline import read_effects
     missing = [s for s in TABLE_STEMS if s not in tables]
     if missing:
@@ -1305,6 +1398,7 @@ def write_report(results: Mapping[str, str | Path], effects: Mapping[str, str | 
                                    for n, p in (left_out or {}).items()},
                          version=latest(changelog) if changelog else None, prisma=prisma,
                          changes=last_changes(changelog) if changelog else None,
-                         changes_figure=changes_figure)
+                         changes_figure=changes_figure,
+                         joint={str(n): read_joint(p) for n, p in (joint or {}).items()})
     write_text(out_path, page)
     return Path(out_path)

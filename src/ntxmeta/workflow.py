@@ -19,7 +19,7 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -38,6 +38,10 @@ class Preflight:
     config_path: str = "config/config.yaml"
     texts: object = None     # CanonicalColumns of comparisons, shared by the selections
     screening: tuple = ()    # data/screening/{records,studies}.csv, if the project has a log
+    #: joint models: kind -> the comparisons without the rules the model handles
+    #: (``normalise(modelled=kind)``), and name -> digest of its rows and options
+    joint_tables: dict = field(default_factory=dict)
+    joint_digests: dict = field(default_factory=dict)
 
     @property
     def analyses(self) -> list[str]:
@@ -100,8 +104,38 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     texts = CanonicalColumns(comparisons)
     digests = {name: selection_digest(comparisons, plan.selection, texts)
                for name, plan in config.analyses.items()}
+    tables, joint_digests = _joint_tables(config, raw_rows, config_path)
     return Preflight(config, comparisons, digests, raw, str(config_path), texts,
-                     tuple(screening))
+                     tuple(screening), tables, joint_digests)
+
+
+def _joint_tables(config: Config, raw_rows, config_path) -> tuple[dict, dict]:
+    """The comparisons each kind of joint model selects from, and each model's digest;
+    a model whose filters match no row (or whose names clash) stops the run."""
+    from . import joint
+    from .normalise import normalise
+    from .validate import Problem, ValidationError
+    kinds = {p.kind for p in config.joint.values()}
+    tables = {k: normalise(raw_rows, config.rules, modelled=k) for k in sorted(kinds)}
+    digests, problems = {}, []
+    for name, plan in config.joint.items():
+        try:
+            rows = joint.select(tables[plan.kind], plan)
+            digests[name] = joint.digest(rows, plan)
+        except ValueError as err:   # MetaError: a row the model cannot place
+            problems.append(Problem(str(config_path), None, name, None, str(err)))
+            continue
+        why = joint.problem(rows, plan)
+        if why:
+            problems.append(Problem(str(config_path), None, name, None, why))
+        if name in config.analyses:
+            problems.append(Problem(str(config_path), None, name, None,
+                                    f"'{name}' is both an analysis and a joint model; rename one"))
+    if problems:
+        print(str(ValidationError(problems)), file=sys.stderr)
+        print(f"ntxmeta: {len(problems)} problem(s) found; nothing was run.", file=sys.stderr)
+        raise SystemExit(1)
+    return tables, digests
 
 
 def job_preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
@@ -209,6 +243,10 @@ def summary(result_jsons, csv_path, md_path) -> None:
 #: The layout of result.json: a pool job's param, so that a new layout re-runs every pool job.
 from .result import SCHEMA as RESULT_SCHEMA  # noqa: E402
 
+#: The tables of the joint models (rule joint_tables).
+JOINT_TABLES = ("timepoints", "network_effects", "network_ranking", "network_inconsistency",
+                "network_transitivity", "network_league")
+
 #: Figure kinds drawn for every analysis (bubble plots are per moderator).
 FIGURES = ("forest", "funnel", "cumulative", "leave_one_out", "bayes_posterior", "bayes_forest")
 #: Risk-of-bias figures, drawn for every main analysis (rule rob_figures).
@@ -298,13 +336,16 @@ def evidence_tables(effects_paths, result_paths, config: Config, outputs: dict,
 
 def report(result_paths, effects_paths, table_paths: dict, figure_paths, config: Config,
            out: str | Path, left_out_paths=(), changelog: str | Path | None = None,
-           prisma_path: str | None = None, changes_figure: str | None = None) -> None:
-    """Results, effects, tables and figures (and the PRISMA diagram) -> results/report.html."""
+           prisma_path: str | None = None, changes_figure: str | None = None,
+           joint_paths=()) -> None:
+    """Results, effects, tables and figures (and the PRISMA diagram, the joint
+    models' results) -> results/report.html."""
     from .report import write_report
     write_report(by_analysis(result_paths, "results"), by_analysis(effects_paths, "effects"),
                  table_paths, list(map(str, figure_paths)), config, out,
                  left_out=by_analysis(left_out_paths, "effects"), changelog=changelog,
-                 prisma=prisma_path, changes_figure=changes_figure)
+                 prisma=prisma_path, changes_figure=changes_figure,
+                 joint=by_analysis(joint_paths, "results"))
 
 
 def changelog(comparisons, effects_paths, summary_csv, sof_csv, json_path, md_path,
@@ -524,7 +565,8 @@ def rule_report(pf: Preflight, input, output, log: str) -> None:
         offload(report, list(map(str, input.results)), list(map(str, input.effects)), tables,
                 list(map(str, input.figures)), pf.config, str(output[0]),
                 list(map(str, input.left_out)), str(input.changelog),
-                prisma[0] if prisma else None, str(input.changes))
+                prisma[0] if prisma else None, str(input.changes),
+                _paths(getattr(input, "joint", [])))
 
 
 def rule_changelog(input, output, log: str) -> None:
@@ -576,6 +618,48 @@ def crate(workflow_files, inputs, outputs, out) -> None:
     from .crate import write_crate
     write_crate(Path(out).parent, out, workflow_files=workflow_files, inputs=inputs,
                 outputs=outputs)
+
+
+# --------------------------------------------------------------------------- joint models
+# Time-point and network models (config timepoints, networks; ntxmeta.joint):
+# effects -> result.json -> figures; the tables gather every model.
+
+def joint_kind_figures(pf: Preflight) -> list[tuple[str, str]]:
+    """(figure kind, model) of every joint model's figures."""
+    from .jointplots import KINDS
+    return [(kind, name) for name, plan in pf.config.joint.items() for kind in KINDS[plan.kind]]
+
+
+def rule_joint_effects(pf: Preflight, output, wildcards, log: str) -> None:
+    """A joint model's rows, from the comparisons without the rules it models (parse time)."""
+    from . import joint
+    from .pipeline import left_out_table, write_csv
+    if pf.comparisons is None:  # a cluster job: validate here
+        pf = preflight(pf.config_path)
+    plan = pf.config.joint[wildcards.joint]
+    with logged(log, "joint effects"):
+        rows = joint.select(pf.joint_tables[plan.kind], plan)
+        write_csv(joint.effects_table(rows, plan), output.effects)
+        write_csv(left_out_table(rows), output.left_out)
+
+
+def rule_joint_pool(pf: Preflight, input, output, wildcards, log: str) -> None:
+    from .joint import write
+    with logged(log, "joint pool"):
+        write(str(input[0]), pf.config.joint[wildcards.joint], str(output[0]))
+
+
+def rule_joint_figure(input, output, wildcards, log: str) -> None:
+    from .jointplots import write_figures
+    with logged(log, "joint figure"):
+        write_figures(str(input[0]), {wildcards.jkind: str(output.png)})
+
+
+def rule_joint_tables(input, output, log: str) -> None:
+    from .joint import write_tables
+    with logged(log, "joint tables"):
+        write_tables(_paths(input), {s: (output[f"{s}_csv"], output[f"{s}_md"])
+                                     for s in JOINT_TABLES})
 
 
 def rule_crate(input, output, log: str) -> None:

@@ -36,6 +36,7 @@ ntx.use_workers(local_workers())
 
 wildcard_constraints:
     analysis="[a-z0-9][a-z0-9_]*",
+    joint="[a-z0-9][a-z0-9_]*",
     moderator="[a-z0-9][a-z0-9_]*",
 
 
@@ -77,6 +78,39 @@ def rob_table(wildcards):
 def raw_csvs(wildcards):
     """The raw tables of the config's raw_data glob (default data/raw/*.csv)."""
     return [str(p) for p in PREFLIGHT.raw_files]
+
+
+def joint_digest(wildcards):
+    """Digest of the rows and options of one joint model (re-run trigger)."""
+    return PREFLIGHT.joint_digests.get(wildcards.joint, "")
+
+
+JOINTS = list(PREFLIGHT.config.joint)
+
+
+def joint_results(wildcards):
+    return expand("results/joint/{joint}/result.json", joint=JOINTS)
+
+
+def joint_outputs(wildcards):
+    """Every joint model's result, figures and tables (none without joint models)."""
+    if not JOINTS:
+        return []
+    return (
+        joint_results(wildcards)
+        + joint_figure_files(wildcards)
+        + expand(
+            "results/tables/{stem}.{ext}", stem=ntx.JOINT_TABLES, ext=["csv", "md"]
+        )
+    )
+
+
+def joint_figure_files(wildcards):
+    return [
+        f"results/figures/{kind}/{name}.{ext}"
+        for kind, name in ntx.joint_kind_figures(PREFLIGHT)
+        for ext in ("png", "svg")
+    ]
 
 
 def analysis_results(wildcards):
@@ -148,6 +182,8 @@ def crate_outputs(wildcards):
         + analysis_effects(wildcards)
         + analysis_left_out(wildcards)
         + expand("results/analyses/{analysis}/spec.json", analysis=ANALYSES)
+        + expand("data/processed/joint/{joint}.csv", joint=JOINTS)
+        + expand("data/processed/joint_left_out/{joint}.csv", joint=JOINTS)
     )
 
 
@@ -173,6 +209,7 @@ def all_outputs(wildcards):
         ]
         + rules.evidence_tables.output
         + prisma_files(wildcards)
+        + joint_outputs(wildcards)
     )
 
 

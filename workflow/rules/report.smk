@@ -8,6 +8,8 @@ rule report:
         changelog="results/changelog.json",
         changes="results/figures/changelog/changes.svg",
         prisma=prisma_svg,
+        joint=joint_results,
+        joint_figures=joint_figure_files,
     output:
         report(
             update("results/report.html"),
