@@ -259,7 +259,7 @@ def test_notes_cautions_are_honoured_on_the_real_data():
 def test_output_columns_and_order():
     out = normalise(validate_raw(RAW))
     assert list(out.columns) == list(comparison_columns())
-    assert len(out) == 77  # the 55 starter rows, 3 added with the same provenance, 19 harms rows
+    assert len(out) == 85  # 55 starter rows, 3 added with the same provenance, 19 harms, 8 network
     keys = list(zip(out["indication"], out["study_id"], out["row_id"]))
     assert keys == sorted(keys)
 

@@ -65,7 +65,13 @@ def test_duplicates_are_found_across_files(tmp_path):
 
 def test_real_data_is_valid_and_complete():
     raw = validate_raw(RAW)
-    assert len(raw) == 77  # 27 rows of trials.csv + 28 of additions.csv + 3 added later + 19 harms rows
+    # 27 rows of trials.csv + 28 of additions.csv + 3 added later + 19 harms rows + 8 network
+    # and time-point rows (Kiefer 2003 acamprosate and combined arms x 2, Rubio 2001, Tanum 2017,
+    # Mokri 2016, Krupitsky 2011 weeks 5-24)
+    assert len(raw) == 85
+    mokri = raw.set_index("row_id").loc["Mokri2016_abstinence"]
+    # Addiction 2016 abstract: "16% (8/51) in the BNX group and 8% (4/51) in the NTX group"
+    assert (mokri.events_treat, mokri.n_treat, mokri.events_ctrl, mokri.n_ctrl) == (4, 51, 8, 51)
     nausea = raw.set_index("row_id").loc["Springer2017_XRNTX_ae_nausea"]
     # PMC5407009 Table 5: nausea 13 (19%) XR-NTX vs 3 (9%) placebo, arms 67/33
     assert (nausea.events_treat, nausea.n_treat, nausea.events_ctrl, nausea.n_ctrl) == (13, 67, 3, 33)
