@@ -51,6 +51,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 #: Project parts a copy needs to run the workflow (the package is installed).
 PROJECT_PARTS = ("Snakefile", "workflow", "profiles", "config/README.md", "data/raw/README.md",
+                 "data/reference/published_estimates.csv",
                  "Makefile", "pyproject.toml")
 DEFAULT_SEED = 20240607
 DEFAULT_TRIALS = 10_000
@@ -200,8 +201,9 @@ def config_for(plans: list[dict]) -> dict:
             entry["subgroup"] = "comparator_type"
         if a["moderators"]:
             entry["moderators"] = ["dose_mg", "year"]
-        if a["main"]:
+        if a["main"]:  # a main analysis pools one comparator class (config checks)
             entry["main"] = True
+            entry["filters"]["comparator_class"] = ["placebo"]
         for key in ("method", "test"):
             if key in a:
                 entry[key] = a[key]
@@ -260,9 +262,10 @@ def write_registry(dest: Path, *, trials: int = DEFAULT_TRIALS, analyses: int = 
     (dest / "config/config.yaml").write_text(
         f"# Synthetic registry: bench/make_registry.py --trials {trials} --analyses {analyses} "
         f"--seed {seed}\n" + yaml.safe_dump(cfg, sort_keys=False, width=100), encoding="utf-8")
+    from ntxmeta.workflow import FIGURES
     bubbles = sum(2 for a in plans if a["moderators"])
     return {"files": counts, "trials": int(sum(counts.values())), "analyses": len(plans),
-            "figures": 4 * len(plans) + bubbles}
+            "figures": len(FIGURES) * len(plans) + bubbles}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,11 @@ temporary folder, its ``src/`` first on PYTHONPATH), alternating the two
 ``--repeat`` times on the same machine in the same run, and this tree once
 more with ``NTXMETA_WORKERS=0`` (every step in the Snakemake process, no
 worker processes): medians and the ratios, so a change of speed and what
-the worker processes buy are measured, not assumed.
+the worker processes buy are measured, not assumed. ``--inputs own`` (the
+default) runs each tree on its own config and data; ``--inputs registry``
+runs both on the same inputs, the synthetic registry as the older tree's
+``make_registry.py`` writes it (``--trials``, ``--analyses``, ``--seed``),
+for a like-for-like time when the two trees' inputs differ.
 
 ``registry``: the synthetic registry of ``bench/make_registry.py`` (10,000
 trials in 200 analyses by default), the whole workflow, figures included,
@@ -56,6 +60,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import make_registry  # noqa: E402  (a sibling script, not a package)
+from ntxmeta.workflow import FIGURES  # noqa: E402
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 #: Targets of issue 7 (seconds, and GB of peak memory).
@@ -231,29 +236,82 @@ def tree_at(rev: str, dest: Path) -> Path:
     return dest
 
 
+#: What a compared tree needs to run ``snakemake`` (``data/processed`` is rebuilt).
+TREE_PARTS = ("Snakefile", "workflow", "config", "data", "profiles")
+
+
+def copy_tree_parts(tree: Path, project: Path, inputs: Path | None) -> None:
+    """Copy ``tree``'s workflow and inputs into ``project``.
+
+    With ``inputs`` (the registry) only the workflow is the tree's, as in
+    ``make_registry.copy_project``: config and data/raw come from ``inputs``
+    and the tree's own data (risk of bias, screening) is left out, since it
+    names the real trials.
+    """
+    project.mkdir(parents=True)
+    registry_parts = ("Snakefile", "workflow", "profiles", "data/reference")
+    for part in TREE_PARTS if inputs is None else registry_parts:
+        src = tree / part
+        if src.is_dir():
+            shutil.copytree(src, project / part, ignore=shutil.ignore_patterns("processed"))
+        elif src.exists():
+            shutil.copy2(src, project / part)
+    if inputs is not None:
+        for part in ("config", "data/raw"):
+            shutil.copytree(inputs / part, project / part)
+
+
+def registry_inputs(old: Path, dest: Path, args) -> Path:
+    """The synthetic registry as the *older* tree writes it, readable by both trees.
+
+    Neither tree reads the other's own inputs (today's rows have columns the
+    older schema rejects; today's config checks refuse the older config), so a
+    like-for-like cold run needs inputs both accept: the older
+    ``make_registry.py`` (run with its own ``src/``) writes them, and its
+    ``main: true`` flags are dropped, since a main analysis must now filter one
+    comparator class (the flag only marks an analysis for the summary of
+    findings; the models fitted are the same).
+    """
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, 'bench'); "
+            "import make_registry as m; "
+            f"m.write_registry(Path({str(dest)!r}), trials={args.trials}, "
+            f"analyses={args.analyses}, seed={args.seed}, copy=False)")
+    subprocess.run([sys.executable, "-c", code], cwd=old, check=True,
+                   env={**os.environ, "PYTHONPATH": str(old / "src")})
+    config = dest / "config/config.yaml"
+    config.write_text("".join(line for line in config.read_text(encoding="utf-8")
+                              .splitlines(keepends=True) if line.strip() != "main: true"),
+                      encoding="utf-8")
+    return dest
+
+
+def jobs_done(log: Path) -> str:
+    """Snakemake's last ``N of M steps (100%) done`` count in ``log``, or ``?``."""
+    found = re.findall(r"(\d+) of \d+ steps \(\d+%\) done", log.read_text(errors="replace"))
+    return found[-1] if found else "?"
+
+
 def bench_compare(args, extra: list[str]) -> int:
     """Cold runs of this tree, of ``--against`` and of this tree without worker processes."""
     runs: dict[str, list[Run]] = {}
     failed = 0
     with tempfile.TemporaryDirectory(prefix="ntxmeta-cmp-") as tmp:
         old = tree_at(args.against, Path(tmp) / "old")
+        inputs = registry_inputs(old, Path(tmp) / "inputs", args) if args.inputs == "registry" \
+            else None
         trees = {f"this tree": (ROOT, {}), f"{args.against}": (old, {}),
                  "this tree, NTXMETA_WORKERS=0": (ROOT, {"NTXMETA_WORKERS": "0"})}
         for rep in range(args.repeat):
             for name, (tree, env_more) in trees.items():
                 project = Path(tmp) / f"run{rep}_{len(runs.get(name, []))}_{abs(hash(name))}"
-                project.mkdir()
-                for part in ("Snakefile", "workflow", "config", "data/raw", "profiles"):
-                    src = tree / part
-                    if src.is_dir():
-                        shutil.copytree(src, project / part)
-                    else:
-                        shutil.copy2(src, project / part)
+                copy_tree_parts(tree, project, inputs)
                 env = {**os.environ, "PYTHONPATH": str(tree / "src"), **env_more}
                 r = snakemake(name, project, extra, env=env)
                 runs.setdefault(name, []).append(r)
                 failed += r.status != 0
-                print(f"[{rep + 1}] {r.line()}", flush=True)
+                outputs = sum(1 for f in (project / "results").rglob("*") if f.is_file())
+                print(f"[{rep + 1}] {r.line()}   jobs {jobs_done(r.log)}, files in results/ "
+                      f"{outputs}", flush=True)
     print(f"\nmedians over {args.repeat} repeat(s); {machine()}")
     med = {n: (statistics.median(r.wall for r in rs), statistics.median(r.cpu for r in rs))
            for n, rs in runs.items()}
@@ -277,11 +335,16 @@ def bench_registry(args, extra: list[str]) -> int:
         print(noop.line(), flush=True)
         pngs = len(list((tmp / "results/figures").rglob("*.png")))
         svgs = len(list((tmp / "results/figures").rglob("*.svg")))
-        print(f"\n{pngs} PNG and {svgs} SVG figures; {machine()}")
+        # the figures of every analysis (FIGURES) and its bubble plots; the main
+        # analyses' risk-of-bias and sequential-analysis figures come on top
+        per_analysis = sum(len(list((tmp / "results/figures" / kind).glob("*.png")))
+                           for kind in (*FIGURES, "bubble"))
+        print(f"\n{pngs} PNG and {svgs} SVG figures, {per_analysis} of them per analysis "
+              f"({summary['figures']} expected); {machine()}")
         print(f"  whole workflow: wall {cold.wall:.1f} s (target < {TARGET_REGISTRY_S:.0f} s), "
               f"cpu {cold.cpu:.1f} s, peak {cold.maxrss_kb / KB_PER_GB:.2f} GB "
               f"(target < {TARGET_REGISTRY_GB:.0f} GB)")
-        ok = cold.status == 0 and noop.status == 0 and pngs == summary["figures"]
+        ok = cold.status == 0 and noop.status == 0 and per_analysis == summary["figures"]
         return 0 if ok else 1
     finally:
         if not args.keep and not args.dest:
@@ -305,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compare", help="cold run: this tree vs another commit, and without workers")
     c.add_argument("--against", default="HEAD~1", help="commit to compare with")
     c.add_argument("--repeat", type=int, default=3)
+    c.add_argument("--inputs", choices=("own", "registry"), default="own",
+                   help="own: each tree its own config and data; registry: the synthetic "
+                        "registry as --against writes it, the same for both")
+    c.add_argument("--trials", type=int, default=500, help="registry trials (--inputs registry)")
+    c.add_argument("--analyses", type=int, default=12, help="registry analyses")
+    c.add_argument("--seed", type=int, default=make_registry.DEFAULT_SEED)
     args = p.parse_args(argv)
     bench = {"naltrexone": bench_naltrexone, "registry": bench_registry, "compare": bench_compare}
     return bench[args.which](args, extra)
