@@ -181,12 +181,10 @@ def effects_table(rows: pd.DataFrame, plan: JointPlan) -> pd.DataFrame:
     """The rows a joint model uses: the pairwise effects columns, the trial, the
     time point or the two nodes, and the control arm's variance (networks)."""
     from . import multilevel as ml
-    from .pipeline import EFFECT_COLUMNS, _row_effects, _unusable_reason
+    from .pipeline import EFFECT_COLUMNS, row_effects
     used = rows.loc[rows["role"].ne("").to_numpy()].reset_index(drop=True)
     opts = {"add": plan.add, "to": plan.to, "drop00": plan.drop00}
-    yi, vi = _row_effects(used, plan.measure, opts)
-    reasons = [_unusable_reason(r, plan.measure, opts, y, v)
-               for r, y, v in zip(used.to_dict("records"), yi, vi)]
+    yi, vi, reasons = row_effects(used, plan.measure, opts)
     if plan.kind == "timepoints":
         reasons = [r or ("" if t in TIMES else "no time point given (timepoint is empty): "
                          "the model asks end of treatment or after")
@@ -478,7 +476,7 @@ def _fit_network(use: pd.DataFrame, plan: JointPlan) -> JointResult:
                        matrices={"effect": f.effect.tolist(), "ci_low": f.ci_low.tolist(),
                                  "ci_high": f.ci_high.tolist(),
                                  "n_studies": f.n_studies.astype(int).tolist()},
-                       designs=tuple(sorted(nw._designs(f))), transitivity=tuple(trans),
+                       designs=tuple(sorted(nw.designs(f))), transitivity=tuple(trans),
                        notes=tuple(notes))
 
 

@@ -505,7 +505,8 @@ class DesignByTreatment:
     mv: ml.MVFit = field(repr=False)
 
 
-def _designs(fit: NetworkFit) -> list[str]:
+def designs(fit: NetworkFit) -> list[str]:
+    """Each row's design: the treatments of its study, sorted and joined by ``:``."""
     arms = _study_pairs(fit.study, fit.treat1, fit.treat2)
     return [":".join(sorted(arms[s])) for s in fit.study]
 
@@ -519,7 +520,7 @@ def inconsistency_columns(fit: NetworkFit) -> np.ndarray:
     SVD, give the m = rank([X_cons, X_D]) - rank(X_cons) added dimensions.
     """
     X = fit.mv.X
-    des = np.array(_designs(fit))
+    des = np.array(designs(fit))
     cols = []
     for D in sorted(set(des)):
         ts = D.split(":")
@@ -539,7 +540,7 @@ def design_by_treatment(fit: NetworkFit) -> DesignByTreatment:
     """The design-by-treatment interaction model and its tests against ``fit``."""
     E = inconsistency_columns(fit)
     m = E.shape[1]
-    des = tuple(sorted(set(_designs(fit))))
+    des = tuple(sorted(set(designs(fit))))
     if m == 0:
         raise MetaError("design_by_treatment: the network has no loop of evidence from different "
                         f"designs (designs {list(des)}), so there is nothing to test")

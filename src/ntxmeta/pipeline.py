@@ -90,6 +90,15 @@ def _row_effects(rows: pd.DataFrame, measure: str, options: dict) -> tuple[np.nd
     return yi, vi
 
 
+def row_effects(rows: pd.DataFrame, measure: str,
+                options: dict) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """yi, vi per row and why each row cannot enter a model ("" when it can)."""
+    yi, vi = _row_effects(rows, measure, options)
+    reasons = [_unusable_reason(r, measure, options, y, v)
+               for r, y, v in zip(rows.to_dict("records"), yi, vi)]
+    return yi, vi, reasons
+
+
 def _unusable_reason(row: dict, measure: str, options: dict, yi: float, vi: float) -> str:
     """Why a row's effect size cannot enter a model, in words ("" when it can).
 
@@ -217,9 +226,7 @@ def effects_table(rows: pd.DataFrame, plan: AnalysisPlan) -> pd.DataFrame:
         yi, vi = rows["yi"].to_numpy(dtype=float), rows["vi"].to_numpy(dtype=float)
         reasons = [str(n) for n in rows["interaction_note"]]
     else:
-        yi, vi = _row_effects(rows, plan.measure, vars(o))
-        reasons = [_unusable_reason(r, plan.measure, vars(o), y, v)
-                   for r, y, v in zip(rows.to_dict("records"), yi, vi)]
+        yi, vi, reasons = row_effects(rows, plan.measure, vars(o))
     reasons = _dominating_variances(reasons, vi, plan.measure)
     unusable = np.array([bool(r) for r in reasons], dtype=bool)
     yi, vi = np.where(unusable, np.nan, yi), np.where(unusable, np.nan, vi)

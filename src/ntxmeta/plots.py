@@ -305,7 +305,7 @@ def _no_pool_reason(result: AnalysisResult) -> str:
     return result.status.removeprefix("no pooled estimate: ") or "not computed"
 
 
-def _missing_reason(result: AnalysisResult, part: str) -> str:
+def missing_reason(result: AnalysisResult, part: str) -> str:
     """Why an optional part of the result is None."""
     failed = _failure(result, part)
     if failed:
@@ -1255,7 +1255,7 @@ def cumulative(result: AnalysisResult, *, effects: pd.DataFrame | None = None,
     year_col = (_Col("year", "Year", "left"),) if years else ()
     cols = _sequence_cols("Study added", scale, result.level, (*year_col, _Col("k", "k", "left")))
     if series is None:
-        rows = _notes(f"Cumulative meta-analysis not available ({_missing_reason(result, 'cumulative')})")
+        rows = _notes(f"Cumulative meta-analysis not available ({missing_reason(result, 'cumulative')})")
         band = None
     else:
         extra = [{"year": years.get(s, ""), "k": str(k)} for s, k in zip(labels, series.k)]
@@ -1295,7 +1295,7 @@ def leave_one_out(result: AnalysisResult, *, ax: Axes | None = None,
     cols = _sequence_cols("Study omitted", scale, result.level)
     rows: list[_Row] = []
     if series is None:
-        rows += _notes(f"Leave-one-out analysis not available ({_missing_reason(result, 'leave_one_out')})")
+        rows += _notes(f"Leave-one-out analysis not available ({missing_reason(result, 'leave_one_out')})")
     else:
         rows += _sequence_rows(series, scale, [{}] * len(series.labels))
     rows.append(_Row(BLANK))
@@ -1508,7 +1508,7 @@ def funnel(effects: pd.DataFrame, result: AnalysisResult, *, ax: Axes | None = N
         handles.append(Line2D([], [], color=style.INK, lw=style.LINE_WIDTH, ls=":",
                               label=f"Trim-and-fill estimate: {_fmt(float(scale.show(adj)))}"))
     else:
-        reason = (small.note if small is not None and small.note else _missing_reason(result, "small_study"))
+        reason = (small.note if small is not None and small.note else missing_reason(result, "small_study"))
         handles.append(_text_handle(f"Trim and fill not available ({reason})"))
     if small is not None and not small.assessed:
         handles.append(_text_handle(f"Asymmetry {small.note}" if small.note else "Asymmetry not assessed"))

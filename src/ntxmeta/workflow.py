@@ -283,7 +283,7 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
         from . import bayesplots
         bayes = result.bayes
         used = [bool(u) for u in result.used]
-        why = ("No Bayesian model: " + plots._missing_reason(result, "bayes")
+        why = ("No Bayesian model: " + plots.missing_reason(result, "bayes")
                if bayes is None else "")
     opts = {"options": options}
     draw = {
@@ -291,7 +291,7 @@ def figures(kinds: list[str], effects_csv, result_json, png_paths: list,
             tsaplots.plot_tsa(result.tsa, scale_name=result.scale.name) if result.tsa is not None
             else note_figure("No trial sequential analysis: "
                              + (next((n for n in result.notes if "sequential" in n), "")
-                                or plots._missing_reason(result, "tsa")))),
+                                or plots.missing_reason(result, "tsa")))),
         "bayes_posterior": lambda: (
             bayesplots.posterior_figure(bayes, scale=result.scale) if bayes is not None
             else note_figure(why)),
