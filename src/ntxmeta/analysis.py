@@ -654,18 +654,18 @@ def _tsa(plan: AnalysisPlan, effects: pd.DataFrame, used: np.ndarray, method: st
     a continuous outcome detects its minimal important difference on the
     benefit side (negative favours naltrexone: ``|mid[0]|``).
     """
-    from .tsa import tsa
+    from .tsa import control_risk_of, tsa
     t = plan.tsa
     n = (number_column(effects, "n_treat") + number_column(effects, "n_ctrl"))[used]
     if not np.all(np.isfinite(n) & (n > 0)):
         raise NotApplicable("a pooled row reports no arm sizes")
     binary = plan.measure in ("RR", "OR", "RD")
-    if binary and t.control_risk is None:
-        risk = np.median(number_column(effects, "events_ctrl")[used]
-                         / number_column(effects, "n_ctrl")[used])
-        if not 0 < risk < 1:
-            raise NotApplicable(f"the median control-arm risk is {risk:g}, so no information "
-                                "size can be computed (set control_risk in the tsa block)")
+    if binary and t.control_risk is None:  # the data, not the code, make it inapplicable
+        try:
+            control_risk_of("median", number_column(effects, "events_ctrl")[used],
+                         number_column(effects, "n_ctrl")[used])
+        except ValueError as err:
+            raise NotApplicable(f"{err} (set control_risk in the tsa block)") from None
     labels = effects["label"].astype(str).to_numpy()[used] if "label" in effects else None
     return tsa(number_column(effects, "yi")[used], number_column(effects, "vi")[used], n,
                year=number_column(effects, "year")[used], labels=labels,

@@ -535,7 +535,14 @@ def _as_1d(name: str, x, k: int | None = None) -> np.ndarray:
     return a
 
 
-def _control_risk(rule, events_ctrl, n_ctrl, k) -> tuple[float, str]:
+def control_risk_of(rule, events_ctrl, n_ctrl, k=None) -> tuple[float, str]:
+    """The control-arm risk a binary TSA's information size uses, and its rule.
+
+    ``rule`` is ``"pooled"`` (events over participants of the control arms),
+    ``"median"`` (median of the trials' control risks) or a risk in (0, 1)
+    (``"given"``); trials without control counts are left out. Raises
+    ValueError when no risk in (0, 1) results.
+    """
     if isinstance(rule, (int, float)) and not isinstance(rule, bool):
         return _check_level("control_risk", rule), "given"
     if rule not in ("pooled", "median"):
@@ -554,7 +561,8 @@ def _control_risk(rule, events_ctrl, n_ctrl, k) -> tuple[float, str]:
         raise ValueError("no trial has control-group counts for the control risk")
     pc = float(e[ok].sum() / n[ok].sum()) if rule == "pooled" else float(np.median(e[ok] / n[ok]))
     if not (0 < pc < 1):
-        raise ValueError(f"the {rule} control risk is {pc!r}; the RIS needs one in (0, 1)")
+        raise ValueError(f"the {rule} control-arm risk is {pc:g}, so no information size can "
+                         "be computed")
     return pc, rule
 
 
@@ -665,7 +673,7 @@ def tsa(yi, vi, n, *, year=None, labels: Sequence[str] | None = None,
         if mid is not None:
             raise ValueError(f"mid is for continuous outcomes; {measure} uses rrr")
         rrr = _check_level("rrr (relative risk reduction)", rrr)
-        pc, rule = _control_risk(control_risk, events_ctrl, n_ctrl, k)
+        pc, rule = control_risk_of(control_risk, events_ctrl, n_ctrl, k)
         ris = required_information_size(alpha=alpha, beta=beta, sides=sides,
                                          control_risk=pc, rrr=rrr)
         rrr_out, mid_out, sd_out = rrr, math.nan, math.nan
