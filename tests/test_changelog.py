@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -169,6 +170,51 @@ def test_new_analysis_is_flagged(tables):
     assert [(a["analysis"], a["flags"]) for a in v["analyses"]] == [("rr_three", ["new_analysis"])]
 
 
+def _joint_json(path: Path, end: tuple, rows: list[str]) -> Path:
+    """A time-point model's result.json: end of treatment (log RR, CI) as given, follow-up fixed."""
+    from ntxmeta.joint import Estimate, JointResult
+    ests = (Estimate("End of treatment", end[0], 0.1, end[1], end[2], 0.04, k=len(rows) - 1,
+                     trials=len(rows) - 1),
+            Estimate("After treatment (follow-up)", -0.1, 0.2, -0.5, 0.3, 0.6, k=1, trials=1))
+    result = JointResult(name="tp", kind="timepoints", title="Time points", measure="RR",
+                         method="REML", level=95.0, k=len(rows), trials=len(rows) - 1,
+                         estimates=ests, variance={"sigma2 (between trials)": 0.02,
+                                                   "sigma2 (within trials)": 0.0},
+                         tests={}, rows=tuple((r, r[0], r, "x", 0.0, 0.1) for r in rows))
+    path.write_text(result.to_json(), encoding="utf-8")
+    return path
+
+
+def test_a_joint_model_is_in_the_changelog_estimate_by_estimate(tables):
+    joint = tables.root / "tp.json"
+    comp, eff, summ, sof = tables.paths()
+    json_path, md_path = tables.root / "changelog.json", tables.root / "changelog.md"
+    _joint_json(joint, (-0.2, -0.4, 0.0), ["A1", "B1"])
+    first = cl.update(comp, eff, summ, sof, json_path, md_path, tool_version="9.9",
+                      date="2026-02-01", joint_jsons=[joint])["versions"][-1]
+    # the joint model is new to a changelog that had only the pairwise analyses
+    assert {a["analysis"]: a["flags"] for a in first["analyses"]} == {
+        "tp: End of treatment": ["new_analysis"], "tp: After treatment (follow-up)": ["new_analysis"]}
+    # a trial added to the model moves both of its estimates; shown on the ratio scale
+    tables.rows.append(["D1", "D", "Trial D", "8", "45", "raw.csv", "5"])
+    comp, eff, summ, sof = tables.paths()
+    _joint_json(joint, (-0.3, -0.5, -0.1), ["A1", "B1", "D1"])
+    v = cl.update(comp, eff, summ, sof, json_path, md_path, tool_version="9.9",
+                  date="2026-02-02", joint_jsons=[joint])["versions"][-1]
+    assert [r["row_id"] for r in v["rows"]] == ["D1"]
+    moved = {a["analysis"]: a for a in v["analyses"]}
+    assert set(moved) == {"tp: End of treatment", "tp: After treatment (follow-up)"}
+    end = moved["tp: End of treatment"]
+    assert end["rows"] == {"added": ["D1"]}
+    assert end["measure"] == "RR"
+    assert (end["before"]["k"], end["after"]["k"]) == (1, 2)
+    assert end["before"]["estimate"] == pytest.approx(math.exp(-0.2), rel=1e-12)
+    assert end["after"]["ci_ub"] == pytest.approx(math.exp(-0.1), rel=1e-12)
+    assert end["after"]["tau2"] == 0.02
+    assert end["flags"] == ["ci_now_excludes_null"]   # upper limit exp(0) = 1 -> exp(-0.1)
+    assert "tp: End of treatment" in md_path.read_text()
+
+
 def test_a_changelog_of_another_layout_is_refused(tmp_path):
     path = tmp_path / "changelog.json"
     path.write_text(json.dumps({"schema": "other/1", "versions": []}))
@@ -218,8 +264,16 @@ def test_adding_a_trial_row_writes_a_changelog_of_that_row_and_its_analyses(tmp_
     holding = {p.stem for p in (project / "data/processed/effects").glob("*.csv")
                if "Newtrial2026_heavy" in {r["row_id"] for r in read_csv(p)}}
     assert "aud_heavy_drinking_rr" in holding
-    assert {a["analysis"] for a in v["analyses"]} == holding
+    # the joint models holding the row move too, each estimate as "{model}: {estimate}"
+    joint = {p.stem for p in (project / "data/processed/joint").glob("*.csv")
+             if "Newtrial2026_heavy" in {r["row_id"] for r in read_csv(p)}}
+    assert joint == {"aud_heavy_drinking_timepoints", "aud_heavy_drinking_network"}
+    assert {a["analysis"] for a in v["analyses"] if ": " not in a["analysis"]} == holding
+    assert {a["analysis"].split(": ")[0] for a in v["analyses"] if ": " in a["analysis"]} == joint
     for a in v["analyses"]:
+        if ": " in a["analysis"]:
+            assert a["rows"] == {"added": ["Newtrial2026_heavy"]}
+            continue
         old = summary_before[a["analysis"]]
         assert a["rows"] == {"added": ["Newtrial2026_heavy"]}
         assert a["before"]["k"] == float(old["k"])

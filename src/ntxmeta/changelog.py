@@ -75,9 +75,38 @@ def _number(text: str) -> float | None:
     return None if math.isnan(x) else x
 
 
-def snapshot(comparisons_csv, effects_csvs, summary_csv, sof_csv=None) -> dict:
+def joint_entries(result_json) -> dict:
+    """A joint model's estimates as changelog analyses, ``"{model}: {estimate}"`` each.
+
+    Every estimate of a joint model (a time point; a treatment against the
+    network's reference) lists all the model's rows, since any row moves all
+    of them (one variance, one V); numbers are on the shown scale, as in
+    summary.csv, with the model's first variance component as ``tau2``.
+    """
+    from .joint import JointResult
+    from .result import Scale
+    r = JointResult.from_json(Path(result_json).read_text(encoding="utf-8"))
+    scale = Scale.of(r.measure)
+    rows = sorted({str(row[0]) for row in r.rows})
+    tau2 = next(iter(r.variance.values()), None) if r.variance else None
+    out = {}
+    for e in r.estimates:
+        numbers = dict.fromkeys(NUMBERS)
+        numbers.update(k=float(e.k), estimate=float(scale.show(e.estimate)),
+                       ci_lb=float(scale.show(e.ci_low)), ci_ub=float(scale.show(e.ci_high)),
+                       pval=float(e.pval), tau2=None if tau2 is None else float(tau2))
+        out[f"{r.name}: {e.label}"] = {
+            "title": f"{r.title}: {e.label}", "measure": scale.name, "status": "pooled",
+            "numbers": {c: (None if v is None or math.isnan(v) else v)
+                        for c, v in numbers.items()},
+            "rows": rows, "certainty": None}
+    return out
+
+
+def snapshot(comparisons_csv, effects_csvs, summary_csv, sof_csv=None, joint_jsons=()) -> dict:
     """The evidence of one run: rows, each analysis's rows, numbers and certainty.
 
+    ``joint_jsons``: the joint models' result.json files (:func:`joint_entries`).
     Plain JSON types only, so that a snapshot stored in changelog.json
     compares equal to one taken from the same files.
     """
@@ -104,6 +133,8 @@ def snapshot(comparisons_csv, effects_csvs, summary_csv, sof_csv=None) -> dict:
             "rows": used.get(name, []),
             "certainty": certainty.get(name),
         }
+    for path in joint_jsons:
+        analyses.update(joint_entries(path))
     return {"rows": rows, "analyses": analyses}
 
 
@@ -349,7 +380,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def update(comparisons_csv, effects_csvs, summary_csv, sof_csv, json_path, md_path, *,
-           tool_version: str, date: str | None = None, figure_png=None) -> dict:
+           tool_version: str, date: str | None = None, figure_png=None, joint_jsons=()) -> dict:
     """Take a snapshot, record a version if the evidence changed, write both files.
 
     Returns the history. Files whose content would not change are only
@@ -358,7 +389,7 @@ def update(comparisons_csv, effects_csvs, summary_csv, sof_csv, json_path, md_pa
     """
     json_path, md_path = Path(json_path), Path(md_path)
     history = read_history(json_path)
-    snap = snapshot(comparisons_csv, effects_csvs, summary_csv, sof_csv)
+    snap = snapshot(comparisons_csv, effects_csvs, summary_csv, sof_csv, joint_jsons)
     record(history, snap, date=date or today(), tool_version=tool_version)
     _write_if_changed(json_path, json.dumps(history, indent=1, ensure_ascii=False, sort_keys=True)
                       + "\n")

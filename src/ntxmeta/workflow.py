@@ -349,13 +349,13 @@ def report(result_paths, effects_paths, table_paths: dict, figure_paths, config:
 
 
 def changelog(comparisons, effects_paths, summary_csv, sof_csv, json_path, md_path,
-              figure_png=None) -> None:
-    """Comparisons, effects and the summary tables -> results/changelog.{json,md} (and the
-    figure of what the newest version moved)."""
+              figure_png=None, joint_paths=()) -> None:
+    """Comparisons, effects, the summary tables and the joint models' results ->
+    results/changelog.{json,md} (and the figure of what the newest version moved)."""
     from . import __version__
     from .changelog import update
     update(comparisons, list(effects_paths), summary_csv, sof_csv, json_path, md_path,
-           tool_version=__version__, figure_png=figure_png)
+           tool_version=__version__, figure_png=figure_png, joint_jsons=list(joint_paths))
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -572,7 +572,8 @@ def rule_report(pf: Preflight, input, output, log: str) -> None:
 def rule_changelog(input, output, log: str) -> None:
     with logged(log, "changelog"):
         changelog(str(input.comparisons), list(map(str, input.effects)), str(input.summary),
-                  str(input.sof), str(output.json), str(output.md), str(output.png))
+                  str(input.sof), str(output.json), str(output.md), str(output.png),
+                  _paths(input.joint))
 
 
 def _paths(value) -> list[str]:

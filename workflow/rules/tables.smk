@@ -69,6 +69,7 @@ rule changelog:
         effects=analysis_effects,
         summary="results/tables/summary.csv",
         sof="results/tables/summary_of_findings.csv",
+        joint=joint_results,
     output:
         json=update("results/changelog.json"),
         md=report(
