@@ -245,3 +245,32 @@ def test_figures_draw_every_row_and_model_estimate(timepoints, tmp_path):
     for kind in ("network_graph", "network_forest"):
         jointplots.draw(net, kind).savefig(tmp_path / f"{kind}.svg")
         assert (tmp_path / f"{kind}.svg").stat().st_size > 0
+
+
+def test_a_network_of_two_treatments_is_a_config_problem_with_its_line(tmp_path):
+    """`ntxmeta validate` (check_inputs) finds what a joint model cannot use, not the
+    workflow alone, and names the config line of the model's filters."""
+    import yaml
+    from ntxmeta.config import check_inputs
+    root = Path(__file__).resolve().parent.parent
+    cfg = yaml.safe_load((root / "config/config.yaml").read_text(encoding="utf-8"))
+    cfg["networks"] = {"two": {"title": "Two", "measure": "RR", "filters": {
+        "indication": ["alcohol"], "comparator_class": ["placebo"],
+        "outcome": ["relapse_trial_defined"]}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if t == "  two:") + 3
+    with pytest.raises(ValidationError) as info:
+        check_inputs(sorted((root / "data/raw").glob("*.csv")), path, root=root)
+    (problem,) = info.value.problems
+    assert (problem.line, problem.column) == (line, "networks.two.filters")
+    assert "network 'two' has 2 treatments (naltrexone, placebo)" in problem.message
+
+
+def test_joint_plan_defaults_are_the_schemas():
+    """A JointPlan built in code has the defaults a config block gets (config.resolve)."""
+    from ntxmeta.validate import load_schema
+    spec = load_schema("config")["$defs"]["joint"]["properties"]
+    p = plan("timepoints", "x")
+    assert (p.method, p.rho, list(p.rhos), p.reference, p.nodes) == tuple(
+        spec[k]["default"] for k in ("method", "rho", "rhos", "reference", "nodes"))

@@ -611,6 +611,14 @@ def resolve(data: dict) -> dict:
         a.setdefault("events", "bad")
         a.setdefault("pooling", "inverse_variance")
         a.setdefault("outcome_hierarchy", cfg["outcome_hierarchy"])
+    joint = defs["joint"]["properties"]
+    for key in ("timepoints", "networks"):   # the schema's defaults, model options from defaults
+        for block in (cfg.setdefault(key, {}) or {}).values():
+            for k in ("level", "add", "to", "drop00"):
+                block.setdefault(k, cfg["defaults"][k])
+            for k, spec in joint.items():
+                if "default" in spec:
+                    block.setdefault(k, copy.deepcopy(spec["default"]))
     grade = cfg.setdefault("grade", {})
     grade.setdefault("mid", {})
     grade.setdefault("overrides", {})
@@ -626,8 +634,8 @@ def resolve(data: dict) -> dict:
     return cfg
 
 
-def check_config(path: str | Path, comparisons: pd.DataFrame | None = None
-                 ) -> tuple[dict | None, list[Problem]]:
+def check_config(path: str | Path, comparisons: pd.DataFrame | None = None,
+                 raw: pd.DataFrame | None = None) -> tuple[dict | None, list[Problem]]:
     """The resolved config (None if unreadable) and every problem found in it.
 
     Parameters
@@ -636,6 +644,9 @@ def check_config(path: str | Path, comparisons: pd.DataFrame | None = None
         The YAML file; reported as given.
     comparisons : DataFrame, optional
         If given, each analysis must match at least one of its rows.
+    raw : DataFrame, optional
+        The validated raw rows: if given, each joint model (``timepoints``,
+        ``networks``) must place its rows and have enough of them.
     """
     name = str(path)
     data, problems, lines = _read(Path(path), name)
@@ -648,9 +659,36 @@ def check_config(path: str | Path, comparisons: pd.DataFrame | None = None
               if not any(p[:2] == ("analyses", a) for p in bad_values)}
     if comparisons is not None and isinstance(data.get("analyses"), dict):
         _check_selections(data, usable, comparisons, report)
+    cfg = resolve(data) if not (problems or report.problems) else None
+    if cfg is not None and raw is not None:
+        _check_joint(cfg, raw, report)
     problems = sorted(problems + report.problems, key=lambda p: (p.line or 0, p.column or ""))
-    cfg = resolve(data) if not problems else None
-    return cfg, problems
+    return (cfg if not problems else None), problems
+
+
+def joint_tables(cfg: dict, raw: pd.DataFrame) -> dict:
+    """kind -> the comparisons a joint model of that kind selects from: the raw rows
+    under the pooling rules except those the model handles (``normalise(modelled=)``)."""
+    kinds = {"timepoints": "timepoints", "networks": "network"}
+    return {kind: normalise(raw, cfg["rules"], modelled=kind)
+            for key, kind in kinds.items() if cfg.get(key)}
+
+
+def _check_joint(cfg: dict, raw: pd.DataFrame, report: _Reporter) -> None:
+    """A joint model must place every row it selects and have enough of them."""
+    from .joint import JointPlan, problem, select
+    from .plan import outcome_hierarchy
+    tables = joint_tables(cfg, raw)
+    hierarchy = outcome_hierarchy(cfg["outcome_hierarchy"])
+    for key, kind in (("timepoints", "timepoints"), ("networks", "network")):
+        for name, block in (cfg.get(key) or {}).items():
+            plan = JointPlan.of(name, kind, block, hierarchy)
+            try:
+                why = problem(select(tables[kind], plan), plan)
+            except ValueError as err:   # MetaError: a row the model cannot place
+                why = str(err)
+            if why:
+                report((key, name, "filters"), why, show_value=False)
 
 
 def load_config(path: str | Path, comparisons: pd.DataFrame | None = None) -> dict:
@@ -719,7 +757,8 @@ def check_inputs(raw_paths: Iterable[str | Path], config_path: str | Path,
         raw, raw_problems = check_raw(raw_paths)
     rules = _rules_if_valid(config_path)
     comparisons = normalise(raw, rules) if not raw_problems and rules is not None else None
-    cfg, cfg_problems = check_config(config_path, comparisons)
+    cfg, cfg_problems = check_config(config_path, comparisons,
+                                     raw if comparisons is not None else None)
     rob_problems = []
     if cfg is not None and raw is not None and not raw_problems:
         from .rob import COLUMNS as ROB_TABLE_COLUMNS, check_rob, with_rob

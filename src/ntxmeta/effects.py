@@ -118,6 +118,18 @@ def zero_cell_na(ai, bi, ci, di) -> tuple[np.ndarray, np.ndarray]:
     return zero_na, double_na
 
 
+def corrected_tables(zero, double, *, to: str = "only0", drop00: bool = False) -> np.ndarray:
+    """Which 2x2 tables get the continuity correction (metafor's ``to``), from their
+    :func:`zero_cell_flags`: every table ("all"), those with a zero cell ("only0"),
+    every table if any has one ("if0all"), none ("none"); a double-zero table
+    dropped by ``drop00`` is never corrected."""
+    zero, double = np.asarray(zero, dtype=bool), np.asarray(double, dtype=bool)
+    kept = zero & ~(drop00 & double)
+    return {"all": np.ones(zero.shape, dtype=bool), "only0": kept,
+            "if0all": np.full(zero.shape, bool(kept.any())),
+            "none": np.zeros(zero.shape, dtype=bool)}[to]
+
+
 def binary_effects(measure: str, ai, bi, ci, di, *, add: float = 0.5,
                    to: str = "only0", drop00: bool = False) -> EffectSizes:
     """Log RR, log OR or RD from 2x2 cells, with metafor's continuity rules.
@@ -154,14 +166,7 @@ def binary_effects(measure: str, ai, bi, ci, di, *, add: float = 0.5,
     if drop00:
         for x in (ai, bi, ci, di):
             x[double] = np.nan
-    if to == "all":
-        corr = np.ones(ai.shape, dtype=bool)
-    elif to == "only0":
-        corr = zero & ~(drop00 & double)
-    elif to == "if0all":
-        corr = np.full(ai.shape, bool(np.any(zero & ~(drop00 & double))))
-    else:
-        corr = np.zeros(ai.shape, dtype=bool)
+    corr = corrected_tables(zero, double, to=to, drop00=drop00)
     ai, bi, ci, di = (np.where(corr, x + add, x) for x in (ai, bi, ci, di))
     n1, n2 = ai + bi, ci + di
     p1, p2 = ai / n1, ci / n2

@@ -78,19 +78,15 @@ class JointPlan:
     nodes: str = "drug"            # "drug" or "formulation" (naltrexone by formulation)
 
     @classmethod
-    def of(cls, name: str, kind: str, block: Mapping, defaults: Mapping,
-           hierarchy=()) -> "JointPlan":
-        get = lambda k, d=None: block.get(k, defaults.get(k, d))  # noqa: E731
-        return cls(name=name, kind=kind, title=str(block.get("title", name)),
-                   measure=str(block["measure"]),
+    def of(cls, name: str, kind: str, block: Mapping, hierarchy=()) -> "JointPlan":
+        """The plan of a resolved config block (``config.resolve`` filled its defaults)."""
+        return cls(name=name, kind=kind, title=str(block["title"]), measure=str(block["measure"]),
                    filters=tuple((str(k), tuple(v)) for k, v in block["filters"].items()),
-                   hierarchy=tuple(hierarchy), level=float(get("level", 95)),
-                   add=float(get("add", 0.5)), to=str(get("to", "only0")),
-                   drop00=bool(get("drop00", False)), method=str(block.get("method", "REML")),
-                   rho=float(block.get("rho", DEFAULT_RHO)),
-                   rhos=tuple(float(r) for r in block.get("rhos", DEFAULT_RHOS)),
-                   reference=str(block.get("reference", "placebo")),
-                   nodes=str(block.get("nodes", "drug")))
+                   hierarchy=tuple(hierarchy), level=float(block["level"]),
+                   add=float(block["add"]), to=str(block["to"]), drop00=bool(block["drop00"]),
+                   method=str(block["method"]), rho=float(block["rho"]),
+                   rhos=tuple(float(r) for r in block["rhos"]),
+                   reference=str(block["reference"]), nodes=str(block["nodes"]))
 
     @property
     def selection(self) -> dict:
@@ -180,7 +176,7 @@ def digest(rows: pd.DataFrame, plan: JointPlan) -> str:
 def effects_table(rows: pd.DataFrame, plan: JointPlan) -> pd.DataFrame:
     """The rows a joint model uses: the pairwise effects columns, the trial, the
     time point or the two nodes, and the control arm's variance (networks)."""
-    from . import multilevel as ml
+    from . import effects as ef, multilevel as ml
     from .pipeline import EFFECT_COLUMNS, row_effects
     used = rows.loc[rows["role"].ne("").to_numpy()].reset_index(drop=True)
     opts = {"add": plan.add, "to": plan.to, "drop00": plan.drop00}
@@ -198,15 +194,12 @@ def effects_table(rows: pd.DataFrame, plan: JointPlan) -> pd.DataFrame:
         recs = used.to_dict("records")
         out["treat1"] = [treat_node(r, plan.nodes) for r in recs]
         out["treat2"] = [control_node(r) for r in recs]
-        if plan.measure in ("RR", "OR"):
-            e, n = (pd.to_numeric(used[c], errors="coerce").to_numpy(float)
-                    for c in ("events_ctrl", "n_ctrl"))
-            zero = (e == 0) | (e == n) | (pd.to_numeric(used["events_treat"], errors="coerce")
-                                          .to_numpy(float) == 0)
-            add = np.where(zero | (plan.to == "all"), plan.add, 0.0) if plan.to != "none" else 0.0
-            out["shared_var"] = ml.arm_var(plan.measure, x=e, n=n, add=add)
-        else:
-            out["shared_var"] = np.nan
+        # the control arm's variance with the continuity correction its table got
+        x1, n1, x2, n2 = (pd.to_numeric(used[c], errors="coerce").to_numpy(float)
+                          for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl"))
+        corr = ef.corrected_tables(*ef.zero_cell_flags(x1, n1 - x1, x2, n2 - x2),
+                                   to=plan.to, drop00=plan.drop00)
+        out["shared_var"] = ml.arm_var(plan.measure, x=x2, n=n2, add=np.where(corr, plan.add, 0.0))
         for col in TRANSITIVITY:
             if col not in out:
                 out[col] = used[col] if col in used else ""
@@ -358,9 +351,11 @@ def _fit_timepoints(use: pd.DataFrame, plan: JointPlan) -> JointResult:
     tests = {}
     if len(times) == 2:
         w = ml.wald(main, [[-1.0, 1.0]])
+        b, se, z = float(w.estimate[0]), float(w.se[0]), float(z_crit(plan.level))
         tests["difference"] = {"what": "after treatment minus end of treatment (Wald)",
-                               "estimate": float(w.estimate[0]), "se": float(w.se[0]),
-                               "stat": float(w.stat[0]), "df": 1, "pval": float(w.pval[0])}
+                               "estimate": b, "se": se, "ci_low": b - z * se,
+                               "ci_high": b + z * se, "stat": float(w.stat[0]), "df": 1,
+                               "pval": float(w.pval[0])}
     sens = []
     for r, f in zip(plan.rhos, ml.rho_sensitivity(yi, vi, trial, plan.rhos, **kw).fits):
         sens.append({"rho": r, **{c: [float(b), float(ci.low), float(ci.high)]
@@ -490,14 +485,13 @@ def write(effects_csv: str | Path, plan: JointPlan, result_json: str | Path) -> 
 # --------------------------------------------------------------------------- tables
 # Every number on the shown scale (ratios for RR/OR), formatting only.
 
-#: The same as ``workflow.JOINT_TABLES`` (which the rules read without importing this).
+#: The joint models' tables (``workflow.JOINT_TABLES``, the outputs of rule joint_tables).
 TABLES = ("timepoints", "network_effects", "network_ranking", "network_inconsistency",
           "network_transitivity", "network_league")
 
 
-def _shown(result: JointResult, *values) -> list[float]:
-    scale = _scale(result.measure)
-    return [float(scale.show(v)) for v in values]
+def _shown(result: JointResult, value: float) -> float:
+    return float(_scale(result.measure).show(value))
 
 
 def timepoints_table(results: list[JointResult]) -> pd.DataFrame:
@@ -508,26 +502,24 @@ def timepoints_table(results: list[JointResult]) -> pd.DataFrame:
         scale = _scale(r.measure)
         for e in r.estimates:
             rows.append({"model": r.name, "row": e.label, "assumption": "main model", "k": e.k,
-                         "trials": e.trials, scale.name: _shown(r, e.estimate)[0],
-                         "ci_low": _shown(r, e.ci_low)[0], "ci_high": _shown(r, e.ci_high)[0],
+                         "trials": e.trials, scale.name: _shown(r, e.estimate),
+                         "ci_low": _shown(r, e.ci_low), "ci_high": _shown(r, e.ci_high),
                          "p": e.pval})
         d = r.tests.get("difference")
         if d:
-            z = float(z_crit(r.level))
             rows.append({"model": r.name, "row": "After vs end of treatment (ratio of ratios)"
                          if scale.log else "After minus end of treatment",
                          "assumption": "main model", "k": r.k, "trials": r.trials,
-                         scale.name: _shown(r, d["estimate"])[0],
-                         "ci_low": _shown(r, d["estimate"] - z * d["se"])[0],
-                         "ci_high": _shown(r, d["estimate"] + z * d["se"])[0], "p": d["pval"]})
+                         scale.name: _shown(r, d["estimate"]), "ci_low": _shown(r, d["ci_low"]),
+                         "ci_high": _shown(r, d["ci_high"]), "p": d["pval"]})
         for s in r.sensitivity:
             what = "CR2 cluster-robust" if s["rho"] == "CR2" else f"rho = {s['rho']:g}"
             for code, vals in s.items():
                 if code == "rho":
                     continue
                 rows.append({"model": r.name, "row": TIMES[code], "assumption": what, "k": None,
-                             "trials": None, scale.name: _shown(r, vals[0])[0],
-                             "ci_low": _shown(r, vals[1])[0], "ci_high": _shown(r, vals[2])[0],
+                             "trials": None, scale.name: _shown(r, vals[0]),
+                             "ci_low": _shown(r, vals[1]), "ci_high": _shown(r, vals[2]),
                              "p": None})
     return pd.DataFrame(rows)
 
@@ -540,8 +532,8 @@ def network_tables(results: list[JointResult]) -> dict[str, pd.DataFrame]:
         name = _scale(r.measure).name
         for e in r.pairs:
             eff.append({"network": r.name, "comparison": e.label, "direct_trials": e.k,
-                        name: _shown(r, e.estimate)[0], "ci_low": _shown(r, e.ci_low)[0],
-                        "ci_high": _shown(r, e.ci_high)[0], "p": e.pval})
+                        name: _shown(r, e.estimate), "ci_low": _shown(r, e.ci_low),
+                        "ci_high": _shown(r, e.ci_high), "p": e.pval})
         for x in sorted(r.ranking, key=lambda x: -x["pscore"]):
             rank.append({"network": r.name, "treatment": x["treatment"],
                          "p_score": x["pscore"], "sucra": x["sucra"]})
@@ -550,7 +542,7 @@ def network_tables(results: list[JointResult]) -> dict[str, pd.DataFrame]:
                         "direct": None, "indirect": None, "statistic": t["stat"],
                         "df": t["df"], "p": t["pval"]})
         for s in r.node_split:
-            direct, indirect = (_shown(r, s[k])[0] if np.isfinite(s[k]) else None
+            direct, indirect = (_shown(r, s[k]) if np.isfinite(s[k]) else None
                                 for k in ("direct", "indirect"))
             inc.append({"network": r.name, "test": "node-splitting (back-calculation)",
                         "comparison": f"{s['treat2']} vs {s['treat1']}", "direct": direct,

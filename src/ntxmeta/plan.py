@@ -162,7 +162,8 @@ class AnalysisPlan:
 QUESTION_COLUMNS = ("comparator_class", "comparator_type")
 
 
-def _hierarchy(items) -> Filters:
+def outcome_hierarchy(items) -> Filters:
+    """The config's ``outcome_hierarchy`` (a list of {column: values}) as filters."""
     return tuple((str(c), tuple(str(v) for v in vals)) for item in items for c, vals in item.items())
 
 
@@ -245,7 +246,7 @@ class Config:
                 subgroup=a.get("subgroup") or None, moderators=tuple(a.get("moderators") or ()),
                 main=bool(a.get("main", False)), subsets=subsets,
                 overall=bool(a.get("overall", True)) and (a.get("subgroup") not in QUESTION_COLUMNS),
-                hierarchy=_hierarchy(a.get("outcome_hierarchy") or ()),
+                hierarchy=outcome_hierarchy(a.get("outcome_hierarchy") or ()),
                 events=str(a.get("events", "bad")),
                 pooling=str(a.get("pooling", "inverse_variance")),
                 mid=mid, bayes=_bayes(a, cfg.get("bayes") or {}),
@@ -255,8 +256,8 @@ class Config:
                                       for d, o in (grade.get("overrides", {}).get(name) or {}).items()),
                 figures=FigureOptions.of(a.get("figures")))
         from .joint import JointPlan
-        hierarchy = _hierarchy(cfg.get("outcome_hierarchy") or ())
-        joint = {name: JointPlan.of(name, kind, block, cfg["defaults"], hierarchy)
+        hierarchy = outcome_hierarchy(cfg.get("outcome_hierarchy") or ())
+        joint = {name: JointPlan.of(name, kind, block, hierarchy)
                  for key, kind in (("timepoints", "timepoints"), ("networks", "network"))
                  for name, block in (cfg.get(key) or {}).items()}
         return cls(raw_data=str(cfg["raw_data"]), defaults=ModelOptions.of(cfg["defaults"]),

@@ -71,7 +71,6 @@ from . import grade
 from .analysis import PI_MIN_K, model_words
 from .io import write_text
 from .plan import AnalysisPlan, Config
-from ._common import z_crit
 from .joint import TIMES
 from .result import MEASURE_NAMES, AnalysisResult, MetaRegression, Scale, read_result
 from .tables import FORMULA_PREFIXES
@@ -1160,10 +1159,8 @@ def _joint_block(r, figs: Mapping[str, Path], link_from: Path | None) -> str:
             for e in (r.pairs if net else r.estimates)]
     parts.append(_table(head, rows, caption="Every pair (network estimate)" if net
                         else "The model's estimate at each time point"))
-    z = z_crit(r.level)
     for t in r.tests.values():
-        extra = (f"; {scale.name} " + _shown_ci(scale, t["estimate"], t["estimate"] - z * t["se"],
-                                               t["estimate"] + z * t["se"])
+        extra = (f"; {scale.name} " + _shown_ci(scale, t["estimate"], t["ci_low"], t["ci_high"])
                  if "estimate" in t else f"; statistic {num(t['stat'])} on {t['df']} df")
         parts.append(tag("p", esc(f"{t['what']}{extra}, {p_is(t['pval'])}.")))
     if r.kind == "timepoints" and r.sensitivity:
@@ -1172,7 +1169,7 @@ def _joint_block(r, figs: Mapping[str, Path], link_from: Path | None) -> str:
                                                     for c in codes]
         rows = [[esc("CR2 cluster-robust (any correlation)" if s["rho"] == "CR2"
                      else f"rho = {s['rho']:g}")]
-                + [interval(*(float(scale.show(v)) for v in s[c][:3])) for c in codes]
+                + [_shown_ci(scale, *s[c][:3]) for c in codes]
                 for s in r.sensitivity]
         parts.append(_table(head, rows, caption="Sensitivity to the assumed correlation"))
     if net:
@@ -1180,7 +1177,7 @@ def _joint_block(r, figs: Mapping[str, Path], link_from: Path | None) -> str:
         parts.append(_table([("Treatment", ""), ("P-score", "num"), ("SUCRA", "num")],
                             [[esc(x["treatment"]), num(x["pscore"]), num(x["sucra"])]
                              for x in rank], caption="Ranking (lower risk is better)"))
-        splits = [s for s in r.node_split]
+        splits = r.node_split
         if splits:
             parts.append(_table(
                 [("Comparison", ""), ("Direct", "num"), ("Indirect", "num"), ("p", "num")],

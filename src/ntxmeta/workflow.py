@@ -104,38 +104,19 @@ def preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
     texts = CanonicalColumns(comparisons)
     digests = {name: selection_digest(comparisons, plan.selection, texts)
                for name, plan in config.analyses.items()}
-    tables, joint_digests = _joint_tables(config, raw_rows, config_path)
+    tables, joint_digests = _joint_tables(config, resolved, raw_rows)
     return Preflight(config, comparisons, digests, raw, str(config_path), texts,
                      tuple(screening), tables, joint_digests)
 
 
-def _joint_tables(config: Config, raw_rows, config_path) -> tuple[dict, dict]:
-    """The comparisons each kind of joint model selects from, and each model's digest;
-    a model whose filters match no row (or whose names clash) stops the run."""
+def _joint_tables(config: Config, resolved: dict, raw_rows) -> tuple[dict, dict]:
+    """The comparisons each kind of joint model selects from, and each model's digest
+    (``config.check_inputs`` has checked that every model can use its rows)."""
     from . import joint
-    from .normalise import normalise
-    from .validate import Problem, ValidationError
-    kinds = {p.kind for p in config.joint.values()}
-    tables = {k: normalise(raw_rows, config.rules, modelled=k) for k in sorted(kinds)}
-    digests, problems = {}, []
-    for name, plan in config.joint.items():
-        try:
-            rows = joint.select(tables[plan.kind], plan)
-            digests[name] = joint.digest(rows, plan)
-        except ValueError as err:   # MetaError: a row the model cannot place
-            problems.append(Problem(str(config_path), None, name, None, str(err)))
-            continue
-        why = joint.problem(rows, plan)
-        if why:
-            problems.append(Problem(str(config_path), None, name, None, why))
-        if name in config.analyses:
-            problems.append(Problem(str(config_path), None, name, None,
-                                    f"'{name}' is both an analysis and a joint model; rename one"))
-    if problems:
-        print(str(ValidationError(problems)), file=sys.stderr)
-        print(f"ntxmeta: {len(problems)} problem(s) found; nothing was run.", file=sys.stderr)
-        raise SystemExit(1)
-    return tables, digests
+    from .config import joint_tables
+    tables = joint_tables(resolved, raw_rows)
+    return tables, {name: joint.digest(joint.select(tables[plan.kind], plan), plan)
+                    for name, plan in config.joint.items()}
 
 
 def job_preflight(config_path: str | Path, root: str | Path = ".") -> Preflight:
@@ -244,8 +225,7 @@ def summary(result_jsons, csv_path, md_path) -> None:
 from .result import SCHEMA as RESULT_SCHEMA  # noqa: E402
 
 #: The tables of the joint models (rule joint_tables).
-JOINT_TABLES = ("timepoints", "network_effects", "network_ranking", "network_inconsistency",
-                "network_transitivity", "network_league")
+from .joint import TABLES as JOINT_TABLES  # noqa: E402
 
 #: Figure kinds drawn for every analysis (bubble plots are per moderator).
 FIGURES = ("forest", "funnel", "cumulative", "leave_one_out", "bayes_posterior", "bayes_forest")
