@@ -54,7 +54,8 @@ CONTROL_NODES = {"placebo": "placebo", "usual_care": "usual care / no medication
 #: in everything but the treatments compared?).
 TRANSITIVITY = ("population", "comparator", "formulation_detail", "dose_detail",
                 "followup_weeks", "outcome", "analysis_population")
-SCHEMA = "ntxmeta.joint/1"
+#: The layout of a joint result.json; in the digest, so a new layout re-runs the models.
+SCHEMA = "ntxmeta.joint/2"
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,11 @@ def problem(rows: pd.DataFrame, plan: JointPlan) -> str:
 
 
 def digest(rows: pd.DataFrame, plan: JointPlan) -> str:
-    """SHA-256 of the plan's options and every row its filters match (a re-run trigger)."""
+    """SHA-256 of the result layout, the plan's options and every row its filters match
+    (a re-run trigger)."""
     import hashlib
-    h = hashlib.sha256(json.dumps(plan.selection, sort_keys=True, default=str).encode())
+    h = hashlib.sha256(SCHEMA.encode())
+    h.update(json.dumps(plan.selection, sort_keys=True, default=str).encode())
     h.update(rows.to_csv(index=False).encode("utf-8"))
     return h.hexdigest()
 
